@@ -1,0 +1,337 @@
+"""Benchmark runner: `python -m benchmarks.run [--workloads W1,W3] [--repeats N] [--quick]
+[--impls numpy,jax] [--check] [--memory]`.
+
+Runs workloads W1-W5 for every available implementation in this process and prints µs/step
+(median over repeats of a block of consecutive steps), ratios vs JAX and numpy, and the floors;
+W6 (compile latency) and `--memory` (peak RSS) use fresh subprocesses (see `isolated.py`).
+`--check` instead runs a few steps of each implementation from identical parameters and data and
+asserts that the parameters agree with the numpy reference to 1e-4 relative.
+"""
+import argparse
+import importlib
+import math
+import os
+import statistics
+import sys
+import time
+
+
+def _default_threads():
+    """Use every core we may run on, unless the user chose otherwise; never force one thread."""
+    n = str(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count())
+    for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ.setdefault(var, n)
+
+
+_default_threads()   # before numpy (and its BLAS) is imported
+
+if __package__ in (None, ''):   # run as `python benchmarks/run.py`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import workloads as wl  # noqa: E402
+
+ALL_WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6']
+CHECK_RTOL = 1e-4
+
+
+def load_impls(names):
+    """Import each implementation module; an unavailable one is reported and skipped."""
+    impls = {}
+    for name in names:
+        try:
+            impls[name] = importlib.import_module(wl.IMPL_MODULES[name])
+        except Exception as exc:   # ImportError, or a half-written package raising anything
+            print(f'[skip] {name}: {type(exc).__name__}: {exc}')
+    return impls
+
+
+def build(impl, problem, feed=None):
+    return impl.FACTORIES[problem.kind](problem, feed or problem.new_feed())
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+def time_steps(bench, n):
+    """Seconds for n consecutive steps, synchronised at the end."""
+    step = bench.step
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    bench.sync()
+    return time.perf_counter() - t0
+
+
+def time_bench(bench, repeats, min_block_s, loop_steps=None, warmup=3):
+    """Per-step seconds of `repeats` blocks (after warm-up) -> (samples, steps per block)."""
+    time_steps(bench, warmup)              # includes the first call's compilation
+    n = loop_steps
+    if n is None:                          # grow the block until it is long enough to time
+        n = 1
+        while time_steps(bench, n) < min_block_s and n < 1 << 20:
+            n *= 2
+    return [time_steps(bench, n) / n for _ in range(repeats)], n
+
+
+def summarize(samples):
+    """(median, relative inter-quartile half-range) of per-step times, in µs."""
+    us = sorted(s * 1e6 for s in samples)
+    med = statistics.median(us)
+    if len(us) >= 4:
+        q1, _, q3 = statistics.quantiles(us, n=4)
+        spread = (q3 - q1) / 2 / med
+    else:
+        spread = (us[-1] - us[0]) / 2 / med
+    return med, spread
+
+
+# ---------------------------------------------------------------------------------------------
+# Table printing
+
+def fmt_us(us):
+    if us is None or (isinstance(us, float) and math.isnan(us)):
+        return '-'
+    return f'{us:,.1f}' if us < 100 else f'{us:,.0f}'
+
+
+def fmt_ratio(a, b):
+    return f'{a / b:.2f}x' if a and b else '-'
+
+
+def print_table(headers, rows, title=None):
+    if title:
+        print(f'\n{title}')
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    line = '  '.join('{:>%d}' % w for w in widths)
+    print(line.format(*headers))
+    print('  '.join('-' * w for w in widths))
+    for row in rows:
+        print(line.format(*[str(c) for c in row]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Modes
+
+def run_timings(problem, impls, args):
+    """Time every implementation on one problem -> {impl: (median µs, spread, repeats, n)}."""
+    results = {}
+    min_block = 0.01 if args.quick else 0.05
+    for name, impl in impls.items():
+        try:
+            bench = build(impl, problem)
+            samples, n = time_bench(bench, args.repeats, min_block, problem.loop_steps)
+        except Exception as exc:
+            print(f'  {problem.name} {name}: FAILED {type(exc).__name__}: {exc}')
+            continue
+        med, spread = summarize(samples)
+        results[name] = (med, spread, len(samples), n)
+        print(f'  {problem.name} {name:8s} {fmt_us(med):>10s} µs/step  (±{spread:.0%}, '
+              f'{len(samples)} x {n} steps)', flush=True)
+    return results
+
+
+def timing_rows(problem, results, floor):
+    rows = []
+    base_np, base_jax = (results.get(k, (None,))[0] for k in ('numpy', 'jax'))
+    for name, (med, spread, reps, n) in results.items():
+        rows.append([problem.name, name, fmt_us(med), f'±{spread:.0%}', f'{reps}x{n}',
+                     fmt_ratio(med, base_np), fmt_ratio(med, base_jax),
+                     fmt_us(floor[0]) if floor else '-',
+                     fmt_ratio(med, floor[0]) if floor else '-'])
+    return rows
+
+
+def train_accuracy(problem, impls):
+    """W3: train each implementation for `epochs` shuffled epochs, report test accuracy."""
+    ex = problem.extra
+    steps = ex['epochs'] * math.ceil(len(ex['x_train']) / ex['batch'])
+    accs = {}
+    for name, impl in impls.items():
+        try:
+            bench = build(impl, problem, wl.epoch_feed(ex['x_train'], ex['y_train'], ex['batch']))
+            for _ in range(steps):
+                bench.step()
+            bench.sync()
+            accs[name] = wl.mlp_accuracy(bench.params(), ex['x_test'], ex['y_test'])
+        except Exception as exc:
+            print(f'  W3 accuracy {name}: FAILED {type(exc).__name__}: {exc}')
+    return accs, ex['epochs']
+
+
+def run_check(problem, impls):
+    """Run check_steps steps per implementation; compare parameters with numpy. -> rows, ok."""
+    k = problem.check_steps
+
+    def params_after(impl):
+        bench = build(impl, problem)
+        for _ in range(k):
+            bench.step()
+        bench.sync()
+        return bench.params()
+    ref = params_after(impls['numpy'])
+    rows, ok = [], True
+    for name, impl in impls.items():
+        if name == 'numpy':
+            continue
+        try:
+            got = params_after(impl)
+            errs = {p: relative_error(got[p], ref[p]) for p in ref}
+        except Exception as exc:
+            rows.append([problem.name, name, k, '-', '-', f'ERROR {type(exc).__name__}: {exc}'])
+            ok = False
+            continue
+        worst = max(errs, key=errs.get)
+        passed = errs[worst] <= CHECK_RTOL
+        ok &= passed
+        rows.append([problem.name, name, k, f'{errs[worst]:.1e}', worst,
+                     'PASS' if passed else 'FAIL'])
+    return rows, ok
+
+
+def relative_error(got, ref):
+    """max |got - ref| / max |ref| (the parameter's scale), NaN-aware."""
+    import numpy as np
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return math.inf
+    err = float(np.max(np.abs(got - ref)))
+    return err / max(float(np.max(np.abs(ref))), 1e-30) if not math.isnan(err) else math.inf
+
+
+# ---------------------------------------------------------------------------------------------
+
+def environment_report(impls):
+    """One line per fact: cores, thread settings and the versions of each implementation."""
+    import numpy as np
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    lines = [f'python {sys.version.split()[0]}, numpy {np.__version__}, cores available {cores}',
+             load_report('start')]
+    env = ', '.join(f'{k}={os.environ[k]}' for k in
+                    ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS',
+                     'NUMBA_NUM_THREADS', 'XLA_FLAGS') if k in os.environ)
+    lines.append(f'thread env: {env}')
+    try:
+        from threadpoolctl import threadpool_info
+        pools = {f"{p['internal_api']}": p['num_threads'] for p in threadpool_info()}
+        lines.append(f'native thread pools: {pools}')
+    except ImportError:
+        pass
+    for name, mod in impls.items():
+        if name == 'numpy':
+            continue
+        extra = ''
+        if name == 'torch':
+            extra = f' (intra-op threads {mod.torch.get_num_threads()})'
+        if name == 'tracejit':
+            import numba
+            extra = f' (numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads)'
+        lines.append(f'{name} {mod.VERSION}{extra}')
+    return lines
+
+
+def _cpu_times():
+    with open('/proc/stat') as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]          # total, idle + iowait
+
+
+def load_report(when, seconds=1.0):
+    """Cores kept busy by *other* processes while we sleep for a second (we are idle then).
+
+    Another busy process on a 2-core machine slows threaded BLAS up to ~10x: say so.
+    """
+    try:
+        total0, idle0 = _cpu_times()
+        time.sleep(seconds)
+        total1, idle1 = _cpu_times()
+        cores = os.cpu_count()
+        busy = (1 - (idle1 - idle0) / max(total1 - total0, 1)) * cores
+    except OSError:
+        return f'load average at {when}: {os.getloadavg()[0]:.2f}'
+    warn = '  (other processes are busy: timings are unreliable)' if busy > 0.3 else ''
+    return f'background CPU use at {when}: {busy:.2f} of {cores} cores{warn}'
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog='python -m benchmarks.run', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--workloads', default=','.join(ALL_WORKLOADS),
+                   help='comma-separated subset of W1..W6 (default: all)')
+    p.add_argument('--impls', default=','.join(wl.IMPL_MODULES),
+                   help='comma-separated subset of numpy,jax,torch,tracejit (default: all)')
+    p.add_argument('--repeats', type=int, default=None,
+                   help='timed blocks per measurement (default 11, 3 with --quick)')
+    p.add_argument('--quick', action='store_true', help='fewer repeats, shorter blocks and loops')
+    p.add_argument('--check', action='store_true',
+                   help='check every implementation against numpy instead of timing')
+    p.add_argument('--memory', action='store_true',
+                   help='also measure peak RSS of W4 and W5 in a subprocess per implementation')
+    args = p.parse_args(argv)
+    args.workloads = [w.strip().upper() for w in args.workloads.split(',') if w.strip()]
+    args.impls = [i.strip() for i in args.impls.split(',') if i.strip()]
+    bad = [w for w in args.workloads if w not in ALL_WORKLOADS] + \
+          [i for i in args.impls if i not in wl.IMPL_MODULES]
+    if bad:
+        p.error(f'unknown workload/implementation: {", ".join(bad)}')
+    if 'numpy' not in args.impls:
+        args.impls.insert(0, 'numpy')           # the reference is always needed
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 11
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    impls = load_impls(args.impls)
+    print('\n'.join(environment_report(impls)))
+    rows, check_rows, all_ok, accuracies = [], [], True, {}
+    for name in (w for w in args.workloads if w in wl.PROBLEMS):
+        try:
+            problem = wl.PROBLEMS[name](quick=args.quick)
+        except wl.SkipWorkload as exc:
+            print(f'[skip] {name}: {exc}')
+            continue
+        print(f'{name}: {problem.title}', flush=True)
+        if args.check:
+            r, ok = run_check(problem, impls)
+            check_rows += r
+            all_ok &= ok
+            continue
+        results = run_timings(problem, impls, args)
+        floor = problem.floor() if problem.floor else None
+        rows += timing_rows(problem, results, floor)
+        if floor:
+            print(f'  {name} floor: {fmt_us(floor[0])} µs ({floor[1]})')
+        if name == 'W3':
+            accuracies = train_accuracy(problem, impls)
+
+    if args.check:
+        print_table(['workload', 'impl', 'steps', 'max rel err', 'param', 'result'], check_rows,
+                    f'Check vs numpy (tolerance {CHECK_RTOL:g} of each parameter\'s max |value|)')
+        if not check_rows:
+            print('(nothing to compare: only numpy is available)')
+        return 0 if all_ok else 1
+
+    if rows:
+        print_table(['workload', 'impl', 'µs/step', 'spread', 'repeats', 'vs numpy', 'vs jax',
+                     'floor µs', 'vs floor'], rows,
+                    'µs per training step (median over repeats x steps; spread = half IQR; '
+                    'ratio = time / time of numpy, jax or the floor)')
+    if accuracies:
+        accs, epochs = accuracies
+        print(f'\nW3 test accuracy after {epochs} epochs: ' +
+              ', '.join(f'{k} {v:.4f}' for k, v in accs.items()))
+        if accs.get('numpy', 1.0) < 0.96 and epochs >= 30:
+            print('  WARNING: numpy reference accuracy below 0.96')
+
+    from benchmarks import isolated
+    if 'W6' in args.workloads:
+        isolated.report_latency(impls, args)
+    if args.memory:
+        isolated.report_memory(impls, args)
+    print('\n' + load_report('end'))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""tracejit: write training steps like TensorFlow or JAX; each step compiles to one Numba kernel.
+
+    import tracejit as tj
+
+    @tj.function
+    def train_step(x, y):
+        with tj.GradientTape() as tape:
+            loss = tj.reduce_mean(tj.square(model(x) - y))
+        ...
+"""
+from . import config, dtypes, errors, nn, random  # noqa: F401
+from . import linalg, math  # noqa: F401
+from .autodiff import (GradientTape, custom_gradient, grad, gradients,  # noqa: F401
+                       value_and_grad)
+from .dtypes import DType, as_dtype, bool_ as bool, float32, float64, int32, int64, string  # noqa: F401,A004
+from .function import Function, function, jit  # noqa: F401
+from .ops import (  # noqa: F401
+    abs, add, argmax, argmin, broadcast_to, cast, clip_by_value, concat, cond, constant,
+    convert_to_tensor, cos, divide, equal, exp, expand_dims, fill, floor, gather, greater,
+    greater_equal, identity, less, less_equal, linspace, log, log1p, logical_and, logical_not,
+    logical_or, matmul, maximum, minimum, multiply, negative, not_equal, one_hot, ones,
+    ones_like, pow, range, rank, reduce_logsumexp, reduce_max, reduce_mean, reduce_min,
+    reduce_sum, reshape, rsqrt, shape, sigmoid, sign, sin, size, sqrt, square,
+    squared_difference, squeeze, stack, stop_gradient, subtract, tanh, tile, transpose, where,
+    zeros, zeros_like)
+from .random import normal as random_normal, uniform as random_uniform  # noqa: F401
+from .tensor import Tensor  # noqa: F401
+from .variables import Module, Variable  # noqa: F401
+
+__version__ = '0.1.0'

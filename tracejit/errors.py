@@ -1,0 +1,66 @@
+"""tracejit's exceptions, and how they point at the user's own line of code.
+
+Every error raised while tracing or binding an op names the user's source line (the innermost
+frame outside the tracejit package), so a shape mistake is reported where it was written.
+"""
+import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class TracejitError(Exception):
+    """Base class of tracejit's own exceptions."""
+
+
+class ShapeError(TracejitError, ValueError):
+    """Operand shapes do not fit the op (TensorFlow raises InvalidArgumentError here)."""
+
+
+class DTypeError(TracejitError, TypeError):
+    """Operand dtypes do not fit the op."""
+
+
+class ConcretizationError(TracejitError, TypeError):
+    """A traced value was used where Python needs a concrete one (if, bool(), int(), len())."""
+
+
+class NotDifferentiableError(TracejitError, LookupError):
+    """A gradient was asked of an op that has none."""
+
+
+class InvalidArgumentError(TracejitError, ValueError):
+    """A bad argument value (TensorFlow's name for it)."""
+
+
+class FailedPreconditionError(TracejitError, RuntimeError):
+    """Something had to happen first: an uninitialised variable, a closed session."""
+
+
+class CompilationError(TracejitError, RuntimeError):
+    """Numba failed on generated source; the message names the generated file."""
+
+
+def user_frame():
+    """The innermost stack frame that is not tracejit's own code (None if there is none)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_PACKAGE_DIR + os.sep):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def user_line():
+    """'file.py:12' of the user's code that is running now, or '' when unknown."""
+    frame = user_frame()
+    if frame is None:
+        return ''
+    return f'{frame.f_code.co_filename}:{frame.f_lineno}'
+
+
+def at_user_line(message):
+    """Append ' (at file:line)' for the user's current line."""
+    where = user_line()
+    return f'{message} (at {where})' if where else message

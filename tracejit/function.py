@@ -1,0 +1,304 @@
+"""`@tj.function` / `@tj.jit`: trace once per signature, compile the graph, run one native call.
+
+The cache key is the argument pytree's structure plus, per leaf: shape and dtype for arrays and
+tensors, nothing for Python floats (traced weak scalars, so a new learning rate never retraces),
+the value for bools/ints/strings/None and static arguments, and identity for everything else
+(Modules, layers, optimizers, Variables: the Variables a trace reads through them become state).
+"""
+import inspect
+import logging
+import weakref
+
+import numpy as np
+
+from . import config, dtypes, errors, ir, passes, tracing, tree
+from .tensor import Tensor, TensorOps
+from .tracing import Trace, Tracer
+from .variables import Variable
+
+log = logging.getLogger('tracejit')
+
+
+class _Dynamic:
+    """Cache-key marker for a traced leaf: its abstract value."""
+
+    __slots__ = ('shape', 'dtype', 'weak')
+
+    def __init__(self, shape, dtype, weak):
+        self.shape, self.dtype, self.weak = shape, dtype, weak
+
+    def key(self):
+        return ('array', self.shape, self.dtype.str, self.weak)
+
+
+class TraceResult:
+    """What one trace produced: the optimised graph and how to rebuild the Python outputs."""
+
+    def __init__(self, graph, out_treedef, out_static):
+        self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
+
+    def __repr__(self):
+        return str(self.graph)
+
+
+class _Entry:
+    """A cached trace and its executable."""
+
+    __slots__ = ('result', 'executable', 'keepalive')
+
+    def __init__(self, result, executable, keepalive):
+        self.result, self.executable, self.keepalive = result, executable, keepalive
+
+
+class Function:
+    """A Python function compiled per input signature; see the module docstring."""
+
+    def __init__(self, fn, static_argnums=(), static_argnames=(), debug_nans=False, **_tf_options):
+        self._fn = fn
+        self._signature = _safe_signature(fn)
+        self._static_argnums = _as_tuple(static_argnums)
+        self._static_argnames = _as_tuple(static_argnames)
+        self.debug_nans = debug_nans
+        self._cache = {}
+        self._last_key = None
+        self._stats = {'traces': 0, 'compiles': 0, 'memory_hits': 0, 'disk_hits': 0, 'calls': 0}
+        self.__name__ = getattr(fn, '__name__', 'function')
+        self.__doc__ = getattr(fn, '__doc__', None)
+        self.__wrapped__ = fn
+
+    def __get__(self, instance, owner):
+        """Methods: bind `self` as a static-by-identity first argument, with one cache per class."""
+        if instance is None:
+            return self
+        bound = self.__dict__.setdefault('_bound', weakref.WeakKeyDictionary())
+        if instance not in bound:
+            method = Function(self._fn.__get__(instance, owner), self._static_argnums,
+                              self._static_argnames, self.debug_nans)
+            bound[instance] = method
+        return bound[instance]
+
+    # -- calling ----------------------------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        if config.disable_jit or tracing.current_trace() is not None:
+            return self._fn(*args, **kwargs)
+        key, dynamic, keepalive = self._key(args, kwargs)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._cache[key] = self._build(key, args, kwargs, keepalive)
+        else:
+            self._stats['memory_hits'] += 1
+        self._stats['calls'] += 1
+        return self._execute(entry, dynamic, args, kwargs)
+
+    def _execute(self, entry, dynamic, args, kwargs):
+        result = entry.result
+        state = [v._buf for v, _ in result.graph.state]
+        outs = entry.executable.run(dynamic, state, result.graph)
+        if self.debug_nans:
+            from .debug import check_nans
+            check_nans(self, result.graph, dynamic, state, outs)
+        leaves = iter(Tensor(o) for o in outs)
+        values = [next(leaves) if s is _TRACED else s for s in result.out_static]
+        return tree.unflatten(result.out_treedef, values)
+
+    # -- signatures -------------------------------------------------------------------------
+
+    def _key(self, args, kwargs):
+        """(cache key, flat dynamic values, objects to keep alive while the key is cached)."""
+        bound = self._bind(args, kwargs)
+        parts, dynamic, keepalive = [], [], []
+        for name, value, static in bound:
+            if static:
+                parts.append((name, _static_key(value, keepalive)))
+                continue
+            leaves, treedef = tree.flatten(value, is_leaf=_is_leaf)
+            leaf_keys = []
+            for leaf in leaves:
+                kind, payload = _classify(leaf, name)
+                if kind == 'dynamic':
+                    leaf_keys.append(payload.key())
+                    dynamic.append(_dynamic_value(leaf))
+                else:
+                    leaf_keys.append(_static_key(payload, keepalive))
+            parts.append((name, treedef, tuple(leaf_keys)))
+        return tuple(parts), dynamic, keepalive
+
+    def _bind(self, args, kwargs):
+        """[(parameter name, value, is_static)] in call order."""
+        names = self._param_names(len(args))
+        out = [(names[i], a, i in self._static_argnums or names[i] in self._static_argnames)
+               for i, a in enumerate(args)]
+        out += [(k, kwargs[k], k in self._static_argnames) for k in sorted(kwargs)]
+        return out
+
+    def _param_names(self, count):
+        params = list(self._signature.parameters.values()) if self._signature else []
+        names = []
+        for i in range(count):
+            if i < len(params) and params[i].kind in (params[i].POSITIONAL_ONLY,
+                                                      params[i].POSITIONAL_OR_KEYWORD):
+                names.append(params[i].name)
+            else:
+                names.append(f'args[{i}]')
+        return names
+
+    # -- tracing ----------------------------------------------------------------------------
+
+    def _build(self, key, args, kwargs, keepalive):
+        self._log_retrace(key)
+        result = self._trace(args, kwargs)
+        from .backend import compile_graph
+        executable, how = compile_graph(result.graph)
+        self._stats['compiles' if how == 'compiled' else 'disk_hits' if how == 'disk' else
+                    'memory_hits'] += how in ('compiled', 'disk', 'memory')
+        return _Entry(result, executable, keepalive)
+
+    def _trace(self, args, kwargs):
+        """Run the Python function on tracers; returns an optimised TraceResult."""
+        self._stats['traces'] += 1
+        bound = self._bind(args, kwargs)
+        trace = Trace(allow_new_variables=self._stats['traces'] == 1)
+        with trace:
+            call_args, call_kwargs = [], {}
+            for i, (name, value, static) in enumerate(bound):
+                if not static:
+                    value = tree.tree_map(lambda leaf: _trace_input(trace, leaf), value,
+                                          is_leaf=_is_leaf)
+                if i < len(args):
+                    call_args.append(value)
+                else:
+                    call_kwargs[name] = value
+            out = self._fn(*call_args, **call_kwargs)
+            leaves, treedef = tree.flatten(out, is_leaf=_is_leaf)
+            traced, static = [], []
+            for leaf in leaves:
+                if isinstance(leaf, (Variable, Tensor, Tracer, np.ndarray)):
+                    traced.append(tracing.as_operand(leaf))
+                    static.append(_TRACED)
+                else:
+                    static.append(leaf)
+            graph = trace.finish(traced)
+        return TraceResult(passes.optimize(graph), treedef, static)
+
+    def _log_retrace(self, key):
+        if self._last_key is None:
+            log.info('tracing %s for the first time', self.__name__)
+        else:
+            log.info('retracing %s: %s', self.__name__, _describe_change(self._last_key, key))
+        self._last_key = key
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def trace(self, *args, **kwargs):
+        """Trace (without running or caching) and return the TraceResult (`.graph` printable)."""
+        return self._trace(args, kwargs)
+
+    def lower(self, *args, **kwargs):
+        """The generated kernel for these arguments (`.source` is the Numba source)."""
+        from .backend import lower_graph
+        return lower_graph(self._trace(args, kwargs).graph)
+
+    def cache_info(self):
+        return dict(self._stats, entries=len(self._cache))
+
+    def __repr__(self):
+        return f'<tj.function {self.__name__}>'
+
+
+_TRACED = object()
+
+
+def function(func=None, *, static_argnums=(), static_argnames=(), debug_nans=False, **options):
+    """Decorator: `@tj.function`, `@tj.function(static_argnums=1)`, or `tj.function(f)`."""
+    if func is None:
+        return lambda f: Function(f, static_argnums, static_argnames, debug_nans, **options)
+    return Function(func, static_argnums, static_argnames, debug_nans, **options)
+
+
+jit = function
+
+
+# -------------------------------------------------------------------------------- leaves
+
+def _is_leaf(x):
+    return isinstance(x, (TensorOps, np.ndarray))
+
+
+def _classify(leaf, name):
+    """('dynamic', _Dynamic) for traced leaves, ('static', key-able value) otherwise."""
+    if isinstance(leaf, Variable):
+        return 'static', leaf
+    if isinstance(leaf, Tensor):
+        if leaf._value.dtype.kind in 'US':
+            raise errors.DTypeError(f'argument {name!r} is a string tensor; tracejit compiles '
+                                    'numeric data only')
+        return 'dynamic', _Dynamic(leaf.shape, leaf._value.dtype, False)
+    if isinstance(leaf, np.ndarray):
+        dtype = dtypes.canonical(leaf.dtype, f'argument {name!r}')
+        return 'dynamic', _Dynamic(leaf.shape, dtype, False)
+    if isinstance(leaf, float) or isinstance(leaf, np.floating):
+        return 'dynamic', _Dynamic((), dtypes.DEFAULT_FLOAT if isinstance(leaf, float)
+                                   else np.dtype(leaf.dtype), isinstance(leaf, float))
+    return 'static', leaf
+
+
+def _dynamic_value(leaf):
+    if isinstance(leaf, Tensor):
+        return leaf._value
+    if isinstance(leaf, np.ndarray):
+        dtype = dtypes.canonical(leaf.dtype)
+        if leaf.dtype != dtype or not leaf.flags.c_contiguous:
+            leaf = np.ascontiguousarray(leaf, dtype=dtype)
+        return leaf
+    return np.asarray(leaf, dtypes.DEFAULT_FLOAT if isinstance(leaf, float) else leaf.dtype)
+
+
+def _static_key(value, keepalive):
+    if isinstance(value, TensorOps):
+        keepalive.append(value)
+        return ('id', type(value).__qualname__, id(value))
+    if isinstance(value, (bool, int, str, bytes, type(None), float, complex, np.generic)):
+        return (type(value).__name__, value)
+    try:
+        hash(value)
+        if type(value).__eq__ is object.__eq__:
+            raise TypeError
+        return ('hashable', type(value).__qualname__, value)
+    except TypeError:
+        keepalive.append(value)
+        return ('id', type(value).__qualname__, id(value))
+
+
+def _trace_input(trace, leaf):
+    kind, payload = _classify(leaf, 'argument')
+    if kind == 'dynamic':
+        return trace.new_input(payload.shape, payload.dtype, payload.weak)
+    return leaf
+
+
+def _describe_change(old, new):
+    if len(old) != len(new):
+        return f'called with {len(new)} arguments instead of {len(old)}'
+    for o, n in zip(old, new):
+        if o != n:
+            return f'argument {n[0]!r} changed from {_short(o[1:])} to {_short(n[1:])}'
+    return 'a new signature'
+
+
+def _short(part):
+    text = repr(part)
+    return text if len(text) < 120 else text[:117] + '...'
+
+
+def _as_tuple(x):
+    if x is None:
+        return ()
+    return (x,) if isinstance(x, (int, str)) else tuple(x)
+
+
+def _safe_signature(fn):
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,162 @@
+"""The IR: a flat, typed SSA graph of primitive applications.
+
+A `Graph` has argument inputs, state inputs (the Variables the step reads), constants, a list of
+`Node`s in program order, outputs, and state updates (the value each assigned Variable holds at
+the end). Assignment is functional: `v.assign(x)` rebinds which SSA value `v` means from then on,
+so program order is explicit in the data flow and the backend may write updates in place.
+
+Values (`Var`) carry shape, dtype and weak-typedness and get their printed names only when the
+graph is printed (a, b, ..., z, ba, ...), so printing is deterministic and golden-testable.
+"""
+import numpy as np
+
+_DTYPE_ABBREV = {'float32': 'f32', 'float64': 'f64', 'int32': 'i32', 'int64': 'i64', 'bool': 'bool'}
+
+
+class Var:
+    """One SSA value: its abstract value (shape, dtype, weak) and nothing else."""
+
+    __slots__ = ('shape', 'dtype', 'weak')
+
+    def __init__(self, shape, dtype, weak=False):
+        self.shape, self.dtype, self.weak = tuple(shape), np.dtype(dtype), bool(weak)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def type_str(self):
+        dims = ','.join(map(str, self.shape))
+        return f'{_DTYPE_ABBREV.get(self.dtype.name, self.dtype.name)}[{dims}]'
+
+    def __repr__(self):
+        return f'Var({self.type_str()})'
+
+
+class Node:
+    """`outputs = primitive(*inputs, **params)`; params are hashable (tuples, numbers, strings)."""
+
+    __slots__ = ('prim', 'inputs', 'params', 'outputs', 'where')
+
+    def __init__(self, prim, inputs, params, outputs, where=''):
+        self.prim, self.inputs, self.outputs = prim, list(inputs), list(outputs)
+        self.params, self.where = dict(params), where
+
+    def __repr__(self):
+        return f'Node({self.prim.name})'
+
+
+class Graph:
+    """A traced program. `state` / `updates` map Variables to their input / final values."""
+
+    def __init__(self):
+        self.inputs = []       # [Var] for the flattened traced arguments
+        self.state = []        # [(Variable, Var)] state read by the program, in first-read order
+        self.consts = {}       # {Var: np.ndarray}
+        self.nodes = []        # [Node] in program order
+        self.outputs = []      # [Var]
+        self.updates = []      # [(Variable, Var)] final values of assigned Variables
+
+    def add_const(self, value):
+        value = np.asarray(value)
+        var = Var(value.shape, value.dtype)
+        self.consts[var] = value
+        return var
+
+    def producers(self):
+        """{Var: Node} for every value a node defines."""
+        return {out: node for node in self.nodes for out in node.outputs}
+
+    def verify(self):
+        """Check SSA order and re-run every node's shape rule; raises AssertionError."""
+        defined = set(self.inputs) | {v for _, v in self.state} | set(self.consts)
+        for node in self.nodes:
+            for v in node.inputs:
+                assert v in defined, f'{node.prim.name} uses an undefined value'
+            expected = node.prim.shape_rule(*node.inputs, **node.params)
+            for out, (shape, dtype, _) in zip(node.outputs, expected):
+                assert out.shape == tuple(shape) and out.dtype == dtype, (
+                    f'{node.prim.name}: {out.type_str()} does not match its shape rule')
+            defined.update(node.outputs)
+        for v in self.outputs + [v for _, v in self.updates]:
+            assert v in defined, 'an output is undefined'
+        return True
+
+    def __str__(self):
+        return GraphPrinter(self).render()
+
+
+class GraphPrinter:
+    """Renders a graph one node per line with names assigned in order of appearance."""
+
+    def __init__(self, graph):
+        self.graph, self.names = graph, {}
+
+    def name(self, var):
+        if var in self.graph.consts and self.graph.consts[var].ndim == 0:
+            return str(self.graph.consts[var][()])
+        if var not in self.names:
+            self.names[var] = _letters(len(self.names))
+        return self.names[var]
+
+    def decl(self, var):
+        return f'{self.name(var)}:{var.type_str()}'
+
+    def render(self):
+        g = self.graph
+        args = ' '.join(self.decl(v) for v in g.inputs)
+        state = ' '.join(f'{self.decl(v)}={_var_label(var)}' for var, v in g.state)
+        lines = [f'{{ lambda {args} ; {state} .']
+        for var, value in g.consts.items():
+            if value.ndim:
+                lines.append(f'    {self.decl(var)} = const')
+        for node in g.nodes:
+            outs = ' '.join(self.decl(v) for v in node.outputs)
+            params = ''.join(f' {k}={_param_str(v)}' for k, v in sorted(node.params.items()))
+            ins = ' '.join(self.name(v) for v in node.inputs)
+            lines.append(f'    {outs} = {node.prim.name}{"[" + params.strip() + "]" if params else ""} {ins}'.rstrip())
+        outs = ', '.join(self.name(v) for v in g.outputs)
+        lines.append(f'  return ({outs})')
+        state_vars = {id(variable): var for variable, var in g.state}
+        for variable, value in g.updates:
+            lines.append(f'  {self.name(state_vars[id(variable)])} <- {self.name(value)}')
+        return '\n'.join(lines) + ' }'
+
+
+def _var_label(variable):
+    return getattr(variable, 'name', None) or 'Variable'
+
+
+def _param_str(value):
+    if isinstance(value, np.dtype):
+        return value.name
+    return str(value).replace(' ', '')
+
+
+def _letters(index):
+    letters = 'abcdefghijklmnopqrstuvwxyz'
+    out = ''
+    while True:
+        out = letters[index % 26] + out
+        index //= 26
+        if index == 0:
+            return out
+
+
+def evaluate(graph, args, state_values):
+    """Run a graph with the primitives' numpy rules: the reference the backend is checked against.
+
+    Returns (outputs, updates) as lists of numpy arrays.
+    """
+    env = dict(graph.consts)
+    env.update(zip(graph.inputs, (np.asarray(a) for a in args)))
+    env.update(zip((v for _, v in graph.state), (np.asarray(s) for s in state_values)))
+    for node in graph.nodes:
+        results = node.prim.run(*(env[v] for v in node.inputs), **node.params)
+        for var, value in zip(node.outputs, results):
+            env[var] = value
+    return [env[v] for v in graph.outputs], [env[v] for _, v in graph.updates]

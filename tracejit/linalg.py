@@ -1,0 +1,2 @@
+"""tj.linalg: matrix products."""
+from .ops import matmul  # noqa: F401

@@ -1,0 +1,79 @@
+"""tj.nn: activations and losses with logits, written so that |x| ~ 1e4 never overflows."""
+from . import errors, ops
+from .ops import log_softmax, sigmoid, softmax, softplus, tanh  # noqa: F401 (public names)
+
+
+def relu(features, name=None):
+    return ops.maximum(features, 0.0)
+
+
+def leaky_relu(features, alpha=0.2, name=None):
+    features = ops._operand(features)
+    return ops.where(ops.greater(features, 0.0), features, ops.multiply(features, alpha))
+
+
+def elu(features, name=None):
+    features = ops._operand(features)
+    negative = ops.exp(ops.minimum(features, 0.0)) - 1.0
+    return ops.where(ops.greater(features, 0.0), features, negative)
+
+
+def l2_loss(t, name=None):
+    return ops.reduce_sum(ops.square(t)) * 0.5
+
+
+def _labels_logits(labels, logits, fn):
+    if labels is None or logits is None:
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            f'{fn} needs both labels= and logits='))
+    logits = ops._operand(logits, 'logits')
+    labels = ops._operand(labels, 'labels')
+    return labels, logits
+
+
+def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
+    """max(x, 0) - x*z + log(1 + exp(-|x|)), TensorFlow's stable form."""
+    labels, logits = _labels_logits(labels, logits, 'sigmoid_cross_entropy_with_logits')
+    labels = ops.cast(labels, ops._dtype_of(logits))
+    _same_shape(labels, logits, 'sigmoid_cross_entropy_with_logits')
+    return relu(logits) - logits * labels + ops.softplus(-ops.abs(logits))
+
+
+def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
+    labels, logits = _labels_logits(labels, logits, 'softmax_cross_entropy_with_logits')
+    labels = ops.cast(labels, ops._dtype_of(logits))
+    _same_shape(labels, logits, 'softmax_cross_entropy_with_logits')
+    return -ops.reduce_sum(labels * log_softmax(logits, axis=axis), axis=axis)
+
+
+def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
+    """logsumexp(logits) - logits[label], per row; labels are class indices."""
+    labels, logits = _labels_logits(labels, logits, 'sparse_softmax_cross_entropy_with_logits')
+    if ops._dtype_of(labels).kind not in 'iu':
+        raise errors.DTypeError(errors.at_user_line(
+            'sparse_softmax_cross_entropy_with_logits: labels must be integer class indices, got '
+            f'{ops._dtype_of(labels).name}'))
+    if tuple(labels.shape) != tuple(logits.shape)[:-1]:
+        raise errors.ShapeError(errors.at_user_line(
+            f'sparse_softmax_cross_entropy_with_logits: labels of shape {tuple(labels.shape)} '
+            f'do not match logits of shape {tuple(logits.shape)} (expected labels of shape '
+            f'{tuple(logits.shape)[:-1]})'))
+    hot = ops.one_hot(labels, logits.shape[-1], dtype=ops._dtype_of(logits))
+    return -ops.reduce_sum(hot * log_softmax(logits), axis=-1)
+
+
+def _same_shape(a, b, fn):
+    if tuple(a.shape) != tuple(b.shape):
+        raise errors.ShapeError(errors.at_user_line(
+            f'{fn}: labels of shape {tuple(a.shape)} and logits of shape {tuple(b.shape)} differ'))
+
+
+def dropout(x, rate, noise_shape=None, seed=None, name=None):
+    """Zero each element with probability `rate`, scaling the rest by 1/(1-rate)."""
+    from . import random
+    if not 0 <= float(rate) < 1:
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            f'dropout rate must be in [0, 1), got {rate}'))
+    x = ops._operand(x)
+    keep = ops.greater_equal(random.uniform(noise_shape or x.shape, dtype=ops._dtype_of(x)), rate)
+    return ops.where(keep, x * (1.0 / (1.0 - float(rate))), ops.zeros_like(x))

@@ -1,0 +1,621 @@
+"""User-facing ops with TensorFlow signatures: promotion, axis handling, and stable compositions.
+
+Each op turns its arguments into operands (Tensor, Tracer or numpy), applies dtype promotion with
+weak Python scalars, and binds primitives. Numerically delicate functions (logsumexp, softmax and
+the cross-entropies) are written here as compositions that never overflow.
+"""
+import builtins
+
+import numpy as np
+
+from . import dtypes, errors, primitives as P
+from .tensor import Tensor, TensorOps
+from .tracing import Tracer, as_operand, bind, current_trace, to_array
+
+_SCALARS = (bool, int, float, np.generic)
+
+
+# ---------------------------------------------------------------------------- operands
+
+def _is_weak(x):
+    return isinstance(x, _SCALARS) or (isinstance(x, Tracer) and x.weak)
+
+
+def _dtype_of(x):
+    if isinstance(x, _SCALARS):
+        return dtypes.python_scalar_dtype(x.item() if isinstance(x, np.generic) else x)
+    return np.dtype(x.dtype.np if isinstance(x.dtype, dtypes.DType) else x.dtype)
+
+
+def _operand(x, what='operand'):
+    """Anything tensor-like -> Tensor/Tracer/ndarray; Python scalars stay scalars (weak)."""
+    if isinstance(x, _SCALARS):
+        return x
+    if x is None:
+        raise TypeError(errors.at_user_line(f'{what} is None; expected a tensor or number'))
+    return as_operand(x, what)
+
+
+def _to(x, dtype):
+    """`x` as an operand of exactly `dtype` (casting tensors, materialising scalars)."""
+    if isinstance(x, _SCALARS):
+        return np.asarray(x, dtype=dtype)
+    if _dtype_of(x) == dtype:
+        return x
+    if isinstance(x, np.ndarray):
+        return x.astype(dtype)
+    return bind(P.REGISTRY['convert'], x, dtype=np.dtype(dtype))
+
+
+def _promote(*xs, float_only=False):
+    xs = [_operand(x) for x in xs]
+    dtype, _ = dtypes.result_type(*((_dtype_of(x), _is_weak(x)) for x in xs))
+    if float_only and dtype.kind != 'f':
+        dtype = dtypes.DEFAULT_FLOAT
+    return [_to(x, dtype) for x in xs]
+
+
+def _nary(name, *xs, float_only=False):
+    return bind(P.REGISTRY[name], *_promote(*xs, float_only=float_only))
+
+
+def _shape(x):
+    return tuple(x.shape)
+
+
+def _ndim(x):
+    return len(_shape(x))
+
+
+def is_floating(x):
+    return _dtype_of(x).kind == 'f'
+
+
+# ---------------------------------------------------------------------------- creation
+
+def constant(value, dtype=None, shape=None, name=None):
+    """An eager tensor (TensorFlow's tf.constant); `shape` fills from a scalar or reshapes."""
+    if isinstance(value, TensorOps) and not isinstance(value, Tensor):
+        value = value.value() if hasattr(value, '_buf') else value
+        if isinstance(value, Tracer):
+            out = cast(value, dtype) if dtype is not None else value
+            return reshape(out, shape) if shape is not None else out
+    if dtype is not None and dtypes.as_np_dtype(dtype).kind in 'US':
+        return Tensor(np.asarray(value, dtype=np.str_))
+    array = to_array(value, 'constant value', dtype)
+    if shape is not None:
+        shape = tuple(int(d) for d in shape)
+        array = (np.full(shape, array, array.dtype) if array.size == 1
+                 else np.reshape(array, shape))
+    return Tensor(array if array.flags.c_contiguous else np.ascontiguousarray(array))
+
+
+def convert_to_tensor(value, dtype=None, name=None):
+    if isinstance(value, (Tensor, Tracer)):
+        return cast(value, dtype) if dtype is not None else value
+    if hasattr(value, '_buf'):
+        value = value.value()
+        return cast(value, dtype) if dtype is not None else value
+    return constant(value, dtype)
+
+
+def _shape_arg(shape):
+    if isinstance(shape, TensorOps):
+        shape = np.asarray(shape.numpy())
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(d) for d in shape)
+
+
+def fill(dims, value, dtype=None):
+    """A tensor of `dims` filled with `value`; inside a trace a broadcast, not a big constant."""
+    shape = _shape_arg(dims)
+    scalar = _operand(value)
+    np_dtype = dtypes.as_np_dtype(dtype) if dtype is not None else _dtype_of(scalar)
+    if isinstance(scalar, _SCALARS + (np.ndarray,)):
+        trace = current_trace()
+        if trace is None:
+            return Tensor(np.full(shape, scalar, np_dtype))
+        if shape == ():
+            return Tracer(trace, trace.graph.add_const(np.asarray(scalar, np_dtype)))
+        return trace.emit(P.REGISTRY['broadcast_to'], [np.asarray(scalar, np_dtype)],
+                          {'shape': shape})[0]
+    return broadcast_to(_to(scalar, np_dtype), shape)
+
+
+def zeros(shape, dtype=dtypes.float32, name=None):
+    return fill(shape, 0, dtype)
+
+
+def ones(shape, dtype=dtypes.float32, name=None):
+    return fill(shape, 1, dtype)
+
+
+def zeros_like(x, dtype=None, name=None):
+    x = _operand(x)
+    return fill(_shape(x), 0, dtype or _dtype_of(x))
+
+
+def ones_like(x, dtype=None, name=None):
+    x = _operand(x)
+    return fill(_shape(x), 1, dtype or _dtype_of(x))
+
+
+def linspace(start, stop, num, name=None, axis=0):
+    dtype = np.result_type(np.asarray(start), np.asarray(stop), np.float32)
+    if not isinstance(start, np.ndarray) and not isinstance(stop, np.ndarray):
+        dtype = _dtype_of(start) if isinstance(start, TensorOps) else dtypes.DEFAULT_FLOAT
+        dtype = dtype if dtype.kind == 'f' else dtypes.DEFAULT_FLOAT
+    return Tensor(np.linspace(float(start), float(stop), int(num), dtype=dtype))
+
+
+def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 (TensorFlow's name)
+    if limit is None:
+        start, limit = 0, start
+    values = [v.numpy() if isinstance(v, TensorOps) else v for v in (start, limit, delta)]
+    if dtype is None:
+        is_float = builtins.any(isinstance(v, (float, np.floating)) for v in values)
+        dtype = dtypes.DEFAULT_FLOAT if is_float else dtypes.DEFAULT_INT
+    return Tensor(np.arange(*values, dtype=dtypes.as_np_dtype(dtype)))
+
+
+def cast(x, dtype, name=None):
+    x = _operand(x)
+    return _to(x, dtypes.as_np_dtype(dtype)) if not isinstance(x, _SCALARS) else constant(x, dtype)
+
+
+def shape(x, out_type=dtypes.int32, name=None):
+    return Tensor(np.asarray(_shape(_operand(x)), dtypes.as_np_dtype(out_type)))
+
+
+def rank(x, name=None):
+    return Tensor(np.asarray(_ndim(_operand(x)), np.int32))
+
+
+def size(x, out_type=dtypes.int32, name=None):
+    return Tensor(np.asarray(int(np.prod(_shape(_operand(x)))), dtypes.as_np_dtype(out_type)))
+
+
+# ---------------------------------------------------------------------------- elementwise
+
+def add(x, y, name=None): return _nary('add', x, y)
+def subtract(x, y, name=None): return _nary('sub', x, y)
+def multiply(x, y, name=None): return _nary('mul', x, y)
+def maximum(x, y, name=None): return _nary('max', x, y)
+def minimum(x, y, name=None): return _nary('min', x, y)
+def negative(x, name=None): return _nary('neg', x)
+def abs(x, name=None): return _nary('abs', x)  # noqa: A001
+def sign(x, name=None): return _nary('sign', x)
+def exp(x, name=None): return _nary('exp', x, float_only=True)
+def log(x, name=None): return _nary('log', x, float_only=True)
+def log1p(x, name=None): return _nary('log1p', x, float_only=True)
+def sqrt(x, name=None): return _nary('sqrt', x, float_only=True)
+def tanh(x, name=None): return _nary('tanh', x, float_only=True)
+def sigmoid(x, name=None): return _nary('sigmoid', x, float_only=True)
+def softplus(features, name=None): return _nary('softplus', features, float_only=True)
+def sin(x, name=None): return _nary('sin', x, float_only=True)
+def cos(x, name=None): return _nary('cos', x, float_only=True)
+def floor(x, name=None): return _nary('floor', x, float_only=True)
+def equal(x, y, name=None): return _nary('eq', x, y)
+def not_equal(x, y, name=None): return _nary('ne', x, y)
+def less(x, y, name=None): return _nary('lt', x, y)
+def less_equal(x, y, name=None): return _nary('le', x, y)
+def greater(x, y, name=None): return _nary('gt', x, y)
+def greater_equal(x, y, name=None): return _nary('ge', x, y)
+def logical_and(x, y, name=None): return _nary('and', x, y)
+def logical_or(x, y, name=None): return _nary('or', x, y)
+def logical_not(x, name=None): return _nary('not', x)
+
+
+def divide(x, y, name=None):
+    """True division; integers divide as float32 (TensorFlow's truediv gives floats too)."""
+    return _nary('div', x, y, float_only=True)
+
+
+def floordiv(x, y, name=None):
+    x, y = _promote(x, y)
+    if is_floating(x):
+        return floor(divide(x, y))
+    return cast(floor(divide(cast(x, np.float64), cast(y, np.float64))), _dtype_of(x))
+
+
+def pow(x, y, name=None):  # noqa: A001 (TensorFlow's name)
+    """x ** y; constant exponents 0, 1, 2, 0.5 and -1 become cheaper, exact ops."""
+    if isinstance(y, (int, float)) and not isinstance(y, bool) and not isinstance(x, _SCALARS):
+        x = _operand(x)
+        special = {2: lambda: multiply(x, x), 1: lambda: x, 0.5: lambda: sqrt(x),
+                   -1: lambda: divide(1.0, x), 0: lambda: ones_like(x)}
+        if y in special and (y in (0, 1, 2) or is_floating(x)):
+            return special[y]()
+    return _nary('pow', x, y)
+
+
+def square(x, name=None):
+    x = _operand(x)
+    return multiply(x, x)
+
+
+def rsqrt(x, name=None):
+    return divide(1.0, sqrt(x))
+
+
+def reciprocal(x, name=None):
+    return divide(1.0, x)
+
+
+def squared_difference(x, y, name=None):
+    return square(subtract(x, y))
+
+
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    return minimum(maximum(t, clip_value_min), clip_value_max)
+
+
+def where(condition, x=None, y=None, name=None):
+    if x is None or y is None:
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            'tj.where needs both x and y (index lookup with a condition alone is not supported)'))
+    condition = _operand(condition, 'condition')
+    if _dtype_of(condition) != np.bool_:
+        raise errors.DTypeError(errors.at_user_line(
+            f'tj.where: condition must be bool, got {_dtype_of(condition).name}'))
+    x, y = _promote(x, y)
+    return bind(P.REGISTRY['select'], condition, x, y)
+
+
+def is_finite(x):
+    return less(abs(x), np.inf)
+
+
+def stop_gradient(x, name=None):
+    """The same value with no gradient flowing back through it."""
+    x = _operand(x)
+    if isinstance(x, Tracer):
+        return Tracer(x.trace, x.var)
+    if isinstance(x, Tensor):
+        return Tensor(x._value)
+    return constant(x)
+
+
+def identity(x, name=None):
+    x = _operand(x)
+    return constant(x) if isinstance(x, _SCALARS + (np.ndarray,)) else x
+
+
+# ---------------------------------------------------------------------------- reductions
+
+def _axes(x, axis):
+    nd = _ndim(x)
+    if axis is None:
+        return tuple(builtins.range(nd))
+    if isinstance(axis, TensorOps):
+        axis = np.asarray(axis.numpy()).tolist()
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    out = []
+    for ax in axes:
+        ax = int(ax)
+        if not -nd <= ax < max(nd, 1):
+            raise errors.ShapeError(errors.at_user_line(
+                f'axis {ax} is out of range for a tensor of shape {_shape(x)}'))
+        out.append(ax % nd if nd else 0)
+    return tuple(sorted(set(out)))
+
+
+def _reduce(name, x, axis, keepdims):
+    x = _operand(x)
+    if isinstance(x, _SCALARS):
+        x = constant(x)
+    axes = _axes(x, axis) if _ndim(x) else ()
+    out = bind(P.REGISTRY[name], x, axes=axes)
+    if keepdims:
+        out = reshape(out, tuple(1 if i in axes else d for i, d in enumerate(_shape(x))))
+    return out
+
+
+def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
+    x = _operand(input_tensor)
+    if not isinstance(x, _SCALARS) and _dtype_of(x) == np.bool_:
+        x = cast(x, dtypes.DEFAULT_INT)
+    return _reduce('reduce_sum', x, axis, keepdims)
+
+
+def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
+    return _reduce('reduce_max', input_tensor, axis, keepdims)
+
+
+def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
+    return _reduce('reduce_min', input_tensor, axis, keepdims)
+
+
+def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
+    x = _operand(input_tensor)
+    if isinstance(x, _SCALARS):
+        x = constant(x)
+    count = int(np.prod([_shape(x)[a] for a in _axes(x, axis)])) if _ndim(x) else 1
+    total = reduce_sum(x, axis, keepdims)
+    if is_floating(x):
+        return multiply(total, 1.0 / count) if count else divide(total, 0.0)
+    return cast(floordiv(total, count), _dtype_of(x))
+
+
+def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
+    """log(sum(exp(x))) shifted by the (gradient-free) maximum, so it never overflows."""
+    x = _operand(input_tensor)
+    peak = stop_gradient(reduce_max(x, axis, keepdims=True))
+    peak = where(is_finite(peak), peak, zeros_like(peak))
+    out = log(reduce_sum(exp(subtract(x, peak)), axis, keepdims=True)) + peak
+    return out if keepdims else squeeze(out, _axes(x, axis)) if _ndim(x) else out
+
+
+def _argreduce(name, x, axis, output_type):
+    x = _operand(x)
+    axis = 0 if axis is None else _axes(x, axis)[0]
+    return cast(bind(P.REGISTRY[name], x, axis=axis), output_type)
+
+
+def argmax(input, axis=None, output_type=dtypes.int64, name=None):  # noqa: A002
+    return _argreduce('argmax', input, axis, output_type)
+
+
+def argmin(input, axis=None, output_type=dtypes.int64, name=None):  # noqa: A002
+    return _argreduce('argmin', input, axis, output_type)
+
+
+def softmax(logits, axis=-1, name=None):
+    logits = _operand(logits, 'logits')
+    shifted = subtract(logits, stop_gradient(reduce_max(logits, axis, keepdims=True)))
+    e = exp(shifted)
+    return divide(e, reduce_sum(e, axis, keepdims=True))
+
+
+def log_softmax(logits, axis=-1, name=None):
+    logits = _operand(logits, 'logits')
+    return subtract(logits, reduce_logsumexp(logits, axis, keepdims=True))
+
+
+# ---------------------------------------------------------------------------- layout
+
+def reshape(tensor, shape, name=None):
+    x = _operand(tensor)
+    if isinstance(x, _SCALARS):
+        x = constant(x)
+    shape = list(_shape_arg(shape))
+    if shape.count(-1) > 1:
+        raise errors.ShapeError(errors.at_user_line(f'reshape: at most one -1 in {tuple(shape)}'))
+    if -1 in shape:
+        known = int(np.prod([d for d in shape if d != -1]))
+        total = int(np.prod(_shape(x)))
+        if known == 0 or total % known:
+            raise errors.ShapeError(errors.at_user_line(
+                f'reshape: cannot reshape {_shape(x)} ({total} elements) to {tuple(shape)}'))
+        shape[shape.index(-1)] = total // known
+    shape = tuple(shape)
+    return x if shape == _shape(x) and not isinstance(x, np.ndarray) else bind(
+        P.REGISTRY['reshape'], x, shape=shape)
+
+
+def transpose(a, perm=None, name=None, conjugate=False):
+    x = _operand(a)
+    perm = tuple(builtins.range(_ndim(x)))[::-1] if perm is None else tuple(int(p) for p in perm)
+    if perm == tuple(builtins.range(_ndim(x))):
+        return x
+    return bind(P.REGISTRY['transpose'], x, perm=perm)
+
+
+def expand_dims(input, axis, name=None):  # noqa: A002
+    x = _operand(input)
+    nd = _ndim(x) + 1
+    axis = int(axis)
+    if not -nd <= axis < nd:
+        raise errors.ShapeError(errors.at_user_line(f'expand_dims: axis {axis} out of range'))
+    shape = list(_shape(x))
+    shape.insert(axis % nd, 1)
+    return reshape(x, shape)
+
+
+def squeeze(input, axis=None, name=None):  # noqa: A002
+    x = _operand(input)
+    shape = _shape(x)
+    axes = [i for i, d in enumerate(shape) if d == 1] if axis is None else _axes(x, axis)
+    for ax in axes:
+        if shape[ax] != 1:
+            raise errors.ShapeError(errors.at_user_line(
+                f'squeeze: dimension {ax} of shape {shape} is {shape[ax]}, not 1'))
+    return reshape(x, [d for i, d in enumerate(shape) if i not in axes])
+
+
+def broadcast_to(input, shape, name=None):  # noqa: A002
+    x = _operand(input)
+    if isinstance(x, _SCALARS):
+        x = np.asarray(x, _dtype_of(x))
+    shape = _shape_arg(shape)
+    return x if _shape(x) == shape and not isinstance(x, np.ndarray) else bind(
+        P.REGISTRY['broadcast_to'], x, shape=shape)
+
+
+def concat(values, axis, name=None):
+    xs = _promote(*values)
+    xs = [constant(x) if isinstance(x, np.ndarray) and x.ndim == 0 else x for x in xs]
+    if not xs:
+        raise errors.InvalidArgumentError(errors.at_user_line('concat needs at least one tensor'))
+    axis = _axes(xs[0], axis)[0]
+    return xs[0] if len(xs) == 1 else bind(P.REGISTRY['concat'], *xs, axis=axis)
+
+
+def stack(values, axis=0, name=None):
+    xs = _promote(*values)
+    nd = _ndim(xs[0]) + 1
+    axis = int(axis) % nd
+    return concat([expand_dims(x, axis) for x in xs], axis)
+
+
+def tile(input, multiples, name=None):  # noqa: A002
+    x = _operand(input)
+    multiples = _shape_arg(multiples)
+    shape = _shape(x)
+    if len(multiples) != len(shape):
+        raise errors.ShapeError(errors.at_user_line(
+            f'tile: {len(multiples)} multiples for a rank-{len(shape)} tensor'))
+    interleaved = [d for pair in zip((1,) * len(shape), shape) for d in pair]
+    expanded = [d for pair in zip(multiples, shape) for d in pair]
+    tiled = broadcast_to(reshape(x, interleaved), expanded)
+    return reshape(tiled, [m * d for m, d in zip(multiples, shape)])
+
+
+def gather(params, indices, axis=0, batch_dims=0, name=None):
+    x = _operand(params)
+    indices = _operand(indices, 'indices')
+    if isinstance(indices, _SCALARS):
+        indices = np.asarray(indices)
+    if batch_dims:
+        raise errors.InvalidArgumentError(errors.at_user_line('gather: batch_dims is not supported'))
+    if isinstance(indices, np.ndarray) and indices.size and (
+            indices.min() < -_shape(x)[axis] or indices.max() >= _shape(x)[axis]):
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            f'gather: indices must be in [0, {_shape(x)[axis]}) for axis {axis} of {_shape(x)}'))
+    return bind(P.REGISTRY['gather'], x, indices, axis=_axes(x, axis)[0])
+
+
+def scatter_add(updates, indices, axis, size):
+    return bind(P.REGISTRY['scatter_add'], _operand(updates), _operand(indices), axis=axis,
+                size=int(size))
+
+
+def slice_(x, slices):
+    return bind(P.REGISTRY['slice'], _operand(x), slices=tuple(slices))
+
+
+def unslice(x, shape, slices):
+    return bind(P.REGISTRY['unslice'], _operand(x), shape=tuple(shape), slices=tuple(slices))
+
+
+def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=dtypes.float32,
+            name=None):
+    indices = _operand(indices, 'indices')
+    if isinstance(indices, _SCALARS):
+        indices = np.asarray(indices)
+    shape = _shape(indices) + (int(depth),)
+    iota = _source('iota', shape=shape, axis=len(shape) - 1, dtype=_dtype_of(indices))
+    hot = equal(expand_dims(indices, -1), iota)
+    dtype = dtypes.as_np_dtype(dtype)
+    out = cast(hot, dtype) if on_value is None and off_value is None else where(
+        hot, _to(1 if on_value is None else on_value, dtype),
+        _to(0 if off_value is None else off_value, dtype))
+    if axis not in (-1, len(shape) - 1):
+        perm = list(builtins.range(len(shape) - 1))
+        perm.insert(axis % len(shape), len(shape) - 1)
+        out = transpose(out, perm)
+    return out
+
+
+def _source(name, **params):
+    trace = current_trace()
+    if trace is None:
+        return bind(P.REGISTRY[name], **params)
+    return trace.emit(P.REGISTRY[name], [], params)[0]
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False,
+           name=None):
+    a, b = _promote(a, b)
+    a, b = (constant(v) if isinstance(v, np.ndarray) and v.ndim == 0 else v for v in (a, b))
+    if _ndim(a) == 0 or _ndim(b) == 0:
+        raise errors.ShapeError(errors.at_user_line(
+            f'matmul needs tensors of rank >= 1, got shapes {_shape(a)} and {_shape(b)}'))
+    transpose_a, transpose_b = transpose_a or adjoint_a, transpose_b or adjoint_b
+    squeeze_axes = []
+    if _ndim(a) == 1:
+        a, squeeze_axes = reshape(a, (1, -1)), squeeze_axes + [-2]
+    if _ndim(b) == 1:
+        b, squeeze_axes = reshape(b, (-1, 1)), squeeze_axes + [-1]
+    batch = P.broadcast_shapes(_shape(a)[:-2], _shape(b)[:-2]) if max(
+        _ndim(a), _ndim(b)) > 2 else ()
+    a = broadcast_to(a, batch + _shape(a)[-2:])
+    b = broadcast_to(b, batch + _shape(b)[-2:])
+    out = bind(P.REGISTRY['matmul'], a, b, transpose_a=bool(transpose_a),
+               transpose_b=bool(transpose_b))
+    return squeeze(out, squeeze_axes) if squeeze_axes else out
+
+
+# ---------------------------------------------------------------------------- indexing
+
+def getitem(x, index):
+    """NumPy/TensorFlow basic indexing (ints, slices, None, ...) plus integer-array gathers."""
+    x = _operand(x)
+    items = list(index) if isinstance(index, tuple) else [index]
+    if builtins.sum(1 for i in items if i is Ellipsis) > 1:
+        raise IndexError('an index can only have a single ellipsis')
+    consumed = builtins.sum(1 for i in items if i is not None and i is not Ellipsis)
+    if consumed > _ndim(x):
+        raise IndexError(errors.at_user_line(
+            f'too many indices ({consumed}) for a tensor of shape {_shape(x)}'))
+    if Ellipsis in [i for i in items if not isinstance(i, TensorOps)]:
+        pos = [k for k, i in enumerate(items) if i is Ellipsis][0]
+        items[pos:pos + 1] = [slice(None)] * (_ndim(x) - consumed)
+    items += [slice(None)] * (_ndim(x) - consumed)
+    return _apply_index(x, items)
+
+
+def _apply_index(x, items):
+    """Slice once for all ints/slices, gather for array indices, then reshape for ints/None."""
+    slices, out_dims, gathers, dim = [], [], [], 0
+    shape = _shape(x)
+    for item in items:
+        if item is None:
+            out_dims.append((1,))
+            continue
+        n = shape[dim]
+        if isinstance(item, slice):
+            start, stop, step = item.indices(n)
+            slices.append((start, stop, step))
+            out_dims.append((len(builtins.range(start, stop, step)),))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            i = int(item)
+            if not -n <= i < n:
+                raise IndexError(errors.at_user_line(
+                    f'index {i} is out of bounds for axis {dim} with size {n}'))
+            slices.append((i % n, i % n + 1, 1))
+        else:
+            idx = _operand(item, 'index')
+            idx = np.asarray(idx) if isinstance(idx, _SCALARS) else idx
+            gathers.append((dim, idx))
+            slices.append((0, n, 1))
+            out_dims.append(_shape(idx))
+        dim += 1
+    if builtins.any(s != (0, d, 1) for s, d in zip(slices, shape)):
+        x = slice_(x, slices)
+    for axis, idx in reversed(gathers):
+        x = gather(x, idx, axis=axis)
+    return reshape(x, [d for dims in out_dims for d in dims])
+
+
+# ---------------------------------------------------------------------------- control flow
+
+def cond(pred, true_fn, false_fn, name=None):
+    """Eager: run one branch. Traced: run both and select, Variable assignments included."""
+    pred = _operand(pred, 'pred')
+    if not isinstance(pred, Tracer):
+        return true_fn() if bool(np.asarray(pred.numpy() if isinstance(pred, TensorOps) else pred)) \
+            else false_fn()
+    from .tree import flatten, unflatten
+    trace = pred.trace
+    before = dict(trace.current)
+    out_t = true_fn()
+    after_t, trace.current = trace.current, dict(before)
+    out_f = false_fn()
+    after_f = trace.current
+    leaves_t, tree_t = flatten(out_t)
+    leaves_f, tree_f = flatten(out_f)
+    if tree_t != tree_f:
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            f'tj.cond branches must return the same structure, got {tree_t} and {tree_f}'))
+    merged = dict(after_f)
+    initial = {id(v): (v, var) for v, var in trace.graph.state}
+    for key in set(after_t) | set(after_f):
+        var, t_val = after_t.get(key) or initial[key]
+        f_val = (after_f.get(key) or initial[key])[1]
+        if t_val is not f_val:
+            chosen = where(pred, Tracer(trace, t_val), Tracer(trace, f_val))
+            merged[key] = (var, chosen.var)
+    trace.current = merged
+    return unflatten(tree_t, [where(pred, a, b) for a, b in zip(leaves_t, leaves_f)])

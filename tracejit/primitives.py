@@ -1,0 +1,397 @@
+"""The primitive registry: every primitive declared once, with everything each layer needs.
+
+A record holds the shape/dtype rule, the numpy rule (eager execution and the IR interpreter),
+the VJP rule (written with tracejit ops, so gradients are IR and compile like the forward pass),
+the fusion kind the backend partitions by, and the codegen template. `ops.py` builds the public
+API from these; the tests loop over `REGISTRY`.
+
+VJP rules are either a tuple with one function per input, `rule(ct, out, *args, **params)`,
+returning that input's cotangent (None: no gradient flows), or one function returning a list.
+Cotangents may have the broadcast output shape: the autodiff driver sums them back once.
+"""
+import numpy as np
+
+from . import errors, ops as o
+
+REGISTRY = {}
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'source')
+
+
+class Primitive:
+    """One primitive op. `codegen` is an expression template for elementwise ops, else a tag."""
+
+    def __init__(self, name, impl, shape_rule, vjp, kind, codegen, differentiable=True):
+        assert kind in KINDS, kind
+        self.name, self.impl, self.shape_rule, self.vjp = name, impl, shape_rule, vjp
+        self.kind, self.codegen, self.differentiable = kind, codegen, differentiable
+        REGISTRY[name] = self
+
+    def check(self, *avals, **params):
+        """Output avals [(shape, dtype, weak)]; shape/dtype errors name the op and user line."""
+        try:
+            return self.shape_rule(*avals, **params)
+        except (errors.ShapeError, errors.DTypeError) as e:
+            raise type(e)(errors.at_user_line(f'{self.name}: {e}')) from None
+
+    def run(self, *values, **params):
+        """Apply the numpy rule; outputs are arrays of exactly the dtypes the shape rule says."""
+        avals = self.check(*values, **params)
+        with np.errstate(all='ignore'):
+            results = self.impl(*values, **params)
+        if not isinstance(results, tuple):
+            results = (results,)
+        return [np.asarray(r, dtype=dtype).reshape(shape)
+                for r, (shape, dtype, _) in zip(results, avals)]
+
+    def __repr__(self):
+        return f'Primitive({self.name})'
+
+
+# ---------------------------------------------------------------------------- shape rules
+
+def broadcast_shapes(*shapes):
+    ndim = max(len(s) for s in shapes)
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise errors.ShapeError(
+                'incompatible shapes ' + ' vs '.join(str(tuple(s)) for s in shapes)
+                + ' (dimensions must be equal or 1 to broadcast)')
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _same_dtype(avals):
+    dts = {np.dtype(a.dtype) for a in avals}
+    if len(dts) > 1:
+        raise errors.DTypeError('operands have different dtypes ' + ' vs '.join(
+            np.dtype(a.dtype).name for a in avals) + '; cast one with tj.cast')
+    return dts.pop()
+
+
+def _elementwise(out_dtype=None, float_only=False):
+    def rule(*avals):
+        dtype = _same_dtype(avals)
+        if float_only and dtype.kind != 'f':
+            raise errors.DTypeError(f'needs a floating-point operand, got {dtype.name}')
+        weak = all(getattr(a, 'weak', False) for a in avals)
+        return [(broadcast_shapes(*(a.shape for a in avals)), out_dtype or dtype, weak)]
+    return rule
+
+
+def _bool_operands(*avals):
+    for a in avals:
+        if np.dtype(a.dtype) != np.bool_:
+            raise errors.DTypeError(f'needs bool operands, got {np.dtype(a.dtype).name}')
+    return [(broadcast_shapes(*(a.shape for a in avals)), np.dtype(np.bool_), False)]
+
+
+def _select_rule(cond, x, y):
+    if np.dtype(cond.dtype) != np.bool_:
+        raise errors.DTypeError(f'condition must be bool, got {np.dtype(cond.dtype).name}')
+    dtype = _same_dtype([x, y])
+    return [(broadcast_shapes(cond.shape, x.shape, y.shape), dtype, False)]
+
+
+def _reduced_shape(shape, axes):
+    for ax in axes:
+        if not 0 <= ax < len(shape):
+            raise errors.ShapeError(f'axis {ax} is out of range for shape {tuple(shape)}')
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce_rule(x, *, axes):
+    return [(_reduced_shape(x.shape, axes), np.dtype(x.dtype), False)]
+
+
+def _argreduce_rule(x, *, axis):
+    return [(_reduced_shape(x.shape, (axis,)), np.dtype(np.int64), False)]
+
+
+def _broadcast_to_rule(x, *, shape):
+    if broadcast_shapes(x.shape, shape) != tuple(shape) or len(x.shape) > len(shape):
+        raise errors.ShapeError(f'cannot broadcast {tuple(x.shape)} to {tuple(shape)}')
+    return [(tuple(shape), np.dtype(x.dtype), getattr(x, 'weak', False))]
+
+
+def _reshape_rule(x, *, shape):
+    if int(np.prod(shape)) != int(np.prod(x.shape)):
+        raise errors.ShapeError(f'cannot reshape {tuple(x.shape)} ({int(np.prod(x.shape))} '
+                                f'elements) to {tuple(shape)} ({int(np.prod(shape))} elements)')
+    return [(tuple(shape), np.dtype(x.dtype), getattr(x, 'weak', False))]
+
+
+def _transpose_rule(x, *, perm):
+    if sorted(perm) != list(range(len(x.shape))):
+        raise errors.ShapeError(f'perm {perm} is not a permutation of the axes of {tuple(x.shape)}')
+    return [(tuple(x.shape[p] for p in perm), np.dtype(x.dtype), False)]
+
+
+def _slice_len(start, stop, step):
+    return len(range(start, stop, step))
+
+
+def _slice_rule(x, *, slices):
+    if len(slices) != len(x.shape):
+        raise errors.ShapeError(f'{len(slices)} slices for a rank-{len(x.shape)} operand')
+    return [(tuple(_slice_len(*s) for s in slices), np.dtype(x.dtype), False)]
+
+
+def _unslice_rule(u, *, shape, slices):
+    if tuple(_slice_len(*s) for s in slices) != tuple(u.shape):
+        raise errors.ShapeError(f'update of shape {tuple(u.shape)} does not fit slices {slices}')
+    return [(tuple(shape), np.dtype(u.dtype), False)]
+
+
+def _concat_rule(*xs, axis):
+    dtype = _same_dtype(xs)
+    first = tuple(xs[0].shape)
+    for x in xs[1:]:
+        shape = tuple(x.shape)
+        if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(first, shape))
+                                           if i != axis):
+            raise errors.ShapeError(f'cannot concatenate shapes {first} and {shape} on axis {axis}')
+    size = sum(x.shape[axis] for x in xs)
+    return [(first[:axis] + (size,) + first[axis + 1:], dtype, False)]
+
+
+def _check_indices(indices):
+    if np.dtype(indices.dtype).kind not in 'iu':
+        raise errors.DTypeError(f'indices must be integers, got {np.dtype(indices.dtype).name}')
+
+
+def _gather_rule(x, indices, *, axis):
+    _check_indices(indices)
+    shape = tuple(x.shape)
+    return [(shape[:axis] + tuple(indices.shape) + shape[axis + 1:], np.dtype(x.dtype), False)]
+
+
+def _scatter_add_rule(u, indices, *, axis, size):
+    _check_indices(indices)
+    shape, k = tuple(u.shape), len(indices.shape)
+    if shape[axis:axis + k] != tuple(indices.shape):
+        raise errors.ShapeError(f'updates {shape} do not match indices {tuple(indices.shape)}')
+    return [(shape[:axis] + (size,) + shape[axis + k:], np.dtype(u.dtype), False)]
+
+
+def _matmul_rule(a, b, *, transpose_a, transpose_b):
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    dtype = _same_dtype([a, b])
+    if len(sa) < 2 or len(sb) < 2 or sa[:-2] != sb[:-2]:
+        raise errors.ShapeError(f'matmul needs matrices with equal batch dimensions, got {sa} and {sb}')
+    m, k1 = sa[-2:][::-1] if transpose_a else sa[-2:]
+    k2, n = sb[-2:][::-1] if transpose_b else sb[-2:]
+    if k1 != k2:
+        raise errors.ShapeError(f'matrix size-incompatible: {sa} @ {sb} '
+                                f'(inner dimensions {k1} and {k2} differ)')
+    return [(sa[:-2] + (m, n), dtype, False)]
+
+
+def _source_rule(*, shape, dtype, **_):
+    return [(tuple(shape), np.dtype(dtype), False)]
+
+
+def _random_rule(key, *, shape, dtype):
+    if np.dtype(key.dtype) != np.int64 or tuple(key.shape) != ():
+        raise errors.DTypeError('random key must be an int64 scalar')
+    return _source_rule(shape=shape, dtype=dtype)
+
+
+def _convert_rule(x, *, dtype):
+    return [(tuple(x.shape), np.dtype(dtype), False)]
+
+
+# ---------------------------------------------------------------------------- numpy rules
+
+def _slices(slices):
+    return tuple(slice(start, None if stop < 0 else stop, step) for start, stop, step in slices)
+
+
+def _unslice(u, *, shape, slices):
+    out = np.zeros(shape, u.dtype)
+    out[_slices(slices)] = u
+    return out
+
+
+def _scatter_add(u, indices, *, axis, size):
+    shape = u.shape[:axis] + (size,) + u.shape[axis + indices.ndim:]
+    out = np.zeros(shape, u.dtype)
+    moved = np.moveaxis(out, axis, 0)
+    np.add.at(moved, indices, np.moveaxis(u, list(range(axis, axis + indices.ndim)),
+                                          list(range(indices.ndim))))
+    return out
+
+
+def _matmul(a, b, *, transpose_a, transpose_b):
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
+                     np.swapaxes(b, -1, -2) if transpose_b else b)
+
+
+def _iota(*, shape, axis, dtype):
+    index_shape = [1] * len(shape)
+    index_shape[axis] = shape[axis]
+    return np.broadcast_to(np.arange(shape[axis], dtype=dtype).reshape(index_shape), shape)
+
+
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+
+
+def random_bits(key, shape):
+    """Counter-based uint64 stream: splitmix64 of (key * gamma + element index)."""
+    z = np.uint64(key % 2**64) * np.uint64(SPLITMIX_GAMMA) + np.arange(
+        int(np.prod(shape)), dtype=np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (z ^ (z >> np.uint64(31))).reshape(shape)
+
+
+def _random_uniform(key, *, shape, dtype):
+    bits = random_bits(int(key), shape)
+    if np.dtype(dtype) == np.float32:
+        return (bits >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+# ---------------------------------------------------------------------------- declarations
+
+def unary(name, impl, vjp, template, float_only=True):
+    Primitive(name, impl, _elementwise(float_only=float_only), (vjp,), 'elementwise', template)
+
+
+def binary(name, impl, vjp_x, vjp_y, template):
+    Primitive(name, impl, _elementwise(), (vjp_x, vjp_y), 'elementwise', template)
+
+
+def nondiff(name, impl, rule, kind, template):
+    Primitive(name, impl, rule, None, kind, template, differentiable=False)
+
+
+def _zero(ct, out, *args, **params):
+    return None
+
+
+unary('neg', np.negative, lambda ct, out, x: o.negative(ct), '(-{0})', float_only=False)
+unary('exp', np.exp, lambda ct, out, x: ct * out, 'exp{bits}({0})')
+unary('log', np.log, lambda ct, out, x: ct / x, 'log{bits}({0})')
+unary('log1p', np.log1p, lambda ct, out, x: ct / (x + 1.0), 'log1p{bits}({0})')
+unary('sqrt', np.sqrt, lambda ct, out, x: ct / (out * 2.0), 'np.sqrt({0})')
+unary('tanh', np.tanh, lambda ct, out, x: ct * (1.0 - out * out), 'tanh{bits}({0})')
+unary('sigmoid', _sigmoid, lambda ct, out, x: ct * (out * (1.0 - out)), 'sigmoid{bits}({0})')
+unary('softplus', lambda x: np.logaddexp(0, x), lambda ct, out, x: ct * o.sigmoid(x),
+      'softplus{bits}({0})')
+unary('sin', np.sin, lambda ct, out, x: ct * o.cos(x), 'np.sin({0})')
+unary('cos', np.cos, lambda ct, out, x: -(ct * o.sin(x)), 'np.cos({0})')
+unary('abs', np.abs, lambda ct, out, x: ct * o.sign(x), 'np.abs({0})', float_only=False)
+unary('sign', np.sign, _zero, 'np.sign({0})', float_only=False)
+unary('floor', np.floor, _zero, 'np.floor({0})')
+
+binary('add', np.add, lambda ct, out, x, y: ct, lambda ct, out, x, y: ct, '({0} + {1})')
+binary('sub', np.subtract, lambda ct, out, x, y: ct, lambda ct, out, x, y: o.negative(ct),
+       '({0} - {1})')
+binary('mul', np.multiply, lambda ct, out, x, y: ct * y, lambda ct, out, x, y: ct * x,
+       '({0} * {1})')
+binary('div', np.divide, lambda ct, out, x, y: ct / y, lambda ct, out, x, y: -(ct * out / y),
+       '({0} / {1})')
+binary('pow', np.power, lambda ct, out, x, y: ct * y * x ** (y - 1),
+       lambda ct, out, x, y: o.where(o.equal(x, 0), o.zeros_like(out), ct * out * o.log(x)),
+       '({0} ** {1})')
+binary('max', np.maximum, lambda ct, out, x, y: o.where(o.greater_equal(x, y), ct, 0.0),
+       lambda ct, out, x, y: o.where(o.less(x, y), ct, 0.0), 'np.maximum({0}, {1})')
+binary('min', np.minimum, lambda ct, out, x, y: o.where(o.less_equal(x, y), ct, 0.0),
+       lambda ct, out, x, y: o.where(o.greater(x, y), ct, 0.0), 'np.minimum({0}, {1})')
+
+COMPARISONS = {'eq': (np.equal, '=='), 'ne': (np.not_equal, '!='), 'lt': (np.less, '<'),
+               'le': (np.less_equal, '<='), 'gt': (np.greater, '>'), 'ge': (np.greater_equal, '>=')}
+for _name, (_fn, _sym) in COMPARISONS.items():
+    nondiff(_name, _fn, _elementwise(out_dtype=np.dtype(np.bool_)), 'elementwise',
+            f'({{0}} {_sym} {{1}})')
+nondiff('and', np.logical_and, _bool_operands, 'elementwise', '({0} & {1})')
+nondiff('or', np.logical_or, _bool_operands, 'elementwise', '({0} | {1})')
+nondiff('not', np.logical_not, _bool_operands, 'elementwise', '(not {0})')
+
+Primitive('select', np.where, _select_rule,
+          (_zero, lambda ct, out, c, x, y: o.where(c, ct, 0.0),
+           lambda ct, out, c, x, y: o.where(c, 0.0, ct)),
+          'elementwise', '({1} if {0} else {2})')
+Primitive('convert', lambda x, *, dtype: x.astype(dtype), _convert_rule,
+          (lambda ct, out, x, *, dtype: o.cast(ct, x.dtype) if o.is_floating(x) else None,),
+          'elementwise', '{dtype}({0})')
+
+
+def _keepdims_ct(ct, x, axes):
+    """Broadcast a reduction's cotangent back over the reduced axes."""
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return o.broadcast_to(o.reshape(ct, kept), x.shape)
+
+
+def _extremum_vjp(ct, out, x, *, axes):
+    hit = o.cast(o.equal(x, _keepdims_ct(out, x, axes)), out.dtype)
+    count = o.reduce_sum(hit, axis=axes, keepdims=True)
+    return _keepdims_ct(ct, x, axes) * hit / count
+
+
+Primitive('reduce_sum', lambda x, *, axes: np.sum(x, axis=axes), _reduce_rule,
+          (lambda ct, out, x, *, axes: _keepdims_ct(ct, x, axes),), 'reduction', '{acc} + {0}')
+Primitive('reduce_max', lambda x, *, axes: np.max(x, axis=axes), _reduce_rule,
+          (_extremum_vjp,), 'reduction', 'np.maximum({acc}, {0})')
+Primitive('reduce_min', lambda x, *, axes: np.min(x, axis=axes), _reduce_rule,
+          (_extremum_vjp,), 'reduction', 'np.minimum({acc}, {0})')
+nondiff('argmax', lambda x, *, axis: np.argmax(x, axis=axis), _argreduce_rule, 'reduction', '>')
+nondiff('argmin', lambda x, *, axis: np.argmin(x, axis=axis), _argreduce_rule, 'reduction', '<')
+
+Primitive('broadcast_to', lambda x, *, shape: np.broadcast_to(x, shape), _broadcast_to_rule,
+          (lambda ct, out, x, *, shape: ct,), 'layout', 'broadcast')
+Primitive('reshape', lambda x, *, shape: np.reshape(x, shape), _reshape_rule,
+          (lambda ct, out, x, *, shape: o.reshape(ct, x.shape),), 'layout', 'reshape')
+Primitive('transpose', lambda x, *, perm: np.transpose(x, perm), _transpose_rule,
+          (lambda ct, out, x, *, perm: o.transpose(ct, tuple(np.argsort(perm))),),
+          'layout', 'transpose')
+Primitive('slice', lambda x, *, slices: x[_slices(slices)], _slice_rule,
+          (lambda ct, out, x, *, slices: o.unslice(ct, x.shape, slices),), 'layout', 'slice')
+Primitive('unslice', _unslice, _unslice_rule,
+          (lambda ct, out, u, *, shape, slices: o.slice_(ct, slices),), 'layout', 'unslice')
+
+
+def _concat_vjp(ct, out, *xs, axis):
+    cts, start = [], 0
+    for x in xs:
+        stop = start + x.shape[axis]
+        slices = tuple((start, stop, 1) if i == axis else (0, d, 1) for i, d in enumerate(ct.shape))
+        cts.append(o.slice_(ct, slices))
+        start = stop
+    return cts
+
+
+Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rule, _concat_vjp,
+          'layout', 'concat')
+Primitive('gather', lambda x, i, *, axis: np.take(x, i, axis=axis), _gather_rule,
+          (lambda ct, out, x, i, *, axis: o.scatter_add(ct, i, axis, x.shape[axis]), _zero),
+          'layout', 'gather')
+Primitive('scatter_add', _scatter_add, _scatter_add_rule,
+          (lambda ct, out, u, i, *, axis, size: o.gather(ct, i, axis=axis), _zero),
+          'layout', 'scatter_add')
+
+
+def _matmul_vjp_a(ct, out, a, b, *, transpose_a, transpose_b):
+    if transpose_a:
+        return o.matmul(b, ct, transpose_a=transpose_b, transpose_b=True)
+    return o.matmul(ct, b, transpose_b=not transpose_b)
+
+
+def _matmul_vjp_b(ct, out, a, b, *, transpose_a, transpose_b):
+    if transpose_b:
+        return o.matmul(ct, a, transpose_a=True, transpose_b=transpose_a)
+    return o.matmul(a, ct, transpose_a=not transpose_a)
+
+
+Primitive('matmul', _matmul, _matmul_rule, (_matmul_vjp_a, _matmul_vjp_b), 'matmul', 'np.dot')
+
+nondiff('iota', _iota, _source_rule, 'source', 'iota')
+nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')

@@ -1,0 +1,125 @@
+"""`Tensor` (an immutable eager value) and the operator mixin it shares with Variables and tracers.
+
+Every operator calls the user-facing op in `ops.py`, so `a + b`, `tj.add(a, b)` and the same code
+under `@tj.function` all go through one path: `ops` -> `tracing.bind` -> eager numpy rule or IR.
+"""
+import itertools
+
+import numpy as np
+
+from . import dtypes
+
+_uids = itertools.count(1)
+
+
+def _ops():
+    from . import ops
+    return ops
+
+
+class TensorOps:
+    """Python operators and TensorFlow-style methods, for anything that behaves like a tensor."""
+
+    __array_priority__ = 100  # numpy defers `ndarray + tensor` to our reflected operators
+    __hash__ = object.__hash__
+
+    def __add__(self, other): return _ops().add(self, other)
+    def __radd__(self, other): return _ops().add(other, self)
+    def __sub__(self, other): return _ops().subtract(self, other)
+    def __rsub__(self, other): return _ops().subtract(other, self)
+    def __mul__(self, other): return _ops().multiply(self, other)
+    def __rmul__(self, other): return _ops().multiply(other, self)
+    def __truediv__(self, other): return _ops().divide(self, other)
+    def __rtruediv__(self, other): return _ops().divide(other, self)
+    def __floordiv__(self, other): return _ops().floordiv(self, other)
+    def __rfloordiv__(self, other): return _ops().floordiv(other, self)
+    def __pow__(self, other): return _ops().pow(self, other)
+    def __rpow__(self, other): return _ops().pow(other, self)
+    def __matmul__(self, other): return _ops().matmul(self, other)
+    def __rmatmul__(self, other): return _ops().matmul(other, self)
+    def __neg__(self): return _ops().negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return _ops().abs(self)
+    def __lt__(self, other): return _ops().less(self, other)
+    def __le__(self, other): return _ops().less_equal(self, other)
+    def __gt__(self, other): return _ops().greater(self, other)
+    def __ge__(self, other): return _ops().greater_equal(self, other)
+    def __eq__(self, other): return _ops().equal(self, other)
+    def __ne__(self, other): return _ops().not_equal(self, other)
+    def __and__(self, other): return _ops().logical_and(self, other)
+    def __rand__(self, other): return _ops().logical_and(other, self)
+    def __or__(self, other): return _ops().logical_or(self, other)
+    def __ror__(self, other): return _ops().logical_or(other, self)
+    def __invert__(self): return _ops().logical_not(self)
+    def __getitem__(self, index): return _ops().getitem(self, index)
+
+    @property
+    def T(self):
+        return _ops().transpose(self)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def get_shape(self):
+        return self.shape
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError('len() of a scalar (0-d) tensor')
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError('iteration over a scalar (0-d) tensor')
+        return (self[i] for i in range(self.shape[0]))
+
+
+class Tensor(TensorOps):
+    """An immutable eager value holding a numpy array."""
+
+    __slots__ = ('_value', '_uid')
+
+    def __init__(self, value):
+        self._value = value
+        self._uid = next(_uids)
+
+    weak = False
+    shape = property(lambda self: self._value.shape)
+    dtype = property(lambda self: dtypes.as_dtype(self._value.dtype))
+
+    def numpy(self):
+        """The value as numpy (a 0-d tensor gives a numpy scalar, as in TensorFlow)."""
+        value = self._value.copy()
+        return value[()] if value.ndim == 0 else value
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value if dtype is None else self._value.astype(dtype)
+
+    def __bool__(self):
+        return bool(self._value)
+
+    def __float__(self):
+        return float(self._value)
+
+    def __int__(self):
+        return int(self._value)
+
+    def __index__(self):
+        if not dtypes.is_int(self._value.dtype):
+            raise TypeError(f'only integer tensors can be used as an index, not {self.dtype.name}')
+        return int(self._value)
+
+    def __format__(self, spec):
+        value = self._value
+        return format(value.item() if value.ndim == 0 else value, spec)
+
+    def __repr__(self):
+        return f'<tj.Tensor: shape={self.shape}, dtype={self.dtype.name}, numpy={_np_repr(self._value)}>'
+
+    def __str__(self):
+        return f'tj.Tensor({_np_repr(self._value)}, shape={self.shape}, dtype={self.dtype.name})'
+
+
+def _np_repr(value):
+    return np.array2string(value, separator=', ') if value.ndim else repr(value.item())
