@@ -251,7 +251,7 @@ def _dynamic_value(leaf):
         if leaf.dtype != dtype or not leaf.flags.c_contiguous:
             leaf = np.ascontiguousarray(leaf, dtype=dtype)
         return leaf
-    return np.asarray(leaf, dtypes.DEFAULT_FLOAT if isinstance(leaf, float) else leaf.dtype)
+    return leaf  # a Python float or numpy scalar, passed as a scalar
 
 
 def _static_key(value, keepalive):

@@ -153,7 +153,7 @@ def evaluate(graph, args, state_values):
     Returns (outputs, updates) as lists of numpy arrays.
     """
     env = dict(graph.consts)
-    env.update(zip(graph.inputs, (np.asarray(a) for a in args)))
+    env.update((v, np.asarray(a, v.dtype)) for v, a in zip(graph.inputs, args))
     env.update(zip((v for _, v in graph.state), (np.asarray(s) for s in state_values)))
     for node in graph.nodes:
         results = node.prim.run(*(env[v] for v in node.inputs), **node.params)

@@ -549,10 +549,12 @@ def getitem(x, index):
     if consumed > _ndim(x):
         raise IndexError(errors.at_user_line(
             f'too many indices ({consumed}) for a tensor of shape {_shape(x)}'))
-    if Ellipsis in [i for i in items if not isinstance(i, TensorOps)]:
-        pos = [k for k, i in enumerate(items) if i is Ellipsis][0]
-        items[pos:pos + 1] = [slice(None)] * (_ndim(x) - consumed)
-    items += [slice(None)] * (_ndim(x) - consumed)
+    # `is` tests, not `in`: `==` on an array index is elementwise and has no truth value
+    pos = [k for k, i in enumerate(items) if i is Ellipsis]
+    if pos:
+        items[pos[0]:pos[0] + 1] = [slice(None)] * (_ndim(x) - consumed)
+    else:
+        items += [slice(None)] * (_ndim(x) - consumed)
     return _apply_index(x, items)
 
 

@@ -1,9 +1,56 @@
-"""Graph rewrites, each a pure `Graph -> Graph` function, run in the order of `PIPELINE`."""
+"""Graph rewrites, each a pure `Graph -> Graph` function, run in the order of `PIPELINE`.
+
+Autodiff emits naive IR (multiplications by a seed of one, reshapes that change nothing,
+transposes feeding matmuls); these passes clean it up so the backend sees the essential work.
+TRACEJIT_DEBUG=1 prints the graph after each pass.
+"""
 import os
 import sys
 
-from . import ir
+import numpy as np
 
+from . import ir
+from .primitives import REGISTRY
+
+FOLD_MAX_SIZE = 1 << 16  # fold constants up to this many elements, never expanding ones
+
+
+def _copy(graph):
+    out = ir.Graph()
+    out.inputs, out.state, out.consts = list(graph.inputs), list(graph.state), dict(graph.consts)
+    out.nodes, out.outputs, out.updates = list(graph.nodes), list(graph.outputs), list(graph.updates)
+    return out
+
+
+def rewrite(graph, rule):
+    """Apply `rule(node, new_graph) -> Var | None` to each node in order; a Var replaces the
+    node's (single) output everywhere after it."""
+    out = _copy(graph)
+    out.nodes, subst = [], {}
+    for node in graph.nodes:
+        node = ir.Node(node.prim, [subst.get(v, v) for v in node.inputs], node.params,
+                       node.outputs, node.where)
+        replacement = rule(node, out)
+        if replacement is None or replacement is node.outputs[0]:
+            out.nodes.append(node)
+        else:
+            subst[node.outputs[0]] = replacement
+    out.outputs = [subst.get(v, v) for v in graph.outputs]
+    initial = {id(variable): var for variable, var in graph.state}
+    out.updates = [(variable, subst.get(v, v)) for variable, v in graph.updates
+                   if subst.get(v, v) is not initial[id(variable)]]
+    return out
+
+
+def _const(graph, var):
+    return graph.consts.get(var)
+
+
+def _same_type(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype
+
+
+# -------------------------------------------------------------------------------- passes
 
 def dead_code_elimination(graph):
     """Drop nodes whose outputs reach neither an output nor a Variable update."""
@@ -19,21 +66,165 @@ def dead_code_elimination(graph):
     return out
 
 
-def _copy(graph):
-    out = ir.Graph()
-    out.inputs, out.state, out.consts = list(graph.inputs), list(graph.state), dict(graph.consts)
-    out.nodes, out.outputs, out.updates = list(graph.nodes), list(graph.outputs), list(graph.updates)
+def constant_folding(graph):
+    """Evaluate nodes whose operands are all constants (unless that would expand data)."""
+    def rule(node, out):
+        values = [_const(out, v) for v in node.inputs]
+        if not node.inputs or any(v is None for v in values) or node.prim.kind == 'source':
+            return None
+        result = node.outputs[0]
+        if result.size > FOLD_MAX_SIZE or result.size > max(v.size for v in values):
+            return None
+        return out.add_const(node.prim.run(*values, **node.params)[0])
+    return rewrite(graph, rule)
+
+
+def _is_constant(graph, var, value):
+    c = _const(graph, var)
+    return c is not None and c.size > 0 and bool(np.all(c == value))
+
+
+def algebraic_simplification(graph):
+    """x*1, x+0, x-0, x/1, --x, no-op reshapes/broadcasts, reshape chains, double transposes,
+    transposes folded into matmul flags, and sum(broadcast(x)) as a multiplication."""
+    producers = {}
+
+    def rule(node, out):
+        replacement = _simplify(node, out, producers)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+_IDENTITY_OPERAND = {'mul': (1, (0, 1)), 'add': (0, (0, 1)), 'sub': (0, (1,)), 'div': (1, (1,))}
+
+
+def _simplify(node, out, producers):
+    name, ins, result = node.prim.name, node.inputs, node.outputs[0]
+    if name in _IDENTITY_OPERAND:
+        neutral, positions = _IDENTITY_OPERAND[name]
+        for pos in positions:
+            other = ins[1 - pos]
+            if _is_constant(out, ins[pos], neutral) and _same_type(other, result):
+                return other
+    if name in ('reshape', 'broadcast_to') and _same_type(ins[0], result):
+        return ins[0]
+    source = producers.get(ins[0]) if ins else None
+    if name == 'broadcast_to' and ins[0].shape != () and ins[0].size == 1:
+        return _emit(out, 'broadcast_to', [_scalar_of(ins[0], source, out)], **node.params)
+    if name == 'neg' and source is not None and source.prim.name == 'neg':
+        return source.inputs[0]
+    if name == 'reshape' and source is not None and source.prim.name == 'reshape':
+        return _emit(out, 'reshape', [source.inputs[0]], shape=result.shape)
+    if name == 'transpose' and source is not None and source.prim.name == 'transpose':
+        perm = tuple(source.params['perm'][p] for p in node.params['perm'])
+        if perm == tuple(range(len(perm))):
+            return source.inputs[0]
+        return _emit(out, 'transpose', [source.inputs[0]], perm=perm)
+    if name == 'matmul':
+        return _fold_matmul_transposes(node, out, producers)
+    if name == 'reduce_sum' and source is not None and source.prim.name == 'broadcast_to':
+        return _sum_of_broadcast(node, source, out)
+    return None
+
+
+def _scalar_of(var, source, graph):
+    """The 0-d value inside a one-element value (a reshape of a scalar, or a constant)."""
+    if source is not None and source.prim.name == 'reshape' and source.inputs[0].shape == ():
+        return source.inputs[0]
+    if var in graph.consts:
+        return graph.add_const(graph.consts[var].reshape(()))
+    return _emit(graph, 'reshape', [var], shape=())
+
+
+def _swaps_last_two(node):
+    perm = node.params['perm']
+    n = len(perm)
+    return n >= 2 and perm == tuple(range(n - 2)) + (n - 1, n - 2)
+
+
+def _fold_matmul_transposes(node, out, producers):
+    ins, params, changed = list(node.inputs), dict(node.params), False
+    for i, flag in ((0, 'transpose_a'), (1, 'transpose_b')):
+        source = producers.get(ins[i])
+        if source is not None and source.prim.name == 'transpose' and _swaps_last_two(source):
+            ins[i], params[flag], changed = source.inputs[0], not params[flag], True
+    return _emit(out, 'matmul', ins, **params) if changed else None
+
+
+def _sum_of_broadcast(node, source, out):
+    """sum over axes that were only broadcast = the operand times the number of copies."""
+    x, axes, result = source.inputs[0], node.params['axes'], node.outputs[0]
+    full = source.params['shape']
+    lead = len(full) - len(x.shape)
+    padded = (1,) * lead + x.shape
+    if any(padded[a] != 1 for a in axes) or x.dtype.kind != 'f':
+        return None
+    copies = int(np.prod([full[a] for a in axes]))
+    kept = tuple(d for i, d in enumerate(padded) if i not in axes)
+    base = x if kept == x.shape else _emit(out, 'reshape', [x], shape=kept)
+    if base.shape != result.shape:
+        base = _emit(out, 'broadcast_to', [base], shape=result.shape)
+    return _emit(out, 'mul', [base, out.add_const(np.asarray(copies, x.dtype))])
+
+
+def _emit(graph, name, inputs, **params):
+    prim = REGISTRY[name]
+    (shape, dtype, weak), = prim.check(*inputs, **params)
+    var = ir.Var(shape, dtype, weak)
+    graph.nodes.append(ir.Node(prim, inputs, params, [var]))
+    return var
+
+
+def common_subexpression_elimination(graph):
+    """One node per (primitive, operands, params); equal scalar constants share one value."""
+    seen, const_keys = {}, {}
+    for var, value in graph.consts.items():
+        if value.ndim == 0:
+            const_keys.setdefault((value.dtype.str, value.tobytes()), var)
+
+    def canonical(var):
+        value = graph.consts.get(var)
+        if value is not None and value.ndim == 0:
+            return const_keys[(value.dtype.str, value.tobytes())]
+        return var
+
+    def rule(node, out):
+        node.inputs = [canonical(v) for v in node.inputs]
+        if node.prim.kind == 'source' and node.prim.name == 'random_uniform':
+            return None
+        key = (node.prim.name, tuple(id(v) for v in node.inputs),
+               tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))
+        if key in seen:
+            return seen[key]
+        seen[key] = node.outputs[0]
+        return None
+    out = rewrite(graph, rule)
+    out.outputs = [canonical(v) for v in out.outputs]
+    out.updates = [(variable, canonical(v)) for variable, v in out.updates]
     return out
 
 
-PIPELINE = [('dce', dead_code_elimination)]
+def _hashable(value):
+    return value.str if isinstance(value, np.dtype) else value
+
+
+PIPELINE = [
+    ('fold', constant_folding),
+    ('simplify', algebraic_simplification),
+    ('cse', common_subexpression_elimination),
+    ('simplify2', algebraic_simplification),
+    ('fold2', constant_folding),
+    ('dce', dead_code_elimination),
+]
 
 
 def optimize(graph, pipeline=None):
     """Run the pass pipeline; TRACEJIT_DEBUG=1 prints the graph after each pass."""
     debug = os.environ.get('TRACEJIT_DEBUG', '0') >= '1'
-    for name, rewrite in pipeline or PIPELINE:
-        graph = rewrite(graph)
+    for name, rewrite_pass in pipeline or PIPELINE:
+        graph = rewrite_pass(graph)
         if debug:
             print(f'--- after {name} ---\n{graph}', file=sys.stderr)
     return graph

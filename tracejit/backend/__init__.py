@@ -1,5 +1,5 @@
-"""Turn an optimised graph into something that runs: the compiled Numba kernel or, where the
-backend cannot compile a graph, the numpy interpreter (which is also the tests' reference)."""
+"""Turn an optimised graph into something that runs: one compiled Numba kernel per graph, or
+the numpy interpreter (the tests' reference, and the fallback for an empty graph)."""
 from .. import ir
 
 
@@ -17,10 +17,18 @@ class Interpreted:
         return outs
 
 
+def lower_graph(graph):
+    """The generated source and per-trace values (`.source`, `.plan`) for a graph."""
+    from .codegen import generate
+    return generate(graph)
+
+
 def compile_graph(graph):
     """(executable, how) where how is 'compiled', 'disk', 'memory' or 'interpreted'."""
-    return Interpreted(graph), 'interpreted'
-
-
-def lower_graph(graph):
-    raise NotImplementedError('the Numba backend is not available yet')
+    if not graph.nodes and not graph.updates:
+        return Interpreted(graph), 'interpreted'
+    from . import compiler
+    from .runtime import Kernel
+    lowered = lower_graph(graph)
+    fn, how = compiler.load(lowered.source)
+    return Kernel(fn, lowered, graph), how

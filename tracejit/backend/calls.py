@@ -1,0 +1,139 @@
+"""Code for the nodes lowered on their own (`call` groups): BLAS matmuls and layout ops.
+
+Each emitter writes statements that bind the node's output to `name`. Axis-generic ops view
+their operand as (before, axis, after) so one helper in `kernels.py` serves every rank.
+"""
+from .codegen import np_type
+
+
+def _slice_text(cg, slices, shape):
+    parts = []
+    for (start, stop, step), n in zip(slices, shape):
+        stop_text = '' if stop < 0 else cg.dim(n) if stop == n else str(stop)
+        parts.append(f'{start}:{stop_text}:{step}')
+    return ', '.join(parts)
+
+
+def _three(cg, shape, axis, span=1):
+    """Sizes (before, axis extent, after) of `shape` around axes [axis, axis + span)."""
+    before = cg.size(shape[:axis])
+    middle = cg.size(shape[axis:axis + span])
+    after = cg.size(shape[axis + span:])
+    return before, middle, after
+
+
+def _as_array(cg, var):
+    """An expression for `var` as an array (0-d scalars become a 1-element array)."""
+    if var.shape == ():
+        return f'np.full(1, {cg.ref(var)}, {np_type(var.dtype)})'
+    return cg.ref(var)
+
+
+def _finish(cg, out, name, array):
+    if out.shape == ():
+        cg.emit(f'{name} = {array}.reshape(1)[0]')
+    else:
+        cg.emit(f'{name} = {array}.reshape({cg.shape(out.shape)})')
+
+
+def matmul(cg, node, name):
+    a, b = node.inputs
+    out = node.outputs[0]
+    ta = '.T' if node.params['transpose_a'] else ''
+    tb = '.T' if node.params['transpose_b'] else ''
+    if out.ndim == 2:
+        cg.emit(f'{name} = np.dot({cg.ref(a)}{ta}, {cg.ref(b)}{tb})')
+        return
+    batch = cg.size(out.shape[:-2])
+    a3 = f'{cg.ref(a)}.reshape(({batch}, {cg.dim(a.shape[-2])}, {cg.dim(a.shape[-1])}))'
+    b3 = f'{cg.ref(b)}.reshape(({batch}, {cg.dim(b.shape[-2])}, {cg.dim(b.shape[-1])}))'
+    m, n = cg.dim(out.shape[-2]), cg.dim(out.shape[-1])
+    tmp_a, tmp_b, out3 = cg.fresh('m'), cg.fresh('m'), cg.fresh('m')
+    cg.emit(f'{tmp_a} = {a3}')
+    cg.emit(f'{tmp_b} = {b3}')
+    cg.emit(f'{out3} = np.empty(({batch}, {m}, {n}), {np_type(out.dtype)})')
+    cg.emit(f'for ib in range({batch}):')
+    cg.emit(f'{out3}[ib] = np.dot({tmp_a}[ib]{ta}, {tmp_b}[ib]{tb})', 2)
+    _finish(cg, out, name, out3)
+
+
+def reshape(cg, node, name):
+    x, out = node.inputs[0], node.outputs[0]
+    if x.shape == ():
+        cg.emit(f'{name} = np.full({cg.shape(out.shape)}, {cg.ref(x)}, {np_type(x.dtype)})')
+    elif out.shape == ():
+        cg.emit(f'{name} = {cg.ref(x)}.reshape(1)[0]')
+    else:
+        cg.emit(f'{name} = np.ascontiguousarray({cg.ref(x)}).reshape({cg.shape(out.shape)})')
+
+
+def transpose(cg, node, name):
+    perm = node.params['perm']
+    cg.emit(f'{name} = np.ascontiguousarray(np.transpose({cg.ref(node.inputs[0])}, {perm}))')
+
+
+def slice_(cg, node, name):
+    x = node.inputs[0]
+    text = _slice_text(cg, node.params['slices'], x.shape)
+    cg.emit(f'{name} = np.ascontiguousarray({cg.ref(x)}[{text}])')
+
+
+def unslice(cg, node, name):
+    u, out = node.inputs[0], node.outputs[0]
+    text = _slice_text(cg, node.params['slices'], out.shape)
+    cg.emit(f'{name} = np.zeros({cg.shape(out.shape)}, {np_type(out.dtype)})')
+    cg.emit(f'{name}[{text}] = {cg.ref(u)}')
+
+
+def concat(cg, node, name):
+    parts = ''.join(f'{cg.ref(v)}, ' for v in node.inputs)
+    cg.emit(f'{name} = np.concatenate(({parts}), axis={node.params["axis"]})')
+
+
+def gather(cg, node, name):
+    x, idx = node.inputs
+    out, axis = node.outputs[0], node.params['axis']
+    before, n, after = _three(cg, x.shape, axis)
+    k = cg.size(idx.shape)
+    out3 = cg.fresh('g')
+    cg.emit(f'{out3} = np.empty(({before}, {k}, {after}), {np_type(out.dtype)})')
+    cg.emit(f'K.gather3(np.ascontiguousarray({cg.ref(x)}).reshape(({before}, {n}, {after})), '
+            f'{_as_array(cg, idx)}.reshape({k}), {out3})')
+    _finish(cg, out, name, out3)
+
+
+def scatter_add(cg, node, name):
+    u, idx = node.inputs
+    out, axis = node.outputs[0], node.params['axis']
+    before, k, after = _three(cg, u.shape, axis, idx.ndim)
+    size = cg.dim(node.params['size'])
+    out3 = cg.fresh('g')
+    cg.emit(f'{out3} = np.zeros(({before}, {size}, {after}), {np_type(out.dtype)})')
+    cg.emit(f'K.scatter_add3({_as_array(cg, u)}.reshape(({before}, {k}, {after})), '
+            f'{_as_array(cg, idx)}.reshape({k}), {out3})')
+    _finish(cg, out, name, out3)
+
+
+def _argreduce(largest):
+    def emit(cg, node, name):
+        x, out, axis = node.inputs[0], node.outputs[0], node.params['axis']
+        before, n, after = _three(cg, x.shape, axis)
+        out2 = cg.fresh('g')
+        cg.emit(f'{out2} = np.empty(({before}, {after}), np.int64)')
+        cg.emit(f'K.argreduce3(np.ascontiguousarray({cg.ref(x)}).reshape(({before}, {n}, '
+                f'{after})), {out2}, {largest})')
+        _finish(cg, out, name, out2)
+    return emit
+
+
+def identity(cg, node, name):
+    """A reduction over no axes of a 0-d value."""
+    cg.emit(f'{name} = {cg.ref(node.inputs[0])}')
+
+
+EMITTERS = {
+    'matmul': matmul, 'reshape': reshape, 'transpose': transpose, 'slice': slice_,
+    'unslice': unslice, 'concat': concat, 'gather': gather, 'scatter_add': scatter_add,
+    'argmax': _argreduce(True), 'argmin': _argreduce(False),
+    'reduce_sum': identity, 'reduce_max': identity, 'reduce_min': identity,
+}

@@ -1,0 +1,356 @@
+"""Emit the Python/Numba source of one kernel for a fusion plan.
+
+The source depends only on the graph's structure, never on its sizes or constant values: loop
+bounds and allocations read `dims` (every distinct dimension size, in first-use order), scalar
+constants are read from `fc`/`ic`, array constants are arguments. So a new batch size gives the
+same source, hence the same compiled kernel (the cache key is the source's hash).
+
+Kernel arguments: traced inputs (0-d ones as scalars), state buffers (0-d ones as 1-element
+views), dims, fc, ic, array constants. It returns a tuple of outputs and writes the final value
+of every assigned Variable into its buffer, inside the loop that computes it where legal.
+"""
+import numpy as np
+
+from .fusion import partition
+
+FLOAT_ACC = {'reduce_sum': '0.0', 'reduce_max': '-np.inf', 'reduce_min': 'np.inf'}
+
+
+def np_type(dtype):
+    return 'np.bool_' if dtype == np.bool_ else f'np.{dtype.name}'
+
+
+class Lowered:
+    """Generated source plus the per-trace values the runtime passes alongside the inputs."""
+
+    def __init__(self, source, dims, fconsts, iconsts, array_consts, plan):
+        self.source, self.plan = source, plan
+        self.dims = np.asarray(dims, np.int64)
+        self.fconsts = np.asarray(fconsts, np.float64)
+        self.iconsts = np.asarray(iconsts, np.int64)
+        self.array_consts = array_consts
+
+    def __str__(self):
+        return self.source
+
+
+class Codegen:
+    def __init__(self, graph):
+        self.graph = graph
+        self.plan = partition(graph)
+        self.lines, self.names, self.scalar = [], {}, {}
+        self.dim_slots, self.fconsts, self.iconsts, self.array_consts = {}, [], [], []
+        self.counter = 0
+        self.readers = self._readers()
+        self.state_arg = {}       # state Var -> argument name
+        self.inplace = {}         # update value Var -> state argument written inside its loop
+
+    # -- naming ----------------------------------------------------------------------------
+
+    def fresh(self, prefix='v'):
+        self.counter += 1
+        return f'{prefix}{self.counter}'
+
+    def dim(self, size):
+        if size == 1:
+            return '1'
+        if size not in self.dim_slots:
+            self.dim_slots[size] = len(self.dim_slots)
+        return f'd{self.dim_slots[size]}'
+
+    def shape(self, shape):
+        dims = [self.dim(d) for d in shape]
+        return f'({dims[0]},)' if len(dims) == 1 else f'({", ".join(dims)})'
+
+    def size(self, shape):
+        return ' * '.join(self.dim(d) for d in shape) or '1'
+
+    def emit(self, line, depth=1):
+        self.lines.append('    ' * depth + line)
+
+    def ref(self, var):
+        """A whole value: scalar expression for 0-d values, array name otherwise."""
+        return self.scalar[var] if var.shape == () else self.names[var]
+
+    # -- analysis --------------------------------------------------------------------------
+
+    def _readers(self):
+        readers = {}
+        for group in self.plan.groups:
+            for node in group.nodes:
+                for v in node.inputs:
+                    readers.setdefault(v, set()).add(group.index)
+        for v in self.graph.outputs + [v for _, v in self.graph.updates]:
+            readers.setdefault(v, set()).add('end')
+        return readers
+
+    # -- whole kernel ----------------------------------------------------------------------
+
+    def generate(self):
+        params = self.prologue()
+        for group in self.plan.groups:
+            getattr(self, f'emit_{group.kind}')(group)
+        self.epilogue()
+        dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(self.dim_slots)))
+        body = '\n'.join(self.lines)
+        source = f'def kernel({", ".join(params)}):\n{dims}{body}\n'
+        slots = sorted(self.dim_slots, key=self.dim_slots.get)
+        return Lowered(source, slots, self.fconsts, self.iconsts, self.array_consts, self.plan)
+
+    def prologue(self):
+        params = []
+        for i, var in enumerate(self.graph.inputs):
+            name = f'a{i}'
+            params.append(name)
+            if var.shape == ():
+                self.scalar[var] = self.fresh('x')
+                self.emit(f'{self.scalar[var]} = {np_type(var.dtype)}({name})')
+            else:
+                self.names[var] = name
+        for i, (_, var) in enumerate(self.graph.state):
+            name = f's{i}'
+            params.append(name)
+            self.state_arg[var] = name
+            if var.shape == ():
+                self.scalar[var] = self.fresh('x')
+                self.emit(f'{self.scalar[var]} = {name}[0]')
+            else:
+                self.names[var] = name
+        params += ['dims', 'fc', 'ic']
+        for var, value in self.graph.consts.items():
+            if value.ndim == 0:
+                self.scalar[var] = self.const_scalar(value)
+            else:
+                name = f'k{len(self.array_consts)}'
+                self.array_consts.append(np.ascontiguousarray(value))
+                params.append(name)
+                self.names[var] = name
+        return params
+
+    def const_scalar(self, value):
+        name = self.fresh('c')
+        if value.dtype.kind == 'f':
+            self.emit(f'{name} = {np_type(value.dtype)}(fc[{len(self.fconsts)}])')
+            self.fconsts.append(float(value))
+        else:
+            self.emit(f'{name} = {np_type(value.dtype)}(ic[{len(self.iconsts)}])'
+                      if value.dtype != np.bool_ else f'{name} = ic[{len(self.iconsts)}] != 0')
+            self.iconsts.append(int(value))
+        return name
+
+    def epilogue(self):
+        pending = [(self.state_arg[var], value) for (variable, value), var in zip(
+            self.graph.updates, self._state_vars_of_updates()) if value not in self.inplace]
+        sources = {}
+        for target, value in pending:  # copy first, so swaps read the values from before
+            src = self.ref(value)
+            if value.shape != () and (value in self.state_arg or value in self.inplace):
+                copied = self.fresh('u')
+                self.emit(f'{copied} = {src}.copy()')
+                src = copied
+            sources[target] = (src, value)
+        for target, (src, value) in sources.items():
+            if value.shape == ():
+                self.emit(f'{target}[0] = {src}')
+            else:
+                n = self.size(value.shape)
+                self.emit(f'{target}.reshape({n})[:] = {src}.reshape({n})')
+        outs = []
+        aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
+            self.graph.consts)
+        for var in self.graph.outputs:
+            ref = self.ref(var)
+            outs.append(f'{ref}.copy()' if var.shape != () and var in aliased else ref)
+        self.emit(f'return ({"".join(o + ", " for o in outs)})')
+
+    def _state_vars_of_updates(self):
+        initial = {id(variable): var for variable, var in self.graph.state}
+        return [initial[id(variable)] for variable, _ in self.graph.updates]
+
+    # -- scalar and call groups ------------------------------------------------------------
+
+    def emit_scalar(self, group):
+        for node in group.members:
+            out = node.outputs[0]
+            self.scalar[out] = self.fresh()
+            expr = self.elementwise(node, [self.ref(v) for v in node.inputs], index='0')
+            self.emit(f'{self.scalar[out]} = {expr}')
+
+    def emit_call(self, group):
+        node = group.members[0]
+        out = node.outputs[0]
+        name = self.fresh()
+        if out.shape == ():
+            self.scalar[out] = name
+        else:
+            self.names[out] = name
+        from .calls import EMITTERS
+        EMITTERS[node.prim.name](self, node, name)
+
+    # -- elementwise expressions -----------------------------------------------------------
+
+    def elementwise(self, node, operands, index):
+        prim, out = node.prim, node.outputs[0]
+        name = prim.name
+        if name == 'broadcast_to':
+            return operands[0]
+        if name == 'iota':
+            return f'{np_type(out.dtype)}({index[node.params["axis"]]})'
+        if name == 'random_uniform':
+            bits = '32' if out.dtype == np.float32 else '64'
+            return f'K.uniform{bits}({operands[0]}, {index})'
+        dtype = node.inputs[0].dtype if node.inputs else out.dtype
+        bits = '32' if dtype == np.float32 else '64'
+        expr = prim.codegen.format(*operands, bits=bits, dtype=np_type(node.params.get(
+            'dtype', out.dtype)))
+        return expr if out.dtype == np.bool_ else f'{np_type(out.dtype)}({expr})'
+
+    # -- loops -----------------------------------------------------------------------------
+
+    def emit_loop(self, group):
+        space = group.space
+        flat = self._can_flatten(group)
+        stores = self._allocate_stores(group)
+        accs = [self._init_reduction(node) for node in group.reductions]
+        members = {n.outputs[0] for n in group.members}
+        external = [v for n in group.nodes for v in n.inputs if v not in members and v.shape]
+        views = {}
+        if flat:
+            for var in external + stores:
+                name = self.names[var]
+                if name not in views:
+                    views[name] = self.fresh('f')
+                    self.emit(f'{views[name]} = {name}.reshape({self.size(space)})')
+            self.emit(f'for i in range({self.size(space)}):')
+            index, flat_index, depth = ['i'], 'i', 2
+        else:
+            for k, d in enumerate(space):
+                self.emit(f'for i{k} in range({self.dim(d)}):', k + 1)
+            index = [f'i{k}' for k in range(len(space))]
+            flat_index, depth = self._flat_index(space), len(space) + 1
+        local = {}
+
+        def element(var):
+            if var in local:
+                return local[var]
+            if var.shape == ():
+                return self.ref(var)
+            if flat:
+                return f'{views[self.names[var]]}[i]'
+            lead = len(space) - len(var.shape)
+            idx = ['0' if d == 1 and space[lead + k] != 1 else index[lead + k]
+                   for k, d in enumerate(var.shape)]
+            return f'{self.names[var]}[{", ".join(idx)}]'
+
+        for node in group.members:
+            out = node.outputs[0]
+            local[out] = self.fresh('t')
+            expr = self.elementwise(node, [element(v) for v in node.inputs], flat_index)
+            self.emit(f'{local[out]} = {expr}', depth)
+        for node, acc in zip(group.reductions, accs):
+            self._accumulate(node, acc, element(node.inputs[0]), index, depth, space)
+        for out in stores:  # last, so every read of an old state value comes first
+            target = f'{views[self.names[out]]}[i]' if flat else \
+                f'{self.names[out]}[{", ".join(index)}]'
+            self.emit(f'{target} = {local[out]}', depth)
+        for node, acc in zip(group.reductions, accs):
+            self._finish_reduction(node, acc)
+
+    def _allocate_stores(self, group):
+        """Arrays (or in-place state buffers) for members read outside the loop."""
+        stores = []
+        for node in group.members:
+            out = node.outputs[0]
+            if not self.readers.get(out, set()) - {group.index}:
+                continue
+            target = self._inplace_target(group, out)
+            if target is not None:
+                self.names[out] = self.inplace[out] = target
+            else:
+                self.names[out] = self.fresh()
+                self.emit(f'{self.names[out]} = np.empty({self.shape(group.space)}, '
+                          f'{np_type(out.dtype)})')
+            stores.append(out)
+        return stores
+
+    def _flat_index(self, space):
+        expr = 'i0'
+        for k in range(1, len(space)):
+            expr = f'({expr}) * {self.dim(space[k])} + i{k}'
+        return expr
+
+    def _can_flatten(self, group):
+        """One flat loop when every array read or written has exactly the loop's shape."""
+        if any(len(r.params['axes']) < len(group.space) for r in group.reductions):
+            return False
+        if any(n.prim.name == 'iota' for n in group.members):
+            return len(group.space) <= 1
+        members = {o for n in group.members for o in n.outputs}
+        return all(v in members or v.shape in ((), group.space)
+                   for node in group.nodes for v in node.inputs)
+
+    def _inplace_target(self, group, out):
+        """A state buffer this loop may write `out` into: `out` is the final value of a Variable
+        of the loop's shape whose old value only this loop reads."""
+        for (variable, value), state_var in zip(self.graph.updates, self._state_vars_of_updates()):
+            if value is out and state_var.shape == group.space and value not in self.inplace \
+                    and self.readers.get(state_var, set()) <= {group.index} \
+                    and state_var not in self.graph.outputs:
+                return self.state_arg[state_var]
+        return None
+
+    # -- reductions ------------------------------------------------------------------------
+
+    def _acc_dtype(self, node):
+        dtype = node.inputs[0].dtype
+        if node.prim.name == 'reduce_sum':
+            return np.dtype(np.float64) if dtype.kind == 'f' else np.dtype(np.int64)
+        return dtype
+
+    def _init_value(self, node):
+        dtype = node.inputs[0].dtype
+        if dtype.kind == 'f' or node.prim.name == 'reduce_sum':
+            return FLOAT_ACC[node.prim.name] if dtype.kind == 'f' else '0'
+        info = np.iinfo(dtype) if dtype.kind in 'iu' else None
+        if dtype == np.bool_:
+            return 'False' if node.prim.name == 'reduce_max' else 'True'
+        return str(info.min if node.prim.name == 'reduce_max' else info.max)
+
+    def _init_reduction(self, node):
+        acc = self.fresh('r')
+        kept = node.outputs[0].shape
+        init = self._init_value(node)
+        acc_type = np_type(self._acc_dtype(node))
+        if kept == ():
+            self.emit(f'{acc} = {acc_type}({init})')
+        else:
+            self.emit(f'{acc} = np.full({self.shape(kept)}, {init}, {acc_type})')
+        return acc
+
+    def _accumulate(self, node, acc, value, index, depth, space):
+        axes = node.params['axes']
+        target = acc
+        if node.outputs[0].shape != ():
+            kept = [index[k] for k in range(len(space)) if k not in axes]
+            target = f'{acc}[{", ".join(kept)}]'
+        if node.prim.name == 'reduce_sum':
+            self.emit(f'{target} += {value}', depth)
+        else:
+            better = '>' if node.prim.name == 'reduce_max' else '<'
+            tmp = self.fresh('t')
+            self.emit(f'{tmp} = {value}', depth)
+            self.emit(f'{target} = {tmp} if ({tmp} {better} {target} or {tmp} != {tmp}) '
+                      f'else {target}', depth)
+
+    def _finish_reduction(self, node, acc):
+        out = node.outputs[0]
+        if out.shape == ():
+            self.scalar[out] = self.fresh()
+            self.emit(f'{self.scalar[out]} = {np_type(out.dtype)}({acc})')
+        else:
+            self.names[out] = self.fresh()
+            self.emit(f'{self.names[out]} = {acc}.astype({np_type(out.dtype)})')
+
+
+def generate(graph):
+    return Codegen(graph).generate()

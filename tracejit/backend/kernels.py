@@ -1,0 +1,74 @@
+"""Hand-written Numba helpers that generated kernels call for the ops that are not loops over
+one iteration space: gathers, scatters, arg-reductions and the random stream.
+
+Axis-generic ops work on a (before, axis, after) 3-D view of a contiguous array, so one
+compiled helper serves every rank; generated code reshapes around the call.
+"""
+import numba
+import numpy as np
+
+_jit = numba.njit(inline='always', error_model='numpy')
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@_jit
+def random_bits(key, index):
+    """splitmix64 of (key * gamma + index): the same stream as primitives.random_bits."""
+    z = np.uint64(key) * _GAMMA + np.uint64(index)
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@_jit
+def uniform32(key, index):
+    return np.float32(random_bits(key, index) >> np.uint64(40)) * np.float32(2.0 ** -24)
+
+
+@_jit
+def uniform64(key, index):
+    return np.float64(random_bits(key, index) >> np.uint64(11)) * 2.0 ** -53
+
+
+@numba.njit(error_model='numpy')
+def gather3(x, idx, out):
+    """out[a, j, b] = x[a, idx[j], b] for x viewed as (before, n, after)."""
+    n = x.shape[1]
+    for a in range(x.shape[0]):
+        for j in range(idx.shape[0]):
+            k = idx[j]
+            k = k + n if k < 0 else k
+            for b in range(x.shape[2]):
+                out[a, j, b] = x[a, k, b]
+    return out
+
+
+@numba.njit(error_model='numpy')
+def scatter_add3(u, idx, out):
+    """out[a, idx[j], b] += u[a, j, b]; `out` starts zeroed."""
+    n = out.shape[1]
+    for a in range(u.shape[0]):
+        for j in range(idx.shape[0]):
+            k = idx[j]
+            k = k + n if k < 0 else k
+            for b in range(u.shape[2]):
+                out[a, k, b] += u[a, j, b]
+    return out
+
+
+@numba.njit(error_model='numpy')
+def argreduce3(x, out, largest):
+    """First index of the max (or min) along axis 1 of (before, n, after); NaN wins, as numpy."""
+    for a in range(x.shape[0]):
+        for b in range(x.shape[2]):
+            best, where = x[a, 0, b], 0
+            for k in range(1, x.shape[1]):
+                v = x[a, k, b]
+                if best != best:
+                    break
+                if v != v or (v > best if largest else v < best):
+                    best, where = v, k
+            out[a, b] = where
+    return out
