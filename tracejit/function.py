@@ -31,11 +31,17 @@ class _Dynamic:
         return ('array', self.shape, self.dtype.str, self.weak)
 
 
+_TRACED = object()
+
+
 class TraceResult:
     """What one trace produced: the optimised graph and how to rebuild the Python outputs."""
 
     def __init__(self, graph, out_treedef, out_static):
         self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
+        if _TRACED not in out_static:  # nothing traced comes back: reuse one Python value
+            self.out_value = tree.unflatten(out_treedef, out_static)
+            self.out_static = None
 
     def __repr__(self):
         return str(self.graph)
@@ -60,6 +66,8 @@ class Function:
         self._static_argnames = _as_tuple(static_argnames)
         self.debug_nans = debug_nans
         self._cache = {}
+        self._fast = {}     # positional-argument fast key -> entry (see _fast_key)
+        self._fast_ok = not (self._static_argnums or self._static_argnames)
         self._last_key = None
         self._stats = {'traces': 0, 'compiles': 0, 'memory_hits': 0, 'disk_hits': 0, 'calls': 0}
         self.__name__ = getattr(fn, '__name__', 'function')
@@ -80,25 +88,35 @@ class Function:
     # -- calling ----------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if config.disable_jit or tracing.current_trace() is not None:
+        if config.disable_jit or tracing._trace_stack:
             return self._fn(*args, **kwargs)
+        if not kwargs and self._fast_ok:
+            fast_key, dynamic = _fast_key(args)
+            entry = self._fast.get(fast_key) if fast_key is not None else None
+            if entry is not None:
+                return self._execute(entry, dynamic)
         key, dynamic, keepalive = self._key(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._cache[key] = self._build(key, args, kwargs, keepalive)
         else:
             self._stats['memory_hits'] += 1
-        self._stats['calls'] += 1
-        return self._execute(entry, dynamic, args, kwargs)
+        if not kwargs and self._fast_ok:
+            fast_key, _ = _fast_key(args)
+            if fast_key is not None:
+                self._fast[fast_key] = entry
+        return self._execute(entry, dynamic)
 
-    def _execute(self, entry, dynamic, args, kwargs):
+    def _execute(self, entry, dynamic):
         result = entry.result
-        state = [v._buf for v, _ in result.graph.state]
-        outs = entry.executable.run(dynamic, state, result.graph)
         if self.debug_nans:
-            from .debug import check_nans
-            check_nans(self, result.graph, dynamic, state, outs)
-        leaves = iter(Tensor(o) for o in outs)
+            from .debug import run_checked
+            outs = run_checked(entry.executable, result.graph, dynamic)
+        else:
+            outs = entry.executable.run(dynamic)
+        if result.out_static is None:
+            return result.out_value
+        leaves = iter([Tensor(o) for o in outs])
         values = [next(leaves) if s is _TRACED else s for s in result.out_static]
         return tree.unflatten(result.out_treedef, values)
 
@@ -206,7 +224,32 @@ class Function:
         return f'<tj.function {self.__name__}>'
 
 
-_TRACED = object()
+def _fast_key(args):
+    """(key, dynamic values) for flat positional arguments, or (None, None) when any argument
+    needs the general path. Objects are keyed by id, which is safe because a cached entry keeps
+    them alive."""
+    key, dynamic = [], []
+    for a in args:
+        t = type(a)
+        if t is np.ndarray:
+            if a.dtype not in dtypes.SUPPORTED or not a.flags.c_contiguous:
+                return None, None
+            key.append((a.shape, a.dtype))
+            dynamic.append(a)
+        elif t is float:
+            key.append(float)
+            dynamic.append(a)
+        elif t is Tensor:
+            key.append((a._value.shape, a._value.dtype))
+            dynamic.append(a._value)
+        elif t in (int, bool, str) or a is None:
+            key.append((t, a))
+        elif t in (list, tuple, dict) or isinstance(a, (np.ndarray, np.generic, tuple)):
+            return None, None
+        else:
+            key.append(id(a))
+    return tuple(key), dynamic
+
 
 
 def function(func=None, *, static_argnums=(), static_argnames=(), debug_nans=False, **options):

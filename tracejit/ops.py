@@ -161,7 +161,9 @@ def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 (Ten
 
 def cast(x, dtype, name=None):
     x = _operand(x)
-    return _to(x, dtypes.as_np_dtype(dtype)) if not isinstance(x, _SCALARS) else constant(x, dtype)
+    if isinstance(x, _SCALARS + (np.ndarray,)):
+        return constant(x, dtype)
+    return _to(x, dtypes.as_np_dtype(dtype))
 
 
 def shape(x, out_type=dtypes.int32, name=None):
@@ -223,7 +225,7 @@ def pow(x, y, name=None):  # noqa: A001 (TensorFlow's name)
     """x ** y; constant exponents 0, 1, 2, 0.5 and -1 become cheaper, exact ops."""
     if isinstance(y, (int, float)) and not isinstance(y, bool) and not isinstance(x, _SCALARS):
         x = _operand(x)
-        special = {2: lambda: multiply(x, x), 1: lambda: x, 0.5: lambda: sqrt(x),
+        special = {2: lambda: multiply(x, x), 1: lambda: identity(x), 0.5: lambda: sqrt(x),
                    -1: lambda: divide(1.0, x), 0: lambda: ones_like(x)}
         if y in special and (y in (0, 1, 2) or is_floating(x)):
             return special[y]()
@@ -398,7 +400,7 @@ def transpose(a, perm=None, name=None, conjugate=False):
     x = _operand(a)
     perm = tuple(builtins.range(_ndim(x)))[::-1] if perm is None else tuple(int(p) for p in perm)
     if perm == tuple(builtins.range(_ndim(x))):
-        return x
+        return identity(x)
     return bind(P.REGISTRY['transpose'], x, perm=perm)
 
 
@@ -439,7 +441,7 @@ def concat(values, axis, name=None):
     if not xs:
         raise errors.InvalidArgumentError(errors.at_user_line('concat needs at least one tensor'))
     axis = _axes(xs[0], axis)[0]
-    return xs[0] if len(xs) == 1 else bind(P.REGISTRY['concat'], *xs, axis=axis)
+    return identity(xs[0]) if len(xs) == 1 else bind(P.REGISTRY['concat'], *xs, axis=axis)
 
 
 def stack(values, axis=0, name=None):

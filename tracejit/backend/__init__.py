@@ -10,8 +10,9 @@ class Interpreted:
     def __init__(self, graph):
         self.graph = graph
 
-    def run(self, args, state, graph):
-        outs, updates = ir.evaluate(graph, args, state)
+    def run(self, args):
+        graph = self.graph
+        outs, updates = ir.evaluate(graph, args, [v._buf for v, _ in graph.state])
         for (variable, _), value in zip(graph.updates, updates):
             variable._buf[...] = value
         return outs

@@ -22,13 +22,15 @@ class Kernel:
         self.out_dtypes = [(v.dtype, v.shape == ()) for v in graph.outputs]
         self.checked = False
 
-    def run(self, args, state=None, graph=None):
+    def run(self, args):
         for i in self.scalar_positions:
-            if isinstance(args[i], np.ndarray):
+            if type(args[i]) is np.ndarray:
                 args[i] = args[i][()]
         if not self.checked:
             return self._first_call(args)
         results = self.fn(*args, *self.tail)
+        if not results:
+            return results
         return [np.asarray(r, dtype) if scalar else r
                 for r, (dtype, scalar) in zip(results, self.out_dtypes)]
 
