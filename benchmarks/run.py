@@ -16,17 +16,22 @@ import sys
 import time
 
 
+def usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+
+
 def _default_threads():
     """Use every core we may run on, unless the user chose otherwise; never force one thread."""
-    n = str(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count())
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
-        os.environ.setdefault(var, n)
+        os.environ.setdefault(var, str(usable_cores()))
 
 
 _default_threads()   # before numpy (and its BLAS) is imported
 
 if __package__ in (None, ''):   # run as `python benchmarks/run.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
 
 from benchmarks import workloads as wl  # noqa: E402
 
@@ -62,15 +67,36 @@ def time_steps(bench, n):
     return time.perf_counter() - t0
 
 
-def time_bench(bench, repeats, min_block_s, loop_steps=None, warmup=3):
-    """Per-step seconds of `repeats` blocks (after warm-up) -> (samples, steps per block)."""
-    time_steps(bench, warmup)              # includes the first call's compilation
-    n = loop_steps
-    if n is None:                          # grow the block until it is long enough to time
-        n = 1
-        while time_steps(bench, n) < min_block_s and n < 1 << 20:
-            n *= 2
-    return [time_steps(bench, n) / n for _ in range(repeats)], n
+def block_size(bench, min_block_s, loop_steps=None, warmup=3):
+    """Warm up (this includes JIT compilation), then choose the steps per timed block."""
+    time_steps(bench, warmup)
+    if loop_steps:
+        return loop_steps
+    n = 1                                  # grow the block until it is long enough to time
+    while time_steps(bench, n) < min_block_s and n < 1 << 20:
+        n *= 2
+    return n
+
+
+def time_interleaved(benches, repeats, min_block_s, loop_steps=None):
+    """{name: (per-step seconds of each block, steps per block)}.
+
+    Implementations take turns block by block, so a burst from a neighbouring process hits all
+    of them alike instead of spoiling one implementation's whole measurement.
+    """
+    benches = dict(benches)
+    sizes, samples = {}, {name: [] for name in benches}
+    for r in range(-1, repeats):
+        for name, bench in list(benches.items()):
+            try:
+                if r < 0:
+                    sizes[name] = block_size(bench, min_block_s, loop_steps)
+                else:
+                    samples[name].append(time_steps(bench, sizes[name]) / sizes[name])
+            except Exception as exc:           # report, and carry on with the others
+                print(f'  {name}: FAILED while timing: {type(exc).__name__}: {exc}')
+                del benches[name]
+    return {name: (samples[name], sizes[name]) for name in benches}
 
 
 def summarize(samples):
@@ -114,15 +140,17 @@ def print_table(headers, rows, title=None):
 
 def run_timings(problem, impls, args):
     """Time every implementation on one problem -> {impl: (median µs, spread, repeats, n)}."""
-    results = {}
-    min_block = 0.01 if args.quick else 0.05
+    benches = {}
     for name, impl in impls.items():
         try:
-            bench = build(impl, problem)
-            samples, n = time_bench(bench, args.repeats, min_block, problem.loop_steps)
+            benches[name] = build(impl, problem)
+            benches[name].step()           # fail here, not halfway through the timing
         except Exception as exc:
             print(f'  {problem.name} {name}: FAILED {type(exc).__name__}: {exc}')
-            continue
+    min_block = 0.01 if args.quick else 0.05
+    timed = time_interleaved(benches, args.repeats, min_block, problem.loop_steps)
+    results = {}
+    for name, (samples, n) in timed.items():
         med, spread = summarize(samples)
         results[name] = (med, spread, len(samples), n)
         print(f'  {problem.name} {name:8s} {fmt_us(med):>10s} µs/step  (±{spread:.0%}, '
@@ -190,7 +218,6 @@ def run_check(problem, impls):
 
 def relative_error(got, ref):
     """max |got - ref| / max |ref| (the parameter's scale), NaN-aware."""
-    import numpy as np
     got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
     if got.shape != ref.shape:
         return math.inf
@@ -202,9 +229,8 @@ def relative_error(got, ref):
 
 def environment_report(impls):
     """One line per fact: cores, thread settings and the versions of each implementation."""
-    import numpy as np
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    lines = [f'python {sys.version.split()[0]}, numpy {np.__version__}, cores available {cores}',
+    lines = [f'python {sys.version.split()[0]}, numpy {np.__version__}, '
+             f'cores available {usable_cores()}',
              load_report('start')]
     env = ', '.join(f'{k}={os.environ[k]}' for k in
                     ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS',
@@ -244,7 +270,7 @@ def load_report(when, seconds=1.0):
         total0, idle0 = _cpu_times()
         time.sleep(seconds)
         total1, idle1 = _cpu_times()
-        cores = os.cpu_count()
+        cores = os.cpu_count()             # /proc/stat counts every CPU
         busy = (1 - (idle1 - idle0) / max(total1 - total0, 1)) * cores
     except OSError:
         return f'load average at {when}: {os.getloadavg()[0]:.2f}'

@@ -12,6 +12,7 @@ from . import config, dtypes, errors, nn, random  # noqa: F401
 from . import linalg, math  # noqa: F401
 from .autodiff import (GradientTape, custom_gradient, grad, gradients,  # noqa: F401
                        value_and_grad)
+from .debug import graph_to_dot  # noqa: F401
 from .dtypes import DType, as_dtype, bool_ as bool, float32, float64, int32, int64, string  # noqa: F401,A004
 from .function import Function, function, jit  # noqa: F401
 from .ops import (  # noqa: F401

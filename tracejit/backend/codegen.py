@@ -173,7 +173,7 @@ class Codegen:
         for node in group.members:
             out = node.outputs[0]
             self.scalar[out] = self.fresh()
-            expr = self.elementwise(node, [self.ref(v) for v in node.inputs], index='0')
+            expr = self.elementwise(node, [self.ref(v) for v in node.inputs], [], '0')
             self.emit(f'{self.scalar[out]} = {expr}')
 
     def emit_call(self, group):
@@ -189,7 +189,7 @@ class Codegen:
 
     # -- elementwise expressions -----------------------------------------------------------
 
-    def elementwise(self, node, operands, index):
+    def elementwise(self, node, operands, index, flat_index):
         prim, out = node.prim, node.outputs[0]
         name = prim.name
         if name == 'broadcast_to':
@@ -198,7 +198,7 @@ class Codegen:
             return f'{np_type(out.dtype)}({index[node.params["axis"]]})'
         if name == 'random_uniform':
             bits = '32' if out.dtype == np.float32 else '64'
-            return f'K.uniform{bits}({operands[0]}, {index})'
+            return f'K.uniform{bits}({operands[0]}, {flat_index})'
         dtype = node.inputs[0].dtype if node.inputs else out.dtype
         bits = '32' if dtype == np.float32 else '64'
         expr = prim.codegen.format(*operands, bits=bits, dtype=np_type(node.params.get(
@@ -245,7 +245,7 @@ class Codegen:
         for node in group.members:
             out = node.outputs[0]
             local[out] = self.fresh('t')
-            expr = self.elementwise(node, [element(v) for v in node.inputs], flat_index)
+            expr = self.elementwise(node, [element(v) for v in node.inputs], index, flat_index)
             self.emit(f'{local[out]} = {expr}', depth)
         for node, acc in zip(group.reductions, accs):
             self._accumulate(node, acc, element(node.inputs[0]), index, depth, space)

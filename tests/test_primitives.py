@@ -1,0 +1,655 @@
+"""Every primitive in `tracejit.primitives.REGISTRY`, tested from one table of specs.
+
+One `Spec` per primitive says how to build valid inputs (respecting domains and staying away
+from kinks and ties), the numpy reference (written here, never calling the primitive's own numpy
+rule), the dtypes to run and the params. From the table each primitive is checked for:
+a complete registry record; eager result == numpy reference; shape rule == the numpy rule's
+actual shape and the expected dtype; `tj.function` (traced, then interpreted or compiled) ==
+eager; VJP == finite differences in float64, first and second order.
+
+A primitive added to the registry without a spec fails `test_every_primitive_has_a_spec`.
+"""
+import string
+
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit import ir, ops
+from tracejit import primitives as P
+from tracejit.tracing import bind
+
+from gradcheck import check_grads
+
+FLOATS = (np.float64, np.float32)
+NUMBERS = (np.float64, np.float32, np.int32, np.int64)
+
+
+# ---------------------------------------------------------------------------- input domains
+# A domain makes an array of a shape and dtype. Float domains keep away from kinks (0 for
+# abs/sign, integers for floor) by much more than the finite-difference step.
+
+def _signed(rng, shape, dtype):
+    if np.dtype(dtype).kind in 'iu':
+        return (rng.choice([-1, 1], size=shape) * rng.integers(1, 6, size=shape)).astype(dtype)
+    return (rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.2, 2.0, size=shape)).astype(dtype)
+
+
+def _positive(rng, shape, dtype):
+    if np.dtype(dtype).kind in 'iu':
+        return rng.integers(1, 6, size=shape).astype(dtype)
+    return rng.uniform(0.3, 2.0, size=shape).astype(dtype)
+
+
+def _above_minus_one(rng, shape, dtype):
+    return rng.uniform(-0.6, 2.0, size=shape).astype(dtype)
+
+
+def _non_integer(rng, shape, dtype):
+    return (rng.integers(-3, 3, size=shape) + rng.uniform(0.1, 0.9, size=shape)).astype(dtype)
+
+
+def _grid(offset):
+    """Integers plus `offset` (+-0.05): values from _grid(0.25) and _grid(0.75) never tie."""
+    def domain(rng, shape, dtype):
+        if np.dtype(dtype).kind in 'iu':
+            return rng.integers(-3, 4, size=shape).astype(dtype)
+        return (rng.integers(-2, 3, size=shape) + offset
+                + rng.uniform(-0.05, 0.05, size=shape)).astype(dtype)
+    return domain
+
+
+def _small_int(rng, shape, dtype):
+    """Few distinct values, so comparisons meet ties."""
+    return rng.integers(-2, 3, size=shape).astype(dtype)
+
+
+def _distinct(rng, shape, dtype):
+    """All elements distinct and >= 0.3 apart: no ties at a maximum or minimum."""
+    n = int(np.prod(shape, dtype=np.int64))
+    values = rng.permutation(n) - n // 2
+    if np.dtype(dtype).kind in 'iu':
+        return values.reshape(shape).astype(dtype)
+    return (0.37 * values + rng.uniform(-0.03, 0.03, size=n)).reshape(shape).astype(dtype)
+
+
+def _bools(rng, shape, dtype=None):
+    return rng.random(size=shape) < 0.5
+
+
+class A:
+    """A data argument: made by `domain` in the test's dtype (or always bool)."""
+
+    def __init__(self, shape, domain=_signed, bool_=False):
+        self.shape, self.domain, self.bool_ = tuple(shape), domain, bool_
+
+    def make(self, rng, dtype):
+        if self.bool_:
+            return _bools(rng, self.shape)
+        return np.asarray(self.domain(rng, self.shape, dtype)).reshape(self.shape)
+
+    def differentiable(self):
+        return not self.bool_
+
+
+def Bool(shape):  # noqa: N802 (reads like a type in the tables)
+    return A(shape, bool_=True)
+
+
+class Fixed:
+    """An argument that is the same array for every dtype (indices, random keys)."""
+
+    def __init__(self, value, dtype=np.int32):
+        self.value = np.asarray(value, dtype)
+        self.shape = self.value.shape
+
+    def make(self, rng, dtype):
+        return self.value.copy()
+
+    def differentiable(self):
+        return False
+
+
+class Case:
+    def __init__(self, args, params=None, grad=True, grad_kw=None, dtypes=None):
+        self.args, self.params = list(args), dict(params or {})
+        self.grad, self.grad_kw, self.dtypes = grad, dict(grad_kw or {}), dtypes
+
+    @property
+    def id(self):
+        shapes = ','.join('x'.join(map(str, a.shape)) or 's' for a in self.args)
+        params = ','.join(f'{k}={_short(v)}' for k, v in sorted(self.params.items()))
+        return '-'.join(p for p in (shapes, params) if p) or 'noargs'
+
+
+def _short(value):
+    if isinstance(value, (type, np.dtype)):
+        return np.dtype(value).name
+    return str(value).replace(' ', '')
+
+
+class Spec:
+    """How to test one primitive.
+
+    ref: numpy reference on the same inputs (float inputs upcast to float64).
+    op: the public op with the primitive's signature, when there is one.
+    out_dtype(input dtype, params): the expected result dtype (default: the input dtype).
+    order: highest derivative order checked (0 for non-differentiable primitives).
+    """
+
+    def __init__(self, cases, ref, op=None, dtypes=FLOATS, out_dtype=None, order=2, grad_kw=None):
+        self.cases, self.ref, self.op, self.dtypes = cases, ref, op, tuple(dtypes)
+        self.out_dtype = out_dtype or (lambda dtype, params: np.dtype(dtype))
+        self.order, self.grad_kw = order, dict(grad_kw or {})
+
+    def dtypes_of(self, case):
+        return tuple(case.dtypes or self.dtypes)
+
+
+def _bool_out(dtype, params):
+    return np.dtype(np.bool_)
+
+
+def _param_dtype(dtype, params):
+    return np.dtype(params['dtype'])
+
+
+# ---------------------------------------------------------------------------- references
+
+def _sigmoid_ref(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _sign_ref(x):
+    return ((x > 0).astype(np.int64) - (x < 0).astype(np.int64)).astype(x.dtype)
+
+
+def _axes_ref(fn):
+    return lambda x, *, axes: fn(x, axis=axes) if axes else x
+
+
+def _sum_ref(x, *, axes):
+    return np.sum(x, axis=axes, dtype=x.dtype) if axes else x
+
+
+def _index_lists(slices):
+    """Each (start, stop, step) as the explicit list of indices Python's range gives."""
+    return [np.arange(start, stop, step, dtype=np.int64) for start, stop, step in slices]
+
+
+def _slice_ref(x, *, slices):
+    return x[np.ix_(*_index_lists(slices))]
+
+
+def _unslice_ref(u, *, shape, slices):
+    out = np.zeros(shape, u.dtype)
+    out[np.ix_(*_index_lists(slices))] = u
+    return out
+
+
+def _concat_ref(*xs, axis):
+    shape = list(xs[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    out = np.empty(shape, xs[0].dtype)
+    start = 0
+    for x in xs:
+        index = [slice(None)] * len(shape)
+        index[axis] = slice(start, start + x.shape[axis])
+        out[tuple(index)] = x
+        start += x.shape[axis]
+    return out
+
+
+def _gather_ref(x, indices, *, axis):
+    out_shape = x.shape[:axis] + indices.shape + x.shape[axis + 1:]
+    out = np.empty(out_shape, x.dtype)
+    for pos in np.ndindex(indices.shape):
+        index = (slice(None),) * axis + pos
+        out[index] = np.take(x, indices[pos], axis=axis)
+    return out
+
+
+def _scatter_add_ref(u, indices, *, axis, size):
+    k = indices.ndim
+    out = np.zeros(u.shape[:axis] + (size,) + u.shape[axis + k:], u.dtype)
+    for pos in np.ndindex(indices.shape):
+        target = (slice(None),) * axis + (int(indices[pos]),)
+        out[target] += u[(slice(None),) * axis + pos]
+    return out
+
+
+def _matmul_ref(a, b, *, transpose_a, transpose_b):
+    a = np.swapaxes(a, -1, -2) if transpose_a else a
+    b = np.swapaxes(b, -1, -2) if transpose_b else b
+    return np.einsum('...ij,...jk->...ik', a, b)
+
+
+def _iota_ref(*, shape, axis, dtype):
+    return np.indices(shape)[axis].astype(dtype)
+
+
+def _splitmix64(key, count):
+    """The documented generator, in plain Python integers: splitmix64(key * gamma + i)."""
+    mask = 2**64 - 1
+    out = []
+    for i in range(count):
+        z = ((key % 2**64) * 0x9E3779B97F4A7C15 + i) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def _random_uniform_ref(key, *, shape, dtype):
+    bits = _splitmix64(int(key), int(np.prod(shape, dtype=np.int64)))
+    if np.dtype(dtype) == np.float32:
+        values = [(b >> 40) * 2.0**-24 for b in bits]
+    else:
+        values = [(b >> 11) * 2.0**-53 for b in bits]
+    return np.array(values, dtype=dtype).reshape(shape)
+
+
+# ---------------------------------------------------------------------------- the table
+
+UNARY_SHAPES = [(), (4,), (3, 4)]
+BINARY_SHAPES = [((3, 4), (3, 4)), ((), (3, 4)), ((3, 4), ()), ((3, 1), (1, 4)),
+                 ((1, 4), (3, 4)), ((3, 4), (3, 1)), ((4,), (2, 3, 4)), ((), ())]
+COMPARE_SHAPES = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((), (3, 4)), ((4,), ())]
+
+
+def unary(ref, op, domain=_signed, dtypes=FLOATS, **kw):
+    return Spec([Case([A(s, domain)]) for s in UNARY_SHAPES], ref, op, dtypes, **kw)
+
+
+def binary(ref, op, domains=(_signed, _signed), shapes=BINARY_SHAPES, dtypes=FLOATS, **kw):
+    return Spec([Case([A(sx, domains[0]), A(sy, domains[1])]) for sx, sy in shapes],
+                ref, op, dtypes, **kw)
+
+
+def compare(ref, op):
+    return binary(ref, op, (_small_int, _small_int), COMPARE_SHAPES, NUMBERS,
+                  out_dtype=_bool_out, order=0)
+
+
+def logical(ref, op, arity=2):
+    shapes = COMPARE_SHAPES if arity == 2 else [(s,) for s in UNARY_SHAPES]
+    return Spec([Case([Bool(s) for s in pair]) for pair in shapes], ref, op, (np.bool_,),
+                order=0)
+
+
+def reduction(ref, op, domain=_signed, dtypes=FLOATS):
+    cases = [Case([A(shape, domain)], {'axes': axes}) for shape, axes in [
+        ((3, 4), ()), ((3, 4), (0,)), ((3, 4), (1,)), ((3, 4), (0, 1)), ((2, 3, 4), (0, 2)),
+        ((2, 3, 4), (1,)), ((), ()), ((5,), (0,))]]
+    return Spec(cases, ref, op, dtypes)
+
+
+def argreduction(ref, op):
+    cases = [Case([A(shape, _distinct)], {'axis': axis}) for shape, axis in [
+        ((3, 4), 0), ((3, 4), 1), ((2, 3, 4), 2), ((2, 3, 4), 0), ((5,), 0)]]
+    return Spec(cases, ref, op, (np.float64, np.float32, np.int32),
+                out_dtype=lambda dtype, params: np.dtype(np.int64), order=0)
+
+
+SLICE_CASES = [
+    ((5, 4), ((0, 5, 2), (0, 4, 1))),
+    ((5, 4), ((4, -1, -1), (3, 0, -2))),
+    ((5, 4), ((1, 4, 1), (3, -1, -1))),
+    ((5, 4), ((0, 0, 1), (0, 4, 1))),
+    ((6,), ((5, 0, -2),)),
+    ((2, 3, 4), ((1, 2, 1), (2, -1, -1), (0, 4, 3))),
+]
+
+GATHER_CASES = [  # (operand shape, indices, axis)
+    ((5, 3), np.array([4, 0, 2, 2]), 0),
+    ((3, 5), np.array([[1, 4], [0, 0]]), 1),
+    ((2, 3, 4), np.array([3, 1], np.int64), 2),
+    ((4,), np.array(2), 0),
+]
+
+MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
+    ((3, 4), (4, 2), False, False),
+    ((4, 3), (4, 2), True, False),
+    ((3, 4), (2, 4), False, True),
+    ((4, 3), (2, 4), True, True),
+    ((2, 3, 4), (2, 4, 5), False, False),
+    ((2, 4, 3), (2, 5, 4), True, True),
+    ((2, 4, 3), (2, 4, 5), True, False),
+    ((1, 1), (1, 3), False, False),
+]
+
+CONVERT_TARGETS = (np.float32, np.float64, np.int32, np.bool_)
+
+SPECS = {
+    'neg': unary(lambda x: 0 - x, tj.negative, dtypes=NUMBERS),
+    'exp': unary(np.exp, tj.exp),
+    'log': unary(np.log, tj.math.log, _positive),
+    'log1p': unary(np.log1p, tj.math.log1p, _above_minus_one),
+    'sqrt': unary(np.sqrt, tj.sqrt, _positive),
+    'tanh': unary(np.tanh, tj.nn.tanh),
+    'sigmoid': unary(_sigmoid_ref, tj.nn.sigmoid),
+    'softplus': unary(lambda x: np.log1p(np.exp(x)), tj.nn.softplus),
+    'sin': unary(np.sin, tj.sin),
+    'cos': unary(np.cos, tj.cos),
+    'abs': unary(lambda x: np.where(x < 0, -x, x), tj.abs, dtypes=NUMBERS),
+    'sign': unary(_sign_ref, tj.sign, dtypes=NUMBERS),
+    'floor': unary(np.floor, tj.floor, _non_integer),
+    'add': binary(lambda x, y: x + y, tj.add, dtypes=NUMBERS),
+    'sub': binary(lambda x, y: x - y, tj.subtract, dtypes=NUMBERS),
+    'mul': binary(lambda x, y: x * y, tj.multiply, dtypes=NUMBERS),
+    'div': binary(lambda x, y: x / y, tj.divide),
+    'pow': binary(lambda x, y: np.exp(y * np.log(x)), tj.pow, (_positive, _signed)),
+    'max': binary(lambda x, y: np.where(x > y, x, y), tj.maximum, (_grid(0.25), _grid(0.75)),
+                  dtypes=NUMBERS),
+    'min': binary(lambda x, y: np.where(x < y, x, y), tj.minimum, (_grid(0.75), _grid(0.25)),
+                  dtypes=NUMBERS),
+    'eq': compare(lambda x, y: x == y, tj.equal),
+    'ne': compare(lambda x, y: x != y, tj.not_equal),
+    'lt': compare(lambda x, y: x < y, tj.less),
+    'le': compare(lambda x, y: x <= y, tj.less_equal),
+    'gt': compare(lambda x, y: x > y, tj.greater),
+    'ge': compare(lambda x, y: x >= y, tj.greater_equal),
+    'and': logical(lambda x, y: x & y, tj.logical_and),
+    'or': logical(lambda x, y: x | y, tj.logical_or),
+    'not': logical(lambda x: ~x, tj.logical_not, arity=1),
+    'select': Spec([Case([Bool(c), A(x), A(y)]) for c, x, y in [
+        ((3, 4), (3, 4), (3, 4)), ((3, 1), (1, 4), ()), ((), (3, 4), (3, 4)),
+        ((3, 4), (3, 1), (1, 4)), ((4,), (3, 4), (4,))]],
+        lambda c, x, y: c * x + (~c) * y, tj.where, NUMBERS),
+    'convert': Spec([Case([A(shape, _signed)], {'dtype': np.dtype(target)},
+                          grad=np.dtype(target).kind == 'f',
+                          grad_kw={} if target is np.float64 else
+                          {'eps': 1e-2, 'rtol': 1e-4, 'atol': 1e-4})
+                     for target in CONVERT_TARGETS for shape in [(), (3, 4)]],
+                    lambda x, *, dtype: x.astype(dtype),
+                    lambda x, *, dtype: tj.cast(x, dtype),
+                    (np.float64, np.float32, np.int32, np.int64), out_dtype=_param_dtype),
+    'reduce_sum': reduction(_sum_ref, lambda x, *, axes: tj.reduce_sum(x, axis=list(axes)),
+                            dtypes=NUMBERS),
+    'reduce_max': reduction(_axes_ref(np.amax), lambda x, *, axes: tj.reduce_max(x, axis=axes),
+                            _distinct, NUMBERS),
+    'reduce_min': reduction(_axes_ref(np.amin), lambda x, *, axes: tj.reduce_min(x, axis=axes),
+                            _distinct, NUMBERS),
+    'argmax': argreduction(lambda x, *, axis: np.argmax(x, axis=axis),
+                           lambda x, *, axis: tj.argmax(x, axis=axis)),
+    'argmin': argreduction(lambda x, *, axis: np.argmin(x, axis=axis),
+                           lambda x, *, axis: tj.argmin(x, axis=axis)),
+    'broadcast_to': Spec([Case([A(s)], {'shape': t}) for s, t in [
+        ((3, 1), (3, 4)), ((), (2, 3)), ((4,), (3, 4)), ((1, 4), (2, 3, 4)), ((3, 4), (3, 4)),
+        ((2, 1, 1), (2, 3, 4))]],
+        lambda x, *, shape: x + np.zeros(shape, x.dtype), tj.broadcast_to, NUMBERS),
+    'reshape': Spec([Case([A(s)], {'shape': t}) for s, t in [
+        ((3, 4), (4, 3)), ((3, 4), (12,)), ((3, 4), (2, 1, 6)), ((), (1, 1)), ((1,), ()),
+        ((2, 3, 4), (6, 4)), ((0, 3), (3, 0))]],
+        lambda x, *, shape: np.array(x.ravel().tolist(), x.dtype).reshape(shape), tj.reshape,
+        NUMBERS),
+    'transpose': Spec([Case([A(s)], {'perm': p}) for s, p in [
+        ((3, 4), (1, 0)), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4), (1, 2, 0)), ((2, 3, 4), (0, 2, 1)),
+        ((5,), (0,))]],
+        lambda x, *, perm: np.einsum(x, list(range(x.ndim)), list(perm)), tj.transpose,
+        NUMBERS),
+    'slice': Spec([Case([A(s)], {'slices': sl}) for s, sl in SLICE_CASES], _slice_ref,
+                  ops.slice_, NUMBERS),
+    'unslice': Spec([Case([A(tuple(len(range(*s)) for s in sl))], {'shape': shape, 'slices': sl})
+                     for shape, sl in SLICE_CASES], _unslice_ref,
+                    lambda u, *, shape, slices: ops.unslice(u, shape, slices), NUMBERS),
+    'concat': Spec([Case([A(s) for s in shapes], {'axis': axis}) for shapes, axis in [
+        (((2, 4), (3, 4)), 0), (((3, 1), (3, 2), (3, 4)), 1), (((2, 3, 4), (2, 1, 4)), 1),
+        (((3,), (0,), (2,)), 0), (((2, 2), (2, 3)), 1)]],
+        _concat_ref, lambda *xs, axis: tj.concat(list(xs), axis), NUMBERS),
+    'gather': Spec([Case([A(s), Fixed(i, i.dtype)], {'axis': axis})
+                    for s, i, axis in GATHER_CASES], _gather_ref, tj.gather, NUMBERS),
+    'scatter_add': Spec([Case([A(s[:axis] + i.shape + s[axis + 1:]), Fixed(i, i.dtype)],
+                              {'axis': axis, 'size': s[axis]}) for s, i, axis in GATHER_CASES],
+                        _scatter_add_ref, ops.scatter_add, NUMBERS),
+    'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
+                    for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
+                   (np.float64, np.float32, np.int32)),
+    'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
+        ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32), ((5,), 0, np.int32),
+        ((2, 3), 1, np.float64)]], _iota_ref, dtypes=(None,), out_dtype=_param_dtype, order=0),
+    'random_uniform': Spec([Case([Fixed(key, np.int64)], {'shape': s, 'dtype': np.dtype(dt)})
+                            for key, s, dt in [
+                                (0, (3, 4), np.float32), (12345, (5,), np.float64),
+                                (2**40 + 7, (), np.float32), (2**62 + 5, (2, 3), np.float64)]],
+                           _random_uniform_ref, dtypes=(None,), out_dtype=_param_dtype, order=0),
+}
+
+# ---------------------------------------------------------------------------- helpers
+
+def _cases(kind='all'):
+    """pytest params (name, case index, dtype) for every case of every spec."""
+    out = []
+    for name in sorted(SPECS):
+        spec = SPECS[name]
+        for i, case in enumerate(spec.cases):
+            dts = spec.dtypes_of(case)
+            if kind == 'function':
+                # every case in the first dtype, the first case in the others: each distinct
+                # graph is one more compile once the backend lands
+                dts = dts if i == 0 else dts[:1]
+            if kind == 'grad':
+                if not (spec.order and case.grad and P.REGISTRY[name].differentiable):
+                    continue
+                dts = (np.float64,)
+            for dt in dts:
+                dt_name = 'none' if dt is None else np.dtype(dt).name
+                out.append(pytest.param(name, i, dt, id=f'{name}-{case.id}-{dt_name}'))
+    return out
+
+
+def _make_args(name, index, dtype, seed=0):
+    case = SPECS[name].cases[index]
+    rng = np.random.default_rng([seed, index, sum(map(ord, name))])
+    return case, [a.make(rng, dtype) for a in case.args]
+
+
+def _expected_dtype(name, case, dtype):
+    return np.dtype(SPECS[name].out_dtype(dtype, case.params))
+
+
+def _reference(name, case, args, dtype):
+    upcast = [a.astype(np.float64) if a.dtype.kind == 'f' else a for a in args]
+    with np.errstate(all='ignore'):
+        ref = np.asarray(SPECS[name].ref(*upcast, **case.params))
+    return ref
+
+
+def _assert_close(actual, expected, dtype, what):
+    actual = np.asarray(actual)
+    dtype = np.dtype(dtype)
+    assert actual.shape == np.shape(expected), (
+        f'{what}: shape {actual.shape}, expected {np.shape(expected)}')
+    assert actual.dtype == dtype, f'{what}: dtype {actual.dtype}, expected {dtype}'
+    if dtype.kind == 'f':
+        tol = 2e-6 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(actual, np.asarray(expected, np.float64), rtol=tol,
+                                   atol=tol, err_msg=what)
+    else:
+        np.testing.assert_array_equal(actual, np.asarray(expected).astype(dtype), err_msg=what)
+
+
+def _run_bind(name, args, params):
+    if not args:
+        return ops._source(name, **params)
+    return bind(P.REGISTRY[name], *args, **params)
+
+
+def _arity(name):
+    spec = SPECS.get(name)
+    if spec is not None:
+        return len(spec.cases[0].args)
+    fields = [f for _, f, _, _ in string.Formatter().parse(P.REGISTRY[name].codegen) if f]
+    return 1 + max((int(f) for f in fields if f.isdigit()), default=-1)
+
+
+# ---------------------------------------------------------------------------- the registry
+
+def test_every_primitive_has_a_spec():
+    missing = sorted(set(P.REGISTRY) - set(SPECS))
+    stale = sorted(set(SPECS) - set(P.REGISTRY))
+    assert not missing, f'primitives without a test spec in {__file__}: {missing}'
+    assert not stale, f'test specs for primitives that no longer exist: {stale}'
+
+
+@pytest.mark.parametrize('name', sorted(P.REGISTRY))
+def test_record_is_complete(name):
+    prim = P.REGISTRY[name]
+    assert isinstance(prim, P.Primitive) and prim.name == name
+    assert callable(prim.shape_rule) and callable(prim.impl)
+    assert prim.kind in P.KINDS
+    assert isinstance(prim.codegen, str) and prim.codegen.strip(), 'empty codegen template'
+    if prim.differentiable:
+        assert prim.vjp is not None, f'{name} is differentiable but has no VJP rule'
+        if not callable(prim.vjp):
+            assert len(prim.vjp) == _arity(name), f'{name}: one VJP rule per input expected'
+            assert all(callable(rule) for rule in prim.vjp), f'{name}: a VJP rule is not callable'
+    else:
+        assert prim.vjp is None, f'{name} is marked non-differentiable but has a VJP rule'
+    if prim.kind == 'elementwise':
+        arity = _arity(name)
+        fields = [f for _, f, _, _ in string.Formatter().parse(prim.codegen) if f is not None]
+        allowed = {str(i) for i in range(arity)} | {'bits', 'dtype'}
+        assert set(fields) <= allowed, f'{name}: unknown placeholders {set(fields) - allowed}'
+        assert {str(i) for i in range(arity)} <= set(fields), (
+            f'{name}: the template {prim.codegen!r} does not use all {arity} operands')
+        text = prim.codegen.format(*[f'x{i}' for i in range(arity)], bits='32',
+                                   dtype='np.float32')
+        assert all(f'x{i}' in text for i in range(arity))
+
+
+@pytest.mark.parametrize('name', sorted(P.REGISTRY))
+def test_nondifferentiable_is_explicit(name):
+    """Non-differentiable primitives record nothing on a tape: their outputs get no gradient."""
+    prim = P.REGISTRY[name]
+    spec = SPECS[name]
+    if prim.differentiable:
+        assert spec.order > 0 or not any(c.grad for c in spec.cases), (
+            f'{name} is differentiable: its spec should check its gradient')
+        return
+    assert spec.order == 0
+    case, args = _make_args(name, 0, spec.dtypes[0] or np.float64)
+    inputs = [tj.constant(a) for a in args]
+    with tj.GradientTape(persistent=True) as tape:
+        tape.watch([x for x in inputs if x.dtype.is_floating])
+        out = _run_bind(name, inputs, case.params)
+    assert tape._entries == [], f'{name} was recorded on the tape'
+
+
+# ---------------------------------------------------------------------------- values
+
+@pytest.mark.parametrize('name, index, dtype', _cases())
+def test_eager_matches_numpy(name, index, dtype):
+    case, args = _make_args(name, index, dtype)
+    expected_dtype = _expected_dtype(name, case, dtype)
+    ref = _reference(name, case, args, dtype)
+    out = _run_bind(name, args, case.params)
+    assert isinstance(out, tj.Tensor), type(out)
+    _assert_close(out, ref, expected_dtype, f'{name} eager (bind) vs numpy')
+    out_t = _run_bind(name, [tj.constant(a) for a in args], case.params)
+    _assert_close(out_t, ref, expected_dtype, f'{name} eager on tensors vs numpy')
+    op = SPECS[name].op
+    if op is not None:
+        public = op(*args, **case.params)
+        assert isinstance(public, tj.Tensor), f'{name}: the public op returned {type(public)}'
+        _assert_close(public, ref, expected_dtype, f'{name} public op vs numpy')
+
+
+@pytest.mark.parametrize('name, index, dtype', _cases())
+def test_shape_rule_matches_numpy_rule(name, index, dtype):
+    case, args = _make_args(name, index, dtype)
+    prim = P.REGISTRY[name]
+    avals = [ir.Var(a.shape, a.dtype) for a in args]
+    [(shape, out_dtype, weak)] = prim.check(*avals, **case.params)
+    with np.errstate(all='ignore'):
+        raw = np.asarray(prim.impl(*args, **case.params))
+    assert tuple(shape) == raw.shape, f'{name}: shape rule says {shape}, numpy rule gives {raw.shape}'
+    assert np.dtype(out_dtype) == _expected_dtype(name, case, dtype)
+    assert tuple(shape) == _reference(name, case, args, dtype).shape
+    assert weak is False, 'strongly typed operands must give a strongly typed result'
+
+
+@pytest.mark.parametrize('name, index, dtype', _cases('function'))
+def test_function_matches_eager(name, index, dtype):
+    """Traced by tj.function (then interpreted, or compiled once the backend lands) == eager."""
+    case, args = _make_args(name, index, dtype)
+    eager = np.asarray(_run_bind(name, args, case.params))
+    fn = tj.function(lambda *xs: _run_bind(name, list(xs), case.params))
+    out = fn(*args)
+    assert isinstance(out, tj.Tensor)
+    fn.trace(*args).graph.verify()
+    out = np.asarray(out)
+    assert out.shape == eager.shape and out.dtype == eager.dtype
+    if out.dtype.kind == 'f':
+        tol = 1e-5 if out.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(out, eager, rtol=tol, atol=tol)
+    else:
+        np.testing.assert_array_equal(out, eager)
+
+
+# ---------------------------------------------------------------------------- gradients
+
+@pytest.mark.parametrize('name, index, dtype', _cases('grad'))
+def test_vjp_matches_finite_differences(name, index, dtype):
+    spec = SPECS[name]
+    case, args = _make_args(name, index, dtype)
+    diff = [i for i, a in enumerate(case.args) if a.differentiable()]
+    assert diff, f'{name}: a differentiable case needs a float argument'
+
+    def fun(*xs):
+        full = list(args)
+        for i, x in zip(diff, xs):
+            full[i] = x
+        return _run_bind(name, full, case.params)
+
+    fun.__name__ = f'{name}[{case.id}]'
+    kw = dict(spec.grad_kw, **case.grad_kw)
+    modes = ('tape', 'grad', 'function') if index == 0 else ('tape', 'grad')
+    check_grads(fun, [args[i] for i in diff], order=spec.order, modes=modes, **kw)
+
+
+def test_maximum_and_minimum_ties_send_the_gradient_to_the_first_operand():
+    x = tj.constant([1.0, 2.0, 3.0], tj.float64)
+    y = tj.constant([1.0, 5.0, 3.0], tj.float64)
+    for fn in (tj.maximum, tj.minimum):
+        with tj.GradientTape() as tape:
+            tape.watch([x, y])
+            out = fn(x, y)
+        gx, gy = tape.gradient(out, [x, y])
+        np.testing.assert_array_equal(np.asarray(gx) + np.asarray(gy), [1.0, 1.0, 1.0])
+        np.testing.assert_array_equal(np.asarray(gx)[[0, 2]], [1.0, 1.0])
+
+
+@pytest.mark.parametrize('fn', [tj.reduce_max, tj.reduce_min])
+def test_reduce_extremum_splits_the_gradient_between_ties(fn):
+    x = tj.constant([[3.0, 3.0, 1.0], [1.0, 1.0, 1.0]], tj.float64)
+    if fn is tj.reduce_min:
+        x = -x
+    with tj.GradientTape() as tape:
+        tape.watch(x)
+        out = fn(x, axis=1)
+    grad = np.asarray(tape.gradient(out, x))
+    np.testing.assert_allclose(grad, [[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_pow_gradient_at_zero_base_is_finite():
+    x = tj.constant([0.0, 2.0], tj.float64)
+    y = tj.constant([2.0, 3.0], tj.float64)
+    with tj.GradientTape() as tape:
+        tape.watch([x, y])
+        out = bind(P.REGISTRY['pow'], x, y)
+    gx, gy = tape.gradient(out, [x, y])
+    np.testing.assert_allclose(np.asarray(gx), [0.0, 12.0])
+    np.testing.assert_allclose(np.asarray(gy), [0.0, 8.0 * np.log(2.0)])
+
+
+def test_random_uniform_is_in_the_unit_interval_and_deterministic():
+    key = np.array(987654321, np.int64)
+    for dtype in (np.float32, np.float64):
+        a = np.asarray(bind(P.REGISTRY['random_uniform'], key, shape=(1000,), dtype=np.dtype(dtype)))
+        b = np.asarray(bind(P.REGISTRY['random_uniform'], key, shape=(1000,), dtype=np.dtype(dtype)))
+        np.testing.assert_array_equal(a, b)
+        assert a.min() >= 0 and a.max() < 1 and 0.4 < a.mean() < 0.6
+        other = np.asarray(bind(P.REGISTRY['random_uniform'], key + 1, shape=(1000,),
+                                dtype=np.dtype(dtype)))
+        assert not np.array_equal(a, other)
