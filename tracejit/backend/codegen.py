@@ -13,6 +13,8 @@ import numpy as np
 
 from .fusion import partition
 
+PARALLEL_MIN = 1 << 16  # elements; below this a parallel region costs more than it saves
+FASTMATH_FLAGS = "{'reassoc', 'contract', 'arcp', 'nsz'}"  # never nnan/ninf: NaNs propagate
 FLOAT_ACC = {'reduce_sum': '0.0', 'reduce_max': '-np.inf', 'reduce_min': 'np.inf'}
 
 
@@ -41,6 +43,7 @@ class Codegen:
         self.lines, self.names, self.scalar = [], {}, {}
         self.dim_slots, self.fconsts, self.iconsts, self.array_consts = {}, [], [], []
         self.counter = 0
+        self.parallel = False
         self.readers = self._readers()
         self.state_arg = {}       # state Var -> argument name
         self.inplace = {}         # update value Var -> state argument written inside its loop
@@ -93,7 +96,9 @@ class Codegen:
         self.epilogue()
         dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(self.dim_slots)))
         body = '\n'.join(self.lines)
-        source = f'def kernel({", ".join(params)}):\n{dims}{body}\n'
+        decorator = (f'@numba.njit(cache=True, fastmath={FASTMATH_FLAGS}, error_model=\'numpy\', '
+                     f'nogil=True{", parallel=True" if self.parallel else ""})\n')
+        source = f'{decorator}def kernel({", ".join(params)}):\n{dims}{body}\n'
         slots = sorted(self.dim_slots, key=self.dim_slots.get)
         return Lowered(source, slots, self.fconsts, self.iconsts, self.array_consts, self.plan)
 
@@ -223,6 +228,7 @@ class Codegen:
                     self.emit(f'{views[name]} = {name}.reshape({self.size(space)})')
             self.emit(f'for i in range({self.size(space)}):')
             index, flat_index, depth = ['i'], 'i', 2
+            header = len(self.lines) - 1
         else:
             for k, d in enumerate(space):
                 self.emit(f'for i{k} in range({self.dim(d)}):', k + 1)
@@ -253,8 +259,22 @@ class Codegen:
             target = f'{views[self.names[out]]}[i]' if flat else \
                 f'{self.names[out]}[{", ".join(index)}]'
             self.emit(f'{target} = {local[out]}', depth)
+        if flat and int(np.prod(space)) >= PARALLEL_MIN:
+            self._parallelize(header, self.size(space))
         for node, acc in zip(group.reductions, accs):
             self._finish_reduction(node, acc)
+
+    def _parallelize(self, header, size):
+        """Give a big flat loop a `prange` twin, chosen at run time by the actual size."""
+        body = self.lines[header + 1:]
+        del self.lines[header:]
+        self.parallel = True
+        self.emit(f'if {size} >= {PARALLEL_MIN}:')
+        self.emit(f'for i in numba.prange({size}):', 2)
+        self.lines.extend('    ' + line for line in body)
+        self.emit('else:')
+        self.emit(f'for i in range({size}):', 2)
+        self.lines.extend('    ' + line for line in body)
 
     def _allocate_stores(self, group):
         """Arrays (or in-place state buffers) for members read outside the loop."""

@@ -17,7 +17,6 @@ import warnings
 
 from . import fastmath, kernels
 
-FASTMATH_FLAGS = "{'reassoc', 'contract', 'arcp', 'nsz'}"
 _lock = threading.Lock()
 _memory = {}
 _warned = []
@@ -46,9 +45,8 @@ from tracejit.backend.fastmath import (exp32, exp64, log32, log64, log1p32, log1
 
 
 def module_text(kernel_source, cache=True):
-    decorator = (f'@numba.njit(cache={cache}, fastmath={FASTMATH_FLAGS}, error_model=\'numpy\', '
-                 'nogil=True)\n')
-    return HEADER + decorator + kernel_source
+    source = kernel_source if cache else kernel_source.replace('cache=True', 'cache=False', 1)
+    return HEADER + source
 
 
 def cache_dir():
