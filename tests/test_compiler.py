@@ -1,0 +1,372 @@
+"""The compiler: fusion outcomes, shape-generic kernels, caches, state semantics, debugging."""
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit.backend import fusion, codegen
+
+GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
+
+
+def linear_step():
+    W, b = tj.Variable(5.0), tj.Variable(0.0)
+
+    @tj.function
+    def step(x, y, lr):
+        with tj.GradientTape() as tape:
+            loss = tj.reduce_mean(tj.square(W * x + b - y))
+        dW, db = tape.gradient(loss, [W, b])
+        W.assign_sub(lr * dW)
+        b.assign_sub(lr * db)
+        return loss
+    return step, W, b
+
+
+def linear_data(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(np.float32)
+    return x, (3 * x + 2 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+
+def numpy_linear(x, y, W, b, lr, steps):
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    for _ in range(steps):
+        err = W * x + b - y
+        W, b = W - lr * np.mean(2 * err * x), b - lr * np.mean(2 * err)
+    return W, b
+
+
+def elementwise_step(n):
+    a = tj.Variable(np.ones(n, np.float32))
+    b = tj.Variable(np.zeros(n, np.float32))
+
+    @tj.function
+    def step(x, y, lr):
+        with tj.GradientTape() as tape:
+            z = a * x + b
+            loss = tj.reduce_mean(tj.nn.softplus(-y * z) + 0.1 * tj.square(tj.tanh(z))) \
+                + 0.01 * tj.reduce_mean(a * a + b * b)
+        ga, gb = tape.gradient(loss, [a, b])
+        a.assign_sub(lr * ga)
+        b.assign_sub(lr * gb)
+        return loss
+    return step, a, b
+
+
+def test_linear_step_is_one_loop_and_matches_numpy():
+    step, W, b = linear_step()
+    x, y = linear_data()
+    plan = step.lower(x, y, 0.1).plan
+    assert len(plan.loops()) == 1
+    assert [g.kind for g in plan.groups] == ['scalar', 'loop', 'scalar'] or \
+        [g.kind for g in plan.groups] == ['loop', 'scalar']
+    for _ in range(5):
+        step(x, y, 0.1)
+    W_ref, b_ref = numpy_linear(x, y, 5.0, 0.0, 0.1, 5)
+    np.testing.assert_allclose([W.numpy(), b.numpy()], [W_ref, b_ref], rtol=1e-5)
+
+
+def test_elementwise_loss_gradient_and_update_share_one_pass():
+    step, a, b = elementwise_step(64)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(64).astype(np.float32)
+    y = np.where(rng.random(64) < 0.5, -1.0, 1.0).astype(np.float32)
+    lowered = step.lower(x, y, 0.1)
+    assert len(lowered.plan.loops()) == 1
+    assert lowered.source.count('np.empty') == 0, 'no intermediate arrays'
+    assert 's0.reshape' in lowered.source and 'f' in lowered.source  # updates written in place
+    with tj.config.disabled_jit():
+        a2, b2 = tj.Variable(a.numpy()), tj.Variable(b.numpy())
+    eager_loss = None
+    with tj.GradientTape() as tape:
+        z = a2 * x + b2
+        eager_loss = tj.reduce_mean(tj.nn.softplus(-y * z) + 0.1 * tj.square(tj.tanh(z))) \
+            + 0.01 * tj.reduce_mean(a2 * a2 + b2 * b2)
+    ga, gb = tape.gradient(eager_loss, [a2, b2])
+    loss = step(x, y, 0.1)
+    np.testing.assert_allclose(loss.numpy(), eager_loss.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(a.numpy(), a2.numpy() - 0.1 * ga.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(b.numpy(), b2.numpy() - 0.1 * gb.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def mlp_step(rng, n_in=8, n_hidden=16, n_out=4):
+    W1 = tj.Variable(rng.standard_normal((n_in, n_hidden)).astype(np.float32) * 0.3)
+    b1 = tj.Variable(np.zeros(n_hidden, np.float32))
+    W2 = tj.Variable(rng.standard_normal((n_hidden, n_out)).astype(np.float32) * 0.3)
+    b2 = tj.Variable(np.zeros(n_out, np.float32))
+    params = [W1, b1, W2, b2]
+
+    def step(x, y, lr):
+        with tj.GradientTape() as tape:
+            h = tj.nn.relu(tj.matmul(x, W1) + b1)
+            logits = tj.matmul(h, W2) + b2
+            loss = tj.reduce_mean(tj.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        for p, g in zip(params, tape.gradient(loss, params)):
+            p.assign_sub(lr * g)
+        return loss
+    return step, params
+
+
+def test_mlp_step_compiled_matches_eager_and_fuses_epilogues():
+    rng = np.random.default_rng(2)
+    step, params = mlp_step(rng)
+    x = rng.standard_normal((32, 8)).astype(np.float32)
+    y = rng.integers(0, 4, 32).astype(np.int32)
+    start = [p.numpy() for p in params]
+    eager_losses = [float(step(x, y, 0.1)) for _ in range(3)]
+    eager_params = [p.numpy() for p in params]
+    for p, s in zip(params, start):
+        p.assign(s)
+    compiled = tj.function(step)
+    losses = [float(compiled(x, y, 0.1)) for _ in range(3)]
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for p, e in zip(params, eager_params):
+        np.testing.assert_allclose(p.numpy(), e, rtol=1e-5, atol=1e-6)
+    plan = compiled.lower(x, y, 0.1).plan
+    kinds = [g.kind for g in plan.groups]
+    assert kinds.count('call') >= 4  # the forward and backward matmuls go to BLAS
+    matmuls = [g for g in plan.groups if g.kind == 'call' and g.members[0].prim.name == 'matmul']
+    assert len(matmuls) == 5  # 2 forward, 3 backward (no gradient for the input x)
+    first_loop = next(g for g in plan.groups if g.kind == 'loop')
+    names = [n.prim.name for n in first_loop.members]
+    assert 'add' in names and 'max' in names  # bias add and relu fused after the first matmul
+    assert 'transpose' not in [n.prim.name for n in plan.graph.nodes]
+
+
+def test_new_batch_size_retraces_without_compiling():
+    step, W, b = linear_step()
+    x, y = linear_data(1000)
+    step(x, y, 0.1)
+    compiles = step.cache_info()['compiles'] + step.cache_info()['disk_hits']
+    step(x[:37], y[:37], 0.1)
+    info = step.cache_info()
+    assert info['traces'] == 2
+    assert info['compiles'] + info['disk_hits'] == compiles
+    assert step.lower(x, y, 0.1).source == step.lower(x[:37], y[:37], 0.1).source
+
+
+def test_new_learning_rate_does_not_retrace():
+    step, _, _ = linear_step()
+    x, y = linear_data(100)
+    for lr in (0.1, 0.05, 0.01):
+        step(x, y, lr)
+    assert step.cache_info()['traces'] == 1
+
+
+def test_retrace_is_logged_with_reason(caplog):
+    step, _, _ = linear_step()
+    x, y = linear_data(100)
+    with caplog.at_level(logging.INFO, logger='tracejit'):
+        step(x, y, 0.1)
+        step(x[:10], y[:10], 0.1)
+    messages = [r.getMessage() for r in caplog.records if r.name == 'tracejit']
+    assert any('first time' in m for m in messages)
+    assert any('retracing' in m and "'x'" in m and '(10,)' in m for m in messages)
+
+
+def test_read_after_assign_sees_new_value_and_old_reads_keep_old():
+    v = tj.Variable(np.arange(4, dtype=np.float32))
+
+    @tj.function
+    def f():
+        old = v.value()
+        v.assign(old * 2)
+        return old + 1, v.value() + 1
+
+    old, new = f()
+    np.testing.assert_array_equal(old.numpy(), np.arange(4) + 1)
+    np.testing.assert_array_equal(new.numpy(), np.arange(4) * 2 + 1)
+    np.testing.assert_array_equal(v.numpy(), np.arange(4) * 2)
+
+
+def test_swap_through_assign_uses_values_from_before():
+    a = tj.Variable(np.ones(3, np.float32))
+    b = tj.Variable(np.full(3, 2.0, np.float32))
+
+    @tj.function
+    def swap():
+        old_a = a.value()
+        a.assign(b)
+        b.assign(old_a)
+
+    swap()
+    np.testing.assert_array_equal(a.numpy(), [2, 2, 2])
+    np.testing.assert_array_equal(b.numpy(), [1, 1, 1])
+
+
+def test_failed_trace_leaves_variables_unchanged():
+    v = tj.Variable(np.ones(3, np.float32))
+
+    @tj.function
+    def f(x):
+        v.assign(v * 3)
+        return v + x  # shape error for a (4,) input, after the assign
+
+    with pytest.raises(tj.errors.ShapeError, match='test_compiler.py'):
+        f(np.ones(4, np.float32))
+    np.testing.assert_array_equal(v.numpy(), np.ones(3))
+
+
+def test_returned_tensor_does_not_alias_variable_buffer():
+    v = tj.Variable(np.zeros(3, np.float32))
+
+    @tj.function
+    def f():
+        v.assign_add(tf_ones())
+        return v.value()
+
+    def tf_ones():
+        return tj.ones([3])
+
+    first = f()
+    f()
+    np.testing.assert_array_equal(first.numpy(), [1, 1, 1])
+    np.testing.assert_array_equal(v.numpy(), [2, 2, 2])
+
+
+def test_nan_and_inf_propagate_like_eager():
+    x = np.array([1.0, np.nan, -np.inf, np.inf, -2.0, 0.0], np.float32)
+
+    def f(x):
+        return (tj.reduce_max(x), tj.reduce_min(x), tj.nn.relu(x), tj.exp(x), tj.log(x),
+                tj.reduce_sum(x), tj.nn.softplus(x), tj.tanh(x))
+
+    eager = f(tj.constant(x))
+    compiled = tj.function(f)(x)
+    for e, c in zip(eager, compiled):
+        np.testing.assert_array_equal(np.isnan(c.numpy()), np.isnan(e.numpy()))
+        np.testing.assert_allclose(c.numpy(), e.numpy(), rtol=1e-6)
+
+
+def test_float32_reduction_is_accurate_over_many_elements():
+    rng = np.random.default_rng(3)
+    x = (rng.random(10**7) + 0.5).astype(np.float32)
+    total = tj.function(lambda x: tj.reduce_mean(x))(x)
+    reference = np.mean(x.astype(np.float64))
+    assert abs(float(total) - reference) / reference < 1e-6
+
+
+def test_debug_nans_names_op_and_line_and_restores_state():
+    v = tj.Variable(np.ones(3, np.float32))
+
+    @tj.function(debug_nans=True)
+    def f(x):
+        v.assign(v + tj.log(x))
+        return v.value()
+
+    f(np.ones(3, np.float32))
+    with pytest.raises(FloatingPointError, match=r'log .*test_compiler.py'):
+        f(np.array([1.0, -1.0, 1.0], np.float32))
+    np.testing.assert_array_equal(v.numpy(), np.ones(3))
+
+
+def test_debug_env_prints_passes_and_source(monkeypatch, capsys):
+    monkeypatch.setenv('TRACEJIT_DEBUG', '2')
+    tj.function(lambda x: tj.exp(x) * 2.0)(np.ones(3, np.float32))
+    err = capsys.readouterr().err
+    assert '--- after dce ---' in err and 'def kernel(' in err
+
+
+def test_graph_to_dot_lists_every_op():
+    graph = tj.function(lambda x: tj.exp(x) + x).trace(np.ones(3, np.float32)).graph
+    dot = tj.graph_to_dot(graph)
+    assert dot.startswith('digraph') and 'exp' in dot and 'add' in dot
+
+
+def test_disable_jit_runs_python_eagerly():
+    calls = []
+
+    @tj.function
+    def f(x):
+        calls.append(type(x))
+        return x * 2
+
+    with tj.config.disabled_jit():
+        out = f(tj.constant([1.0]))
+    assert calls == [tj.Tensor] and out.numpy()[0] == 2
+
+
+def test_fusion_refusal_is_recorded_with_reason():
+    def f(x):
+        m = tj.reduce_max(x)
+        return tj.exp(x - m)  # needs the finished max: cannot share its loop
+    graph = tj.function(f).trace(np.ones(8, np.float32)).graph
+    plan = fusion.partition(graph)
+    assert len(plan.loops()) == 2
+    assert any('reduction' in reason for _, _, reason in plan.refusals)
+
+
+@pytest.mark.parametrize('name', ['linear_step', 'softmax_rows'])
+def test_generated_source_snapshot(name):
+    if name == 'linear_step':
+        step, _, _ = linear_step()
+        source = step.lower(*linear_data(16), 0.1).source
+    else:
+        source = tj.function(lambda x: tj.nn.softmax(x)).lower(np.ones((4, 3), np.float32)).source
+    path = os.path.join(GOLDEN, f'{name}.py.txt')
+    if os.environ.get('TRACEJIT_UPDATE_GOLDEN'):
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, 'w') as f:
+            f.write(source)
+    with open(path) as f:
+        assert source == f.read(), f'generated source changed; see {path}'
+
+
+SCRIPT = textwrap.dedent('''
+    import json, time, numpy as np, tracejit as tj
+    W, b = tj.Variable(5.0), tj.Variable(0.0)
+    @tj.function
+    def step(x, y, lr):
+        with tj.GradientTape() as t:
+            loss = tj.reduce_mean(tj.square(W * x + b - y))
+        dW, db = t.gradient(loss, [W, b])
+        W.assign_sub(lr * dW); b.assign_sub(lr * db)
+        return loss
+    x = np.linspace(-1, 1, 50, dtype=np.float32)
+    loss = step(x, 3 * x + 2, 0.1)
+    print(json.dumps(dict(step.cache_info(), loss=float(loss))))
+''')
+
+
+def _run_script(cache_dir):
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(cache_dir))
+    out = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    import json
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+def test_disk_cache_is_reused_by_a_new_process_and_survives_corruption(tmp_path):
+    first, _ = _run_script(tmp_path)
+    assert first['compiles'] == 1 and first['disk_hits'] == 0
+    second, _ = _run_script(tmp_path)
+    assert second['compiles'] == 0 and second['disk_hits'] == 1
+    assert second['loss'] == first['loss']
+    for name in os.listdir(tmp_path):
+        if name.startswith('kernel_') and name.endswith('.py'):
+            with open(tmp_path / name, 'w') as f:
+                f.write('garbage (((')
+    third, _ = _run_script(tmp_path)
+    assert third['loss'] == first['loss']
+
+
+def test_unwritable_cache_dir_falls_back_to_memory(tmp_path):
+    blocker = tmp_path / 'not_a_dir'
+    blocker.write_text('a file where the cache directory should be')
+    result, err = _run_script(blocker / 'cache')
+    assert result['loss'] > 0
+    assert 'compiling in memory' in err
+
+
+def test_codegen_module_has_no_size_literals():
+    step, _, _ = linear_step()
+    source = step.lower(*linear_data(1000), 0.1).source
+    assert '1000' not in source
+    assert codegen.PARALLEL_MIN > 0
