@@ -230,7 +230,12 @@ class Codegen:
             index, flat_index, depth = ['i'], 'i', 2
             header = len(self.lines) - 1
         else:
+            split, rows = self._row_reductions(group)
             for k, d in enumerate(space):
+                if k == split:
+                    for node in rows:
+                        self.emit(f'{rows[node]} = {np_type(self._acc_dtype(node))}'
+                                  f'({self._init_value(node)})', k + 1)
                 self.emit(f'for i{k} in range({self.dim(d)}):', k + 1)
             index = [f'i{k}' for k in range(len(space))]
             flat_index, depth = self._flat_index(space), len(space) + 1
@@ -254,11 +259,16 @@ class Codegen:
             expr = self.elementwise(node, [element(v) for v in node.inputs], index, flat_index)
             self.emit(f'{local[out]} = {expr}', depth)
         for node, acc in zip(group.reductions, accs):
-            self._accumulate(node, acc, element(node.inputs[0]), index, depth, space)
+            target = rows[node] if not flat and node in rows else None
+            self._accumulate(node, acc, element(node.inputs[0]), index, depth, space, target)
         for out in stores:  # last, so every read of an old state value comes first
             target = f'{views[self.names[out]]}[i]' if flat else \
                 f'{self.names[out]}[{", ".join(index)}]'
             self.emit(f'{target} = {local[out]}', depth)
+        if not flat:
+            for node, acc in zip(group.reductions, accs):
+                if node in rows:
+                    self.emit(f'{acc}[{", ".join(index[:split])}] = {rows[node]}', split + 1)
         if flat and int(np.prod(space)) >= PARALLEL_MIN:
             self._parallelize(header, self.size(space))
         for node, acc in zip(group.reductions, accs):
@@ -347,10 +357,26 @@ class Codegen:
             self.emit(f'{acc} = np.full({self.shape(kept)}, {init}, {acc_type})')
         return acc
 
-    def _accumulate(self, node, acc, value, index, depth, space):
+    def _row_reductions(self, group):
+        """(k, {node: scalar accumulator}) for reductions over the innermost axes k.. : those
+        accumulate in a register per row instead of in memory."""
+        ndim = len(group.space)
+        splits = {}
+        for node in group.reductions:
+            axes = node.params['axes']
+            k = ndim - len(axes)
+            if 0 < k < ndim and axes == tuple(range(k, ndim)):
+                splits.setdefault(k, []).append(node)
+        if not splits:
+            return None, {}
+        k = max(splits, key=lambda s: len(splits[s]))
+        return k, {node: self.fresh('q') for node in splits[k]}
+
+    def _accumulate(self, node, acc, value, index, depth, space, target=None):
         axes = node.params['axes']
-        target = acc
-        if node.outputs[0].shape != ():
+        if target is None and node.outputs[0].shape == ():
+            target = acc
+        elif target is None:
             kept = [index[k] for k in range(len(space)) if k not in axes]
             target = f'{acc}[{", ".join(kept)}]'
         if node.prim.name == 'reduce_sum':
