@@ -371,8 +371,12 @@ def softmax(logits, axis=-1, name=None):
 
 
 def log_softmax(logits, axis=-1, name=None):
+    """(x - max) - log(sum(exp(x - max))): subtracting the shifted logsumexp, not the full one,
+    keeps float32 precise at |x| ~ 1e4, where max + log(sum) would round to ~1e-3."""
     logits = _operand(logits, 'logits')
-    return subtract(logits, reduce_logsumexp(logits, axis, keepdims=True))
+    peak = stop_gradient(reduce_max(logits, axis, keepdims=True))
+    shifted = subtract(logits, where(is_finite(peak), peak, zeros_like(peak)))
+    return subtract(shifted, log(reduce_sum(exp(shifted), axis, keepdims=True)))
 
 
 # ---------------------------------------------------------------------------- layout

@@ -6,19 +6,19 @@ their operand as (before, axis, after) so one helper in `kernels.py` serves ever
 from .codegen import np_type
 
 
-def _slice_text(cg, slices, shape):
+def _slice_text(cg, slices, var):
     parts = []
-    for (start, stop, step), n in zip(slices, shape):
-        stop_text = '' if stop < 0 else cg.dim(n) if stop == n else str(stop)
+    for k, ((start, stop, step), n) in enumerate(zip(slices, var.shape)):
+        stop_text = '' if stop < 0 else cg.dim(var, k) if stop == n else str(stop)
         parts.append(f'{start}:{stop_text}:{step}')
     return ', '.join(parts)
 
 
-def _three(cg, shape, axis, span=1):
-    """Sizes (before, axis extent, after) of `shape` around axes [axis, axis + span)."""
-    before = cg.size(shape[:axis])
-    middle = cg.size(shape[axis:axis + span])
-    after = cg.size(shape[axis + span:])
+def _three(cg, var, axis, span=1):
+    """Sizes (before, axis extent, after) of `var` around axes [axis, axis + span)."""
+    before = cg.size(var, range(axis))
+    middle = cg.size(var, range(axis, axis + span))
+    after = cg.size(var, range(axis + span, var.ndim))
     return before, middle, after
 
 
@@ -33,7 +33,7 @@ def _finish(cg, out, name, array):
     if out.shape == ():
         cg.emit(f'{name} = {array}.reshape(1)[0]')
     else:
-        cg.emit(f'{name} = {array}.reshape({cg.shape(out.shape)})')
+        cg.emit(f'{name} = {array}.reshape({cg.shape(out)})')
 
 
 def matmul(cg, node, name):
@@ -44,10 +44,10 @@ def matmul(cg, node, name):
     if out.ndim == 2:
         cg.emit(f'{name} = np.dot({cg.ref(a)}{ta}, {cg.ref(b)}{tb})')
         return
-    batch = cg.size(out.shape[:-2])
-    a3 = f'{cg.ref(a)}.reshape(({batch}, {cg.dim(a.shape[-2])}, {cg.dim(a.shape[-1])}))'
-    b3 = f'{cg.ref(b)}.reshape(({batch}, {cg.dim(b.shape[-2])}, {cg.dim(b.shape[-1])}))'
-    m, n = cg.dim(out.shape[-2]), cg.dim(out.shape[-1])
+    batch = cg.size(out, range(out.ndim - 2))
+    a3 = f'{cg.ref(a)}.reshape(({batch}, {cg.dim(a, -2)}, {cg.dim(a, -1)}))'
+    b3 = f'{cg.ref(b)}.reshape(({batch}, {cg.dim(b, -2)}, {cg.dim(b, -1)}))'
+    m, n = cg.dim(out, -2), cg.dim(out, -1)
     tmp_a, tmp_b, out3 = cg.fresh('m'), cg.fresh('m'), cg.fresh('m')
     cg.emit(f'{tmp_a} = {a3}')
     cg.emit(f'{tmp_b} = {b3}')
@@ -60,11 +60,11 @@ def matmul(cg, node, name):
 def reshape(cg, node, name):
     x, out = node.inputs[0], node.outputs[0]
     if x.shape == ():
-        cg.emit(f'{name} = np.full({cg.shape(out.shape)}, {cg.ref(x)}, {np_type(x.dtype)})')
+        cg.emit(f'{name} = np.full({cg.shape(out)}, {cg.ref(x)}, {np_type(x.dtype)})')
     elif out.shape == ():
         cg.emit(f'{name} = {cg.ref(x)}.reshape(1)[0]')
     else:
-        cg.emit(f'{name} = np.ascontiguousarray({cg.ref(x)}).reshape({cg.shape(out.shape)})')
+        cg.emit(f'{name} = np.ascontiguousarray({cg.ref(x)}).reshape({cg.shape(out)})')
 
 
 def transpose(cg, node, name):
@@ -74,14 +74,14 @@ def transpose(cg, node, name):
 
 def slice_(cg, node, name):
     x = node.inputs[0]
-    text = _slice_text(cg, node.params['slices'], x.shape)
+    text = _slice_text(cg, node.params['slices'], x)
     cg.emit(f'{name} = np.ascontiguousarray({cg.ref(x)}[{text}])')
 
 
 def unslice(cg, node, name):
     u, out = node.inputs[0], node.outputs[0]
-    text = _slice_text(cg, node.params['slices'], out.shape)
-    cg.emit(f'{name} = np.zeros({cg.shape(out.shape)}, {np_type(out.dtype)})')
+    text = _slice_text(cg, node.params['slices'], out)
+    cg.emit(f'{name} = np.zeros({cg.shape(out)}, {np_type(out.dtype)})')
     cg.emit(f'{name}[{text}] = {cg.ref(u)}')
 
 
@@ -93,8 +93,8 @@ def concat(cg, node, name):
 def gather(cg, node, name):
     x, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
-    before, n, after = _three(cg, x.shape, axis)
-    k = cg.size(idx.shape)
+    before, n, after = _three(cg, x, axis)
+    k = cg.size(idx)
     out3 = cg.fresh('g')
     cg.emit(f'{out3} = np.empty(({before}, {k}, {after}), {np_type(out.dtype)})')
     cg.emit(f'K.gather3(np.ascontiguousarray({cg.ref(x)}).reshape(({before}, {n}, {after})), '
@@ -105,8 +105,8 @@ def gather(cg, node, name):
 def scatter_add(cg, node, name):
     u, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
-    before, k, after = _three(cg, u.shape, axis, idx.ndim)
-    size = cg.dim(node.params['size'])
+    before, k, after = _three(cg, u, axis, idx.ndim)
+    size = cg.dim(out, axis)
     out3 = cg.fresh('g')
     cg.emit(f'{out3} = np.zeros(({before}, {size}, {after}), {np_type(out.dtype)})')
     cg.emit(f'K.scatter_add3({_as_array(cg, u)}.reshape(({before}, {k}, {after})), '
@@ -117,7 +117,7 @@ def scatter_add(cg, node, name):
 def _argreduce(largest):
     def emit(cg, node, name):
         x, out, axis = node.inputs[0], node.outputs[0], node.params['axis']
-        before, n, after = _three(cg, x.shape, axis)
+        before, n, after = _three(cg, x, axis)
         out2 = cg.fresh('g')
         cg.emit(f'{out2} = np.empty(({before}, {after}), np.int64)')
         cg.emit(f'K.argreduce3(np.ascontiguousarray({cg.ref(x)}).reshape(({before}, {n}, '

@@ -11,6 +11,7 @@ of every assigned Variable into its buffer, inside the loop that computes it whe
 """
 import numpy as np
 
+from .dims import DimClasses
 from .fusion import partition
 
 PARALLEL_MIN = 1 << 16  # elements; below this a parallel region costs more than it saves
@@ -39,9 +40,10 @@ class Lowered:
 class Codegen:
     def __init__(self, graph):
         self.graph = graph
-        self.plan = partition(graph)
+        self.dims = DimClasses(graph)
+        self.plan = partition(graph, self.dims)
         self.lines, self.names, self.scalar = [], {}, {}
-        self.dim_slots, self.fconsts, self.iconsts, self.array_consts = {}, [], [], []
+        self.fconsts, self.iconsts, self.array_consts = [], [], []
         self.counter = 0
         self.parallel = False
         self.readers = self._readers()
@@ -54,19 +56,17 @@ class Codegen:
         self.counter += 1
         return f'{prefix}{self.counter}'
 
-    def dim(self, size):
-        if size == 1:
-            return '1'
-        if size not in self.dim_slots:
-            self.dim_slots[size] = len(self.dim_slots)
-        return f'd{self.dim_slots[size]}'
+    def dim(self, var, axis):
+        return self.dims.slot(var, axis)
 
-    def shape(self, shape):
-        dims = [self.dim(d) for d in shape]
+    def shape(self, var):
+        dims = [self.dim(var, k) for k in range(var.ndim)]
         return f'({dims[0]},)' if len(dims) == 1 else f'({", ".join(dims)})'
 
-    def size(self, shape):
-        return ' * '.join(self.dim(d) for d in shape) or '1'
+    def size(self, var, axes=None):
+        """Product of the sizes of `axes` (default: all) of `var`, as an expression."""
+        axes = range(var.ndim) if axes is None else axes
+        return ' * '.join(self.dim(var, k) for k in axes) or '1'
 
     def emit(self, line, depth=1):
         self.lines.append('    ' * depth + line)
@@ -94,13 +94,13 @@ class Codegen:
         for group in self.plan.groups:
             getattr(self, f'emit_{group.kind}')(group)
         self.epilogue()
-        dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(self.dim_slots)))
+        sizes = self.dims.sizes()
+        dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(sizes)))
         body = '\n'.join(self.lines)
         decorator = (f'@numba.njit(cache=True, fastmath={FASTMATH_FLAGS}, error_model=\'numpy\', '
                      f'nogil=True{", parallel=True" if self.parallel else ""})\n')
         source = f'{decorator}def kernel({", ".join(params)}):\n{dims}{body}\n'
-        slots = sorted(self.dim_slots, key=self.dim_slots.get)
-        return Lowered(source, slots, self.fconsts, self.iconsts, self.array_consts, self.plan)
+        return Lowered(source, sizes, self.fconsts, self.iconsts, self.array_consts, self.plan)
 
     def prologue(self):
         params = []
@@ -158,7 +158,7 @@ class Codegen:
             if value.shape == ():
                 self.emit(f'{target}[0] = {src}')
             else:
-                n = self.size(value.shape)
+                n = self.size(value)
                 self.emit(f'{target}.reshape({n})[:] = {src}.reshape({n})')
         outs = []
         aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
@@ -213,7 +213,7 @@ class Codegen:
     # -- loops -----------------------------------------------------------------------------
 
     def emit_loop(self, group):
-        space = group.space
+        space, space_var = group.space, self._space_var(group)
         flat = self._can_flatten(group)
         stores = self._allocate_stores(group)
         accs = [self._init_reduction(node) for node in group.reductions]
@@ -225,8 +225,8 @@ class Codegen:
                 name = self.names[var]
                 if name not in views:
                     views[name] = self.fresh('f')
-                    self.emit(f'{views[name]} = {name}.reshape({self.size(space)})')
-            self.emit(f'for i in range({self.size(space)}):')
+                    self.emit(f'{views[name]} = {name}.reshape({self.size(space_var)})')
+            self.emit(f'for i in range({self.size(space_var)}):')
             index, flat_index, depth = ['i'], 'i', 2
             header = len(self.lines) - 1
         else:
@@ -236,9 +236,9 @@ class Codegen:
                     for node in rows:
                         self.emit(f'{rows[node]} = {np_type(self._acc_dtype(node))}'
                                   f'({self._init_value(node)})', k + 1)
-                self.emit(f'for i{k} in range({self.dim(d)}):', k + 1)
+                self.emit(f'for i{k} in range({self.dim(space_var, k)}):', k + 1)
             index = [f'i{k}' for k in range(len(space))]
-            flat_index, depth = self._flat_index(space), len(space) + 1
+            flat_index, depth = self._flat_index(space_var), len(space) + 1
         local = {}
 
         def element(var):
@@ -270,7 +270,7 @@ class Codegen:
                 if node in rows:
                     self.emit(f'{acc}[{", ".join(index[:split])}] = {rows[node]}', split + 1)
         if flat and int(np.prod(space)) >= PARALLEL_MIN:
-            self._parallelize(header, self.size(space))
+            self._parallelize(header, self.size(space_var))
         for node, acc in zip(group.reductions, accs):
             self._finish_reduction(node, acc)
 
@@ -298,16 +298,21 @@ class Codegen:
                 self.names[out] = self.inplace[out] = target
             else:
                 self.names[out] = self.fresh()
-                self.emit(f'{self.names[out]} = np.empty({self.shape(group.space)}, '
+                self.emit(f'{self.names[out]} = np.empty({self.shape(out)}, '
                           f'{np_type(out.dtype)})')
             stores.append(out)
         return stores
 
-    def _flat_index(self, space):
+    def _flat_index(self, space_var):
         expr = 'i0'
-        for k in range(1, len(space)):
-            expr = f'({expr}) * {self.dim(space[k])} + i{k}'
+        for k in range(1, space_var.ndim):
+            expr = f'({expr}) * {self.dim(space_var, k)} + i{k}'
         return expr
+
+    @staticmethod
+    def _space_var(group):
+        """A value whose shape is the loop's space (its axes name the loop bounds)."""
+        return group.members[0].outputs[0] if group.members else group.reductions[0].inputs[0]
 
     def _can_flatten(self, group):
         """One flat loop when every array read or written has exactly the loop's shape."""
@@ -316,14 +321,15 @@ class Codegen:
         if any(n.prim.name == 'iota' for n in group.members):
             return len(group.space) <= 1
         members = {o for n in group.members for o in n.outputs}
-        return all(v in members or v.shape in ((), group.space)
+        return all(v in members or v.shape == () or self.dims.signature(v) == group.signature
                    for node in group.nodes for v in node.inputs)
 
     def _inplace_target(self, group, out):
         """A state buffer this loop may write `out` into: `out` is the final value of a Variable
         of the loop's shape whose old value only this loop reads."""
         for (variable, value), state_var in zip(self.graph.updates, self._state_vars_of_updates()):
-            if value is out and state_var.shape == group.space and value not in self.inplace \
+            if value is out and self.dims.signature(state_var) == group.signature \
+                    and value not in self.inplace \
                     and self.readers.get(state_var, set()) <= {group.index} \
                     and state_var not in self.graph.outputs:
                 return self.state_arg[state_var]
@@ -354,7 +360,7 @@ class Codegen:
         if kept == ():
             self.emit(f'{acc} = {acc_type}({init})')
         else:
-            self.emit(f'{acc} = np.full({self.shape(kept)}, {init}, {acc_type})')
+            self.emit(f'{acc} = np.full({self.shape(node.outputs[0])}, {init}, {acc_type})')
         return acc
 
     def _row_reductions(self, group):

@@ -14,8 +14,8 @@ produces most of its operands. Every refusal is recorded with a reason for tests
 class Group:
     """Nodes emitted together. `space` is the loop shape (loops) or () (scalar groups)."""
 
-    def __init__(self, kind, space, index):
-        self.kind, self.space, self.index = kind, tuple(space), index
+    def __init__(self, kind, space, signature, index):
+        self.kind, self.space, self.signature, self.index = kind, tuple(space), signature, index
         self.members = []        # elementwise nodes, in graph order
         self.reductions = []     # reduction nodes accumulated in this loop
         self.deps = set()        # indices of groups this one reads from
@@ -55,8 +55,8 @@ def _fusible_reduction(node):
 
 
 class Partitioner:
-    def __init__(self, graph):
-        self.graph = graph
+    def __init__(self, graph, dims):
+        self.graph, self.dims = graph, dims
         self.groups = []
         self.group_of = {}       # Var -> Group that produces it
         self.refusals = []
@@ -70,18 +70,20 @@ class Partitioner:
 
     def place(self, node):
         if node.outputs[0].shape == () and _is_elementwise(node):
-            self.join_best(node, 'scalar', (), 'members')
+            self.join_best(node, 'scalar', node.outputs[0], 'members')
         elif _is_elementwise(node):
-            self.join_best(node, 'loop', node.outputs[0].shape, 'members')
+            self.join_best(node, 'loop', node.outputs[0], 'members')
         elif _fusible_reduction(node) and node.inputs[0].shape != ():
-            self.join_best(node, 'loop', node.inputs[0].shape, 'reductions')
+            self.join_best(node, 'loop', node.inputs[0], 'reductions')
         else:
-            self.add(self.new_group('call', ()), node, 'members')
+            self.add(self.new_group('call', node.outputs[0]), node, 'members')
 
-    def join_best(self, node, kind, space, role):
+    def join_best(self, node, kind, space_var, role):
+        """Join the best legal group over the same symbolic iteration space, or start one."""
+        signature = self.dims.signature(space_var)
         candidates = []
         for group in self.groups:
-            if group.kind != kind or group.space != tuple(space):
+            if group.kind != kind or group.signature != signature:
                 continue
             ok, reason = self.can_fuse(node, group)
             if ok:
@@ -89,7 +91,7 @@ class Partitioner:
             else:
                 self.refusals.append((node.prim.name, group.index, reason))
         group = max(candidates, key=lambda c: c[:2])[2] if candidates else \
-            self.new_group(kind, space)
+            self.new_group(kind, space_var)
         self.add(group, node, role)
 
     def can_fuse(self, node, group):
@@ -121,8 +123,8 @@ class Partitioner:
             stack.extend(self.groups[i] for i in g.deps)
         return False
 
-    def new_group(self, kind, space):
-        group = Group(kind, space, len(self.groups))
+    def new_group(self, kind, space_var):
+        group = Group(kind, space_var.shape, self.dims.signature(space_var), len(self.groups))
         self.groups.append(group)
         return group
 
@@ -154,5 +156,6 @@ class Partitioner:
         return out
 
 
-def partition(graph):
-    return Partitioner(graph).run()
+def partition(graph, dims=None):
+    from .dims import DimClasses
+    return Partitioner(graph, dims or DimClasses(graph)).run()

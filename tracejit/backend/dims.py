@@ -1,0 +1,154 @@
+"""Symbolic dimensions: which axes of a graph must have the same size, whatever the input sizes.
+
+Generated code reads every size from a `dims` array, one slot per class of axes that the
+primitives' rules force to be equal (an elementwise op's output axis and its operands' axes,
+a matmul's inner axes, ...). Classes follow the graph's structure, not the sizes, so a batch of
+128 flowing next to a hidden layer of 128 still gets its own slot, and the last partial batch of
+an epoch produces exactly the same source (and reuses the compiled kernel). Size-1 axes are
+structural (broadcasting) and stay literal.
+"""
+
+
+class DimClasses:
+    def __init__(self, graph):
+        self.parent = {}
+        for var in self._vars(graph):
+            for k in range(var.ndim):
+                self.parent[(var, k)] = (var, k)
+        for node in graph.nodes:
+            rule = _RULES.get(node.prim.name) or _RULES.get(node.prim.kind)
+            if rule is not None:
+                for a, b in rule(node):
+                    self.union(a, b)
+        self.slots = {}
+        for var in self._vars(graph):
+            for k in range(var.ndim):
+                if var.shape[k] != 1:
+                    self.slots.setdefault(self.find((var, k)), (len(self.slots), var.shape[k]))
+
+    @staticmethod
+    def _vars(graph):
+        yield from graph.inputs
+        yield from (v for _, v in graph.state)
+        yield from graph.consts
+        for node in graph.nodes:
+            yield from node.outputs
+
+    def find(self, key):
+        root = key
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[key] != root:
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def union(self, a, b):
+        (va, ka), (vb, kb) = a, b
+        if va.shape[ka] != 1 and va.shape[ka] == vb.shape[kb]:
+            self.parent[self.find(a)] = self.find(b)
+
+    def slot(self, var, axis):
+        """'1' for a size-1 axis, else the name of its size slot ('d3')."""
+        axis %= var.ndim
+        if var.shape[axis] == 1:
+            return '1'
+        return f'd{self.slots[self.find((var, axis))][0]}'
+
+    def signature(self, var):
+        """The symbolic shape of `var`: equal signatures mean equal shapes for every input size."""
+        return tuple(self.slot(var, k) for k in range(var.ndim))
+
+    def sizes(self):
+        """The dims array values, in slot order."""
+        return [size for _, size in sorted(self.slots.values())]
+
+
+def _aligned(node):
+    out = node.outputs[0]
+    for var in node.inputs:
+        lead = out.ndim - var.ndim
+        for k in range(var.ndim):
+            yield (out, lead + k), (var, k)
+
+
+def _reduce(node):
+    x, out = node.inputs[0], node.outputs[0]
+    axes = node.params.get('axes', (node.params.get('axis'),))
+    kept = [k for k in range(x.ndim) if k not in axes]
+    for j, k in enumerate(kept):
+        yield (out, j), (x, k)
+
+
+def _matmul(node):
+    a, b = node.inputs
+    out = node.outputs[0]
+    m_a, k_a = (-1, -2) if node.params['transpose_a'] else (-2, -1)
+    k_b, n_b = (-1, -2) if node.params['transpose_b'] else (-2, -1)
+    yield (out, out.ndim - 2), (a, a.ndim + m_a)
+    yield (out, out.ndim - 1), (b, b.ndim + n_b)
+    yield (a, a.ndim + k_a), (b, b.ndim + k_b)
+    for k in range(out.ndim - 2):
+        yield (out, k), (a, k)
+        yield (out, k), (b, k)
+
+
+def _transpose(node):
+    for k, p in enumerate(node.params['perm']):
+        yield (node.outputs[0], k), (node.inputs[0], p)
+
+
+def _reshape(node):
+    """Axes matched from the front and from the back while sizes agree (1s skipped)."""
+    x, out = node.inputs[0], node.outputs[0]
+    for order in (range, lambda n: range(n - 1, -1, -1)):
+        xs = [k for k in order(x.ndim) if x.shape[k] != 1]
+        os = [k for k in order(out.ndim) if out.shape[k] != 1]
+        for i, j in zip(xs, os):
+            if x.shape[i] != out.shape[j]:
+                break
+            yield (out, j), (x, i)
+
+
+def _full_slices(node):
+    x = node.inputs[0]
+    out = node.outputs[0]
+    for k, (start, stop, step) in enumerate(node.params['slices']):
+        if (start, stop, step) == (0, max(x.shape[k], out.shape[k]), 1):
+            yield (out, k), (x, k)
+
+
+def _concat(node):
+    out, axis = node.outputs[0], node.params['axis']
+    for var in node.inputs:
+        for k in range(out.ndim):
+            if k != axis:
+                yield (out, k), (var, k)
+
+
+def _gather(node):
+    x, idx = node.inputs
+    out, axis = node.outputs[0], node.params['axis']
+    for k in range(axis):
+        yield (out, k), (x, k)
+    for k in range(idx.ndim):
+        yield (out, axis + k), (idx, k)
+    for k in range(axis + 1, x.ndim):
+        yield (out, k - 1 + idx.ndim), (x, k)
+
+
+def _scatter_add(node):
+    u, idx = node.inputs
+    out, axis = node.outputs[0], node.params['axis']
+    for k in range(axis):
+        yield (out, k), (u, k)
+    for k in range(idx.ndim):
+        yield (u, axis + k), (idx, k)
+    for k in range(axis + 1, out.ndim):
+        yield (out, k), (u, k - 1 + idx.ndim)
+
+
+_RULES = {
+    'elementwise': _aligned, 'broadcast_to': _aligned, 'reduction': _reduce,
+    'matmul': _matmul, 'transpose': _transpose, 'reshape': _reshape, 'slice': _full_slices,
+    'unslice': _full_slices, 'concat': _concat, 'gather': _gather, 'scatter_add': _scatter_add,
+}
