@@ -269,7 +269,9 @@ def _stack_rows(row, t_shape, source):
 
 def gradients(ys, xs, grad_ys=None, name='gradients', unconnected_gradients='none',
               stop_gradients=None):
-    """TF1 `tf.gradients`: d(sum of ys)/d(xs) on the graph being traced; None if unconnected."""
+    """TF1 `tf.gradients`: d(sum of ys)/d(xs) on the graph being traced; None if unconnected.
+
+    Returns a list with one gradient per x (also for a single x), or the structure of `xs`."""
     trace = tracing.current_trace()
     if trace is None:
         raise RuntimeError('tj.gradients works on graphs (inside tj.function or a compat.v1 '
@@ -290,6 +292,8 @@ def gradients(ys, xs, grad_ys=None, name='gradients', unconnected_gradients='non
     key = lambda t: t.var  # noqa: E731
     cts = backward(entries, _seed_cts(ys, grad_ys, key), key, lambda a: a.var in tracked)
     grads = [_finish(cts.get(x.var), x, unconnected) for x in xs_vals]
+    if treedef == tree.LEAF:
+        return grads  # TF returns a list even for a single x: `tf.gradients(loss, x)[0]`
     return tree.unflatten(treedef, grads)
 
 

@@ -9,6 +9,8 @@ Kernel arguments: traced inputs (0-d ones as scalars), state buffers (0-d ones a
 views), dims, fc, ic, array constants. It returns a tuple of outputs and writes the final value
 of every assigned Variable into its buffer, inside the loop that computes it where legal.
 """
+import re
+
 import numpy as np
 
 from .dims import DimClasses
@@ -45,7 +47,7 @@ class Codegen:
         self.lines, self.names, self.scalar = [], {}, {}
         self.fconsts, self.iconsts, self.array_consts = [], [], []
         self.counter = 0
-        self.parallel = False
+        self.helpers = {}         # canonical loop text -> (helper name, parallel)
         self.readers = self._readers()
         self.state_arg = {}       # state Var -> argument name
         self.inplace = {}         # update value Var -> state argument written inside its loop
@@ -97,9 +99,9 @@ class Codegen:
         sizes = self.dims.sizes()
         dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(sizes)))
         body = '\n'.join(self.lines)
-        decorator = (f'@numba.njit(cache=True, fastmath={FASTMATH_FLAGS}, error_model=\'numpy\', '
-                     f'nogil=True{", parallel=True" if self.parallel else ""})\n')
-        source = f'{decorator}def kernel({", ".join(params)}):\n{dims}{body}\n'
+        helpers = ''.join(f'{_decorator(parallel)}def {name}({text}\n\n'
+                          for text, (name, parallel) in self.helpers.items())
+        source = f'{helpers}{_decorator(False)}def kernel({", ".join(params)}):\n{dims}{body}\n'
         return Lowered(source, sizes, self.fconsts, self.iconsts, self.array_consts, self.plan)
 
     def prologue(self):
@@ -159,7 +161,7 @@ class Codegen:
                 self.emit(f'{target}[0] = {src}')
             else:
                 n = self.size(value)
-                self.emit(f'{target}.reshape({n})[:] = {src}.reshape({n})')
+                self.emit(f'K.copy_into({target}.reshape({n}), {src}.reshape({n}))')
         outs = []
         aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
             self.graph.consts)
@@ -216,17 +218,22 @@ class Codegen:
         space, space_var = group.space, self._space_var(group)
         flat = self._can_flatten(group)
         stores = self._allocate_stores(group)
+        start = len(self.lines)
         accs = [self._init_reduction(node) for node in group.reductions]
         members = {n.outputs[0] for n in group.members}
         external = [v for n in group.nodes for v in n.inputs if v not in members and v.shape]
         views = {}
         if flat:
+            total = self.size(space_var)
+            if '*' in total:  # one size argument, so loops of any rank share a helper
+                self.lines.insert(start, f'    n{self.counter + 1} = {total}')
+                total, start = self.fresh('n'), start + 1
             for var in external + stores:
                 name = self.names[var]
                 if name not in views:
                     views[name] = self.fresh('f')
-                    self.emit(f'{views[name]} = {name}.reshape({self.size(space_var)})')
-            self.emit(f'for i in range({self.size(space_var)}):')
+                    self.emit(f'{views[name]} = {name}.reshape({total})')
+            self.emit(f'for i in range({total}):')
             index, flat_index, depth = ['i'], 'i', 2
             header = len(self.lines) - 1
         else:
@@ -269,16 +276,44 @@ class Codegen:
             for node, acc in zip(group.reductions, accs):
                 if node in rows:
                     self.emit(f'{acc}[{", ".join(index[:split])}] = {rows[node]}', split + 1)
-        if flat and int(np.prod(space)) >= PARALLEL_MIN:
-            self._parallelize(header, self.size(space_var))
+        parallel = flat and int(np.prod(space)) >= PARALLEL_MIN
+        if parallel:
+            self._parallelize(header, total)
+        self._extract_helper(start, accs, parallel)
         for node, acc in zip(group.reductions, accs):
             self._finish_reduction(node, acc)
+
+    def _extract_helper(self, start, results, parallel):
+        """Move the lines since `start` into a helper function, shared by every loop with the
+        same text up to names: Numba's compile time grows faster than the size of a function,
+        and identical loops (the optimizer update of each parameter) compile once."""
+        lines = self.lines[start:]
+        del self.lines[start:]
+        assigned = set()
+        for line in lines:
+            target = re.match(r'\s*(?:for )?([a-z]\d+)(?:, ([a-z]\d+))? (?:=|in|\+=)', line)
+            if target:
+                assigned.update(n for n in target.groups() if n)
+        order = list(dict.fromkeys(re.findall(r'\b[a-z]\d+\b', '\n'.join(lines) + ' '
+                                              + ' '.join(results))))
+        params = [n for n in order if n not in assigned]
+        rename = {n: f'p{k}' for k, n in enumerate(params)}
+        rename.update((n, f'w{k}') for k, n in enumerate(n for n in order if n in assigned))
+        canonical = '\n'.join(re.sub(r'\b[a-z]\d+\b', lambda m: rename[m.group()], line)
+                              for line in lines)
+        returned = ', '.join(rename[r] for r in results)
+        text = f'{", ".join(rename[p] for p in params)}):\n{canonical}'
+        if results:
+            text += f'\n    return {returned},'
+        if text not in self.helpers:
+            self.helpers[text] = (f'loop{len(self.helpers)}', parallel)
+        call = f'{self.helpers[text][0]}({", ".join(params)})'
+        self.emit(f'{", ".join(results)}, = {call}' if results else call)
 
     def _parallelize(self, header, size):
         """Give a big flat loop a `prange` twin, chosen at run time by the actual size."""
         body = self.lines[header + 1:]
         del self.lines[header:]
-        self.parallel = True
         self.emit(f'if {size} >= {PARALLEL_MIN}:')
         self.emit(f'for i in numba.prange({size}):', 2)
         self.lines.extend('    ' + line for line in body)
@@ -402,6 +437,11 @@ class Codegen:
         else:
             self.names[out] = self.fresh()
             self.emit(f'{self.names[out]} = {acc}.astype({np_type(out.dtype)})')
+
+
+def _decorator(parallel):
+    return (f'@numba.njit(cache=True, fastmath={FASTMATH_FLAGS}, error_model=\'numpy\', '
+            f'nogil=True{", parallel=True" if parallel else ""})\n')
 
 
 def generate(graph):

@@ -1,13 +1,16 @@
 """Hand-written Numba helpers that generated kernels call for the ops that are not loops over
-one iteration space: gathers, scatters, arg-reductions and the random stream.
+one iteration space: matmuls, copies, gathers, scatters, arg-reductions and the random stream.
 
-Axis-generic ops work on a (before, axis, after) 3-D view of a contiguous array, so one
-compiled helper serves every rank; generated code reshapes around the call.
+They are compiled once per type signature and cached on disk (`cache=True`), so a new kernel
+does not pay again for `np.dot`'s or slice assignment's heavy implementations. Axis-generic ops
+work on a (before, axis, after) 3-D view of a contiguous array, so one compiled helper serves
+every rank; generated code reshapes around the call.
 """
 import numba
 import numpy as np
 
 _jit = numba.njit(inline='always', error_model='numpy')
+_cached = numba.njit(cache=True, error_model='numpy', nogil=True)
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -32,7 +35,24 @@ def uniform64(key, index):
     return np.float64(random_bits(key, index) >> np.uint64(11)) * 2.0 ** -53
 
 
-@numba.njit(error_model='numpy')
+@_cached
+def dot(a, b):
+    return np.dot(a, b)
+
+
+@_cached
+def dot_into(a, b, out):
+    np.dot(a, b, out)
+
+
+@_cached
+def copy_into(dst, src):
+    """dst[:] = src for 1-D arrays, without slice assignment's costly error formatting."""
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@_cached
 def gather3(x, idx, out):
     """out[a, j, b] = x[a, idx[j], b] for x viewed as (before, n, after)."""
     n = x.shape[1]
@@ -45,7 +65,7 @@ def gather3(x, idx, out):
     return out
 
 
-@numba.njit(error_model='numpy')
+@_cached
 def scatter_add3(u, idx, out):
     """out[a, idx[j], b] += u[a, j, b]; `out` starts zeroed."""
     n = out.shape[1]
@@ -58,7 +78,7 @@ def scatter_add3(u, idx, out):
     return out
 
 
-@numba.njit(error_model='numpy')
+@_cached
 def argreduce3(x, out, largest):
     """First index of the max (or min) along axis 1 of (before, n, after); NaN wins, as numpy."""
     for a in range(x.shape[0]):

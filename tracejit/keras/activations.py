@@ -1,0 +1,47 @@
+"""Activation functions, also by name (`Dense(3, activation='relu')`)."""
+from .. import nn, ops
+
+
+def linear(x):
+    return x
+
+
+def relu(x):
+    return nn.relu(x)
+
+
+def sigmoid(x):
+    return ops.sigmoid(x)
+
+
+def tanh(x):
+    return ops.tanh(x)
+
+
+def softmax(x, axis=-1):
+    return nn.softmax(x, axis=axis)
+
+
+def softplus(x):
+    return nn.softplus(x)
+
+
+def elu(x):
+    return nn.elu(x)
+
+
+_BY_NAME = {f.__name__: f for f in (linear, relu, sigmoid, tanh, softmax, softplus, elu)}
+
+
+def get(identifier):
+    """A function for a name, a callable, or None (linear)."""
+    if identifier is None:
+        return linear
+    if isinstance(identifier, str):
+        if identifier not in _BY_NAME:
+            raise ValueError(f'unknown activation {identifier!r}; use one of '
+                             f'{sorted(_BY_NAME)} or pass a callable')
+        return _BY_NAME[identifier]
+    if callable(identifier):
+        return identifier
+    raise TypeError(f'activation must be a name or a callable, got {identifier!r}')

@@ -1,0 +1,324 @@
+"""Keras layers: `Layer` (build on first call, `add_weight`, weight tracking) and the basic
+layers `Dense`, `Activation`, `Flatten`, `Dropout`.
+
+A Layer is a `tj.Module`, so a layer or model passed to `tj.function` is keyed by identity and
+the Variables its call reads become state of the compiled step. Weights are listed in the order
+they were created or assigned (Keras's order, which `save_weights` relies on), not sorted by
+attribute name as `tf.Module` does. Weights created while a step is being traced get concrete
+initial values (see `backend.init_scope`), and only on a function's first trace, as in TF.
+
+The `training` flag flows down the call tree: a layer called without `training=` inside a model
+called with `training=True` sees True, so `Dropout` works inside `Sequential` and subclassed
+models. The flag is a Python bool, hence static in compiled functions.
+"""
+import collections
+import inspect
+import re
+
+import numpy as np
+
+from .. import dtypes, errors, nn, ops
+from ..tensor import TensorOps
+from ..variables import Module, Variable
+from . import activations, initializers
+from .backend import floatx, init_scope
+from .saving import assign_weights
+
+_training_stack = []                   # `training` of the enclosing layer calls, innermost last
+_name_counts = collections.Counter()   # Keras names layers dense, dense_1, dense_2, ...
+
+
+def _snake_case(name):
+    return re.sub(r'(?<!^)(?=[A-Z])', '_', name).lower()
+
+
+def unique_name(base):
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f'{base}_{count}'
+
+
+class InputSpec:
+    """What a layer accepts: a minimum rank and fixed sizes of some axes ({-1: 3})."""
+
+    def __init__(self, min_ndim=None, axes=None):
+        self.min_ndim, self.axes = min_ndim, dict(axes or {})
+
+    def check(self, layer, shape):
+        if self.min_ndim is not None and len(shape) < self.min_ndim:
+            raise errors.ShapeError(
+                f'Input 0 of layer "{layer.name}" is incompatible with the layer: expected '
+                f'min_ndim={self.min_ndim}, found ndim={len(shape)}. Full shape received: {shape}')
+        for axis, size in self.axes.items():
+            if len(shape) < abs(axis) or shape[axis] != size:
+                raise errors.ShapeError(
+                    f'Input 0 of layer "{layer.name}" is incompatible with the layer: expected '
+                    f'axis {axis} of input shape to have value {size}, but received input with '
+                    f'shape {shape}')
+
+
+class Layer(Module):
+    """Base layer: subclasses create weights in `build(input_shape)` and compute in `call`."""
+
+    def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, input_dim=None,
+                 **kwargs):
+        if kwargs:
+            raise TypeError(f'{type(self).__name__} got unexpected keyword arguments '
+                            f'{sorted(kwargs)}')
+        super().__init__(name or unique_name(_snake_case(type(self).__name__)))
+        self._own_weights = []
+        self.built = False
+        self.trainable = trainable
+        self.input_spec = None
+        self._dtype = dtypes.as_np_dtype(dtype or floatx())
+        if input_dim is not None:
+            input_shape = (input_dim,)
+        self._batch_input_shape = None if input_shape is None else (None, *input_shape)
+        self._output_shape = None
+
+    @property
+    def dtype(self):
+        return dtypes.as_dtype(self._dtype)
+
+    # -- calling ----------------------------------------------------------------------------
+
+    def build(self, input_shape):
+        """Create the weights, knowing the input shape (called once, by the first call)."""
+        self.built = True
+
+    def call(self, inputs, *args, **kwargs):
+        return inputs
+
+    def __call__(self, inputs, *args, **kwargs):
+        inputs = self._convert_inputs(inputs)
+        shape = _shape_of(inputs)
+        if self.input_spec is not None and shape is not None:
+            self.input_spec.check(self, shape)
+        if not self.built:
+            self._maybe_build(shape)
+            if self.input_spec is not None and shape is not None:
+                self.input_spec.check(self, shape)
+        position = _training_position(type(self))
+        if position is not None and position < len(args):
+            training = args[position]      # passed positionally, e.g. layer.__call__(x, True)
+        else:
+            training = kwargs.pop('training', None)
+            if training is None and _training_stack:
+                training = _training_stack[-1]
+            if position is not None:
+                kwargs['training'] = training
+        _training_stack.append(training)
+        try:
+            outputs = self.call(inputs, *args, **kwargs)
+        finally:
+            _training_stack.pop()
+        self.built = True
+        out_shape = _shape_of(outputs)
+        self._output_shape = None if out_shape is None else (None,) + out_shape[1:]
+        return outputs
+
+    def _maybe_build(self, input_shape):
+        self.build(input_shape)
+        self.built = True
+
+    def _convert_inputs(self, inputs):
+        """Tensors for array-likes; floating inputs cast to the layer's dtype (Keras autocast)."""
+        if isinstance(inputs, (list, tuple)):
+            return type(inputs)(self._convert_inputs(x) for x in inputs)
+        if isinstance(inputs, dict) or inputs is None:
+            return inputs
+        if isinstance(inputs, Variable):
+            inputs = inputs.value()
+        elif not isinstance(inputs, TensorOps):
+            inputs = ops.convert_to_tensor(inputs)
+        if ops.is_floating(inputs) and ops._dtype_of(inputs) != self._dtype:
+            inputs = ops.cast(inputs, self._dtype)
+        return inputs
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def add_weight(self, name=None, shape=(), dtype=None, initializer=None, trainable=True,
+                   **kwargs):
+        """A new weight Variable of `shape`, initialised by `initializer` (default
+        'glorot_uniform' for floats, 'zeros' otherwise) and tracked by this layer."""
+        if kwargs:
+            raise TypeError(f'add_weight got unsupported arguments {sorted(kwargs)}')
+        dtype = dtypes.as_np_dtype(dtype or self._dtype)
+        shape = tuple(shape)
+        if any(d is None or int(d) < 0 for d in shape):
+            raise ValueError(f'layer {self.name!r}: weight {name!r} needs a fully known shape, '
+                             f'got {shape}')
+        shape = tuple(int(d) for d in shape)
+        if initializer is None:
+            initializer = 'glorot_uniform' if dtype.kind == 'f' else 'zeros'
+        init = initializers.get(initializer)
+        with init_scope():
+            value = np.asarray(init(shape, dtype=dtype), dtype=dtype)
+        if value.shape != shape:
+            raise ValueError(f'initializer of weight {name!r} returned shape {value.shape}, '
+                             f'expected {shape}')
+        weight = Variable(value, trainable=trainable, name=f'{self.name}/{name or "Variable"}',
+                          dtype=dtype)
+        self._own_weights.append(weight)
+        return weight
+
+    @property
+    def weights(self):
+        return [v for v, _ in _tracked_weights(self)]
+
+    @property
+    def trainable_weights(self):
+        return [v for v, trainable in _tracked_weights(self) if trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [v for v, trainable in _tracked_weights(self) if not trainable]
+
+    variables = weights
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    def count_params(self):
+        return int(sum(np.prod(v.shape, dtype=np.int64) for v in self.weights))
+
+    def get_weights(self):
+        return [np.array(v) for v in self.weights]
+
+    def set_weights(self, weights):
+        assign_weights(self, [np.asarray(w) for w in weights], 'the given list')
+
+    def _sublayers(self):
+        """Layers held directly by this one (attributes, lists, dicts), in assignment order."""
+        found = []
+        _visit(vars(self).values(), lambda obj: found.append(obj) if isinstance(obj, Layer)
+               else None)
+        return list(dict.fromkeys(found))
+
+
+def _visit(values, fn):
+    """Call `fn` on each object in `values`, looking inside lists, tuples and dicts."""
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            _visit(value, fn)
+        elif isinstance(value, dict):
+            _visit(value.values(), fn)
+        else:
+            fn(value)
+
+
+def _tracked_weights(layer):
+    """[(Variable, effectively trainable)] in creation/assignment order, each once: the layer's
+    own weights, Variables held in attributes, then those of nested layers and tf.Modules."""
+    seen, out = set(), []
+
+    def visit(obj, trainable):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, Variable):
+            out.append((obj, trainable and obj.trainable))
+        elif isinstance(obj, Layer):
+            _visit(vars(obj).values(), lambda child: visit(child, trainable and obj.trainable))
+        elif isinstance(obj, Module):
+            for v in obj.variables:
+                visit(v, trainable)
+
+    visit(layer, True)
+    return out
+
+
+def _shape_of(value):
+    shape = getattr(value, 'shape', None)
+    return None if shape is None else tuple(shape)
+
+
+_training_positions = {}
+_KEYWORD_ONLY = 1 << 30   # `training` accepted, but not positionally
+
+
+def _training_position(cls):
+    """Index in `*args` (after `inputs`) at which `cls.call` takes `training`, a huge number if
+    only by keyword, None if it does not take it (Keras passes `training` only then)."""
+    if cls not in _training_positions:
+        params = list(inspect.signature(cls.call).parameters.values())[2:]   # self, inputs
+        names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if 'training' in names:
+            _training_positions[cls] = names.index('training')
+        elif any(p.name == 'training' or p.kind is p.VAR_KEYWORD for p in params):
+            _training_positions[cls] = _KEYWORD_ONLY
+        else:
+            _training_positions[cls] = None
+    return _training_positions[cls]
+
+
+class Dense(Layer):
+    """`activation(inputs @ kernel + bias)` over the last axis of the inputs."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer='glorot_uniform',
+                 bias_initializer='zeros', **kwargs):
+        super().__init__(**kwargs)
+        if int(units) != units or units < 1:
+            raise ValueError(f'Dense units must be a positive integer, got {units!r}')
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.input_spec = InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        last = input_shape[-1]
+        if last is None:
+            raise ValueError(f'layer {self.name!r}: the last dimension of the inputs must be '
+                             f'known, got shape {input_shape}')
+        self.kernel = self.add_weight('kernel', (int(last), self.units),
+                                      initializer=self.kernel_initializer)
+        self.bias = self.add_weight('bias', (self.units,), initializer=self.bias_initializer) \
+            if self.use_bias else None
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: int(last)})
+
+    def call(self, inputs):
+        shape = tuple(inputs.shape)
+        if len(shape) == 2:
+            outputs = ops.matmul(inputs, self.kernel)
+        else:
+            flat = ops.matmul(ops.reshape(inputs, (-1, shape[-1])), self.kernel)
+            outputs = ops.reshape(flat, shape[:-1] + (self.units,))
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def call(self, inputs):
+        return self.activation(inputs)
+
+
+class Flatten(Layer):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...); a rank-1 input becomes (batch, 1)."""
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (tuple(inputs.shape)[0], -1))
+
+
+class Dropout(Layer):
+    """With `training=True`, zero each input with probability `rate` and scale the rest by
+    1 / (1 - rate); otherwise the identity. Masks come from tj.random, so a compiled step
+    draws a new mask every call."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= float(rate) < 1:
+            raise ValueError(f'Dropout rate must be in [0, 1), got {rate}')
+        self.rate, self.noise_shape, self.seed = float(rate), noise_shape, seed
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0:
+            return ops.identity(inputs)
+        noise_shape = None if self.noise_shape is None else tuple(
+            size if d is None else d for d, size in zip(self.noise_shape, inputs.shape))
+        return nn.dropout(inputs, self.rate, noise_shape=noise_shape)

@@ -1,0 +1,90 @@
+"""Weight checkpoints: one `.npz` per model, written atomically, loaded all-or-nothing.
+
+Weights are stored in the model's weight order (like Keras's HDF5 format), with their names
+kept for the error messages. A save writes a temporary file in the target's directory, fsyncs
+it and renames it over the target, so a crash never leaves a half-written checkpoint. A load
+checks the count and every shape before writing anything; weights are copied into the
+Variables' existing buffers, whose identity compiled kernels rely on.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+_NAMES_KEY = 'weight_names'
+
+
+def checkpoint_path(path):
+    """The file a checkpoint `path` is stored in: '.npz' is added when missing (TensorFlow
+    accepts a path without an extension, as in `save_weights("keras_checkpoint")`)."""
+    path = os.fspath(path)
+    return path if path.endswith('.npz') else path + '.npz'
+
+
+def save_weights(layer, path):
+    weights = layer.weights
+    arrays = {f'w{i:06d}': np.array(v) for i, v in enumerate(weights)}
+    arrays[_NAMES_KEY] = np.array([v.name for v in weights], dtype=np.str_)
+    target = checkpoint_path(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.', suffix='.tmp',
+                               dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+    return target
+
+
+def _fsync_directory(directory):
+    """Make the rename durable (POSIX); best effort where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_weights(layer, path):
+    path = os.fspath(path)
+    target = path if path.endswith('.npz') or not os.path.exists(checkpoint_path(path)) \
+        else checkpoint_path(path)
+    if not os.path.isfile(target):
+        raise FileNotFoundError(f'no weight checkpoint at {path!r} (looked for {target!r})')
+    with np.load(target, allow_pickle=False) as data:
+        keys = sorted(k for k in data.files if k != _NAMES_KEY)
+        arrays = [data[k] for k in keys]
+    assign_weights(layer, arrays, f'checkpoint {target!r}')
+
+
+def assign_weights(layer, arrays, source):
+    """Copy `arrays` into `layer.weights` after checking all of them; on a mismatch raise
+    ValueError and change nothing."""
+    weights = layer.weights
+    if len(arrays) != len(weights):
+        hint = '' if weights else (' (the model has no weights yet: call it on a batch of data '
+                                   'or build() it first, so that its weights exist)')
+        raise ValueError(f'{source} holds {len(arrays)} weights but {layer.name!r} has '
+                         f'{len(weights)}{hint}; nothing was loaded')
+    for i, (variable, array) in enumerate(zip(weights, arrays)):
+        if tuple(array.shape) != tuple(variable.shape):
+            raise ValueError(f'{source}: weight {i} has shape {tuple(array.shape)} but '
+                             f'{variable.name!r} has shape {tuple(variable.shape)}; nothing was '
+                             'loaded')
+        if not np.can_cast(array.dtype, variable._buf.dtype, casting='same_kind'):
+            raise ValueError(f'{source}: weight {i} has dtype {array.dtype} but '
+                             f'{variable.name!r} is {variable._buf.dtype}; nothing was loaded')
+    for variable, array in zip(weights, arrays):
+        np.copyto(variable._buf, array, casting='same_kind')
