@@ -45,7 +45,7 @@ from tracejit.backend.fastmath import (exp32, exp64, log32, log64, log1p32, log1
 
 
 def module_text(kernel_source, cache=True):
-    source = kernel_source if cache else kernel_source.replace('cache=True', 'cache=False', 1)
+    source = kernel_source if cache else kernel_source.replace('cache=True', 'cache=False')
     return HEADER + source
 
 
