@@ -69,7 +69,8 @@ class Function:
         self._fast = {}     # positional-argument fast key -> entry (see _fast_key)
         self._fast_ok = not (self._static_argnums or self._static_argnames)
         self._last_key = None
-        self._stats = {'traces': 0, 'compiles': 0, 'memory_hits': 0, 'disk_hits': 0, 'calls': 0}
+        self._stats = {'traces': 0, 'compiles': 0, 'disk_hits': 0, 'builds': 0}
+        self._calls = 0
         self.__name__ = getattr(fn, '__name__', 'function')
         self.__doc__ = getattr(fn, '__doc__', None)
         self.__wrapped__ = fn
@@ -94,13 +95,13 @@ class Function:
             fast_key, dynamic = _fast_key(args)
             entry = self._fast.get(fast_key) if fast_key is not None else None
             if entry is not None:
+                self._calls += 1
                 return self._execute(entry, dynamic)
         key, dynamic, keepalive = self._key(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._cache[key] = self._build(key, args, kwargs, keepalive)
-        else:
-            self._stats['memory_hits'] += 1
+        self._calls += 1
         if not kwargs and self._fast_ok:
             fast_key, _ = _fast_key(args)
             if fast_key is not None:
@@ -168,8 +169,9 @@ class Function:
         result = self._trace(args, kwargs)
         from .backend import compile_graph
         executable, how = compile_graph(result.graph)
-        self._stats['compiles' if how == 'compiled' else 'disk_hits' if how == 'disk' else
-                    'memory_hits'] += how in ('compiled', 'disk', 'memory')
+        self._stats['builds'] += 1
+        if how in ('compiled', 'disk'):
+            self._stats['compiles' if how == 'compiled' else 'disk_hits'] += 1
         return _Entry(result, executable, keepalive)
 
     def _trace(self, args, kwargs):
@@ -218,7 +220,12 @@ class Function:
         return lower_graph(self._trace(args, kwargs).graph)
 
     def cache_info(self):
-        return dict(self._stats, entries=len(self._cache))
+        """traces, compiles (Numba), disk_hits (kernels loaded from the disk cache), memory_hits
+        (calls that reused a cached executable), calls, entries (signatures cached)."""
+        stats = dict(self._stats)
+        builds = stats.pop('builds')
+        return dict(stats, memory_hits=self._calls - builds, calls=self._calls,
+                    entries=len(self._cache))
 
     def __repr__(self):
         return f'<tj.function {self.__name__}>'

@@ -122,4 +122,4 @@ class Tensor(TensorOps):
 
 
 def _np_repr(value):
-    return np.array2string(value, separator=', ') if value.ndim else repr(value.item())
+    return np.array2string(value, separator=', ')

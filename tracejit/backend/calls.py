@@ -41,8 +41,9 @@ def matmul(cg, node, name):
     out = node.outputs[0]
     ta = '.T' if node.params['transpose_a'] else ''
     tb = '.T' if node.params['transpose_b'] else ''
+    dot = 'dot' if out.dtype.kind == 'f' else 'dot_loops'
     if out.ndim == 2:
-        cg.emit(f'{name} = K.dot({cg.ref(a)}{ta}, {cg.ref(b)}{tb})')
+        cg.emit(f'{name} = K.{dot}({cg.ref(a)}{ta}, {cg.ref(b)}{tb})')
         return
     batch = cg.size(out, range(out.ndim - 2))
     a3 = f'{cg.ref(a)}.reshape(({batch}, {cg.dim(a, -2)}, {cg.dim(a, -1)}))'
@@ -53,7 +54,10 @@ def matmul(cg, node, name):
     cg.emit(f'{tmp_b} = {b3}')
     cg.emit(f'{out3} = np.empty(({batch}, {m}, {n}), {np_type(out.dtype)})')
     cg.emit(f'for ib in range({batch}):')
-    cg.emit(f'K.dot_into({tmp_a}[ib]{ta}, {tmp_b}[ib]{tb}, {out3}[ib])', 2)
+    if dot == 'dot':
+        cg.emit(f'K.dot_into({tmp_a}[ib]{ta}, {tmp_b}[ib]{tb}, {out3}[ib])', 2)
+    else:
+        cg.emit(f'{out3}[ib] = K.dot_loops({tmp_a}[ib]{ta}, {tmp_b}[ib]{tb})', 2)
     _finish(cg, out, name, out3)
 
 

@@ -41,6 +41,17 @@ def dot(a, b):
 
 
 @_cached
+def dot_loops(a, b):
+    """Integer matmul (BLAS has none): a plain triple loop."""
+    out = np.zeros((a.shape[0], b.shape[1]), a.dtype)
+    for i in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            for j in range(b.shape[1]):
+                out[i, j] += a[i, k] * b[k, j]
+    return out
+
+
+@_cached
 def dot_into(a, b, out):
     np.dot(a, b, out)
 

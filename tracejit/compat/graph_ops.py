@@ -138,7 +138,8 @@ def placeholder(dtype, shape=None, name=None):
     """A value fed at run time. Unknown dimensions (None) or rank (shape=None) take the size of
     each feed; the compiled step is shape-generic, so a new size costs a trace, not a compile."""
     graph = get_default_graph()
-    static = TensorShape(shape if shape is None or not isinstance(shape, int) else [shape])
+    static = shape if isinstance(shape, TensorShape) else TensorShape(
+        [shape] if isinstance(shape, int) else shape)
     dtype = dtypes.as_dtype(dtypes.canonical(dtypes.as_np_dtype(dtype), 'placeholder'))
     probe = (PROBE,) if static.dims is None else tuple(PROBE if d is None else d
                                                         for d in static.dims)
@@ -147,12 +148,6 @@ def placeholder(dtype, shape=None, name=None):
     out._partial = not static.is_fully_defined()
     out._unknown_rank = static.dims is None
     return out
-
-
-def placeholder_with_default(input, shape, name=None):  # noqa: A002 (TensorFlow's name)
-    """`input` unless a value is fed for it."""
-    return make_op('PlaceholderWithDefault', ops.identity, (input,), name=name,
-                   operands=('input',))
 
 
 # -------------------------------------------------------------------------------- gradients
@@ -181,13 +176,11 @@ def _as_list(x):
 
 def no_op(name=None):
     """An operation that does nothing (useful as a target for control inputs)."""
-    return make_op('NoOp', lambda: (), name=name, multi=True) and \
-        get_default_graph().get_operation_by_name(get_default_graph()._operations[-1].name)
+    return make_op('NoOp', tuple, name=name)
 
 
 def group(*inputs, name=None):
     """One NoOp that runs all of `inputs` (Operations or Tensors) when it runs."""
     graph = inputs[0].graph if inputs else get_default_graph()
-    make_op('NoOp', lambda: (), name=name, default_name='group_deps', control_inputs=inputs,
-            graph=graph, multi=True)
-    return graph._operations[-1]
+    return make_op('NoOp', tuple, name=name, default_name='group_deps', control_inputs=inputs,
+                   graph=graph)

@@ -1,0 +1,230 @@
+"""Keras optimizers (TF2 update rules): SGD (momentum, Nesterov), Adam, RMSprop, Adagrad.
+
+The learning rate lives in a non-trainable Variable owned by the optimizer, so a compiled step
+reads it as state: `optimizer.learning_rate = 0.01` takes effect on the next step without a
+retrace. Slots (momenta, moving averages) are Variables created on first use, which inside
+`tj.function` is the step's first trace. `iterations` counts applied updates.
+"""
+import logging
+
+import numpy as np
+
+from .. import errors, ops
+from ..autodiff import GradientTape
+from ..variables import Variable
+
+log = logging.getLogger('tracejit')
+
+
+class Optimizer:
+    """Base class: subclasses define `_apply(grad, var, coefficient)` and, when the update
+    needs a per-step coefficient (Adam's bias-corrected rate), `_coefficient(lr, step)`."""
+
+    def __init__(self, learning_rate, name=None):
+        self.name = name or type(self).__name__
+        if isinstance(learning_rate, Variable):
+            self._learning_rate = learning_rate
+        elif callable(learning_rate):
+            raise TypeError('learning rate schedules are not supported; pass a float or a '
+                            'tj.Variable and change it between epochs (e.g. in a callback)')
+        else:
+            self._learning_rate = Variable(float(learning_rate), trainable=False,
+                                           name=f'{self.name}/learning_rate', dtype='float32')
+        self.iterations = Variable(np.zeros((), np.int64), trainable=False,
+                                   name=f'{self.name}/iter')
+        self._slots = {}   # id(variable) -> (variable, {slot name: slot Variable})
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate.assign(float(value))
+
+    lr = learning_rate
+
+    # -- slots ------------------------------------------------------------------------------
+
+    def add_slot(self, var, slot_name, initial_value=0.0):
+        """The slot `slot_name` of `var`, created (filled with `initial_value`) on first use."""
+        slots = self._slots.setdefault(id(var), (var, {}))[1]
+        if slot_name not in slots:
+            slots[slot_name] = Variable(np.full(var.shape, initial_value, var.dtype.np),
+                                        trainable=False,
+                                        name=f'{var.name.split(":")[0]}/{slot_name}')
+        return slots[slot_name]
+
+    def get_slot(self, var, slot_name):
+        return self._slots[id(var)][1][slot_name]
+
+    def get_slot_names(self):
+        return sorted({name for _, slots in self._slots.values() for name in slots})
+
+    def variables(self):
+        """`iterations`, then every slot Variable."""
+        return [self.iterations] + [s for _, slots in self._slots.values()
+                                    for s in slots.values()]
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def apply_gradients(self, grads_and_vars, name=None):
+        """Apply one update to each variable with a gradient; returns `iterations`."""
+        pairs = self._checked_pairs(grads_and_vars)
+        step = ops.cast(self.iterations.value() + 1, 'float32')
+        coefficient = self._coefficient(self._learning_rate.value(), step)
+        for grad, var in pairs:
+            self._apply(ops.convert_to_tensor(grad), var, ops.cast(coefficient, var.dtype))
+        self.iterations.assign_add(1)
+        return self.iterations
+
+    def minimize(self, loss, var_list, tape=None):
+        """TF2 style: `loss` is a zero-argument callable (or a tensor computed under `tape`)."""
+        if not callable(var_list):
+            var_list = list(var_list) if isinstance(var_list, (list, tuple)) else [var_list]
+        if callable(loss):
+            with GradientTape() as tape:
+                if not callable(var_list):
+                    tape.watch(var_list)
+                value = loss()
+        elif tape is None:
+            raise TypeError('`tape` is required when a `Tensor` loss is passed to minimize; or '
+                            'pass the loss as a zero-argument function')
+        else:
+            value = loss
+        if callable(var_list):
+            var_list = list(var_list())
+        grads = tape.gradient(value, var_list)
+        return self.apply_gradients(zip(grads, var_list))
+
+    def _checked_pairs(self, grads_and_vars):
+        """The (grad, var) pairs that have a gradient; clear errors for anything else."""
+        pairs = []
+        for item in grads_and_vars:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise ValueError(f'{self.name}.apply_gradients expects (gradient, variable) '
+                                 'pairs, e.g. zip(grads, model.trainable_variables); got an '
+                                 f'item of type {type(item).__name__}')
+            if not isinstance(item[1], Variable):
+                raise TypeError(f'{self.name}.apply_gradients: the second element of each pair '
+                                f'must be a tj.Variable, got {type(item[1]).__name__} (are '
+                                'gradients and variables swapped?)')
+            pairs.append(tuple(item))
+        live = [(g, v) for g, v in pairs if g is not None]
+        if not live:
+            raise ValueError(f'No gradients provided for any variable: {[v.name for _, v in pairs]}')
+        if len(live) < len(pairs):
+            log.warning('Gradients do not exist for variables %s when minimizing the loss.',
+                        [v.name for g, v in pairs if g is None])
+        for grad, var in live:
+            shape = tuple(getattr(grad, 'shape', ()))
+            if shape != var.shape:
+                raise errors.ShapeError(
+                    f'{self.name}.apply_gradients: a gradient of shape {shape} was paired with '
+                    f'variable {var.name!r} of shape {var.shape}; gradients and variables must '
+                    'be in the same order')
+        return live
+
+    def _coefficient(self, lr, step):
+        return lr
+
+    def _apply(self, grad, var, lr):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """var -= lr * g; with momentum m = momentum * m - lr * g, var += m (Nesterov:
+    var += momentum * m - lr * g)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name='SGD'):
+        super().__init__(learning_rate, name)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f'momentum must be in [0, 1], got {momentum}')
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _apply(self, grad, var, lr):
+        if self.momentum == 0:
+            var.assign_sub(lr * grad)
+            return
+        m = self.add_slot(var, 'momentum')
+        m_new = self.momentum * m.value() - lr * grad
+        m.assign(m_new)
+        var.assign_add(self.momentum * m_new - lr * grad if self.nesterov else m_new)
+
+
+class Adam(Optimizer):
+    """TF2 Keras Adam: lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t),
+    var -= lr_t * m / (sqrt(v) + epsilon)."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name='Adam'):
+        super().__init__(learning_rate, name)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def _coefficient(self, lr, step):
+        return lr * ops.sqrt(1.0 - ops.pow(self.beta_2, step)) / (1.0 - ops.pow(self.beta_1, step))
+
+    def _apply(self, grad, var, lr_t):
+        m, v = self.add_slot(var, 'm'), self.add_slot(var, 'v')
+        m_new = self.beta_1 * m.value() + (1.0 - self.beta_1) * grad
+        v_new = self.beta_2 * v.value() + (1.0 - self.beta_2) * ops.square(grad)
+        m.assign(m_new)
+        v.assign(v_new)
+        var.assign_sub(lr_t * m_new / (ops.sqrt(v_new) + self.epsilon))
+
+
+class RMSprop(Optimizer):
+    """rms = rho * rms + (1 - rho) * g^2; var -= lr * g / (sqrt(rms) + epsilon), or with
+    momentum: mom = momentum * mom + lr * g / sqrt(rms + epsilon), var -= mom."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 name='RMSprop'):
+        super().__init__(learning_rate, name)
+        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+
+    def _apply(self, grad, var, lr):
+        rms = self.add_slot(var, 'rms')
+        rms_new = self.rho * rms.value() + (1.0 - self.rho) * ops.square(grad)
+        rms.assign(rms_new)
+        if self.momentum == 0:
+            var.assign_sub(lr * grad / (ops.sqrt(rms_new) + self.epsilon))
+            return
+        mom = self.add_slot(var, 'momentum')
+        mom_new = self.momentum * mom.value() + lr * grad / ops.sqrt(rms_new + self.epsilon)
+        mom.assign(mom_new)
+        var.assign_sub(mom_new)
+
+
+class Adagrad(Optimizer):
+    """acc += g^2; var -= lr * g / (sqrt(acc) + epsilon)."""
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 name='Adagrad'):
+        super().__init__(learning_rate, name)
+        if initial_accumulator_value < 0:
+            raise ValueError('initial_accumulator_value must be non-negative, got '
+                             f'{initial_accumulator_value}')
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def _apply(self, grad, var, lr):
+        acc = self.add_slot(var, 'accumulator', self.initial_accumulator_value)
+        acc_new = acc.value() + ops.square(grad)
+        acc.assign(acc_new)
+        var.assign_sub(lr * grad / (ops.sqrt(acc_new) + self.epsilon))
+
+
+_BY_NAME = {'sgd': SGD, 'adam': Adam, 'rmsprop': RMSprop, 'adagrad': Adagrad}
+
+
+def get(identifier):
+    """An optimizer for a name ('adam', 'SGD', ...), an Optimizer class, or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier.lower() not in _BY_NAME:
+            raise ValueError(f'unknown optimizer {identifier!r}; use one of {sorted(_BY_NAME)} '
+                             'or an Optimizer instance')
+        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        return identifier()
+    raise TypeError(f'optimizer must be a name or an Optimizer, got {identifier!r}')
