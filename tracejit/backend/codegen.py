@@ -146,6 +146,16 @@ class Codegen:
         return name
 
     def epilogue(self):
+        outs = []  # copied before the updates are written: an output may be a state's old value
+        aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
+            self.graph.consts)
+        for var in self.graph.outputs:
+            ref = self.ref(var)
+            if var.shape != () and var in aliased:
+                outs.append(self.fresh('o'))
+                self.emit(f'{outs[-1]} = {ref}.copy()')
+            else:
+                outs.append(ref)
         pending = [(self.state_arg[var], value) for (variable, value), var in zip(
             self.graph.updates, self._state_vars_of_updates()) if value not in self.inplace]
         sources = {}
@@ -162,12 +172,6 @@ class Codegen:
             else:
                 n = self.size(value)
                 self.emit(f'K.copy_into({target}.reshape({n}), {src}.reshape({n}))')
-        outs = []
-        aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
-            self.graph.consts)
-        for var in self.graph.outputs:
-            ref = self.ref(var)
-            outs.append(f'{ref}.copy()' if var.shape != () and var in aliased else ref)
         self.emit(f'return ({"".join(o + ", " for o in outs)})')
 
     def _state_vars_of_updates(self):
