@@ -33,5 +33,6 @@ from .ops import (  # noqa: F401
 from .random import normal as random_normal, uniform as random_uniform  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401
+from . import keras  # noqa: F401
 
 __version__ = '0.1.0'

@@ -17,6 +17,7 @@ from .dims import DimClasses
 from .fusion import partition
 
 PARALLEL_MIN = 1 << 16  # elements; below this a parallel region costs more than it saves
+BLOCK = 1024  # elements per float32 partial sum (NUMBA_NOTES fact 6)
 FASTMATH_FLAGS = "{'reassoc', 'contract', 'arcp', 'nsz'}"  # never nnan/ninf: NaNs propagate
 FLOAT_ACC = {'reduce_sum': '0.0', 'reduce_max': '-np.inf', 'reduce_min': 'np.inf'}
 
@@ -237,9 +238,9 @@ class Codegen:
                 if name not in views:
                     views[name] = self.fresh('f')
                     self.emit(f'{views[name]} = {name}.reshape({total})')
-            self.emit(f'for i in range({total}):')
-            index, flat_index, depth = ['i'], 'i', 2
-            header = len(self.lines) - 1
+            index, flat_index, depth = ['i'], 'i', 1
+            rows = {node: self.fresh('q') for node in group.reductions}
+            body_start = len(self.lines)
         else:
             split, rows = self._row_reductions(group)
             for k, d in enumerate(space):
@@ -270,7 +271,7 @@ class Codegen:
             expr = self.elementwise(node, [element(v) for v in node.inputs], index, flat_index)
             self.emit(f'{local[out]} = {expr}', depth)
         for node, acc in zip(group.reductions, accs):
-            target = rows[node] if not flat and node in rows else None
+            target = rows.get(node)
             self._accumulate(node, acc, element(node.inputs[0]), index, depth, space, target)
         for out in stores:  # last, so every read of an old state value comes first
             target = f'{views[self.names[out]]}[i]' if flat else \
@@ -280,9 +281,19 @@ class Codegen:
             for node, acc in zip(group.reductions, accs):
                 if node in rows:
                     self.emit(f'{acc}[{", ".join(index[:split])}] = {rows[node]}', split + 1)
-        parallel = flat and int(np.prod(space)) >= PARALLEL_MIN
-        if parallel:
-            self._parallelize(header, total)
+        parallel = flat and int(np.prod(space)) >= PARALLEL_MIN and all(
+            r.prim.name == 'reduce_sum' for r in group.reductions)
+        if flat:
+            body = self.lines[body_start:]
+            del self.lines[body_start:]
+            blocks = [(acc, rows[node], node) for node, acc in zip(group.reductions, accs)]
+            if parallel:
+                self.emit(f'if {total} >= {PARALLEL_MIN}:')
+                self._flat_loop(total, body, blocks, 'numba.prange', 2)
+                self.emit('else:')
+                self._flat_loop(total, body, blocks, 'range', 2)
+            else:
+                self._flat_loop(total, body, blocks, 'range', 1)
         self._extract_helper(start, accs, parallel)
         for node, acc in zip(group.reductions, accs):
             self._finish_reduction(node, acc)
@@ -314,16 +325,34 @@ class Codegen:
         call = f'{self.helpers[text][0]}({", ".join(params)})'
         self.emit(f'{", ".join(results)}, = {call}' if results else call)
 
-    def _parallelize(self, header, size):
-        """Give a big flat loop a `prange` twin, chosen at run time by the actual size."""
-        body = self.lines[header + 1:]
-        del self.lines[header:]
-        self.emit(f'if {size} >= {PARALLEL_MIN}:')
-        self.emit(f'for i in numba.prange({size}):', 2)
-        self.lines.extend('    ' + line for line in body)
-        self.emit('else:')
-        self.emit(f'for i in range({size}):', 2)
-        self.lines.extend('    ' + line for line in body)
+    def _flat_loop(self, total, body, blocks, range_fn, depth):
+        """`for i in range(total)` around `body`; with reductions, blocks of BLOCK elements
+        accumulate in the data's precision and the blocks' sums in float64: float32 speed with
+        float64-grade accuracy."""
+        if not blocks:
+            self.emit(f'for i in {range_fn}({total}):', depth)
+            self.lines.extend('    ' * depth + line for line in body)
+            return
+        self.emit(f'for blk in {range_fn}(({total} + {BLOCK - 1}) // {BLOCK}):', depth)
+        for _, q, node in blocks:
+            block_type = np_type(node.inputs[0].dtype if node.inputs[0].dtype.kind == 'f'
+                                 else self._acc_dtype(node))
+            self.emit(f'{q} = {block_type}({self._init_value(node)})', depth + 1)
+        self.emit(f'base = blk * {BLOCK}', depth + 1)
+        self.emit(f'for j in range(min({BLOCK}, {total} - base)):', depth + 1)
+        self.emit('i = base + j', depth + 2)
+        self.lines.extend('    ' * (depth + 1) + line for line in body)
+        for acc, q, node in blocks:
+            self._combine(node, acc, q, depth + 1)
+
+    def _combine(self, node, target, value, depth):
+        """target <- target (+ | max | min) value, NaNs propagating."""
+        if node.prim.name == 'reduce_sum':
+            self.emit(f'{target} += {value}', depth)
+        else:
+            better = '>' if node.prim.name == 'reduce_max' else '<'
+            self.emit(f'{target} = {value} if ({value} {better} {target} or {value} != {value}) '
+                      f'else {target}', depth)
 
     def _allocate_stores(self, group):
         """Arrays (or in-place state buffers) for members read outside the loop."""
@@ -425,13 +454,11 @@ class Codegen:
             kept = [index[k] for k in range(len(space)) if k not in axes]
             target = f'{acc}[{", ".join(kept)}]'
         if node.prim.name == 'reduce_sum':
-            self.emit(f'{target} += {value}', depth)
+            self._combine(node, target, value, depth)
         else:
-            better = '>' if node.prim.name == 'reduce_max' else '<'
             tmp = self.fresh('t')
             self.emit(f'{tmp} = {value}', depth)
-            self.emit(f'{target} = {tmp} if ({tmp} {better} {target} or {tmp} != {tmp}) '
-                      f'else {target}', depth)
+            self._combine(node, target, tmp, depth)
 
     def _finish_reduction(self, node, acc):
         out = node.outputs[0]

@@ -80,7 +80,8 @@ class TensorShape:
 
 
 class Graph:
-    """A TF1 graph: operations in creation order, TF's names, collections, and an open trace."""
+    """A TF1 graph: operations in creation order, TF's names, collections, and the trace every
+    operation is recorded into (never finished: sessions replay sub-graphs instead)."""
 
     def __init__(self):
         self._trace = tracing.Trace()
@@ -192,10 +193,6 @@ class Graph:
         self._operations.append(op)
         self._by_name[op.name] = op
 
-    def _unknown(self, dtype):
-        """A build-time value whose shape will only be known from the feeds."""
-        return self._trace.new_input((PROBE,), dtype)
-
 
 def get_default_graph():
     """The graph new operations go into: the innermost `as_default()` one, else the global one."""
@@ -235,7 +232,13 @@ class Operation:
         if self._stateful:
             args = (resolve,) + tuple(args)
         out = fn(*args, **kwargs)
-        return list(out) if isinstance(out, (list, tuple)) else [out]
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        trace = tracing.current_trace()
+        if trace is None:
+            return out
+        # eager results (constants, static shapes) become values of the trace, as in TF's graph
+        return [r if r is None or isinstance(r, tracing.Tracer)
+                else tracing.Tracer(trace, trace.to_var(ops._operand(r))) for r in out]
 
     def values(self):
         return tuple(self.outputs)
@@ -363,7 +366,7 @@ def make_op(op_type, fn, args=(), kwargs=None, *, name=None, default_name=None, 
                              f'{op_name!r}.')
     op = Operation(graph, op_name, op_type, inputs, control_inputs, (fn, treedef, leaves),
                    stateful)
-    results, guessed = _build(op, graph)
+    results, guessed = _build(op, graph, multi)
     partial = guessed or any(t._partial for t in inputs)
     unknown_rank = guessed or any(t._unknown_rank for t in inputs)
     out = []
@@ -378,22 +381,23 @@ def make_op(op_type, fn, args=(), kwargs=None, *, name=None, default_name=None, 
     return out[0] if out else op
 
 
-def _build(op, graph):
+def _build(op, graph, multi):
     """(build-time Tracers of the op's results, whether they are stand-ins of unknown shape).
 
-    A failure with inputs of not-yet-known shape is left for run time, when shapes are real.
+    A single-output op that fails on an input of unknown rank (whose stand-in rank is a guess)
+    is checked at run time, when shapes are real; meanwhile its output has an unknown shape.
+    Unknown dimensions of a known rank do not excuse a failure: as in TF, the known ones
+    must fit at build time.
     """
     try:
         with graph._trace:
             results = op._compute(lambda t: t._build, lambda v: v._proto)
     except (errors.TracejitError, ValueError, TypeError, IndexError):
-        if not any(t._partial for t in op.inputs):
+        if multi or not any(t._unknown_rank for t in op.inputs):
             raise
         dtype, _ = dtypes.result_type(*((t.dtype.np, False) for t in op.inputs))
-        return [graph._unknown(dtype)], True
-    trace = graph._trace
-    return [r if r is None or isinstance(r, tracing.Tracer)
-            else tracing.Tracer(trace, trace.to_var(ops._operand(r))) for r in results], False
+        return [graph._trace.new_input((PROBE,), dtype)], True
+    return results, False
 
 
 def _is_graph_value(x):

@@ -5,7 +5,7 @@ placeholders, gradients and the control ops (`group`, `no_op`) need more than th
 """
 import functools
 
-from .. import autodiff, dtypes, nn as tj_nn, ops, random as tj_random
+from .. import autodiff, dtypes, ops, random as tj_random
 from .graph import PROBE, TensorShape, _Operators, constant, get_default_graph, make_op
 
 
@@ -101,22 +101,6 @@ random_normal = wrap('RandomStandardNormal', tj_random.normal, 'random_normal', 
 random_uniform = wrap('RandomUniform', tj_random.uniform, 'random_uniform', operands=())
 truncated_normal = wrap('TruncatedNormal', tj_random.truncated_normal, 'truncated_normal',
                         operands=())
-
-nn_relu = wrap('Relu', tj_nn.relu, operands=('features',))
-nn_softplus = wrap('Softplus', tj_nn.softplus, operands=('features',))
-nn_softmax = wrap('Softmax', tj_nn.softmax, operands=('logits',))
-nn_log_softmax = wrap('LogSoftmax', tj_nn.log_softmax, operands=('logits',))
-nn_l2_loss = wrap('L2Loss', tj_nn.l2_loss, operands=('t',))
-nn_bias_add = wrap('BiasAdd', ops.add, operands=('value', 'bias'))
-nn_sigmoid_cross_entropy_with_logits = wrap(
-    'SigmoidCrossEntropyWithLogits', tj_nn.sigmoid_cross_entropy_with_logits, 'logistic_loss',
-    operands=())
-nn_softmax_cross_entropy_with_logits = wrap(
-    'SoftmaxCrossEntropyWithLogits', tj_nn.softmax_cross_entropy_with_logits, operands=())
-nn_sparse_softmax_cross_entropy_with_logits = wrap(
-    'SparseSoftmaxCrossEntropyWithLogits', tj_nn.sparse_softmax_cross_entropy_with_logits,
-    operands=())
-
 
 def set_random_seed(seed):
     """Make the random ops' draws reproducible (one generator, shared by all sessions)."""

@@ -12,6 +12,7 @@ called with `training=True` sees True, so `Dropout` works inside `Sequential` an
 models. The flag is a Python bool, hence static in compiled functions.
 """
 import collections
+import functools
 import inspect
 import re
 
@@ -76,6 +77,13 @@ class Layer(Module):
         self._batch_input_shape = None if input_shape is None else (None, *input_shape)
         self._output_shape = None
 
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's `build` marks the layer built when it returns, also when the user
+        calls it directly (as the seed tutorial does), so a later call never builds twice."""
+        super().__init_subclass__(**kwargs)
+        if 'build' in cls.__dict__:
+            cls.build = _marks_built(cls.__dict__['build'])
+
     @property
     def dtype(self):
         return dtypes.as_dtype(self._dtype)
@@ -92,21 +100,11 @@ class Layer(Module):
     def __call__(self, inputs, *args, **kwargs):
         inputs = self._convert_inputs(inputs)
         shape = _shape_of(inputs)
-        if self.input_spec is not None and shape is not None:
-            self.input_spec.check(self, shape)
         if not self.built:
+            self._check_input(shape)
             self._maybe_build(shape)
-            if self.input_spec is not None and shape is not None:
-                self.input_spec.check(self, shape)
-        position = _training_position(type(self))
-        if position is not None and position < len(args):
-            training = args[position]      # passed positionally, e.g. layer.__call__(x, True)
-        else:
-            training = kwargs.pop('training', None)
-            if training is None and _training_stack:
-                training = _training_stack[-1]
-            if position is not None:
-                kwargs['training'] = training
+        self._check_input(shape)
+        training = self._resolve_training(args, kwargs)
         _training_stack.append(training)
         try:
             outputs = self.call(inputs, *args, **kwargs)
@@ -117,14 +115,31 @@ class Layer(Module):
         self._output_shape = None if out_shape is None else (None,) + out_shape[1:]
         return outputs
 
+    def _check_input(self, shape):
+        if self.input_spec is not None and shape is not None:
+            self.input_spec.check(self, shape)
+
+    def _resolve_training(self, args, kwargs):
+        """This call's `training` flag: given, or inherited from the enclosing call. It is put
+        into `kwargs` when `call` takes it (Keras passes it only then)."""
+        position = _training_position(type(self))
+        if position is not None and position < len(args):
+            return args[position]      # passed positionally: layer(x, True)
+        training = kwargs.pop('training', None)
+        if training is None and _training_stack:
+            training = _training_stack[-1]
+        if position is not None:
+            kwargs['training'] = training
+        return training
+
     def _maybe_build(self, input_shape):
         self.build(input_shape)
-        self.built = True
 
     def _convert_inputs(self, inputs):
         """Tensors for array-likes; floating inputs cast to the layer's dtype (Keras autocast)."""
-        if isinstance(inputs, (list, tuple)):
-            return type(inputs)(self._convert_inputs(x) for x in inputs)
+        if isinstance(inputs, (list, tuple)) and any(
+                isinstance(x, (TensorOps, np.ndarray)) for x in inputs):
+            return type(inputs)(self._convert_inputs(x) for x in inputs)   # several inputs
         if isinstance(inputs, dict) or inputs is None:
             return inputs
         if isinstance(inputs, Variable):
@@ -193,6 +208,14 @@ class Layer(Module):
         _visit(vars(self).values(), lambda obj: found.append(obj) if isinstance(obj, Layer)
                else None)
         return list(dict.fromkeys(found))
+
+
+def _marks_built(build):
+    @functools.wraps(build)
+    def wrapper(self, input_shape):
+        build(self, input_shape)
+        self.built = True
+    return wrapper
 
 
 def _visit(values, fn):

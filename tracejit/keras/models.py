@@ -1,0 +1,185 @@
+"""Keras models: `Model` (subclass it and write `call`) and `Sequential`.
+
+A Model is a Layer with a training API: `compile` picks the optimizer, loss and metrics;
+`fit`, `evaluate` and `predict` run compiled steps (see training.py); `summary` prints the
+layer table; `save_weights`/`load_weights` use one `.npz` checkpoint (see saving.py).
+Extra arguments of `call` (like a Python flag `isidentity=True`) pass straight through and are
+static in compiled functions.
+"""
+import numpy as np
+
+from . import losses, metrics as metrics_module, optimizers, saving, training
+from .layers import Layer
+
+
+class Model(Layer):
+    """Subclass and implement `call(inputs, training=None, ...)`; Layers and Variables
+    assigned to attributes are tracked, in assignment order."""
+
+    def __init__(self, *args, **kwargs):
+        if args or 'inputs' in kwargs or 'outputs' in kwargs:
+            raise NotImplementedError('the functional API (Model(inputs, outputs)) is not '
+                                      'supported; subclass Model or use Sequential')
+        super().__init__(**kwargs)
+        self.optimizer = self.compiled_loss = self.loss_tracker = None
+        self.compiled_metrics = []
+        self.stop_training = False
+        self.history = None
+        self.run_eagerly = False
+        self._steps = training.Steps(self)
+        self._steps_per_execution = 1
+
+    def call(self, inputs, training=None):
+        raise NotImplementedError(f'{type(self).__name__} must implement call(inputs)')
+
+    def _maybe_build(self, input_shape):
+        """Models build lazily through their layers' first calls, unless they define build."""
+        if type(self).build is not Model.build:
+            super()._maybe_build(input_shape)
+
+    def build(self, input_shape):
+        """Create the weights by calling the model once on zeros of `input_shape` (None, the
+        batch dimension, becomes 1)."""
+        if not self.built:
+            shape = tuple(1 if d is None else int(d) for d in input_shape)
+            self(np.zeros(shape, np.float32))
+
+    @property
+    def layers(self):
+        return self._sublayers()
+
+    # -- training configuration -------------------------------------------------------------
+
+    def compile(self, optimizer='rmsprop', loss=None, metrics=None, run_eagerly=False,
+                steps_per_execution=1):
+        """Choose optimizer, loss and metrics (objects or names: 'adam', 'mse',
+        'sparse_categorical_crossentropy', 'accuracy', ...)."""
+        if loss is None:
+            raise ValueError('compile needs a loss, e.g. loss="mse"')
+        self.optimizer = optimizers.get(optimizer)
+        self.compiled_loss = losses.as_loss(loss)
+        self.loss_tracker = metrics_module.Mean('loss')
+        self.compiled_metrics = [metrics_module.as_metric(m) for m in (metrics or [])]
+        self.run_eagerly = bool(run_eagerly)
+        self._steps_per_execution = training._positive_int(steps_per_execution,
+                                                           'steps_per_execution')
+        self._steps = training.Steps(self, self.run_eagerly)
+
+    def _require_compiled(self, what):
+        if self.compiled_loss is None:
+            raise RuntimeError(f'You must compile your model before using {what}: call '
+                               'model.compile(optimizer, loss) first')
+
+    @property
+    def metrics(self):
+        """The loss tracker, then the compiled metrics (empty before compile)."""
+        return ([self.loss_tracker] if self.loss_tracker else []) + list(self.compiled_metrics)
+
+    @property
+    def metrics_names(self):
+        return [m.name for m in self.metrics]
+
+    def reset_metrics(self):
+        for m in self.metrics:
+            m.reset_state()
+
+    def _metric_values(self):
+        return {m.name: float(m.result()) for m in self.metrics}
+
+    @property
+    def train_function(self):
+        self._require_compiled('train_function')
+        return self._steps.train
+
+    @property
+    def test_function(self):
+        self._require_compiled('test_function')
+        return self._steps.test
+
+    @property
+    def predict_function(self):
+        return self._steps.predict
+
+    # -- training API -------------------------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
+        """Train for `epochs` over (x, y); returns a History (`.history[name]` per epoch)."""
+        return training.fit(self, x, y, batch_size, epochs, verbose, callbacks,
+                            validation_split, validation_data, shuffle, initial_epoch)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, return_dict=False):
+        """The loss (and metrics, as a list) over (x, y), in inference mode."""
+        return training.evaluate(self, x, y, batch_size, verbose, return_dict)
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """The model's outputs for x, computed batch by batch in inference mode."""
+        return training.predict(self, x, batch_size)
+
+    # -- weights and summary ----------------------------------------------------------------
+
+    def save_weights(self, filepath):
+        """Write every weight to `filepath` ('.npz' is added when missing), atomically."""
+        return saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Read weights saved by save_weights; refuses (changing nothing) when the checkpoint's
+        weight count or shapes do not match this model."""
+        saving.load_weights(self, filepath)
+
+    def summary(self, line_length=65, print_fn=None):
+        print_fn = print_fn or print
+        if not self.built:
+            raise ValueError('This model has not yet been built. Build the model first by '
+                             'calling build() or by calling it on a batch of data.')
+        widths = (28, 26, line_length - 54)
+
+        def row(*cells):
+            return ''.join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+        lines = [f'Model: "{self.name}"', '_' * line_length,
+                 row(' Layer (type)', 'Output Shape', 'Param #'), '=' * line_length]
+        for layer in self.layers:
+            shape = layer._output_shape if layer._output_shape is not None else 'multiple'
+            lines.append(row(f' {layer.name} ({type(layer).__name__})', shape,
+                             layer.count_params()))
+        trainable = sum(int(np.prod(v.shape)) for v in self.trainable_weights)
+        total = self.count_params()
+        lines += ['=' * line_length, f'Total params: {total:,}',
+                  f'Trainable params: {trainable:,}',
+                  f'Non-trainable params: {total - trainable:,}', '_' * line_length]
+        for line in lines:
+            print_fn(line)
+
+
+class Sequential(Model):
+    """A stack of layers, each called on the previous one's output."""
+
+    def __init__(self, layers=None, name=None):
+        super().__init__(name=name)
+        self._layers = []
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f'Sequential.add needs a Layer, got {type(layer).__name__}')
+        self._layers.append(layer)
+        self.built = False
+        first = self._layers[0]
+        if first._batch_input_shape is not None:
+            self.build(first._batch_input_shape)
+
+    def pop(self):
+        if not self._layers:
+            raise TypeError('there are no layers in the model')
+        return self._layers.pop()
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def call(self, inputs, training=None):
+        outputs = inputs
+        for layer in self._layers:
+            outputs = layer(outputs, training=training)
+        return outputs

@@ -1,0 +1,311 @@
+"""`fit`, `evaluate` and `predict`: input checks, batching, and the compiled steps.
+
+The training step (forward, loss, gradients, optimizer update, loss and metric state updates)
+is ONE `tj.function`, so each batch is one native call. It is called with positional numpy
+arguments `(x, y, batch_size)`: contiguous slices of arrays shuffled once per epoch (views, no
+per-batch copies) and the batch size as a Python float, which `tj.function` traces as a scalar.
+The loss mean and metric counts divide by that traced scalar, so the step contains no constant
+that depends on the batch size and the last, smaller batch retraces without recompiling.
+Metric Variables are read only for display and at the end of each epoch.
+
+`steps_per_execution=N` adds a second compiled function that runs N batches per call (a Python
+loop over the stacked batches inside the trace, unrolled into one kernel).
+
+All input checks (lengths, dtypes, NaN, feature count) happen before the first step, and a step
+is atomic, so a bad input never changes a weight.
+"""
+import functools
+import math
+
+import numpy as np
+
+from .. import dtypes, random, tree
+from ..function import function as tj_function
+from ..autodiff import GradientTape
+from . import callbacks as callbacks_module
+
+
+# ------------------------------------------------------------------------------ steps
+
+class Steps:
+    """The step functions of a model (compiled with tj.function unless run eagerly), each
+    created on first use."""
+
+    def __init__(self, model, run_eagerly=False):
+        self.model, self.run_eagerly = model, run_eagerly
+
+    def _compile(self, fn):
+        return fn if self.run_eagerly else tj_function(fn)
+
+    @functools.cached_property
+    def train(self):
+        model = self.model
+
+        def train_step(x, y, batch_size):
+            _train_step(model, x, y, batch_size)
+        return self._compile(train_step)
+
+    @functools.cached_property
+    def train_multi(self):
+        """Runs `xs.shape[0]` stacked batches per call."""
+        model = self.model
+
+        def train_steps(xs, ys, batch_size):
+            for k in range(xs.shape[0]):
+                _train_step(model, xs[k], ys[k], batch_size)
+        return self._compile(train_steps)
+
+    @functools.cached_property
+    def test(self):
+        model = self.model
+
+        def test_step(x, y, batch_size):
+            y_pred = model(x, training=False)
+            loss = model.compiled_loss._reduced(y, y_pred, None, batch_size)
+            _update_metrics(model, y, y_pred, loss, batch_size)
+        return self._compile(test_step)
+
+    @functools.cached_property
+    def predict(self):
+        model = self.model
+
+        def predict_step(x):
+            return model(x, training=False)
+        return self._compile(predict_step)
+
+
+def _train_step(model, x, y, batch_size):
+    with GradientTape() as tape:
+        y_pred = model(x, training=True)
+        loss = model.compiled_loss._reduced(y, y_pred, None, batch_size)
+    variables = model.trainable_weights
+    grads = tape.gradient(loss, variables)
+    model.optimizer.apply_gradients(zip(grads, variables))
+    _update_metrics(model, y, y_pred, loss, batch_size)
+
+
+def _update_metrics(model, y, y_pred, loss, batch_size):
+    """Loss mean weighted by batch size (as Keras does), then each compiled metric."""
+    model.loss_tracker.update_state(loss, sample_weight=batch_size)
+    for metric in model.compiled_metrics:
+        metric.update_batch(y, y_pred, batch_size)
+
+
+class MetricLogs:
+    """A read-only mapping name -> current value of the model's metrics, read on access."""
+
+    def __init__(self, metrics):
+        self._metrics = {m.name: m for m in metrics}
+
+    def __getitem__(self, name):
+        return float(self._metrics[name].result())
+
+    def keys(self):
+        return self._metrics.keys()
+
+    def items(self):
+        return [(name, self[name]) for name in self._metrics]
+
+    def __iter__(self):
+        return iter(self._metrics)
+
+    def __len__(self):
+        return len(self._metrics)
+
+    def get(self, name, default=None):
+        return self[name] if name in self._metrics else default
+
+
+# ------------------------------------------------------------------------------ inputs
+
+def as_input(data, what, check_nan=True):
+    """A C-contiguous numpy array for `data`: floats as float32, 1-D data as one column (as
+    Keras fits do); TypeError for non-numeric data, ValueError for NaNs."""
+    if data is None:
+        raise ValueError(f'{what} is None; pass a numpy array or tensor')
+    if isinstance(data, (dict, str, bytes)) or callable(getattr(data, '__next__', None)):
+        raise TypeError(f'{what}: only numpy arrays and tensors are supported, got '
+                        f'{type(data).__name__}')
+    try:
+        array = np.asarray(data)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f'{what} could not be converted to a numeric array: {e}') from None
+    if array.dtype.kind not in 'biuf':
+        raise TypeError(f'{what} must be numeric, got an array of dtype {array.dtype} '
+                        f'(convert it with np.asarray(..., dtype=np.float32))')
+    if array.ndim == 0:
+        raise ValueError(f'{what} must have a batch dimension, got a scalar')
+    if array.dtype.kind == 'f':
+        if check_nan and np.isnan(array).any():
+            first = np.argwhere(np.isnan(array))[0]
+            raise ValueError(f'{what} contains NaN (first at index {tuple(first.tolist())}); '
+                             'clean the data before training')
+        array = array.astype(np.float32, copy=False)
+    else:
+        array = array.astype(dtypes.canonical(array.dtype, what), copy=False)
+    if array.ndim == 1:
+        array = array[:, None]
+    return np.ascontiguousarray(array)
+
+
+def check_pair(x, y, what=''):
+    if len(x) != len(y):
+        raise ValueError(f'Data cardinality is ambiguous{what}: x has {len(x)} samples, y has '
+                         f'{len(y)}. Make sure all arrays contain the same number of samples.')
+    if len(x) == 0:
+        raise ValueError(f'no data{what}: x and y are empty')
+
+
+def _check_features(model, x):
+    """For a built Sequential model, the first layer's input check, before anything runs."""
+    first = getattr(model, '_layers', None)
+    spec = first[0].input_spec if first else None
+    if spec is not None and first[0].built:
+        spec.check(first[0], (None,) + x.shape[1:])
+
+
+def _positive_int(value, what):
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f'{what} must be a positive integer, got {value!r}')
+    return int(value)
+
+
+# ------------------------------------------------------------------------------ fit
+
+def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+        validation_data=None, shuffle=True, initial_epoch=0):
+    model._require_compiled('fit')
+    batch_size = _positive_int(batch_size or 32, 'batch_size')
+    epochs = int(epochs)
+    x, y = as_input(x, 'x'), as_input(y, 'y')
+    check_pair(x, y)
+    if validation_data is None and validation_split:
+        if not 0 < validation_split < 1:
+            raise ValueError(f'validation_split must be in [0, 1), got {validation_split}')
+        split = int(len(x) * (1 - validation_split))
+        x, y, validation_data = x[:split], y[:split], (x[split:], y[split:])
+        check_pair(x, y, ' after validation_split')
+    val = _validation_pair(validation_data)
+    _check_features(model, x)
+    if val is not None:
+        _check_features(model, val[0])
+
+    steps = math.ceil(len(x) / batch_size)
+    history = callbacks_module.History()
+    logger = {1: callbacks_module.ProgbarLogger, 2: callbacks_module.EpochLogger}.get(verbose)
+    logger = logger(steps, epochs) if logger else None
+    cbs = callbacks_module.CallbackList(
+        list(callbacks or []) + [history] + ([logger] if logger else []), model,
+        {'epochs': epochs, 'steps': steps, 'verbose': verbose})
+    model.history, model.stop_training = history, False
+    rng = np.random.default_rng(_seed_from_tj_random()) if shuffle else None
+    logs = None
+    try:
+        cbs.on_train_begin()
+        for epoch in range(int(initial_epoch), epochs):
+            model.reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            if rng is not None:
+                order = rng.permutation(len(x))
+                xs, ys = x[order], y[order]
+            else:
+                xs, ys = x, y
+            _run_epoch(model, xs, ys, batch_size, cbs)
+            logs = model._metric_values()
+            if val is not None:
+                val_logs = evaluate_arrays(model, *val, batch_size)
+                logs.update((f'val_{k}', v) for k, v in val_logs.items())
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        cbs.on_train_end(logs)
+    finally:
+        if isinstance(logger, callbacks_module.ProgbarLogger):
+            logger.close()
+    return history
+
+
+def _validation_pair(data):
+    if data is None:
+        return None
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError('validation_data must be a pair (x_val, y_val)')
+    x, y = as_input(data[0], 'validation x'), as_input(data[1], 'validation y')
+    check_pair(x, y, ' in validation_data')
+    return x, y
+
+
+def _seed_from_tj_random():
+    """Shuffling follows tj.random, so tj.random.set_seed makes fits reproducible."""
+    return np.asarray(random.uniform([4], 0, 65536.0)).astype(np.int64)
+
+
+def _run_epoch(model, xs, ys, batch_size, cbs):
+    """All batches of one epoch; per batch only slicing views and one native call."""
+    steps = model._steps
+    n, size = len(xs), float(batch_size)
+    per_call = model._steps_per_execution
+    logs = MetricLogs(model.metrics) if cbs.batch_begin or cbs.batch_end else None
+    begin, end = cbs.on_train_batch_begin, cbs.on_train_batch_end
+    batch, start = 0, 0
+    if per_call > 1:
+        train_multi, stride = steps.train_multi, batch_size * per_call
+        x_rows, y_rows = (per_call, batch_size) + xs.shape[1:], (per_call, batch_size) + ys.shape[1:]
+        while start + stride <= n:
+            if logs is not None:
+                begin(batch, logs)
+            train_multi(xs[start:start + stride].reshape(x_rows),
+                        ys[start:start + stride].reshape(y_rows), size)
+            batch, start = batch + per_call, start + stride
+            if logs is not None:
+                end(batch - 1, logs)
+    train = steps.train
+    while start < n:
+        stop = min(start + batch_size, n)
+        if logs is not None:
+            begin(batch, logs)
+        train(xs[start:stop], ys[start:stop], size if stop - start == batch_size
+              else float(stop - start))
+        if logs is not None:
+            end(batch, logs)
+        batch, start = batch + 1, stop
+
+
+# ------------------------------------------------------------------------------ evaluate, predict
+
+def evaluate(model, x, y, batch_size=None, verbose=1, return_dict=False):
+    model._require_compiled('evaluate')
+    x, y = as_input(x, 'x'), as_input(y, 'y')
+    check_pair(x, y)
+    _check_features(model, x)
+    batch_size = _positive_int(batch_size or 32, 'batch_size')
+    logs = evaluate_arrays(model, x, y, batch_size)
+    if verbose:
+        steps = math.ceil(len(x) / batch_size)
+        print(f'{steps}/{steps}{callbacks_module.format_logs(logs)}')
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def evaluate_arrays(model, x, y, batch_size):
+    """Metric values over (x, y), from freshly reset metric state."""
+    model.reset_metrics()
+    test = model._steps.test
+    for start in range(0, len(x), batch_size):
+        stop = min(start + batch_size, len(x))
+        test(x[start:stop], y[start:stop], float(stop - start))
+    return model._metric_values()
+
+
+def predict(model, x, batch_size=None):
+    x = as_input(x, 'x', check_nan=False)
+    _check_features(model, x)
+    batch_size = _positive_int(batch_size or 32, 'batch_size')
+    step = model._steps.predict
+    outputs = [step(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+    leaves, treedef = zip(*(tree.flatten(o) for o in outputs))
+    columns = zip(*leaves)
+    return tree.unflatten(treedef[0], [np.concatenate([np.asarray(v) for v in column])
+                                       for column in columns])
