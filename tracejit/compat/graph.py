@@ -293,7 +293,8 @@ for _name, _type, _fn in [('add', 'Add', ops.add), ('sub', 'Sub', ops.subtract),
     setattr(_Operators, f'__{_name}__', _binary(_name, _type, _fn, False))
     setattr(_Operators, f'__r{_name}__', _binary(_name, _type, _fn, True))
 for _name, _type, _fn in [('lt', 'Less', ops.less), ('le', 'LessEqual', ops.less_equal),
-                          ('gt', 'Greater', ops.greater), ('ge', 'GreaterEqual', ops.greater_equal)]:
+                          ('gt', 'Greater', ops.greater),
+                          ('ge', 'GreaterEqual', ops.greater_equal)]:
     setattr(_Operators, f'__{_name}__', _binary(_type, _type, _fn, False))
 for _name, _type, _fn in [('neg', 'Neg', ops.negative), ('abs', 'Abs', ops.abs),
                           ('invert', 'LogicalNot', ops.logical_not)]:
