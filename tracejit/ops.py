@@ -272,8 +272,8 @@ def is_finite(x):
 def stop_gradient(x, name=None):
     """The same value with no gradient flowing back through it."""
     x = _operand(x)
-    if isinstance(x, Tracer):
-        return Tracer(x.trace, x.var)
+    if isinstance(x, Tracer):  # a node, so gradients taken on the graph stop here too
+        return bind(P.REGISTRY['stop_gradient'], x)
     if isinstance(x, Tensor):
         return Tensor(x._value)
     return constant(x)

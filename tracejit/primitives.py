@@ -312,6 +312,7 @@ COMPARISONS = {'eq': (np.equal, '=='), 'ne': (np.not_equal, '!='), 'lt': (np.les
 for _name, (_fn, _sym) in COMPARISONS.items():
     nondiff(_name, _fn, _elementwise(out_dtype=np.dtype(np.bool_)), 'elementwise',
             f'({{0}} {_sym} {{1}})')
+nondiff('stop_gradient', lambda x: x, _elementwise(), 'elementwise', '{0}')
 nondiff('and', np.logical_and, _bool_operands, 'elementwise', '({0} & {1})')
 nondiff('or', np.logical_or, _bool_operands, 'elementwise', '({0} | {1})')
 nondiff('not', np.logical_not, _bool_operands, 'elementwise', '(not {0})')

@@ -122,4 +122,7 @@ class Tensor(TensorOps):
 
 
 def _np_repr(value):
-    return np.array2string(value, separator=', ')
+    """numpy's shortest round-trip digits for the dtype (float32 0.1 prints as 0.1, 9 as 9.0)."""
+    if value.ndim == 0 and value.dtype.kind == 'f':
+        return np.format_float_positional(value[()], trim='0')
+    return np.array2string(value, separator=', ') if value.ndim else str(value[()])
