@@ -374,6 +374,15 @@ def _differentiable_input(leaf):
 
 # -------------------------------------------------------------------------------- custom rules
 
+@contextlib.contextmanager
+def _tapes_paused():
+    tapes, tracing.active_tapes[:] = list(tracing.active_tapes), []
+    try:
+        yield
+    finally:
+        tracing.active_tapes[:] = tapes
+
+
 def custom_gradient(f=None):
     """TensorFlow's custom_gradient: `f` returns (output, grad_fn) with grad_fn(dy) -> input grads."""
     if f is None:
@@ -382,11 +391,8 @@ def custom_gradient(f=None):
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         inputs = [ops._operand(a) for a in args]
-        tapes, tracing.active_tapes[:] = list(tracing.active_tapes), []
-        try:
+        with _tapes_paused():
             out, grad_fn = f(*inputs, **kwargs)
-        finally:
-            tracing.active_tapes[:] = tapes
         out_leaves, treedef = tree.flatten(out)
         fresh = [ops.stop_gradient(o) for o in out_leaves]
         for tape in tracing.active_tapes:

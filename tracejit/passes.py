@@ -178,21 +178,12 @@ def _emit(graph, name, inputs, **params):
 
 
 def common_subexpression_elimination(graph):
-    """One node per (primitive, operands, params); equal scalar constants share one value."""
-    seen, const_keys = {}, {}
-    for var, value in graph.consts.items():
-        if value.ndim == 0:
-            const_keys.setdefault((value.dtype.str, value.tobytes()), var)
-
-    def canonical(var):
-        value = graph.consts.get(var)
-        if value is not None and value.ndim == 0:
-            return const_keys[(value.dtype.str, value.tobytes())]
-        return var
+    """One node per (primitive, operands, params). Constants are never merged by value: two
+    equal constants today may differ for another batch size, and the kernel source must not."""
+    seen = {}
 
     def rule(node, out):
-        node.inputs = [canonical(v) for v in node.inputs]
-        if node.prim.kind == 'source' and node.prim.name == 'random_uniform':
+        if node.prim.name == 'random_uniform':
             return None
         key = (node.prim.name, tuple(id(v) for v in node.inputs),
                tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))
@@ -200,10 +191,7 @@ def common_subexpression_elimination(graph):
             return seen[key]
         seen[key] = node.outputs[0]
         return None
-    out = rewrite(graph, rule)
-    out.outputs = [canonical(v) for v in out.outputs]
-    out.updates = [(variable, canonical(v)) for variable, v in out.updates]
-    return out
+    return rewrite(graph, rule)
 
 
 def _hashable(value):

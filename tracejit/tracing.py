@@ -5,6 +5,8 @@ nodes, Variable reads become state inputs and `assign` rebinds the Variable's cu
 (program order). Every bound op is also offered to the active gradient tapes, which is how the
 same code differentiates eagerly and inside compiled functions.
 """
+import contextlib
+
 import numpy as np
 
 from . import dtypes, errors, ir
@@ -142,6 +144,18 @@ def current_trace():
     return _trace_stack[-1] if _trace_stack else None
 
 
+@contextlib.contextmanager
+def init_scope():
+    """Run the block eagerly, outside any trace and unseen by gradient tapes (TensorFlow's
+    init_scope): how initial values of Variables created while tracing are computed."""
+    traces, tapes = list(_trace_stack), list(active_tapes)
+    _trace_stack[:], active_tapes[:] = [], []
+    try:
+        yield
+    finally:
+        _trace_stack[:], active_tapes[:] = traces, tapes
+
+
 def bind(prim, *args, **params):
     """Apply a primitive to operands (Tensor, Tracer or numpy arrays) eagerly or into a trace."""
     trace = None
@@ -184,7 +198,7 @@ def to_array(value, what='value', dtype=None):
         array = np.asarray(value)
         if array.dtype == np.float64 and not isinstance(value, np.ndarray) and _has_python_float(value):
             array = array.astype(dtypes.DEFAULT_FLOAT)
-        elif array.dtype == np.int64 and not isinstance(value, np.ndarray):
+        elif array.dtype == np.int64 and not isinstance(value, (np.ndarray, np.generic)):
             array = array.astype(dtypes.DEFAULT_INT) if _fits_int32(array) else array
     array = array.astype(dtypes.canonical(array.dtype, what), copy=False)
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)

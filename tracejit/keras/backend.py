@@ -5,9 +5,8 @@ tracing a training step. Their initial values must still be concrete numbers dra
 nodes of the step's graph that would re-draw every step), so initialisers run under
 `init_scope()`, TensorFlow's name for "step outside any graph being built".
 """
-import contextlib
-
-from .. import ops, tracing
+from .. import ops
+from ..tracing import init_scope  # noqa: F401 (re-exported for the layers)
 
 _EPSILON = 1e-7
 
@@ -21,31 +20,18 @@ def epsilon():
     return _EPSILON
 
 
-@contextlib.contextmanager
-def init_scope():
-    """Run the block eagerly: no active trace and no recording gradient tape."""
-    traces, tapes = list(tracing._trace_stack), list(tracing.active_tapes)
-    tracing._trace_stack[:], tracing.active_tapes[:] = [], []
-    try:
-        yield
-    finally:
-        tracing._trace_stack[:], tracing.active_tapes[:] = traces, tapes
-
-
-def element_count(values, batch_size=None):
+def element_count(values, batch_size=None, batch_dim=None):
     """How many elements `values` has, for means over a batch.
 
-    With `batch_size` (a traced scalar inside compiled steps) the count is computed from it at
-    run time, so a step holds no constant that depends on the batch size: the last, smaller
-    batch of an epoch then produces the same kernel source and never recompiles.
+    When `batch_size` is given (a traced scalar inside compiled steps) and the leading axis of
+    `values` is the batch axis (its length is `batch_dim`), the count is computed from it at run
+    time, so a step holds no constant that depends on the batch size: the last, smaller batch
+    of an epoch then produces the same kernel source and never recompiles.
     """
     shape = tuple(values.shape)
-    if batch_size is None or not shape:
-        size = 1
-        for d in shape:
-            size *= d
-        return float(size)
     per_sample = 1
     for d in shape[1:]:
         per_sample *= d
+    if batch_size is None or not shape or shape[0] != batch_dim:
+        return float(per_sample * shape[0]) if shape else 1.0
     return batch_size if per_sample == 1 else ops.multiply(batch_size, float(per_sample))

@@ -7,10 +7,13 @@ plain dict. An exception raised by a callback (KeyboardInterrupt included) ends 
 every step is one native call that updates all weights together, so the weights are those after
 the last completed step.
 """
+import logging
 import sys
 import time
 
 import numpy as np
+
+log = logging.getLogger('tracejit')
 
 
 class Callback:
@@ -128,8 +131,8 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
-            print(f'EarlyStopping: metric {self.monitor!r} is not available; available: '
-                  f'{sorted(logs or {})}', file=sys.stderr)
+            log.warning('Early stopping conditioned on metric %r which is not available. '
+                        'Available metrics are: %s', self.monitor, ', '.join(logs or {}))
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()

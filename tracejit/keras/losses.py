@@ -103,7 +103,8 @@ class Loss:
         total = ops.reduce_sum(values)
         if self.reduction == 'sum':
             return total
-        return total / element_count(values, batch_size)
+        batch_dim = y_pred.shape[0] if y_pred.ndim else None
+        return total / element_count(values, batch_size, batch_dim)
 
 
 class LossFunctionWrapper(Loss):

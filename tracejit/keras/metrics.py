@@ -54,14 +54,15 @@ class Mean(Metric):
         self.count = Variable(0.0, trainable=False, name=f'{self.name}/count', dtype=self.dtype)
 
     def update_state(self, values, sample_weight=None):
-        self._accumulate(values, sample_weight, None)
+        self._accumulate(values, sample_weight)
 
-    def _accumulate(self, values, sample_weight, batch_size):
-        """Add `values` to the running mean; `batch_size` as in `backend.element_count`."""
+    def _accumulate(self, values, sample_weight, batch_size=None, batch_dim=None):
+        """Add `values` to the running mean; `batch_size`, `batch_dim` as in
+        `backend.element_count`."""
         values = ops.cast(values, self.dtype)
         if sample_weight is None:
             self.total.assign_add(ops.reduce_sum(values))
-            self.count.assign_add(element_count(values, batch_size))
+            self.count.assign_add(element_count(values, batch_size, batch_dim))
             return
         weights = ops.broadcast_to(ops.cast(sample_weight, self.dtype), tuple(values.shape))
         self.total.assign_add(ops.reduce_sum(values * weights))
@@ -81,11 +82,12 @@ class MeanMetricWrapper(Mean):
         self._fn, self._fn_kwargs = fn, kwargs
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        self._accumulate(self._values(y_true, y_pred), sample_weight, None)
+        self._accumulate(self._values(y_true, y_pred), sample_weight)
 
     def update_batch(self, y_true, y_pred, batch_size):
         """`update_state` for a batch of `batch_size` samples (a traced scalar in fit's step)."""
-        self._accumulate(self._values(y_true, y_pred), None, batch_size)
+        batch_dim = y_pred.shape[0] if y_pred.ndim else None
+        self._accumulate(self._values(y_true, y_pred), None, batch_size, batch_dim)
 
     def _values(self, y_true, y_pred):
         y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)

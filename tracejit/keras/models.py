@@ -48,6 +48,10 @@ class Model(Layer):
     def layers(self):
         return self._sublayers()
 
+    def _check_data_shape(self, shape):
+        """Refuse data of the wrong shape before training starts; subclassed models find out
+        when their layers are first called (still before any weight changes)."""
+
     # -- training configuration -------------------------------------------------------------
 
     def compile(self, optimizer='rmsprop', loss=None, metrics=None, run_eagerly=False,
@@ -165,6 +169,7 @@ class Sequential(Model):
             raise TypeError(f'Sequential.add needs a Layer, got {type(layer).__name__}')
         self._layers.append(layer)
         self.built = False
+        self._steps = training.Steps(self, self.run_eagerly)   # traced steps knew the old stack
         first = self._layers[0]
         if first._batch_input_shape is not None:
             self.build(first._batch_input_shape)
@@ -172,11 +177,17 @@ class Sequential(Model):
     def pop(self):
         if not self._layers:
             raise TypeError('there are no layers in the model')
+        self._steps = training.Steps(self, self.run_eagerly)
         return self._layers.pop()
 
     @property
     def layers(self):
         return list(self._layers)
+
+    def _check_data_shape(self, shape):
+        first = self._layers[0] if self._layers else None
+        if first is not None and first.built:
+            first._check_input((None,) + tuple(shape[1:]))
 
     def call(self, inputs, training=None):
         outputs = inputs

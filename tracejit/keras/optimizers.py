@@ -112,7 +112,8 @@ class Optimizer:
             pairs.append(tuple(item))
         live = [(g, v) for g, v in pairs if g is not None]
         if not live:
-            raise ValueError(f'No gradients provided for any variable: {[v.name for _, v in pairs]}')
+            raise ValueError('No gradients provided for any variable: '
+                             f'{[v.name for _, v in pairs]}')
         if len(live) < len(pairs):
             log.warning('Gradients do not exist for variables %s when minimizing the loss.',
                         [v.name for g, v in pairs if g is None])

@@ -14,6 +14,7 @@ loop over the stacked batches inside the trace, unrolled into one kernel).
 All input checks (lengths, dtypes, NaN, feature count) happen before the first step, and a step
 is atomic, so a bad input never changes a weight.
 """
+import collections.abc
 import functools
 import math
 
@@ -91,7 +92,7 @@ def _update_metrics(model, y, y_pred, loss, batch_size):
         metric.update_batch(y, y_pred, batch_size)
 
 
-class MetricLogs:
+class MetricLogs(collections.abc.Mapping):
     """A read-only mapping name -> current value of the model's metrics, read on access."""
 
     def __init__(self, metrics):
@@ -100,20 +101,11 @@ class MetricLogs:
     def __getitem__(self, name):
         return float(self._metrics[name].result())
 
-    def keys(self):
-        return self._metrics.keys()
-
-    def items(self):
-        return [(name, self[name]) for name in self._metrics]
-
     def __iter__(self):
         return iter(self._metrics)
 
     def __len__(self):
         return len(self._metrics)
-
-    def get(self, name, default=None):
-        return self[name] if name in self._metrics else default
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -156,14 +148,6 @@ def check_pair(x, y, what=''):
         raise ValueError(f'no data{what}: x and y are empty')
 
 
-def _check_features(model, x):
-    """For a built Sequential model, the first layer's input check, before anything runs."""
-    first = getattr(model, '_layers', None)
-    spec = first[0].input_spec if first else None
-    if spec is not None and first[0].built:
-        spec.check(first[0], (None,) + x.shape[1:])
-
-
 def _positive_int(value, what):
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f'{what} must be a positive integer, got {value!r}')
@@ -177,19 +161,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
     model._require_compiled('fit')
     batch_size = _positive_int(batch_size or 32, 'batch_size')
     epochs = int(epochs)
-    x, y = as_input(x, 'x'), as_input(y, 'y')
-    check_pair(x, y)
-    if validation_data is None and validation_split:
-        if not 0 < validation_split < 1:
-            raise ValueError(f'validation_split must be in [0, 1), got {validation_split}')
-        split = int(len(x) * (1 - validation_split))
-        x, y, validation_data = x[:split], y[:split], (x[split:], y[split:])
-        check_pair(x, y, ' after validation_split')
-    val = _validation_pair(validation_data)
-    _check_features(model, x)
-    if val is not None:
-        _check_features(model, val[0])
-
+    x, y, val = _fit_data(model, x, y, validation_data, validation_split)
     steps = math.ceil(len(x) / batch_size)
     history = callbacks_module.History()
     logger = {1: callbacks_module.ProgbarLogger, 2: callbacks_module.EpochLogger}.get(verbose)
@@ -198,6 +170,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
         list(callbacks or []) + [history] + ([logger] if logger else []), model,
         {'epochs': epochs, 'steps': steps, 'verbose': verbose})
     model.history, model.stop_training = history, False
+    plan = batch_plan(model, x, y, batch_size)
     rng = np.random.default_rng(_seed_from_tj_random()) if shuffle else None
     logs = None
     try:
@@ -210,7 +183,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                 xs, ys = x[order], y[order]
             else:
                 xs, ys = x, y
-            _run_epoch(model, xs, ys, batch_size, cbs)
+            _run_epoch(model, xs, ys, plan, cbs)
             logs = model._metric_values()
             if val is not None:
                 val_logs = evaluate_arrays(model, *val, batch_size)
@@ -225,14 +198,27 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
     return history
 
 
-def _validation_pair(data):
-    if data is None:
-        return None
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError('validation_data must be a pair (x_val, y_val)')
-    x, y = as_input(data[0], 'validation x'), as_input(data[1], 'validation y')
-    check_pair(x, y, ' in validation_data')
-    return x, y
+def _fit_data(model, x, y, validation_data, validation_split):
+    """(x, y, (x_val, y_val) or None), all checked: validation_split takes the last part of
+    the data, before any shuffling, as Keras does."""
+    x, y = as_input(x, 'x'), as_input(y, 'y')
+    check_pair(x, y)
+    if validation_data is None and validation_split:
+        if not 0 < validation_split < 1:
+            raise ValueError(f'validation_split must be in [0, 1), got {validation_split}')
+        split = int(len(x) * (1 - validation_split))
+        x, y, validation_data = x[:split], y[:split], (x[split:], y[split:])
+        check_pair(x, y, ' after validation_split')
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError('validation_data must be a pair (x_val, y_val)')
+        val = as_input(validation_data[0], 'validation x'), as_input(validation_data[1],
+                                                                     'validation y')
+        check_pair(*val, ' in validation_data')
+        model._check_data_shape(val[0].shape)
+    model._check_data_shape(x.shape)
+    return x, y, val
 
 
 def _seed_from_tj_random():
@@ -240,35 +226,43 @@ def _seed_from_tj_random():
     return np.asarray(random.uniform([4], 0, 65536.0)).astype(np.int64)
 
 
-def _run_epoch(model, xs, ys, batch_size, cbs):
-    """All batches of one epoch; per batch only slicing views and one native call."""
-    steps = model._steps
-    n, size = len(xs), float(batch_size)
-    per_call = model._steps_per_execution
-    logs = MetricLogs(model.metrics) if cbs.batch_begin or cbs.batch_end else None
-    begin, end = cbs.on_train_batch_begin, cbs.on_train_batch_end
-    batch, start = 0, 0
+def batch_plan(model, x, y, batch_size):
+    """One entry per native call of an epoch: (step, start, stop, x rows, y rows, batch size,
+    batches). With steps_per_execution = N, runs of N full batches go to the multi-batch step
+    as (N, batch, ...) views; the rest, including the last partial batch, one by one."""
+    n, per_call, plan, start = len(x), model._steps_per_execution, [], 0
     if per_call > 1:
-        train_multi, stride = steps.train_multi, batch_size * per_call
-        x_rows, y_rows = (per_call, batch_size) + xs.shape[1:], (per_call, batch_size) + ys.shape[1:]
+        stride = batch_size * per_call
+        x_rows, y_rows = (per_call, batch_size) + x.shape[1:], (per_call, batch_size) + y.shape[1:]
         while start + stride <= n:
-            if logs is not None:
-                begin(batch, logs)
-            train_multi(xs[start:start + stride].reshape(x_rows),
-                        ys[start:start + stride].reshape(y_rows), size)
-            batch, start = batch + per_call, start + stride
-            if logs is not None:
-                end(batch - 1, logs)
-    train = steps.train
+            plan.append((model._steps.train_multi, start, start + stride, x_rows, y_rows,
+                         float(batch_size), per_call))
+            start += stride
     while start < n:
         stop = min(start + batch_size, n)
+        plan.append((model._steps.train, start, stop, None, None, float(stop - start), 1))
+        start = stop
+    return plan
+
+
+def _run_epoch(model, xs, ys, plan, cbs):
+    """All calls of one epoch; per call only slicing views, the native call, and the batch
+    hooks of callbacks that have them."""
+    logs = MetricLogs(model.metrics) if cbs.batch_begin or cbs.batch_end else None
+    begin, end = cbs.on_train_batch_begin, cbs.on_train_batch_end
+    batch = 0
+    for step, start, stop, x_rows, y_rows, size, batches in plan:
         if logs is not None:
             begin(batch, logs)
-        train(xs[start:stop], ys[start:stop], size if stop - start == batch_size
-              else float(stop - start))
+        if x_rows is None:
+            step(xs[start:stop], ys[start:stop], size)
+        else:
+            step(xs[start:stop].reshape(x_rows), ys[start:stop].reshape(y_rows), size)
+        batch += batches
         if logs is not None:
-            end(batch, logs)
-        batch, start = batch + 1, stop
+            end(batch - 1, logs)
+        if model.stop_training:
+            break
 
 
 # ------------------------------------------------------------------------------ evaluate, predict
@@ -277,7 +271,7 @@ def evaluate(model, x, y, batch_size=None, verbose=1, return_dict=False):
     model._require_compiled('evaluate')
     x, y = as_input(x, 'x'), as_input(y, 'y')
     check_pair(x, y)
-    _check_features(model, x)
+    model._check_data_shape(x.shape)
     batch_size = _positive_int(batch_size or 32, 'batch_size')
     logs = evaluate_arrays(model, x, y, batch_size)
     if verbose:
@@ -301,7 +295,7 @@ def evaluate_arrays(model, x, y, batch_size):
 
 def predict(model, x, batch_size=None):
     x = as_input(x, 'x', check_nan=False)
-    _check_features(model, x)
+    model._check_data_shape(x.shape)
     batch_size = _positive_int(batch_size or 32, 'batch_size')
     step = model._steps.predict
     outputs = [step(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
