@@ -208,3 +208,11 @@ def test_keras_linear_as_a_script_saves_keras_checkpoint(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert 'Epoch 2/2' in proc.stdout and '1/1 [' in proc.stdout and 'loss: ' in proc.stdout
     assert os.listdir(tmp_path) == ['keras_checkpoint.npz']
+
+
+def test_digits_mlp_reaches_95_percent_and_beats_numpy(capsys):
+    result = load_example('digits_mlp').main(['--epochs', '30', '--out', ''])
+    out = capsys.readouterr().out
+    assert result['accuracy'] >= 0.95
+    assert re.search(r'Epoch 30/30\n12/12 - .*loss: \d+\.\d{4} - accuracy: \d\.\d{4}', out)
+    assert re.search(r'-> \d+\.\d+x faster', out)
