@@ -38,21 +38,20 @@ def check_grads(fun, args, order=2, modes=('tape', 'grad'), eps=1e-4, rtol=1e-5,
                np.random.default_rng(seed), f'{name} [{mode}]')
 
 
-def _check(fun, args, order, mode, tol, rng, label):
+def _check(fun, args, order, mode, tol, rng, label, level=1):
     if order < 1:
         return
     out = evaluate(fun, args)
     u = rng.standard_normal(out.shape)
     grads = _analytic_vjp(fun, args, u, mode)
-    _compare_with_fd(fun, args, u, grads, tol, rng, f'{label} order {order}')
+    _compare_with_fd(fun, args, u, grads, tol, rng, f'{label}, derivative of order {level}')
     if order > 1:
         inner = 'grad' if mode == 'grad' else 'tape'
 
         def vjp_of_fun(*ts):
             return _flat_concat(vjp(fun, ts, u, inner))
 
-        vjp_of_fun.__name__ = f'vjp({label})'
-        _check(vjp_of_fun, args, order - 1, mode, tol, rng, label)
+        _check(vjp_of_fun, args, order - 1, mode, tol, rng, label, level + 1)
 
 
 # ----------------------------------------------------------------------------- tracejit side

@@ -64,8 +64,7 @@ def test_linear_step_is_one_loop_and_matches_numpy():
     x, y = linear_data()
     plan = step.lower(x, y, 0.1).plan
     assert len(plan.loops()) == 1
-    assert [g.kind for g in plan.groups] == ['scalar', 'loop', 'scalar'] or \
-        [g.kind for g in plan.groups] == ['loop', 'scalar']
+    assert {g.kind for g in plan.groups} <= {'loop', 'scalar'}  # no library call, no copies
     for _ in range(5):
         step(x, y, 0.1)
     W_ref, b_ref = numpy_linear(x, y, 5.0, 0.0, 0.1, 5)

@@ -203,7 +203,9 @@ class GradientTape:
         if output_gradients is not None:
             output_gradients = tree.leaves(output_gradients)
         source_leaves, treedef = tree.flatten(sources)
-        with self.stop_recording():
+        # as in TF, a persistent tape still in its `with` block records the gradient computation
+        # too, so that one tape can differentiate its own gradients (higher order)
+        with contextlib.nullcontext() if self._persistent else self.stop_recording():
             grads = self._gradients(targets, output_gradients, source_leaves)
             grads = [_finish(g, s, unconnected) for g, s in zip(grads, source_leaves)]
         return tree.unflatten(treedef, grads)
@@ -222,7 +224,7 @@ class GradientTape:
                     f'gradient sources must be tensors or Variables, got {type(s).__name__}'))
         key = lambda x: x._uid  # noqa: E731
         targets = [t if _has_uid(t) else ops.constant(t) for t in targets]
-        cts = backward(self._entries, _seed_cts(targets, output_gradients, key), key,
+        cts = backward(list(self._entries), _seed_cts(targets, output_gradients, key), key,
                        lambda a: getattr(a, '_uid', None) in self._watched)
         return [self._source_ct(s, cts) for s in sources]
 
@@ -351,12 +353,12 @@ def grad(fun, argnums=0, has_aux=False):
 
 
 def _split_aux(out, has_aux):
-    if not has_aux:
-        return ops._operand(out, 'output'), None
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
+    if has_aux and (not isinstance(out, (tuple, list)) or len(out) != 2):
         raise TypeError(errors.at_user_line(
             'with has_aux=True the function must return a pair (value, aux)'))
-    return ops._operand(out[0], 'output'), out[1]
+    value, aux = (out[0], out[1]) if has_aux else (out, None)
+    value = ops._operand(value, 'output')
+    return (ops.constant(value) if isinstance(value, ops._SCALARS) else value), aux
 
 
 def _differentiable_input(leaf):

@@ -89,7 +89,9 @@ class Function:
     # -- calling ----------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if config.disable_jit or tracing._trace_stack:
+        if config.disable_jit or tracing._trace_stack or tracing.active_tapes:
+            # inside another trace the call inlines; under a gradient tape it runs eagerly, so
+            # the tape records it and gradients flow through compiled functions too
             return self._fn(*args, **kwargs)
         if not kwargs and self._fast_ok:
             fast_key, dynamic = _fast_key(args)
@@ -288,7 +290,9 @@ def _classify(leaf, name):
         dtype = dtypes.canonical(leaf.dtype, f'argument {name!r}')
         return 'dynamic', _Dynamic(leaf.shape, dtype, False)
     if isinstance(leaf, float) or isinstance(leaf, np.floating):
-        return 'dynamic', _Dynamic((), dtypes.DEFAULT_FLOAT if isinstance(leaf, float)
+        # a Python float is a weak float64: it adopts float32 next to float32 data and keeps
+        # full precision next to float64 data
+        return 'dynamic', _Dynamic((), np.dtype(np.float64) if isinstance(leaf, float)
                                    else np.dtype(leaf.dtype), isinstance(leaf, float))
     return 'static', leaf
 

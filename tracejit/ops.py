@@ -60,7 +60,7 @@ def _nary(name, *xs, float_only=False):
 
 
 def _shape(x):
-    return tuple(x.shape)
+    return () if isinstance(x, _SCALARS) else tuple(x.shape)
 
 
 def _ndim(x):
@@ -87,7 +87,11 @@ def constant(value, dtype=None, shape=None, name=None):
         shape = tuple(int(d) for d in shape)
         array = (np.full(shape, array, array.dtype) if array.size == 1
                  else np.reshape(array, shape))
-    return Tensor(array if array.flags.c_contiguous else np.ascontiguousarray(array))
+    array = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+    trace = current_trace()
+    if trace is not None:  # a graph constant, as tf.constant inside tf.function
+        return Tracer(trace, trace.graph.add_const(array))
+    return Tensor(array)
 
 
 def convert_to_tensor(value, dtype=None, name=None):
@@ -258,6 +262,8 @@ def where(condition, x=None, y=None, name=None):
         raise errors.InvalidArgumentError(errors.at_user_line(
             'tj.where needs both x and y (index lookup with a condition alone is not supported)'))
     condition = _operand(condition, 'condition')
+    if isinstance(condition, _SCALARS):
+        condition = np.asarray(condition)
     if _dtype_of(condition) != np.bool_:
         raise errors.DTypeError(errors.at_user_line(
             f'tj.where: condition must be bool, got {_dtype_of(condition).name}'))
@@ -333,11 +339,14 @@ def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
     x = _operand(input_tensor)
     if isinstance(x, _SCALARS):
         x = constant(x)
+    if _dtype_of(x) == np.bool_:
+        x = cast(x, dtypes.DEFAULT_FLOAT)  # the fraction of True values
     count = int(np.prod([_shape(x)[a] for a in _axes(x, axis)])) if _ndim(x) else 1
     total = reduce_sum(x, axis, keepdims)
     if is_floating(x):
         return multiply(total, 1.0 / count) if count else divide(total, 0.0)
-    return cast(floordiv(total, count), _dtype_of(x))
+    # integer mean truncates toward zero, as TensorFlow's (C++ integer division), not floor
+    return cast(divide(cast(total, np.float64), float(count)), _dtype_of(x))
 
 
 def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):

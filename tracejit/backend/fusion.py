@@ -95,7 +95,16 @@ class Partitioner:
         self.add(group, node, role)
 
     def can_fuse(self, node, group):
-        """(legal, reason): joining must not read a reduction of the same loop or make a cycle."""
+        """(legal, reason): joining must not read a reduction of the same loop or make a cycle;
+        straight-line scalar code must not be delayed behind work it does not need (it may
+        feed a loop that runs earlier)."""
+        if group.kind == 'scalar':
+            needed = {self.group_of[v].index for v in node.inputs if v in self.group_of}
+            extra = [d for d in group.deps
+                     if d not in needed and not any(self.depends_on(self.groups[n], self.groups[d])
+                                                    for n in needed)]
+            if extra:
+                return False, f'would wait for group {extra[0]}, which it does not need'
         for var in node.inputs:
             producer = self.group_of.get(var)
             if producer is None:

@@ -1,0 +1,406 @@
+"""Random programs: hypothesis builds small DAGs of ops over random shapes and checks that every
+way of running and differentiating them agrees.
+
+A program is a list of steps over a pool of values (the inputs first); each step applies one op
+from `OPS` (unary, binary with broadcasting, reductions, layout, matmul) to values already in
+the pool. For each program:
+
+- values: numpy reference == eager == the traced graph run by `ir.evaluate` (the interpreter);
+- gradients of sum(u * outputs): finite differences of the numpy reference (float64) ==
+  eager GradientTape == `tj.grad` == GradientTape inside a traced function (interpreted);
+  second order by nested tapes and grad-of-grad along a random direction;
+- a smaller number of programs also run compiled through `tj.function` (values and gradients).
+
+Inputs avoid kinks: a program whose max/min/abs/relu/where operands come within `MARGIN` of a
+tie is rejected (the derivative is undefined there), as is one whose values blow up.
+`TRACEJIT_FUZZ=long` selects the long hypothesis profile (see conftest.py).
+"""
+import itertools
+
+import numpy as np
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import tracejit as tj
+from tracejit import ir
+
+from gradcheck import check_grads
+
+MARGIN = 1e-2           # distance from any kink, >> the finite-difference steps
+MAX_MAGNITUDE = 1e4     # reject programs whose values explode (exp of exp of ...)
+FD_EPS = 1e-4
+
+
+# ---------------------------------------------------------------------------- op table
+
+class Op:
+    """One program op: `applies(shapes)` -> list of param choices (empty: not applicable),
+    `tj(params, *xs)`, `np(params, *xs)`, and `margin(params, *xs)`: distance to a kink."""
+
+    def __init__(self, arity, tj_fn, np_fn, applies=None, margin=None):
+        self.arity, self.tj, self.np = arity, tj_fn, np_fn
+        self.applies = applies or (lambda *shapes: [None])
+        self.margin = margin or (lambda p, *xs: np.inf)
+
+
+def _ew(tj_fn, np_fn, margin=None):
+    return Op(1, lambda p, x: tj_fn(x), lambda p, x: np_fn(x), margin=margin)
+
+
+def _broadcastable(sx, sy):
+    try:
+        np.broadcast_shapes(sx, sy)
+        return [None]
+    except ValueError:
+        return []
+
+
+def _bin(tj_fn, np_fn, margin=None):
+    return Op(2, lambda p, x, y: tj_fn(x, y), lambda p, x, y: np_fn(x, y), _broadcastable,
+              margin and (lambda p, x, y: margin(x, y)))
+
+
+def _gap(x, y):
+    return float(np.min(np.abs(x - y))) if np.size(x - y) else np.inf
+
+
+def _axis_choices(shape):
+    nd = len(shape)
+    choices = [(None, k) for k in (False, True)]
+    choices += [(ax, k) for ax in range(-nd, nd) for k in (False, True)]
+    if nd >= 2:
+        choices += [((0, nd - 1), False)]
+    return choices
+
+
+def _np_axis(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _top_two_gap(x, axis, largest):
+    """Smallest gap between the two extreme values of each reduced slice (inf if one value)."""
+    axes = tuple(range(x.ndim)) if axis is None else tuple(
+        a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis))
+    kept = [a for a in range(x.ndim) if a not in axes]
+    rows = np.transpose(x, kept + list(axes)).reshape(int(np.prod([x.shape[a] for a in kept])), -1)
+    if rows.shape[1] < 2:
+        return np.inf
+    rows = np.sort(rows, axis=1)
+    gaps = rows[:, -1] - rows[:, -2] if largest else rows[:, 1] - rows[:, 0]
+    return float(np.min(gaps))
+
+
+def _reduce(tj_fn, np_fn, extreme=None):
+    """A reduction over a random axis choice; `extreme` (largest: True) marks max/min, whose
+    kink is a tie between the two extreme values of a reduced slice."""
+    margin = None if extreme is None else (
+        lambda p, x: _top_two_gap(np.asarray(x), p[0], extreme))
+    return Op(1, lambda p, x: tj_fn(x, axis=p[0], keepdims=p[1]),
+              lambda p, x: np_fn(x, axis=_np_axis(p[0]), keepdims=p[1]),
+              _axis_choices, margin)
+
+
+def _np_logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _np_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _matmul_flags(sa, sb):
+    """Transpose flags that make (.., m, k) @ (.., k, n) fit, for rank-2/3 operands."""
+    if not (2 <= len(sa) <= 3 and 2 <= len(sb) <= 3):
+        return []
+    if len(sa) == len(sb) == 3 and sa[0] != sb[0] and 1 not in (sa[0], sb[0]):
+        return []
+    out = []
+    for ta, tb in itertools.product((False, True), repeat=2):
+        k1 = sa[-2] if ta else sa[-1]
+        k2 = sb[-1] if tb else sb[-2]
+        if k1 == k2:
+            out.append((ta, tb))
+    return out
+
+
+def _np_matmul(p, a, b):
+    ta, tb = p
+    return np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b)
+
+
+def _slices(shape):
+    if not shape:
+        return []
+    n = shape[0]
+    out = []
+    for step in (1, 2, -1, -2):
+        for start in range(n):
+            stop = None if step < 0 else n
+            if len(range(*slice(start, stop, step).indices(n))):
+                out.append((start, stop, step))
+    return out
+
+
+def _reshapes(shape):
+    out = [(-1,), tuple(reversed(shape))]
+    if len(shape) < 3:
+        out.append((1,) + tuple(shape))
+    if len(shape) >= 2:
+        out.append((shape[0] * shape[1],) + tuple(shape[2:]))
+    return out
+
+
+def _concat_axes(sx, sy):
+    if len(sx) != len(sy) or not sx:
+        return []
+    return [ax for ax in range(len(sx))
+            if all(a == b for i, (a, b) in enumerate(zip(sx, sy)) if i != ax)]
+
+
+def _gather_params(shape):
+    if not shape:
+        return []
+    n = shape[0]
+    return [(tuple(idx), ax) for ax in range(len(shape)) for idx in
+            ([0], [n - 1, 0, n - 1], [shape[ax] - 1] * 2) if max(idx) < shape[ax]]
+
+
+OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
+    'add': _bin(tj.add, np.add),
+    'sub': _bin(lambda x, y: x - y, np.subtract),
+    'mul': _bin(lambda x, y: x * y, np.multiply),
+    'div': _bin(lambda x, y: x / (y * y + 0.5), lambda x, y: x / (y * y + 0.5)),
+    'pow': _bin(lambda x, y: (x * x + 0.5) ** tj.tanh(y), lambda x, y: (x * x + 0.5) ** np.tanh(y)),
+    'max': _bin(tj.maximum, np.maximum, _gap),
+    'min': _bin(tj.minimum, np.minimum, _gap),
+    'where': _bin(lambda x, y: tj.where(x > y, x * 2.0, y - 1.0),
+                  lambda x, y: np.where(x > y, x * 2.0, y - 1.0), _gap),
+    'sqdiff': _bin(tj.squared_difference, lambda x, y: (x - y) ** 2),
+    'neg': _ew(tj.negative, np.negative),
+    'tanh': _ew(tj.tanh, np.tanh),
+    'sin': _ew(tj.sin, np.sin),
+    'cos': _ew(tj.cos, np.cos),
+    'sigmoid': _ew(tj.sigmoid, lambda x: 1 / (1 + np.exp(-x))),
+    'softplus': _ew(tj.nn.softplus, lambda x: np.log1p(np.exp(x))),
+    'exp': _ew(tj.exp, np.exp),
+    'square': _ew(tj.square, np.square),
+    'log_sq': _ew(lambda x: tj.log(x * x + 0.5), lambda x: np.log(x * x + 0.5)),
+    'sqrt_sq': _ew(lambda x: tj.sqrt(x * x + 0.5), lambda x: np.sqrt(x * x + 0.5)),
+    'abs': _ew(tj.abs, np.abs, lambda p, x: float(np.min(np.abs(x)))),
+    'relu': _ew(tj.nn.relu, lambda x: np.maximum(x, 0), lambda p, x: float(np.min(np.abs(x)))),
+    'reduce_sum': _reduce(tj.reduce_sum, np.sum),
+    'reduce_mean': _reduce(tj.reduce_mean, np.mean),
+    'reduce_max': _reduce(tj.reduce_max, np.max, extreme=True),
+    'reduce_min': _reduce(tj.reduce_min, np.min, extreme=False),
+    'logsumexp': _reduce(tj.reduce_logsumexp, _np_logsumexp),
+    'softmax': Op(1, lambda p, x: tj.nn.softmax(x, axis=p), lambda p, x: _np_softmax(x, p),
+                  lambda s: list(range(-len(s), len(s)))),
+    'matmul': Op(2, lambda p, a, b: tj.matmul(a, b, transpose_a=p[0], transpose_b=p[1]),
+                 _np_matmul, _matmul_flags),
+    'transpose': Op(1, lambda p, x: tj.transpose(x, p), lambda p, x: np.transpose(x, p),
+                    lambda s: list(itertools.permutations(range(len(s))))[1:]),
+    'reshape': Op(1, lambda p, x: tj.reshape(x, p), lambda p, x: np.reshape(x, p), _reshapes),
+    'expand_dims': Op(1, lambda p, x: tj.expand_dims(x, p), lambda p, x: np.expand_dims(x, p),
+                      lambda s: list(range(-len(s) - 1, len(s) + 1))),
+    'squeeze': Op(1, lambda p, x: tj.squeeze(x, p), lambda p, x: np.squeeze(x, p),
+                  lambda s: [i for i, d in enumerate(s) if d == 1]),
+    'slice': Op(1, lambda p, x: x[p[0]:p[1]:p[2]], lambda p, x: x[p[0]:p[1]:p[2]], _slices),
+    'index': Op(1, lambda p, x: x[..., p], lambda p, x: x[..., p],
+                lambda s: list(range(-s[-1], s[-1])) if s else []),
+    'gather': Op(1, lambda p, x: tj.gather(x, np.array(p[0]), axis=p[1]),
+                 lambda p, x: np.take(x, np.array(p[0]), axis=p[1]), _gather_params),
+    'tile': Op(1, lambda p, x: tj.tile(x, p), lambda p, x: np.tile(x, p),
+               lambda s: [m for m in itertools.product((1, 2), repeat=len(s)) if 2 in m][:3]),
+    'broadcast_to': Op(1, lambda p, x: tj.broadcast_to(x, p), lambda p, x: np.broadcast_to(x, p),
+                       lambda s: [(2,) + tuple(s)] if len(s) < 3 else []),
+    'concat': Op(2, lambda p, x, y: tj.concat([x, y], p),
+                 lambda p, x, y: np.concatenate([x, y], p), _concat_axes),
+    'stack': Op(2, lambda p, x, y: tj.stack([x, y], p), lambda p, x, y: np.stack([x, y], p),
+                lambda sx, sy: list(range(len(sx) + 1)) if sx == sy and len(sx) < 3 else []),
+}
+
+
+# ---------------------------------------------------------------------------- programs
+
+class Program:
+    def __init__(self, inputs, steps, outputs):
+        self.inputs, self.steps, self.outputs = inputs, steps, outputs
+
+    def run(self, xs, lib):
+        """Outputs (a tuple) of the program on `xs` with tracejit ('tj') or numpy ('np')."""
+        env = list(xs)
+        for name, args, params in self.steps:
+            fn = getattr(OPS[name], lib)
+            env.append(fn(params, *[env[i] for i in args]))
+        return tuple(env[i] for i in self.outputs)
+
+    def margin(self, xs):
+        """Smallest distance of any kinked op's operands from its kink."""
+        env, margin = list(xs), np.inf
+        for name, args, params in self.steps:
+            operands = [env[i] for i in args]
+            margin = min(margin, OPS[name].margin(params, *operands))
+            env.append(OPS[name].np(params, *operands))
+        return margin
+
+    def __repr__(self):
+        lines = [f'inputs: {[x.shape for x in self.inputs]}']
+        n = len(self.inputs)
+        for k, (name, args, params) in enumerate(self.steps):
+            lines.append(f'  v{n + k} = {name}{list(args)} {params!r}')
+        lines.append(f'  return {["v%d" % i for i in self.outputs]}')
+        return '\n'.join(lines)
+
+
+@st.composite
+def programs(draw, max_steps=8):
+    base = draw(st.tuples(*[st.integers(1, 4)] * 3))
+    n_inputs = draw(st.integers(1, 3))
+    shapes = []
+    for _ in range(n_inputs):
+        rank = draw(st.integers(0, 3))
+        dims = list(base[3 - rank:])
+        shapes.append(tuple(draw(st.sampled_from([d, 1])) for d in dims))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    inputs = [rng.uniform(-2.0, 2.0, size=s) for s in shapes]
+    env_shapes = list(shapes)
+    steps = []
+    for _ in range(draw(st.integers(3, max_steps))):
+        # op first (uniform over the applicable ones), then its operands, preferring recent
+        # values so that steps chain into a deep DAG rather than a fan of leaves
+        combos = {name: [args for args in itertools.product(range(len(env_shapes)),
+                                                             repeat=OPS[name].arity)
+                         if OPS[name].applies(*[env_shapes[i] for i in args])]
+                  for name in OPS}
+        name = draw(st.sampled_from([n for n in OPS if combos[n]]))
+        recent = [a for a in combos[name] if max(a) >= len(env_shapes) - 2]
+        args = draw(st.sampled_from(recent if recent and draw(st.integers(0, 3)) else combos[name]))
+        params = draw(st.sampled_from(OPS[name].applies(*[env_shapes[i] for i in args])))
+        value = OPS[name].np(params, *[np.ones(env_shapes[i]) for i in args])
+        steps.append((name, args, params))
+        env_shapes.append(np.shape(value))
+    outputs = [len(env_shapes) - 1]
+    if draw(st.booleans()):
+        outputs.insert(0, draw(st.integers(n_inputs, len(env_shapes) - 1)))
+    return Program(inputs, steps, outputs)
+
+
+def _valid(program):
+    with np.errstate(all='ignore'):
+        outs = program.run(program.inputs, 'np')
+        margin = program.margin(program.inputs)
+    finite = all(np.all(np.isfinite(o)) and np.max(np.abs(o), initial=0) < MAX_MAGNITUDE
+                 for o in outs)
+    return finite and margin > MARGIN
+
+
+def _assert_all_close(actual, expected, rtol, what):
+    assert len(actual) == len(expected), what
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        a, e = np.asarray(a), np.asarray(e)
+        assert a.shape == e.shape, f'{what} output {k}: shape {a.shape} vs {e.shape}'
+        scale = max(1.0, float(np.max(np.abs(e), initial=0)))
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale,
+                                   err_msg=f'{what}, output {k}')
+
+
+# ---------------------------------------------------------------------------- gradients
+
+def _cotangents(program, seed=7):
+    rng = np.random.default_rng(seed)
+    outs = program.run(program.inputs, 'np')
+    return [rng.standard_normal(np.shape(o)) for o in outs]
+
+
+def _np_loss(program, us, xs):
+    return sum(float(np.sum(u * o)) for u, o in zip(us, program.run(xs, 'np')))
+
+
+def _tj_loss(program, us):
+    def loss(*ts):
+        total = tj.constant(0.0, tj.float64)
+        for out, u in zip(program.run(ts, 'tj'), us):
+            total = total + tj.reduce_sum(out * u)
+        return total
+    return loss
+
+
+def _fd_gradient(program, us):
+    xs = program.inputs
+    grads = []
+    for i, x in enumerate(xs):
+        g = np.zeros(x.shape)
+        for idx in np.ndindex(x.shape):
+            def at(t):
+                shifted = [v.copy() for v in xs]
+                shifted[i][idx] += t
+                return _np_loss(program, us, shifted)
+            g[idx] = (-at(2 * FD_EPS) + 8 * at(FD_EPS) - 8 * at(-FD_EPS)
+                      + at(-2 * FD_EPS)) / (12 * FD_EPS)
+        grads.append(g)
+    return grads
+
+
+def _tape_gradient(program, us, ts):
+    with tj.GradientTape() as tape:
+        tape.watch(list(ts))
+        outs = program.run(ts, 'tj')
+    return tape.gradient(list(outs), list(ts), output_gradients=[tj.constant(u) for u in us],
+                         unconnected_gradients='zero')
+
+
+def _check_gradients(program):
+    xs, us = program.inputs, _cotangents(program)
+    expected = _fd_gradient(program, us)
+    eager = _tape_gradient(program, us, [tj.constant(x) for x in xs])
+    via_grad = tj.grad(_tj_loss(program, us), argnums=tuple(range(len(xs))))(*xs)
+    traced = tj.function(lambda *ts: _tape_gradient(program, us, ts)).trace(*xs)
+    traced.graph.verify()
+    interpreted, _ = ir.evaluate(traced.graph, xs, [])
+    for what, grads in (('GradientTape', eager), ('tj.grad', via_grad),
+                        ('GradientTape in a traced function', interpreted)):
+        _assert_all_close(grads, expected, 1e-6, f'{what} vs finite differences\n{program!r}')
+    check_grads(_tj_loss(program, us), xs, order=2, modes=('tape', 'grad'), full_max=0,
+                directions=1, name=repr(program))
+
+
+# ---------------------------------------------------------------------------- the tests
+
+@given(programs())
+def test_random_program_values_and_gradients(program):
+    assume(_valid(program))
+    xs = program.inputs
+    with np.errstate(all='ignore'):
+        expected = program.run(xs, 'np')
+    eager = program.run([tj.constant(x) for x in xs], 'tj')
+    _assert_all_close(eager, expected, 1e-9, f'eager vs numpy\n{program!r}')
+
+    fn = tj.function(lambda *ts: program.run(ts, 'tj'))
+    traced = fn.trace(*xs)
+    traced.graph.verify()
+    interpreted, _ = ir.evaluate(traced.graph, xs, [])
+    _assert_all_close(interpreted, eager, 1e-12, f'ir.evaluate vs eager\n{program!r}')
+
+    _check_gradients(program)
+
+
+@given(programs(), st.sampled_from([np.float64, np.float32]))
+@settings(max_examples=max(3, settings.default.max_examples // 8))
+def test_random_program_compiled(program, dtype):
+    """tj.function (the compiled backend) == eager, for values and for a gradient step.
+    Fewer examples: every program is a fresh Numba compile."""
+    assume(_valid(program))
+    xs = [x.astype(dtype) for x in program.inputs]
+    eager = program.run([tj.constant(x) for x in xs], 'tj')
+    compiled = tj.function(lambda *ts: program.run(ts, 'tj'))(*xs)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    what = f'tj.function vs eager ({np.dtype(dtype).name})\n{program!r}'
+    _assert_all_close(compiled, eager, rtol, what)
+
+    us = [u.astype(dtype) for u in _cotangents(program)]
+    grads = tj.function(lambda *ts: _tape_gradient(program, us, ts))(*xs)
+    expected = _tape_gradient(program, us, [tj.constant(x) for x in xs])
+    _assert_all_close(grads, expected, rtol, f'gradients in tj.function vs eager\n{program!r}')
