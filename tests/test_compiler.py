@@ -71,15 +71,17 @@ def test_linear_step_is_one_loop_and_matches_numpy():
     np.testing.assert_allclose([W.numpy(), b.numpy()], [W_ref, b_ref], rtol=1e-5)
 
 
-def test_elementwise_loss_gradient_and_update_share_one_pass():
-    step, a, b = elementwise_step(64)
+@pytest.mark.parametrize('n', [64, codegen.PARALLEL_MIN + 1000])
+def test_elementwise_loss_gradient_and_update_share_one_pass(n):
+    step, a, b = elementwise_step(n)
     rng = np.random.default_rng(1)
-    x = rng.standard_normal(64).astype(np.float32)
-    y = np.where(rng.random(64) < 0.5, -1.0, 1.0).astype(np.float32)
+    x = rng.standard_normal(n).astype(np.float32)
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
     lowered = step.lower(x, y, 0.1)
     assert len(lowered.plan.loops()) == 1
     assert lowered.source.count('np.empty') == 0, 'no intermediate arrays'
     assert 'copy_into' not in lowered.source, 'updates written in place, not copied afterwards'
+    assert ('numba.prange' in lowered.source) == (n >= codegen.PARALLEL_MIN)
     with tj.config.disabled_jit():
         a2, b2 = tj.Variable(a.numpy()), tj.Variable(b.numpy())
     eager_loss = None

@@ -11,6 +11,7 @@ of every assigned Variable into its buffer, inside the loop that computes it whe
 """
 import re
 
+import numba
 import numpy as np
 
 from .dims import DimClasses
@@ -287,20 +288,44 @@ class Codegen:
             body = self.lines[body_start:]
             del self.lines[body_start:]
             blocks = [(acc, rows[node], node) for node, acc in zip(group.reductions, accs)]
-            acc_of = {q: acc for acc, q, _ in blocks}
-            if parallel:  # Numba's prange runs blocked loops 10x slower: reduce in float64
-                self.emit(f'if {total} >= {PARALLEL_MIN}:')
-                self._flat_loop(total, [re.sub(r'\b(q\d+) \+=', lambda m: f'{acc_of[m.group(1)]} +=',
-                                               line) for line in body], [], 'numba.prange', 2)
-                self.emit('else:')
-                self._flat_loop(total, body, blocks, 'range', 2)
-            else:
-                self._flat_loop(total, body, blocks, 'range', 1)
-        self._extract_helper(start, accs, parallel)
+            lo, hi = (self.fresh('b'), self.fresh('e')) if parallel else ('0', total)
+            self._flat_loop(lo, hi, body, blocks, 1)
+        if parallel:
+            self._emit_parallel(start, accs, total, lo, hi)
+        else:
+            self._extract_helper(start, accs, False)
         for node, acc in zip(group.reductions, accs):
             self._finish_reduction(node, acc)
 
-    def _extract_helper(self, start, results, parallel):
+    def _emit_parallel(self, start, accs, total, lo, hi):
+        """A big flat loop runs as `loop(lo, hi)` over one chunk per thread under `prange`
+        (each chunk is the same serial, vectorised code), or once over everything when the
+        actual size is too small to pay for threads."""
+        serial_name, params = self._extract_helper(start, accs, False, emit_call=False)
+        chunk, first, parts = self.fresh('z'), self.fresh('b'), [self.fresh('q') for _ in accs]
+        call_args = ', '.join(first if p == lo else f'min({total}, {first} + {chunk})'
+                              if p == hi else p for p in params)
+        start = len(self.lines)
+        for acc in accs:
+            self.emit(f'{acc} = np.float64(0.0)')
+        chunks = numba.config.NUMBA_NUM_THREADS  # a literal: get_num_threads() defeats caching
+        self.emit(f'{chunk} = ({total} + {chunks - 1}) // {chunks}')
+        self.emit(f'for c in numba.prange({chunks}):')
+        self.emit(f'{first} = c * {chunk}', 2)
+        call = f'{serial_name}({call_args})'
+        self.emit(f'{", ".join(parts)}, = {call}' if accs else call, 2)
+        for acc, part in zip(accs, parts):
+            self.emit(f'{acc} += {part}', 2)
+        self._extract_helper(start, accs, True)
+        parallel_call = self.lines.pop()
+        serial_args = ', '.join('0' if p == lo else total if p == hi else p for p in params)
+        serial_call = f'{serial_name}({serial_args})'
+        self.emit(f'if {total} >= {PARALLEL_MIN}:')
+        self.lines.append('    ' + parallel_call)
+        self.emit('else:')
+        self.emit(f'{", ".join(accs)}, = {serial_call}' if accs else serial_call, 2)
+
+    def _extract_helper(self, start, results, parallel, emit_call=True):
         """Move the lines since `start` into a helper function, shared by every loop with the
         same text up to names: Numba's compile time grows faster than the size of a function,
         and identical loops (the optimizer update of each parameter) compile once."""
@@ -308,9 +333,9 @@ class Codegen:
         del self.lines[start:]
         assigned = set()
         for line in lines:
-            target = re.match(r'\s*(?:for )?([a-z]\d+)(?:, ([a-z]\d+))? (?:=|in|\+=)', line)
+            target = re.match(r'\s*(?:for )?((?:[a-z]\d+, )*[a-z]\d+),? (?:=|in|\+=)', line)
             if target:
-                assigned.update(n for n in target.groups() if n)
+                assigned.update(target.group(1).split(', '))
         order = list(dict.fromkeys(re.findall(r'\b[a-z]\d+\b', '\n'.join(lines) + ' '
                                               + ' '.join(results))))
         params = [n for n in order if n not in assigned]
@@ -324,24 +349,34 @@ class Codegen:
             text += f'\n    return {returned},'
         if text not in self.helpers:
             self.helpers[text] = (f'loop{len(self.helpers)}', parallel)
-        call = f'{self.helpers[text][0]}({", ".join(params)})'
-        self.emit(f'{", ".join(results)}, = {call}' if results else call)
+        name = self.helpers[text][0]
+        if emit_call:
+            call = f'{name}({", ".join(params)})'
+            self.emit(f'{", ".join(results)}, = {call}' if results else call)
+        return name, params
 
-    def _flat_loop(self, total, body, blocks, range_fn, depth):
-        """`for i in range(total)` around `body`; with reductions, blocks of BLOCK elements
-        accumulate in the data's precision and the blocks' sums in float64: float32 speed with
-        float64-grade accuracy."""
+    def _flat_loop(self, lo, hi, body, blocks, depth):
+        """`for i in range(lo, hi)` around `body` (indices counted from zero: a shifted range
+        start defeats vectorisation). With reductions, blocks of BLOCK elements accumulate in the
+        data's precision and the blocks' sums in float64: float32 speed, float64-grade accuracy."""
+        # max(0, lo): indices provably non-negative, so Numba drops its negative-index wraparound
+        offset, span = ('', hi) if lo == '0' else (f'max(0, {lo}) + ', f'{hi} - max(0, {lo})')
         if not blocks:
-            self.emit(f'for i in {range_fn}({total}):', depth)
-            self.lines.extend('    ' * depth + line for line in body)
+            if lo == '0':
+                self.emit(f'for i in range({hi}):', depth)
+                self.lines.extend('    ' * depth + line for line in body)
+            else:
+                self.emit(f'for j in range({span}):', depth)
+                self.emit(f'i = max(0, {lo}) + j', depth + 1)
+                self.lines.extend('    ' * depth + line for line in body)
             return
-        self.emit(f'for blk in {range_fn}(({total} + {BLOCK - 1}) // {BLOCK}):', depth)
+        self.emit(f'for blk in range(({span} + {BLOCK - 1}) // {BLOCK}):', depth)
         for _, q, node in blocks:
             block_type = np_type(node.inputs[0].dtype if node.inputs[0].dtype.kind == 'f'
                                  else self._acc_dtype(node))
             self.emit(f'{q} = {block_type}({self._init_value(node)})', depth + 1)
-        self.emit(f'base = blk * {BLOCK}', depth + 1)
-        self.emit(f'for j in range(min({BLOCK}, {total} - base)):', depth + 1)
+        self.emit(f'base = {offset}blk * {BLOCK}', depth + 1)
+        self.emit(f'for j in range(min({BLOCK}, {hi} - base)):', depth + 1)
         self.emit('i = base + j', depth + 2)
         self.lines.extend('    ' * (depth + 1) + line for line in body)
         for acc, q, node in blocks:
