@@ -134,7 +134,7 @@ def _collect(impls, repeats, run_one):
 
 def report_latency(impls, args):
     """W6: ms from a fresh process start to the end of the first W3 step; partial batch step."""
-    from benchmarks.run import print_table
+    from benchmarks.run import BackgroundMeter, print_table
     try:
         split = wl.load_digits_split()
     except wl.SkipWorkload as exc:
@@ -149,7 +149,8 @@ def report_latency(impls, args):
             t0, res = run_child(dict(mode='latency', impl=name, data=path), env)
             return (res['first_end'] - t0) * 1e3, res['partial_s'] * 1e3, res['leftover']
         print('W6: compile latency (fresh subprocess per measurement)', flush=True)
-        collected = _collect(impls, repeats, run_one)
+        with BackgroundMeter() as meter:
+            collected = _collect(impls, repeats, run_one)
     rows = []
     for label, res in collected.items():
         if isinstance(res, Exception):
@@ -163,6 +164,7 @@ def report_latency(impls, args):
                  'repeats'], rows,
                 'W6 compile latency: process start to end of first W3 step; then the first step '
                 'on the leftover partial batch (medians)')
+    print(f'W6 background CPU use: {meter.describe()}')
 
 
 def report_memory(impls, args):

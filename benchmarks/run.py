@@ -57,6 +57,51 @@ def build(impl, problem, feed=None):
 # ---------------------------------------------------------------------------------------------
 # Timing
 
+class BackgroundMeter:
+    """Context manager: average number of cores *other* processes kept busy meanwhile.
+
+    Machine-wide busy CPU time (/proc/stat) minus this process's own CPU time (all threads and
+    waited-for children), over the wall time. On a shared 2-core machine one busy neighbour slows
+    threaded BLAS up to ~10x, so every measurement reports it.
+    """
+    THRESHOLD = 0.3
+    cores = None                               # None: not measurable here (no /proc/stat)
+
+    @staticmethod
+    def _machine_busy_s():
+        with open('/proc/stat') as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf('SC_CLK_TCK')  # minus idle, iowait
+
+    @staticmethod
+    def _own_s():
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self):
+        try:
+            self._start = (self._machine_busy_s(), self._own_s(), time.perf_counter())
+        except (OSError, ValueError):
+            self._start = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._start is not None:
+            busy0, own0, t0 = self._start
+            others = (self._machine_busy_s() - busy0) - (self._own_s() - own0)
+            self.cores = max(others, 0.0) / max(time.perf_counter() - t0, 1e-9)
+
+    @property
+    def noisy(self):
+        return self.cores is not None and self.cores > self.THRESHOLD
+
+    def describe(self):
+        if self.cores is None:
+            return 'unknown'
+        warn = '  (other processes were busy: timings unreliable)' if self.noisy else ''
+        return f'{self.cores:.2f} of {os.cpu_count()} cores{warn}'
+
+
 def time_steps(bench, n):
     """Seconds for n consecutive steps, synchronised at the end."""
     step = bench.step
@@ -67,8 +112,23 @@ def time_steps(bench, n):
     return time.perf_counter() - t0
 
 
+SETTLE_S = 0.2
+
+
+def settle(bench):
+    """Pause, then one untimed step: let other libraries' spinning threads go to sleep.
+
+    numpy and scipy (hence Numba's np.dot) each load their own OpenBLAS, whose idle threads
+    busy-wait for ~0.1 s after a call; right after another implementation ran, both pools would
+    fight over the 2 cores (measured: numpy and tracejit each up to 2x slower).
+    """
+    time.sleep(SETTLE_S)
+    time_steps(bench, 1)
+
+
 def block_size(bench, min_block_s, loop_steps=None, warmup=3):
     """Warm up (this includes JIT compilation), then choose the steps per timed block."""
+    settle(bench)
     time_steps(bench, warmup)
     if loop_steps:
         return loop_steps
@@ -81,8 +141,8 @@ def block_size(bench, min_block_s, loop_steps=None, warmup=3):
 def time_interleaved(benches, repeats, min_block_s, loop_steps=None):
     """{name: (per-step seconds of each block, steps per block)}.
 
-    Implementations take turns block by block, so a burst from a neighbouring process hits all
-    of them alike instead of spoiling one implementation's whole measurement.
+    Implementations take turns block by block (each block after `settle`), so a burst from a
+    neighbouring process hits all of them alike instead of spoiling one implementation's result.
     """
     benches = dict(benches)
     sizes, samples = {}, {name: [] for name in benches}
@@ -92,6 +152,7 @@ def time_interleaved(benches, repeats, min_block_s, loop_steps=None):
                 if r < 0:
                     sizes[name] = block_size(bench, min_block_s, loop_steps)
                 else:
+                    settle(bench)
                     samples[name].append(time_steps(bench, sizes[name]) / sizes[name])
             except Exception as exc:           # report, and carry on with the others
                 print(f'  {name}: FAILED while timing: {type(exc).__name__}: {exc}')
@@ -158,14 +219,15 @@ def run_timings(problem, impls, args):
     return results
 
 
-def timing_rows(problem, results, floor):
+def timing_rows(problem, results, floor, meter):
     rows = []
     base_np, base_jax = (results.get(k, (None,))[0] for k in ('numpy', 'jax'))
+    background = '-' if meter.cores is None else f'{meter.cores:.2f}' + ('!' if meter.noisy else '')
     for name, (med, spread, reps, n) in results.items():
         rows.append([problem.name, name, fmt_us(med), f'±{spread:.0%}', f'{reps}x{n}',
                      fmt_ratio(med, base_np), fmt_ratio(med, base_jax),
                      fmt_us(floor[0]) if floor else '-',
-                     fmt_ratio(med, floor[0]) if floor else '-'])
+                     fmt_ratio(med, floor[0]) if floor else '-', background])
     return rows
 
 
@@ -255,27 +317,11 @@ def environment_report(impls):
     return lines
 
 
-def _cpu_times():
-    with open('/proc/stat') as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return sum(fields), fields[3] + fields[4]          # total, idle + iowait
-
-
 def load_report(when, seconds=1.0):
-    """Cores kept busy by *other* processes while we sleep for a second (we are idle then).
-
-    Another busy process on a 2-core machine slows threaded BLAS up to ~10x: say so.
-    """
-    try:
-        total0, idle0 = _cpu_times()
+    """Cores kept busy by other processes while we sleep for a second."""
+    with BackgroundMeter() as meter:
         time.sleep(seconds)
-        total1, idle1 = _cpu_times()
-        cores = os.cpu_count()             # /proc/stat counts every CPU
-        busy = (1 - (idle1 - idle0) / max(total1 - total0, 1)) * cores
-    except OSError:
-        return f'load average at {when}: {os.getloadavg()[0]:.2f}'
-    warn = '  (other processes are busy: timings are unreliable)' if busy > 0.3 else ''
-    return f'background CPU use at {when}: {busy:.2f} of {cores} cores{warn}'
+    return f'background CPU use at {when}: {meter.describe()}'
 
 
 def parse_args(argv):
@@ -323,11 +369,14 @@ def main(argv=None):
             check_rows += r
             all_ok &= ok
             continue
-        results = run_timings(problem, impls, args)
-        floor = problem.floor() if problem.floor else None
-        rows += timing_rows(problem, results, floor)
+        with BackgroundMeter() as meter:
+            results = run_timings(problem, impls, args)
+            time.sleep(SETTLE_S)
+            floor = problem.floor() if problem.floor else None
+        rows += timing_rows(problem, results, floor, meter)
         if floor:
             print(f'  {name} floor: {fmt_us(floor[0])} µs ({floor[1]})')
+        print(f'  {name} background CPU use: {meter.describe()}')
         if name == 'W3':
             accuracies = train_accuracy(problem, impls)
 
@@ -340,9 +389,10 @@ def main(argv=None):
 
     if rows:
         print_table(['workload', 'impl', 'µs/step', 'spread', 'repeats', 'vs numpy', 'vs jax',
-                     'floor µs', 'vs floor'], rows,
+                     'floor µs', 'vs floor', 'bg cores'], rows,
                     'µs per training step (median over repeats x steps; spread = half IQR; '
-                    'ratio = time / time of numpy, jax or the floor)')
+                    'ratio = time / time of numpy, jax or the floor;\n'
+                    'bg cores = cores other processes kept busy meanwhile, ! = unreliable)')
     if accuracies:
         accs, epochs = accuracies
         print(f'\nW3 test accuracy after {epochs} epochs: ' +
