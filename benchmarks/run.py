@@ -21,9 +21,12 @@ def usable_cores():
 
 
 def _default_threads():
-    """Use every core we may run on, unless the user chose otherwise; never force one thread."""
+    """Use every core we may run on, unless the user chose otherwise; never force one thread.
+    Idle OpenMP threads sleep instead of spinning: four libraries' thread pools share this
+    process, and one library's spinning threads would otherwise slow whichever runs next."""
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
         os.environ.setdefault(var, str(usable_cores()))
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 
 _default_threads()   # before numpy (and its BLAS) is imported
@@ -296,7 +299,7 @@ def environment_report(impls):
              load_report('start')]
     env = ', '.join(f'{k}={os.environ[k]}' for k in
                     ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS',
-                     'NUMBA_NUM_THREADS', 'XLA_FLAGS') if k in os.environ)
+                     'NUMBA_NUM_THREADS', 'XLA_FLAGS', 'OMP_WAIT_POLICY') if k in os.environ)
     lines.append(f'thread env: {env}')
     try:
         from threadpoolctl import threadpool_info
