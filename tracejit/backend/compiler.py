@@ -11,11 +11,11 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 import threading
 import warnings
 
 from . import fastmath, kernels
+from ..fileio import write_atomically
 
 _lock = threading.Lock()
 _memory = {}
@@ -79,13 +79,13 @@ def _load_from_disk(key, text):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f'kernel_{key}.py')
     if not _has_text(path, text):
-        _write_atomically(path, text)
+        write_atomically(path, lambda f: f.write(text))
     how = 'disk' if _has_compiled_code(directory, key) else 'compiled'
     name = f'tracejit_kernel_{key}'
     try:
         module = _import(name, path)
     except Exception:  # a corrupt entry that still matched on disk: rewrite it once
-        _write_atomically(path, text)
+        write_atomically(path, lambda f: f.write(text))
         module = _import(name, path)
     module.kernel.source_path = path
     return module.kernel, how
@@ -106,20 +106,6 @@ def _has_compiled_code(directory, key):
                    for n in os.listdir(pycache))
     except OSError:
         return False
-
-
-def _write_atomically(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp_', suffix='.py')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _import(name, path):

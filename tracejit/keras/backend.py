@@ -35,3 +35,20 @@ def element_count(values, batch_size=None, batch_dim=None):
     if batch_size is None or not shape or shape[0] != batch_dim:
         return float(per_sample * shape[0]) if shape else 1.0
     return batch_size if per_sample == 1 else ops.multiply(batch_size, float(per_sample))
+
+
+def lookup(identifier, functions, classes, base, kind):
+    """Resolve a Keras identifier: a snake_case name gives a function, a class name a fresh
+    instance, a `base` subclass an instance; instances and callables are returned unchanged."""
+    if isinstance(identifier, str):
+        if identifier in functions:
+            return functions[identifier]
+        if identifier in classes:
+            return classes[identifier]()
+        raise ValueError(f'unknown {kind} {identifier!r}; use one of {sorted(functions)}, a '
+                         f'{base.__name__} instance or a function (y_true, y_pred)')
+    if isinstance(identifier, type) and issubclass(identifier, base):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise TypeError(f'{kind} must be a name, a {base.__name__} or a callable, got {identifier!r}')

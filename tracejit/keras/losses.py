@@ -4,6 +4,7 @@ last axis) and `Loss` classes that also average over the batch.
 With `from_logits=True` the cross-entropies use tj.nn's stable *_with_logits forms; otherwise
 probabilities are clipped to [eps, 1 - eps] (eps = 1e-7) before the log, as Keras does.
 """
+from . import backend
 from .. import nn, ops
 from .backend import element_count, epsilon
 
@@ -158,20 +159,9 @@ _CLASSES = {cls.__name__: cls for cls in (MeanSquaredError, MeanAbsoluteError,
 
 
 def get(identifier):
-    """A loss function for a snake_case name, a Loss instance for a class name; callables and
-    Loss instances are returned unchanged."""
-    if isinstance(identifier, str):
-        if identifier in _FUNCTIONS:
-            return _FUNCTIONS[identifier]
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        raise ValueError(f'unknown loss {identifier!r}; use one of {sorted(_FUNCTIONS)}, a Loss '
-                         'instance or a function (y_true, y_pred) -> loss')
-    if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise TypeError(f'loss must be a name, a Loss or a callable, got {identifier!r}')
+    """A loss function for a snake_case name, a Loss for a class name; Loss instances and
+    callables are returned unchanged."""
+    return backend.lookup(identifier, _FUNCTIONS, _CLASSES, Loss, 'loss')
 
 
 def as_loss(identifier):

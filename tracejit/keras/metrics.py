@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from . import backend
 from .. import ops
 from ..variables import Variable
 from . import losses
@@ -172,18 +173,7 @@ _CLASSES = {cls.__name__: cls for cls in (Mean, Accuracy, BinaryAccuracy, Catego
 def get(identifier):
     """A metric function for a snake_case name, a Metric for a class name; Metric instances and
     callables are returned unchanged."""
-    if isinstance(identifier, str):
-        if identifier in _FUNCTIONS:
-            return _FUNCTIONS[identifier]
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        raise ValueError(f'unknown metric {identifier!r}; use one of {sorted(_FUNCTIONS)}, a '
-                         'Metric instance or a function (y_true, y_pred) -> values')
-    if isinstance(identifier, type) and issubclass(identifier, Metric):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise TypeError(f'metric must be a name, a Metric or a callable, got {identifier!r}')
+    return backend.lookup(identifier, _FUNCTIONS, _CLASSES, Metric, 'metric')
 
 
 def as_metric(identifier):

@@ -7,9 +7,10 @@ checks the count and every shape before writing anything; weights are copied int
 Variables' existing buffers, whose identity compiled kernels rely on.
 """
 import os
-import tempfile
 
 import numpy as np
+
+from ..fileio import write_atomically
 
 _NAMES_KEY = 'weight_names'
 
@@ -26,35 +27,8 @@ def save_weights(layer, path):
     arrays = {f'w{i:06d}': np.array(v) for i, v in enumerate(weights)}
     arrays[_NAMES_KEY] = np.array([v.name for v in weights], dtype=np.str_)
     target = checkpoint_path(path)
-    directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.', suffix='.tmp',
-                               dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
+    write_atomically(target, lambda f: np.savez(f, **arrays), binary=True)
     return target
-
-
-def _fsync_directory(directory):
-    """Make the rename durable (POSIX); best effort where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_weights(layer, path):
