@@ -254,6 +254,12 @@ def _random_uniform_ref(key, *, shape, dtype):
     return np.array(values, dtype=dtype).reshape(shape)
 
 
+def _log_softmax_ref(x):
+    """log(softmax) over the last axis, computed in float64 from the definition."""
+    e = np.exp(x.astype(np.float64) - x.max(axis=-1, keepdims=True))
+    return (np.log(e / e.sum(axis=-1, keepdims=True))).astype(x.dtype)
+
+
 # ---------------------------------------------------------------------------- the table
 
 UNARY_SHAPES = [(), (4,), (3, 4)]
@@ -414,6 +420,8 @@ SPECS = {
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),
+    'log_softmax': Spec([Case([A(s)]) for s in [(4,), (3, 4), (2, 3, 5), (1, 1)]],
+                        _log_softmax_ref, tj.nn.log_softmax, FLOATS),
     'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
         ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32),
         ((5,), 0, np.int32),

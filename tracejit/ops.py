@@ -373,16 +373,18 @@ def argmin(input, axis=None, output_type=dtypes.int64, name=None):  # noqa: A002
 
 
 def softmax(logits, axis=-1, name=None):
-    logits = _operand(logits, 'logits')
-    shifted = subtract(logits, stop_gradient(reduce_max(logits, axis, keepdims=True)))
-    e = exp(shifted)
-    return divide(e, reduce_sum(e, axis, keepdims=True))
+    return exp(log_softmax(logits, axis))
 
 
 def log_softmax(logits, axis=-1, name=None):
     """(x - max) - log(sum(exp(x - max))): subtracting the shifted logsumexp, not the full one,
-    keeps float32 precise at |x| ~ 1e4, where max + log(sum) would round to ~1e-3."""
+    keeps float32 precise at |x| ~ 1e4, where max + log(sum) would round to ~1e-3. Over the last
+    axis it is one primitive (one pass per row in compiled code)."""
     logits = _operand(logits, 'logits')
+    if isinstance(logits, _SCALARS) or not is_floating(logits):
+        logits = cast(logits, dtypes.DEFAULT_FLOAT)
+    if _ndim(logits) and _axes(logits, axis) == (_ndim(logits) - 1,):
+        return bind(P.REGISTRY['log_softmax'], logits)
     peak = stop_gradient(reduce_max(logits, axis, keepdims=True))
     shifted = subtract(logits, where(is_finite(peak), peak, zeros_like(peak)))
     return subtract(shifted, log(reduce_sum(exp(shifted), axis, keepdims=True)))

@@ -14,7 +14,7 @@ import numpy as np
 from . import errors, ops as o
 
 REGISTRY = {}
-KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'source')
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source')
 
 
 class Primitive:
@@ -254,6 +254,22 @@ def _random_uniform(key, *, shape, dtype):
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 
+def _rowwise_rule(x):
+    if len(x.shape) < 1 or np.dtype(x.dtype).kind != 'f':
+        raise errors.DTypeError(f'needs a floating-point operand of rank >= 1, got '
+                                f'{np.dtype(x.dtype).name}{list(x.shape)}')
+    return [(tuple(x.shape), np.dtype(x.dtype), False)]
+
+
+def _log_softmax(x):
+    """Over the last axis, shifted by the row maximum (0 where that is not finite)."""
+    peak = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,))
+    peak = np.where(np.isfinite(peak), peak, 0).astype(x.dtype)
+    shifted = x - peak
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True, dtype=np.float64)
+                            ).astype(x.dtype)
+
+
 def _sigmoid(x):
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
@@ -393,6 +409,10 @@ def _matmul_vjp_b(ct, out, a, b, *, transpose_a, transpose_b):
 
 
 Primitive('matmul', _matmul, _matmul_rule, (_matmul_vjp_a, _matmul_vjp_b), 'matmul', 'np.dot')
+
+Primitive('log_softmax', _log_softmax, _rowwise_rule,
+          (lambda ct, out, x: ct - o.exp(out) * o.reduce_sum(ct, axis=-1, keepdims=True),),
+          'rowwise', 'log_softmax_rows')
 
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')

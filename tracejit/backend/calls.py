@@ -130,6 +130,16 @@ def _argreduce(largest):
     return emit
 
 
+def log_softmax(cg, node, name):
+    x, out = node.inputs[0], node.outputs[0]
+    rows, cols = cg.size(x, range(x.ndim - 1)), cg.dim(x, -1)
+    out2 = cg.fresh('g')
+    cg.emit(f'{out2} = np.empty(({rows}, {cols}), {np_type(out.dtype)})')
+    cg.emit(f'K.log_softmax_rows(np.ascontiguousarray({cg.ref(x)}).reshape(({rows}, {cols})), '
+            f'{out2})')
+    _finish(cg, out, name, out2)
+
+
 def identity(cg, node, name):
     """A reduction over no axes of a 0-d value."""
     cg.emit(f'{name} = {cg.ref(node.inputs[0])}')
@@ -138,6 +148,6 @@ def identity(cg, node, name):
 EMITTERS = {
     'matmul': matmul, 'reshape': reshape, 'transpose': transpose, 'slice': slice_,
     'unslice': unslice, 'concat': concat, 'gather': gather, 'scatter_add': scatter_add,
-    'argmax': _argreduce(True), 'argmin': _argreduce(False),
+    'log_softmax': log_softmax, 'argmax': _argreduce(True), 'argmin': _argreduce(False),
     'reduce_sum': identity, 'reduce_max': identity, 'reduce_min': identity,
 }

@@ -148,7 +148,7 @@ def _scatter_add(node):
 
 
 _RULES = {
-    'elementwise': _aligned, 'broadcast_to': _aligned, 'reduction': _reduce,
+    'elementwise': _aligned, 'broadcast_to': _aligned, 'rowwise': _aligned, 'reduction': _reduce,
     'matmul': _matmul, 'transpose': _transpose, 'reshape': _reshape, 'slice': _full_slices,
     'unslice': _full_slices, 'concat': _concat, 'gather': _gather, 'scatter_add': _scatter_add,
 }

@@ -64,6 +64,24 @@ def copy_into(dst, src):
 
 
 @_cached
+def log_softmax_rows(x, out):
+    """out = x - max - log(sum(exp(x - max))) per row; the shift is 0 where max is not finite."""
+    for r in range(x.shape[0]):
+        peak = -np.inf
+        for c in range(x.shape[1]):
+            v = x[r, c]
+            peak = v if (v > peak or v != v) else peak
+        peak = peak if np.isfinite(peak) else 0.0
+        total = 0.0
+        for c in range(x.shape[1]):
+            total += np.exp(np.float64(x[r, c] - peak))
+        shift = peak + np.log(total)
+        for c in range(x.shape[1]):
+            out[r, c] = (x[r, c] - peak) - (shift - peak)
+    return out
+
+
+@_cached
 def gather3(x, idx, out):
     """out[a, j, b] = x[a, idx[j], b] for x viewed as (before, n, after)."""
     n = x.shape[1]
