@@ -3,6 +3,8 @@
 Each emitter writes statements that bind the node's output to `name`. Axis-generic ops view
 their operand as (before, axis, after) so one helper in `kernels.py` serves every rank.
 """
+import numpy as np
+
 from .codegen import np_type
 
 
@@ -135,8 +137,8 @@ def log_softmax(cg, node, name):
     rows, cols = cg.size(x, range(x.ndim - 1)), cg.dim(x, -1)
     out2 = cg.fresh('g')
     cg.emit(f'{out2} = np.empty(({rows}, {cols}), {np_type(out.dtype)})')
-    cg.emit(f'K.log_softmax_rows(np.ascontiguousarray({cg.ref(x)}).reshape(({rows}, {cols})), '
-            f'{out2})')
+    helper = 'log_softmax_rows32' if x.dtype == np.float32 else 'log_softmax_rows'
+    cg.emit(f'K.{helper}(np.ascontiguousarray({cg.ref(x)}).reshape(({rows}, {cols})), {out2})')
     _finish(cg, out, name, out2)
 
 

@@ -51,6 +51,7 @@ class Codegen:
         self.counter = 0
         self.helpers = {}         # canonical loop text -> (helper name, parallel)
         self.readers = self._readers()
+        self.order = {g.index: k for k, g in enumerate(self.plan.groups)}
         self.state_arg = {}       # state Var -> argument name
         self.inplace = {}         # update value Var -> state argument written inside its loop
 
@@ -431,12 +432,15 @@ class Codegen:
 
     def _inplace_target(self, group, out):
         """A state buffer this loop may write `out` into: `out` is the final value of a Variable
-        of the loop's shape whose old value only this loop reads."""
+        of the loop's shape whose old value nothing reads after this loop (earlier groups, such
+        as the matmuls of the forward pass, have finished with it; this loop reads element i
+        before it writes element i)."""
+        order = self.order[group.index]
         for (variable, value), state_var in zip(self.graph.updates, self._state_vars_of_updates()):
+            readers = self.readers.get(state_var, set()) - {group.index}
             if value is out and self.dims.signature(state_var) == group.signature \
-                    and value not in self.inplace \
-                    and self.readers.get(state_var, set()) <= {group.index} \
-                    and state_var not in self.graph.outputs:
+                    and value not in self.inplace and 'end' not in readers \
+                    and all(self.order[r] < order for r in readers):
                 return self.state_arg[state_var]
         return None
 

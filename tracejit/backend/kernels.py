@@ -9,6 +9,9 @@ every rank; generated code reshapes around the call.
 import numba
 import numpy as np
 
+from .fastmath import exp32, log32
+
+FASTMATH = {'reassoc', 'contract', 'arcp', 'nsz'}  # never nnan/ninf: NaNs propagate
 _jit = numba.njit(inline='always', error_model='numpy')
 _cached = numba.njit(cache=True, error_model='numpy', nogil=True)
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -67,18 +70,38 @@ def copy_into(dst, src):
 def log_softmax_rows(x, out):
     """out = x - max - log(sum(exp(x - max))) per row; the shift is 0 where max is not finite."""
     for r in range(x.shape[0]):
-        peak = -np.inf
-        for c in range(x.shape[1]):
-            v = x[r, c]
-            peak = v if (v > peak or v != v) else peak
-        peak = peak if np.isfinite(peak) else 0.0
+        peak = _row_peak(x, r)
         total = 0.0
         for c in range(x.shape[1]):
             total += np.exp(np.float64(x[r, c] - peak))
-        shift = peak + np.log(total)
+        shift = np.log(total)
         for c in range(x.shape[1]):
-            out[r, c] = (x[r, c] - peak) - (shift - peak)
+            out[r, c] = (x[r, c] - peak) - shift
     return out
+
+
+@numba.njit(cache=True, nogil=True, error_model='numpy', fastmath=FASTMATH)
+def log_softmax_rows32(x, out):
+    """The float32 version, with the vectorisable exp32/log32 and a float64 row sum."""
+    for r in range(x.shape[0]):
+        peak = np.float32(_row_peak(x, r))
+        total = 0.0
+        for c in range(x.shape[1]):
+            total += exp32(x[r, c] - peak)
+        shift = log32(np.float32(total))
+        for c in range(x.shape[1]):
+            out[r, c] = (x[r, c] - peak) - shift
+    return out
+
+
+@_jit
+def _row_peak(x, r):
+    """The row's maximum (NaN if any is NaN), or 0 where that is not finite."""
+    peak = -np.inf
+    for c in range(x.shape[1]):
+        v = x[r, c]
+        peak = v if (v > peak or v != v) else peak
+    return peak if np.isfinite(peak) else 0.0
 
 
 @_cached
