@@ -1,4 +1,4 @@
-"""tracejit implementation, written against the public API of DESIGN.md section 1 only.
+"""tracejit implementation, written against the public API only.
 
 Each workload is the way the seed tutorials write a training step: `tj.Variable`s for parameters,
 a `@tj.function` step with a `tj.GradientTape`, and `assign`/`assign_sub` updates, so the whole

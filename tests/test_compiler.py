@@ -1,4 +1,5 @@
 """The compiler: fusion outcomes, shape-generic kernels, caches, state semantics, debugging."""
+import dataclasses
 import logging
 import os
 import subprocess
@@ -371,3 +372,26 @@ def test_codegen_module_has_no_size_literals():
     source = step.lower(*linear_data(1000), 0.1).source
     assert '1000' not in source
     assert codegen.PARALLEL_MIN > 0
+
+
+def test_equal_static_objects_do_not_leave_stale_fast_entries():
+    """A hashable argument compared by value is not kept alive by the cache, so its id can be
+    reused by a different value; that must never select the other value's trace."""
+    @dataclasses.dataclass(frozen=True)
+    class Scale:
+        factor: float
+
+    @tj.function
+    def scaled(x, scale):
+        return x * scale.factor
+
+    x = np.ones(2, np.float32)
+    keep = Scale(1.0)
+    scaled(x, keep)
+    for factor in (2.0, 3.0, 4.0, 5.0):
+        twin = Scale(1.0)
+        scaled(x, twin)  # same trace as `keep`, found through a new object
+        del twin
+        other = Scale(factor)  # CPython usually reuses the freed twin's id here
+        np.testing.assert_allclose(scaled(x, other).numpy(), [factor, factor])
+        del other

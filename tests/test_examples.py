@@ -1,4 +1,4 @@
-"""The examples run with small settings (DESIGN.md section 6): output, results, plots."""
+"""The examples run with small settings: output, results, plots."""
 import importlib.util
 import os
 import re

@@ -1,7 +1,7 @@
 """The seed tutorials' eager code, run with `import tracejit as tf` and nothing else changed.
 
 Each test copies a tutorial's cells as literally as possible (seed file in the test's name, see
-/work/shared/seeds or the table in DESIGN.md): seed 000 (TF1 custom training basics), 002 (the
+the tutorials this project answers to): seed 000 (TF1 custom training basics), 002 (the
 same tutorial in R, ported: 20 epochs, loss printed per epoch), 003 (tensors, ops, GradientTape,
 SGD on (x - x_f)^2) and 004 (tf.Module and the basic training loop). Only obvious typos in the
 seed text are fixed (`tf.constnat`). Plotting, `mdl` and the Keras parts are left out (they belong

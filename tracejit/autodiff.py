@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from . import errors, ops, tracing, tree
-from .tensor import Tensor, TensorOps
+from .tensor import Tensor
 from .tracing import Tracer
 from .variables import Variable
 

@@ -1,5 +1,7 @@
-"""Global switches. `disable_jit`: compiled functions run their Python eagerly (debugging)."""
+"""Global switches. `disable_jit`: compiled functions run their Python eagerly (debugging).
+TRACEJIT_DEBUG=1 prints the graph after each pass, =2 also the generated kernel source."""
 import contextlib
+import os
 
 disable_jit = False
 
@@ -19,3 +21,11 @@ def disabled_jit():
         yield
     finally:
         disable_jit = previous
+
+
+def debug_level():
+    """The integer value of TRACEJIT_DEBUG (0 when unset or not a number)."""
+    try:
+        return int(os.environ.get('TRACEJIT_DEBUG', '0'))
+    except ValueError:
+        return 0

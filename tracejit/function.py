@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from . import config, dtypes, errors, ir, passes, tracing, tree
+from . import config, dtypes, errors, passes, tracing, tree
 from .tensor import Tensor, TensorOps
 from .tracing import Trace, Tracer
 from .variables import Variable
@@ -76,7 +76,7 @@ class Function:
         self.__wrapped__ = fn
 
     def __get__(self, instance, owner):
-        """Methods: bind `self` as a static-by-identity first argument, with one cache per class."""
+        """Methods: bind `self` as a static-by-identity first argument; one cache per instance."""
         if instance is None:
             return self
         bound = self.__dict__.setdefault('_bound', weakref.WeakKeyDictionary())
@@ -235,8 +235,8 @@ class Function:
 
 def _fast_key(args):
     """(key, dynamic values) for flat positional arguments, or (None, None) when any argument
-    needs the general path. Objects are keyed by id, which is safe because a cached entry keeps
-    them alive."""
+    needs the general path. Objects compared by identity (Variables, Modules, layers) are keyed by
+    id, which is safe because the cached entry keyed by that identity keeps them alive."""
     key, dynamic = [], []
     for a in args:
         t = type(a)
@@ -255,10 +255,11 @@ def _fast_key(args):
             key.append((t, a))
         elif t in (list, tuple, dict) or isinstance(a, (np.ndarray, np.generic, tuple)):
             return None, None
-        else:
+        elif isinstance(a, TensorOps) or t.__eq__ is object.__eq__:
             key.append(id(a))
+        else:  # keyed by value in the general key, so nothing keeps it alive: its id may be reused
+            return None, None
     return tuple(key), dynamic
-
 
 
 def function(func=None, *, static_argnums=(), static_argnames=(), debug_nans=False, **options):

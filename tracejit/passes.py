@@ -4,12 +4,12 @@ Autodiff emits naive IR (multiplications by a seed of one, reshapes that change 
 transposes feeding matmuls); these passes clean it up so the backend sees the essential work.
 TRACEJIT_DEBUG=1 prints the graph after each pass.
 """
-import os
 import sys
 
 import numpy as np
 
 from . import ir
+from .config import debug_level
 from .primitives import REGISTRY
 
 FOLD_MAX_SIZE = 1 << 16  # fold constants up to this many elements, never expanding ones
@@ -210,7 +210,7 @@ PIPELINE = [
 
 def optimize(graph, pipeline=None):
     """Run the pass pipeline; TRACEJIT_DEBUG=1 prints the graph after each pass."""
-    debug = os.environ.get('TRACEJIT_DEBUG', '0') >= '1'
+    debug = debug_level() >= 1
     for name, rewrite_pass in pipeline or PIPELINE:
         graph = rewrite_pass(graph)
         if debug:

@@ -1,11 +1,11 @@
 """Turn an optimised graph into something that runs: one compiled Numba kernel per graph, or
 the numpy interpreter (the tests' reference, and the fallback for an empty graph)."""
-import os
 import sys
 
 import numpy as np
 
 from .. import ir
+from ..config import debug_level
 
 
 class Interpreted:
@@ -37,7 +37,7 @@ def compile_graph(graph):
     from . import compiler
     from .runtime import Kernel
     lowered = lower_graph(graph)
-    if os.environ.get('TRACEJIT_DEBUG', '0') >= '2':
+    if debug_level() >= 2:
         print(f'--- generated kernel ---\n{lowered.source}', file=sys.stderr)
     fn, how = compiler.load(lowered.source)
     return Kernel(fn, lowered, graph), how
