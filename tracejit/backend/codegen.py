@@ -1,9 +1,10 @@
 """Emit the Python/Numba source of one kernel for a fusion plan.
 
 The source depends only on the graph's structure, never on its sizes or constant values: loop
-bounds and allocations read `dims` (every distinct dimension size, in first-use order), scalar
-constants are read from `fc`/`ic`, array constants are arguments. So a new batch size gives the
-same source, hence the same compiled kernel (the cache key is the source's hash).
+bounds and allocations read `dims` (one slot per class of axes that must be equal, see dims.py),
+scalar constants are read from `fc`/`ic`, array constants are arguments. So a new batch size
+gives the same source, hence the same compiled kernel (the cache key is the source's hash).
+Each loop becomes a helper function, shared by every loop with the same text up to names.
 
 Kernel arguments: traced inputs (0-d ones as scalars), state buffers (0-d ones as 1-element
 views), dims, fc, ic, array constants. It returns a tuple of outputs and writes the final value
