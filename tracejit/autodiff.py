@@ -198,6 +198,10 @@ class GradientTape:
                  unconnected_gradients='none'):
         """d(sum of targets)/d(sources), in the structure of `sources`."""
         unconnected = _check_unconnected(unconnected_gradients)
+        if target is None:
+            raise TypeError(errors.at_user_line(
+                'GradientTape.gradient: target is None; pass the tensor (or structure of '
+                'tensors) computed inside the tape, e.g. the loss'))
         self._consume()
         targets = [ops._operand(t, 'target') for t in tree.leaves(target)]
         if output_gradients is not None:
@@ -212,9 +216,9 @@ class GradientTape:
 
     def _consume(self):
         if self._used and not self._persistent:
-            raise RuntimeError(
+            raise RuntimeError(errors.at_user_line(
                 'A non-persistent GradientTape can only be used to compute one set of gradients '
-                '(or jacobians); use GradientTape(persistent=True) to call it more than once')
+                '(or jacobians); use GradientTape(persistent=True) to call it more than once'))
         self._used = True
 
     def _gradients(self, targets, output_gradients, sources):
@@ -325,7 +329,8 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         args = list(args)
         with GradientTape(watch_accessed_variables=False) as tape:
             for n in nums:
-                args[n] = tree.tree_map(_differentiable_input, args[n])
+                args[n] = _differentiable_input(None) if args[n] is None else tree.tree_map(
+                    _differentiable_input, args[n])
                 tape.watch(args[n])
             out = fun(*args, **kwargs)
         value, aux = _split_aux(out, has_aux)
@@ -362,6 +367,10 @@ def _split_aux(out, has_aux):
 
 
 def _differentiable_input(leaf):
+    if leaf is None:
+        raise TypeError(errors.at_user_line(
+            'grad needs floating-point inputs, got None for a differentiated argument; pass an '
+            'array or float, or exclude this argument from argnums'))
     if isinstance(leaf, Variable):
         leaf = leaf.value()
     value = ops._operand(leaf, 'argument')

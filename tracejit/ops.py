@@ -298,9 +298,14 @@ def _axes(x, axis):
         return tuple(builtins.range(nd))
     if isinstance(axis, TensorOps):
         axis = np.asarray(axis.numpy()).tolist()
-    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    if isinstance(axis, np.ndarray):
+        axis = axis.tolist()
+    axes = list(axis) if isinstance(axis, (list, tuple, builtins.range)) else [axis]
     out = []
     for ax in axes:
+        if isinstance(ax, (bool, np.bool_)) or not isinstance(ax, (int, np.integer)):
+            raise TypeError(errors.at_user_line(
+                f'axis must be an int or a list of ints, got {ax!r} ({type(ax).__name__})'))
         ax = int(ax)
         if not -nd <= ax < max(nd, 1):
             raise errors.ShapeError(errors.at_user_line(
@@ -309,11 +314,23 @@ def _axes(x, axis):
     return tuple(sorted(set(out)))
 
 
+def _check_not_empty(name, x, axes):
+    """max/min/argmax/argmin over an axis of length 0 have no value (TensorFlow's
+    InvalidArgumentError), rather than numpy's ValueError from deep inside the op."""
+    empty = [ax for ax in axes if _shape(x)[ax] == 0]
+    if empty:
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            f'{name}: reduction axis {empty[0]} is empty in input_tensor of shape {_shape(x)}; '
+            'check that the input is not empty before reducing it'))
+
+
 def _reduce(name, x, axis, keepdims):
     x = _operand(x)
     if isinstance(x, _SCALARS):
         x = constant(x)
     axes = _axes(x, axis) if _ndim(x) else ()
+    if name in ('reduce_max', 'reduce_min'):
+        _check_not_empty(name, x, axes)
     out = bind(P.REGISTRY[name], x, axes=axes)
     if keepdims:
         out = reshape(out, tuple(1 if i in axes else d for i, d in enumerate(_shape(x))))
@@ -361,6 +378,8 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
 def _argreduce(name, x, axis, output_type):
     x = _operand(x)
     axis = 0 if axis is None else _axes(x, axis)[0]
+    if _ndim(x):
+        _check_not_empty(name, x, (axis,))
     return cast(bind(P.REGISTRY[name], x, axis=axis), output_type)
 
 
@@ -511,6 +530,10 @@ def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=dtypes
     indices = _operand(indices, 'indices')
     if isinstance(indices, _SCALARS):
         indices = np.asarray(indices)
+    if not dtypes.is_int(_dtype_of(indices)):
+        raise errors.DTypeError(errors.at_user_line(
+            f'one_hot: indices must be integers, got dtype {_dtype_of(indices).name}; '
+            'cast them with tj.cast(indices, tj.int32)'))
     shape = _shape(indices) + (int(depth),)
     iota = _source('iota', shape=shape, axis=len(shape) - 1, dtype=_dtype_of(indices))
     hot = equal(expand_dims(indices, -1), iota)

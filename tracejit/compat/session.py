@@ -308,6 +308,9 @@ def _converter(tensor):
     known = [] if rank is None else [(i, d) for i, d in enumerate(static.dims) if d is not None]
 
     def convert(value):
+        if value is None:
+            raise TypeError(f'Cannot feed None for Tensor {tensor.name!r} ({dtype.name}); feed '
+                            'a number or numpy array, or leave it out of feed_dict')
         try:
             array = np.asarray(value, dtype)
         except (TypeError, ValueError) as e:

@@ -6,10 +6,25 @@ Variables, initialised by `global_variables_initializer()` like any other. A ses
 compiles forward, gradient and all updates into one step. Hyperparameters may be numbers
 or graph tensors (a placeholder learning rate works).
 """
+import numbers
+
 import numpy as np
 
+from .. import errors
 from .graph_ops import gradients, group, sqrt
 from .variables import TRAINABLE_VARIABLES, Variable
+
+
+def _hyperparameter(value, what):
+    """A number or graph tensor, else a TypeError naming the argument (a string learning rate
+    would otherwise fail deep inside the graph as an unsupported dtype)."""
+    if isinstance(value, numbers.Real) or (hasattr(value, 'dtype') and not isinstance(value, str)
+                                           and np.dtype(getattr(value.dtype, 'np', value.dtype)
+                                                        ).kind in 'biuf'):
+        return value
+    raise TypeError(errors.at_user_line(
+        f'{what} must be a float or a numeric tensor (e.g. a placeholder), got {value!r} '
+        f'({type(value).__name__})'))
 
 
 class Optimizer:
@@ -88,7 +103,7 @@ class GradientDescentOptimizer(Optimizer):
 
     def __init__(self, learning_rate, use_locking=False, name='GradientDescent'):
         super().__init__(use_locking, name)
-        self._lr = learning_rate
+        self._lr = _hyperparameter(learning_rate, 'learning_rate')
 
     def _apply_dense(self, grad, var):
         return var.assign_sub(self._lr * grad)
@@ -101,7 +116,9 @@ class MomentumOptimizer(Optimizer):
     def __init__(self, learning_rate, momentum, use_locking=False, name='Momentum',
                  use_nesterov=False):
         super().__init__(use_locking, name)
-        self._lr, self._momentum, self._nesterov = learning_rate, momentum, use_nesterov
+        self._lr, self._momentum, self._nesterov = (_hyperparameter(learning_rate, 'learning_rate'),
+                                                    _hyperparameter(momentum, 'momentum'),
+                                                    use_nesterov)
 
     def _create_slots(self, var_list):
         for v in var_list:
@@ -123,7 +140,8 @@ class AdamOptimizer(Optimizer):
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
                  use_locking=False, name='Adam'):
         super().__init__(use_locking, name)
-        self._lr, self._beta1, self._beta2, self._epsilon = learning_rate, beta1, beta2, epsilon
+        self._lr = _hyperparameter(learning_rate, 'learning_rate')
+        self._beta1, self._beta2, self._epsilon = beta1, beta2, epsilon
         self._powers = None
 
     def _create_slots(self, var_list):

@@ -6,6 +6,7 @@ retrace. Slots (momenta, moving averages) are Variables created on first use, wh
 `tj.function` is the step's first trace. `iterations` counts applied updates.
 """
 import logging
+import numbers
 
 import numpy as np
 
@@ -14,6 +15,19 @@ from ..autodiff import GradientTape
 from ..variables import Variable
 
 log = logging.getLogger('tracejit')
+
+
+def _learning_rate_value(value, owner):
+    """`value` as a float, or a TypeError naming learning_rate (float('0.1') would silently
+    accept a string, float('fast') raises a ValueError that names nothing)."""
+    if hasattr(value, 'numpy') and not isinstance(value, np.generic):   # Variable, Tensor
+        value = np.asarray(value.numpy())
+    if isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_)) \
+            or (isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in 'iuf'):
+        return float(value)
+    raise TypeError(errors.at_user_line(
+        f'{owner}: learning_rate must be a float or a tj.Variable, got {value!r} '
+        f'({type(value).__name__}); pass e.g. learning_rate=0.01'))
 
 
 class Optimizer:
@@ -28,7 +42,8 @@ class Optimizer:
             raise TypeError('learning rate schedules are not supported; pass a float or a '
                             'tj.Variable and change it between epochs (e.g. in a callback)')
         else:
-            self._learning_rate = Variable(float(learning_rate), trainable=False,
+            self._learning_rate = Variable(_learning_rate_value(learning_rate, self.name),
+                                           trainable=False,
                                            name=f'{self.name}/learning_rate', dtype='float32')
         self.iterations = Variable(np.zeros((), np.int64), trainable=False,
                                    name=f'{self.name}/iter')
@@ -40,7 +55,7 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value):
-        self._learning_rate.assign(float(value))
+        self._learning_rate.assign(_learning_rate_value(value, self.name))
 
     lr = learning_rate
 
