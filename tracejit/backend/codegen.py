@@ -10,6 +10,7 @@ Kernel arguments: traced inputs (0-d ones as scalars), state buffers (0-d ones a
 views), dims, fc, ic, array constants. It returns a tuple of outputs and writes the final value
 of every assigned Variable into its buffer, inside the loop that computes it where legal.
 """
+import os
 import re
 
 import numba
@@ -218,6 +219,11 @@ class Codegen:
         bits = '32' if dtype == np.float32 else '64'
         expr = prim.codegen.format(*operands, bits=bits, dtype=np_type(node.params.get(
             'dtype', out.dtype)))
+        if os.environ.get('TRACEJIT_TEST_MISCOMPILE') == name:
+            # Test-only hook (tests/test_fuzz_compiled.py): deliberately emit a WRONG kernel for
+            # this primitive (its result scaled by 1.0001) to prove the fuzzer catches
+            # miscompiles. Unset (always, outside that test): the source is unchanged.
+            expr = f'({expr} * 1.0001)'
         return expr if out.dtype == np.bool_ else f'{np_type(out.dtype)}({expr})'
 
     # -- loops -----------------------------------------------------------------------------
