@@ -21,6 +21,7 @@ class DType:
         self.np = np.dtype(np_dtype)
 
     name = property(lambda self: self.np.name)
+    dtype = property(lambda self: self.np)  # numpy accepts tj.float32 wherever a dtype goes
     as_numpy_dtype = property(lambda self: self.np.type)
     is_floating = property(lambda self: self.np.kind == 'f')
     is_integer = property(lambda self: self.np.kind in 'iu')
