@@ -133,6 +133,7 @@ def block_size(bench, min_block_s, loop_steps=None, warmup=3):
     """Warm up (this includes JIT compilation), then choose the steps per timed block."""
     settle(bench)
     time_steps(bench, warmup)
+    bench.ready()
     if loop_steps:
         return loop_steps
     n = 1                                  # grow the block until it is long enough to time

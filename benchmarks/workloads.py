@@ -34,6 +34,7 @@ class Bench:
     step: Callable[[], object]
     params: Callable[[], dict]
     sync: Callable[[], None] = lambda: None      # wait for asynchronous work (JAX)
+    ready: Callable[[], None] = lambda: None     # wait until compiling in the background is done
 
 
 @dataclass

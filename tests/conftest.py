@@ -15,3 +15,11 @@ settings.register_profile('default', max_examples=40, deadline=None, print_blob=
 settings.register_profile('long', max_examples=1000, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get('TRACEJIT_FUZZ', 'default'))
+
+# Tests check compiled kernels against the interpreter, so a first call compiles instead of
+# interpreting while a thread compiles (test_background_compile.py covers that mode);
+# subprocesses inherit the setting.
+os.environ['TRACEJIT_BACKGROUND_COMPILE'] = '0'
+import tracejit.config  # noqa: E402
+
+tracejit.config.compile_in_background = False

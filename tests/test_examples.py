@@ -60,7 +60,8 @@ def test_linear_regression_output(linear_regression, tmp_path, capsys):
     assert re.search(r'^  eager: +[\d,]+ steps/s$', out, re.M)
     assert re.search(r'^  compiled: +[\d,]+ steps/s$', out, re.M)
     assert re.search(r'^  speed-up: \d+\.\dx$', out, re.M)
-    assert 'first call (trace + compile):' in out
+    assert 'first call (trace, then interpreted while the kernel compiles):' in out
+    assert 'kernel ready after' in out
 
     if has_matplotlib():
         assert result['plots'] and all(os.path.getsize(p) > 0 for p in result['plots'])

@@ -1,9 +1,12 @@
 """Global switches. `disable_jit`: compiled functions run their Python eagerly (debugging).
+`compile_in_background` (default on; TRACEJIT_BACKGROUND_COMPILE=0 turns it off): a new kernel
+compiles in a thread while steps run on the numpy interpreter, instead of the first call waiting.
 TRACEJIT_DEBUG=1 prints the graph after each pass, =2 also the generated kernel source."""
 import contextlib
 import os
 
 disable_jit = False
+compile_in_background = os.environ.get('TRACEJIT_BACKGROUND_COMPILE', '1').strip() != '0'
 
 
 def run_functions_eagerly(run_eagerly=True):
@@ -21,6 +24,12 @@ def disabled_jit():
         yield
     finally:
         disable_jit = previous
+
+
+def block_until_compiled():
+    """Wait for every kernel compiling in the background (e.g. before timing steps)."""
+    from .backend.tiered import wait_all
+    wait_all()
 
 
 def debug_level():

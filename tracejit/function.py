@@ -170,11 +170,14 @@ class Function:
         self._log_retrace(key)
         result = self._trace(args, kwargs)
         from .backend import compile_graph
-        executable, how = compile_graph(result.graph)
+        executable, how = compile_graph(result.graph, on_compiled=self._count_compile)
         self._stats['builds'] += 1
+        self._count_compile(how)
+        return _Entry(result, executable, keepalive)
+
+    def _count_compile(self, how):
         if how in ('compiled', 'disk'):
             self._stats['compiles' if how == 'compiled' else 'disk_hits'] += 1
-        return _Entry(result, executable, keepalive)
 
     def _trace(self, args, kwargs):
         """Run the Python function on tracers; returns an optimised TraceResult."""
@@ -223,11 +226,23 @@ class Function:
 
     def cache_info(self):
         """traces, compiles (Numba), disk_hits (kernels loaded from the disk cache), memory_hits
-        (calls that reused a cached executable), calls, entries (signatures cached)."""
+        (calls that reused a cached executable), calls, entries (signatures cached),
+        interpreted_calls (steps run by the numpy interpreter while a kernel compiled)."""
         stats = dict(self._stats)
         builds = stats.pop('builds')
+        interpreted = sum(getattr(e.executable, 'interpreted_runs', 0)
+                          for e in self._cache.values())
         return dict(stats, memory_hits=self._calls - builds, calls=self._calls,
-                    entries=len(self._cache))
+                    entries=len(self._cache), interpreted_calls=interpreted)
+
+    def block_until_compiled(self):
+        """Wait for the kernels compiling in the background (see `tj.config`); raises the
+        CompilationError of one that failed. Later calls then run native code only."""
+        for entry in list(self._cache.values()):
+            wait = getattr(entry.executable, 'wait', None)
+            if wait is not None:
+                wait()
+        return self
 
     def __repr__(self):
         return f'<tj.function {self.__name__}>'

@@ -155,8 +155,26 @@ def evaluate(graph, args, state_values):
     env = dict(graph.consts)
     env.update((v, np.asarray(a, v.dtype)) for v, a in zip(graph.inputs, args))
     env.update(zip((v for _, v in graph.state), (np.asarray(s) for s in state_values)))
-    for node in graph.nodes:
+    last_use = _last_uses(graph)
+    for i, node in enumerate(graph.nodes):
         results = node.prim.run(*(env[v] for v in node.inputs), **node.params)
         for var, value in zip(node.outputs, results):
             env[var] = value
+        for var in last_use.get(i, ()):  # free intermediates early: peak memory stays small
+            del env[var]
     return [env[v] for v in graph.outputs], [env[v] for _, v in graph.updates]
+
+
+def _last_uses(graph):
+    """{node index: intermediates that no later node, output or update reads}."""
+    kept = set(graph.outputs) | {v for _, v in graph.updates}
+    last = {}
+    for i, node in enumerate(graph.nodes):
+        for var in (*node.inputs, *node.outputs):
+            last[var] = i
+    produced = {v for node in graph.nodes for v in node.outputs}
+    by_node = {}
+    for var, i in last.items():
+        if var in produced and var not in kept:
+            by_node.setdefault(i, []).append(var)
+    return by_node

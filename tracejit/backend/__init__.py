@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from .. import ir
+from .. import config, ir
 from ..config import debug_level
 
 
@@ -30,8 +30,9 @@ def lower_graph(graph):
     return generate(graph)
 
 
-def compile_graph(graph):
-    """(executable, how) where how is 'compiled', 'disk', 'memory' or 'interpreted'."""
+def compile_graph(graph, on_compiled=None):
+    """(executable, how) where how is 'compiled', 'disk', 'memory', 'interpreted', or
+    'background' (compiling in a thread; `on_compiled(how)` is called when it is done)."""
     if not graph.nodes and not graph.updates:
         return Interpreted(graph), 'interpreted'
     from . import compiler
@@ -39,5 +40,15 @@ def compile_graph(graph):
     lowered = lower_graph(graph)
     if debug_level() >= 2:
         print(f'--- generated kernel ---\n{lowered.source}', file=sys.stderr)
+    fn = compiler.in_memory(lowered.source)
+    if fn is not None:
+        return Kernel(fn, lowered, graph), 'memory'
+    if config.compile_in_background:
+        from .tiered import Tiered
+
+        def build_kernel():
+            fn, how = compiler.load(lowered.source)
+            return Kernel(fn, lowered, graph), how
+        return Tiered(Interpreted(graph), build_kernel, on_compiled), 'background'
     fn, how = compiler.load(lowered.source)
     return Kernel(fn, lowered, graph), how

@@ -13,7 +13,6 @@ of every assigned Variable into its buffer, inside the loop that computes it whe
 import os
 import re
 
-import numba
 import numpy as np
 
 from .dims import DimClasses
@@ -23,6 +22,18 @@ PARALLEL_MIN = 1 << 16  # elements; below this a parallel region costs more than
 BLOCK = 1024  # elements per float32 partial sum; block sums add up in float64 (_flat_loop)
 FASTMATH_FLAGS = "{'reassoc', 'contract', 'arcp', 'nsz'}"  # never nnan/ninf: NaNs propagate
 FLOAT_ACC = {'reduce_sum': '0.0', 'reduce_max': '-np.inf', 'reduce_min': 'np.inf'}
+
+
+def numba_threads():
+    """Numba's default thread count (NUMBA_NUM_THREADS, else the usable cores), computed the
+    way Numba does without importing it: lowering a graph must not wait for Numba to load."""
+    configured = os.environ.get('NUMBA_NUM_THREADS')
+    if configured and configured.strip().isdigit() and int(configured) > 0:
+        return int(configured)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def np_type(dtype):
@@ -316,7 +327,7 @@ class Codegen:
         start = len(self.lines)
         for acc in accs:
             self.emit(f'{acc} = np.float64(0.0)')
-        chunks = numba.config.NUMBA_NUM_THREADS  # a literal: get_num_threads() defeats caching
+        chunks = numba_threads()  # a literal: get_num_threads() defeats caching
         self.emit(f'{chunk} = ({total} + {chunks - 1}) // {chunks}')
         self.emit(f'for c in numba.prange({chunks}):')
         self.emit(f'{first} = c * {chunk}', 2)

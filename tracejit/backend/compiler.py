@@ -14,7 +14,6 @@ import sys
 import threading
 import warnings
 
-from . import fastmath, kernels
 from ..fileio import write_atomically
 
 _lock = threading.Lock()
@@ -23,10 +22,13 @@ _warned = []
 
 
 def _helpers_hash():
+    """Hash of tracejit's version and the helper modules' source, read as files: importing them
+    would load Numba, which only the thread that compiles needs."""
     from .. import __version__
     digest = hashlib.sha256(__version__.encode())
-    for module in (fastmath, kernels):
-        with open(module.__file__, 'rb') as f:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ('fastmath.py', 'kernels.py'):
+        with open(os.path.join(here, name), 'rb') as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
 
@@ -57,10 +59,19 @@ def cache_dir():
     return os.path.join(base, 'tracejit')
 
 
+def _key(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def in_memory(kernel_source):
+    """The njit dispatcher of a kernel already loaded in this process, or None."""
+    return _memory.get(_key(module_text(kernel_source)))
+
+
 def load(kernel_source):
     """(njit dispatcher, how) with how in 'memory', 'disk' (compiled code on disk), 'compiled'."""
     text = module_text(kernel_source)
-    key = hashlib.sha256(text.encode()).hexdigest()[:32]
+    key = _key(text)
     with _lock:
         if key in _memory:
             return _memory[key], 'memory'

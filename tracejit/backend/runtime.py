@@ -39,10 +39,28 @@ class Kernel:
         try:
             results = self.fn(*args, *self.tail)
         except Exception as e:
-            if type(e).__module__.startswith('numba'):
-                raise errors.CompilationError(
-                    f'Numba could not compile the generated kernel {self.source_path}: {e}') from e
-            raise
+            self._reraise(e)
         self.checked = True
         return [np.asarray(r, dtype) if scalar else r
                 for r, (dtype, scalar) in zip(results, self.out_dtypes)]
+
+    def compile(self, args):
+        """Compile (or load from the disk cache) for these arguments' types, without running."""
+        import numba
+        args = list(args)
+        for i in self.scalar_positions:
+            if type(args[i]) is np.ndarray:
+                args[i] = args[i][()]
+        try:
+            self.fn.compile(tuple(numba.typeof(a) for a in (*args, *self.tail)))
+        except Exception as e:
+            self._reraise(e)
+        self.checked = True
+
+    def _reraise(self, error):
+        """Raise `error`, a Numba failure as a CompilationError naming the generated source."""
+        if type(error).__module__.startswith('numba'):
+            raise errors.CompilationError(
+                f'Numba could not compile the generated kernel {self.source_path}: {error}'
+            ) from error
+        raise error

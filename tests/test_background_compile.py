@@ -1,0 +1,136 @@
+"""Compiling in the background (the default outside the test suite): the first steps run on the
+numpy interpreter while a thread compiles, with the same results and Variable updates as the
+kernel, and the kernel takes over once it is ready."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit import config, errors
+from tracejit.backend import compiler
+
+
+@pytest.fixture
+def background(monkeypatch):
+    monkeypatch.setattr(config, 'compile_in_background', True)
+
+
+def _sgd_problem():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 3)).astype(np.float32)
+    y = rng.standard_normal(16).astype(np.float32)
+    return x, y
+
+
+def _reference_sgd(x, y, w, lr, steps):
+    """Plain numpy: loss = mean(tanh(x @ w) - y)^2, SGD on w."""
+    x, y, w = x.astype(np.float64), y.astype(np.float64), w.astype(np.float64)
+    losses = []
+    for _ in range(steps):
+        t = np.tanh(x @ w)
+        r = t - y
+        losses.append(np.mean(r * r))
+        grad = x.T @ (2 * r / len(y) * (1 - t * t))
+        w = w - lr * grad
+    return np.array(losses), w
+
+
+def _make_step(w, activation=tj.tanh):
+    @tj.function
+    def step(x, y, lr):
+        with tj.GradientTape() as tape:
+            r = activation(tj.matmul(x, w[:, None]))[:, 0] - y
+            loss = tj.reduce_mean(r * r)
+        w.assign_sub(lr * tape.gradient(loss, w))
+        return loss
+    return step
+
+
+def test_interpreted_steps_then_kernel_match_numpy(background):
+    x, y = _sgd_problem()
+    w0 = np.array([0.5, -0.25, 1.0], np.float32)
+    w = tj.Variable(w0)
+    step = _make_step(w)
+    losses = [float(step(x, y, 0.3))]
+    assert step.cache_info()['interpreted_calls'] == 1     # the first call never waits
+    step.block_until_compiled()
+    losses += [float(step(x, y, 0.3)) for _ in range(5)]
+    info = step.cache_info()
+    assert info['interpreted_calls'] == 1                   # then only the kernel runs
+    assert info['compiles'] + info['disk_hits'] == 1
+    want_losses, want_w = _reference_sgd(x, y, w0, 0.3, 6)
+    np.testing.assert_allclose(losses, want_losses, rtol=2e-5)
+    np.testing.assert_allclose(w.numpy(), want_w, rtol=2e-5, atol=1e-6)
+
+
+def test_a_failed_background_compile_is_raised_and_the_step_changes_nothing(background,
+                                                                             monkeypatch):
+    def broken_load(source):
+        raise RuntimeError('no compiler today')
+    monkeypatch.setattr(compiler, 'load', broken_load)
+    x, y = _sgd_problem()
+    w = tj.Variable(np.array([0.1, 0.2, 0.3], np.float32))
+    step = _make_step(w, tj.sigmoid)    # a kernel no other test has loaded
+    step(x, y, 0.1)                                         # interpreted: a correct step
+    after_first = w.numpy().copy()
+    with pytest.raises(errors.CompilationError, match='no compiler today'):
+        step.block_until_compiled()
+    with pytest.raises(errors.CompilationError, match='no compiler today'):
+        step(x, y, 0.1)
+    np.testing.assert_array_equal(w.numpy(), after_first)
+
+
+def test_a_kernel_already_in_memory_runs_from_the_first_call(background):
+    x, y = _sgd_problem()
+    first = _make_step(tj.Variable(np.zeros(3, np.float32)))
+    first(x, y, 0.1)
+    first.block_until_compiled()
+    second = _make_step(tj.Variable(np.zeros(3, np.float32)))   # same source, same kernel
+    second(x, y, 0.1)
+    assert second.cache_info()['interpreted_calls'] == 0
+
+
+PROCESS = textwrap.dedent('''
+    import json, sys, numpy as np, tracejit as tj
+    v = tj.Variable(np.full(6, 2.0, np.float32))
+    @tj.function
+    def step(x):
+        with tj.GradientTape() as tape:
+            loss = tj.reduce_sum(tj.nn.softplus(v * x) * 0.375)
+        v.assign_sub(0.125 * tape.gradient(loss, v))
+        return loss
+    loss = float(step(np.linspace(-2, 3, 6, dtype=np.float32)))
+    result = dict(step.cache_info(), loss=loss, v=v.numpy().tolist())
+    if sys.argv[1] == 'wait':
+        result['after'] = step.block_until_compiled().cache_info()
+    print(json.dumps(result))
+''')
+
+
+def _run_process(cache_dir, mode):
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(cache_dir), TRACEJIT_BACKGROUND_COMPILE='1')
+    out = subprocess.run([sys.executable, '-c', PROCESS, mode], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_process_exits_after_its_kernel_is_cached(tmp_path):
+    """The first process interprets its only step, then finishes compiling before it exits,
+    so the next process loads the kernel from disk instead of compiling it."""
+    first = _run_process(tmp_path, 'exit')
+    assert first['interpreted_calls'] == 1
+    assert any(name.endswith('.nbi') for name in os.listdir(tmp_path / '__pycache__'))
+    second = _run_process(tmp_path, 'wait')
+    x = np.linspace(-2, 3, 6)
+    z = 2.0 * x
+    want_v = 2.0 - 0.125 * 0.375 * x / (1 + np.exp(-z))
+    for result in (first, second):
+        assert result['loss'] == pytest.approx(0.375 * np.log1p(np.exp(z)).sum(), rel=1e-6)
+        np.testing.assert_allclose(result['v'], want_v, rtol=1e-6)
+    assert (second['after']['compiles'], second['after']['disk_hits']) == (0, 1)
