@@ -40,8 +40,16 @@ class TraceResult:
     def __init__(self, graph, out_treedef, out_static):
         self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
         if _TRACED not in out_static:  # nothing traced comes back: reuse one Python value
-            self.out_value = tree.unflatten(out_treedef, out_static)
-            self.out_static = None
+            out_value = tree.unflatten(out_treedef, out_static)
+            self.build_outputs = lambda outs: out_value
+        elif out_treedef.kind == 'leaf':  # `return loss`: the common case, kept cheap
+            self.build_outputs = lambda outs: Tensor(outs[0])
+
+    def build_outputs(self, outs):
+        """The function's return value from the executable's output arrays."""
+        leaves = iter([Tensor(o) for o in outs])
+        values = [next(leaves) if s is _TRACED else s for s in self.out_static]
+        return tree.unflatten(self.out_treedef, values)
 
     def __repr__(self):
         return str(self.graph)
@@ -117,11 +125,7 @@ class Function:
             outs = run_checked(entry.executable, result.graph, dynamic)
         else:
             outs = entry.executable.run(dynamic)
-        if result.out_static is None:
-            return result.out_value
-        leaves = iter([Tensor(o) for o in outs])
-        values = [next(leaves) if s is _TRACED else s for s in result.out_static]
-        return tree.unflatten(result.out_treedef, values)
+        return result.build_outputs(outs)
 
     # -- signatures -------------------------------------------------------------------------
 

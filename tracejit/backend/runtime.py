@@ -20,6 +20,10 @@ class Kernel:
             lowered.array_consts)
         self.scalar_positions = [i for i, v in enumerate(graph.inputs) if v.shape == ()]
         self.out_dtypes = [(v.dtype, v.shape == ()) for v in graph.outputs]
+        self.scalar_outputs = any(scalar for _, scalar in self.out_dtypes)
+        if len(self.out_dtypes) == 1 and self.scalar_outputs:  # `return loss`, kept cheap
+            dtype = self.out_dtypes[0][0]
+            self._box_outputs = lambda results: [np.asarray(results[0], dtype)]
         self.checked = False
 
     def run(self, args):
@@ -29,8 +33,10 @@ class Kernel:
         if not self.checked:
             return self._first_call(args)
         results = self.fn(*args, *self.tail)
-        if not results:
-            return results
+        return self._box_outputs(results) if self.scalar_outputs else results
+
+    def _box_outputs(self, results):
+        """Numba returns 0-d results as Python scalars: make them 0-d arrays of their dtype."""
         return [np.asarray(r, dtype) if scalar else r
                 for r, (dtype, scalar) in zip(results, self.out_dtypes)]
 
@@ -41,8 +47,7 @@ class Kernel:
         except Exception as e:
             self._reraise(e)
         self.checked = True
-        return [np.asarray(r, dtype) if scalar else r
-                for r, (dtype, scalar) in zip(results, self.out_dtypes)]
+        return self._box_outputs(results)
 
     def compile(self, args):
         """Compile (or load from the disk cache) for these arguments' types, without running."""
