@@ -470,6 +470,41 @@ def test_fit_converges_and_equals_a_hand_written_compiled_loop(data):
     assert history.history['accuracy'][-1] == pytest.approx(accuracy, abs=0.1)
 
 
+def test_shuffled_fit_equals_a_hand_written_loop_over_the_same_permutations(data):
+    """fit's shuffling (one permutation per epoch, drawn from tj.random's seed) and the
+    logged epoch values (the metrics' `result()`), against a hand-written loop."""
+    from tracejit.keras import training
+    x, y = data
+    model = make_model(seed=2)
+    reference = make_model(seed=2)
+    tj.random.set_seed(7)
+    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    for metric in model.metrics:
+        assert history.history[metric.name][-1] == float(metric.result())
+
+    tj.random.set_seed(7)
+    rng = np.random.default_rng(training._seed_from_tj_random())
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.Adam(0.05)
+
+    @tj.function
+    def step(xb, yb):
+        with tj.GradientTape() as tape:
+            loss = loss_fn(yb, reference(xb, training=True))
+        grads = tape.gradient(loss, reference.trainable_variables)
+        optimizer.apply_gradients(zip(grads, reference.trainable_variables))
+        return loss
+
+    for epoch in range(3):
+        order = rng.permutation(len(x))
+        xs, ys = x[order], y[order]
+        losses = [(float(step(xs[i:i + 32], ys[i:i + 32])), len(xs[i:i + 32]))
+                  for i in range(0, len(x), 32)]
+        expected = sum(l * n for l, n in losses) / len(x)
+        assert history.history['loss'][epoch] == pytest.approx(expected, rel=1e-5)
+    same_weights(model, reference)
+
+
 def test_last_partial_batch_retraces_without_compiling(data):
     x, y = data
     model = make_model()

@@ -28,6 +28,10 @@ class Metric:
     def result(self):
         raise NotImplementedError
 
+    def _value(self):
+        """`result()` as a Python float (what fit logs and callbacks see)."""
+        return float(self.result())
+
     def reset_state(self):
         for v in self.variables:
             v.assign(np.zeros(v.shape, v.dtype.np))
@@ -73,6 +77,13 @@ class Mean(Metric):
         """total / count, or 0 before any update (Keras's div_no_nan)."""
         seen = ops.greater(self.count, 0.0)
         return ops.where(seen, self.total, 0.0) / ops.where(seen, self.count, 1.0)
+
+    def _value(self):
+        """`result()` read straight from the Variables' buffers, in their dtype: fit reads
+        its metrics after every epoch, and eager ops would cost more than a short epoch's
+        batches do."""
+        total, count = self.total.numpy(), self.count.numpy()
+        return float(total / count) if count > 0 else 0.0
 
 
 class MeanMetricWrapper(Mean):

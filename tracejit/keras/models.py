@@ -88,7 +88,7 @@ class Model(Layer):
             m.reset_state()
 
     def _metric_values(self):
-        return {m.name: float(m.result()) for m in self.metrics}
+        return {m.name: m._value() for m in self.metrics}
 
     @property
     def train_function(self):

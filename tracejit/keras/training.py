@@ -99,7 +99,7 @@ class MetricLogs(collections.abc.Mapping):
         self._metrics = {m.name: m for m in metrics}
 
     def __getitem__(self, name):
-        return float(self._metrics[name].result())
+        return self._metrics[name]._value()
 
     def __iter__(self):
         return iter(self._metrics)
@@ -172,6 +172,8 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
     model.history, model.stop_training = history, False
     plan = batch_plan(model, x, y, batch_size)
     rng = np.random.default_rng(_seed_from_tj_random()) if shuffle else None
+    if rng is not None:     # shuffled copies go to buffers reused by every epoch
+        xs, ys = np.empty_like(x), np.empty_like(y)
     logs = None
     try:
         cbs.on_train_begin()
@@ -180,7 +182,8 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
             cbs.on_epoch_begin(epoch)
             if rng is not None:
                 order = rng.permutation(len(x))
-                xs, ys = x[order], y[order]
+                np.take(x, order, axis=0, out=xs, mode='clip')
+                np.take(y, order, axis=0, out=ys, mode='clip')
             else:
                 xs, ys = x, y
             _run_epoch(model, xs, ys, plan, cbs)
