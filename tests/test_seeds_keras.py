@@ -5,8 +5,9 @@ layer, a subclassed Model and the IdentityModel whose call() takes a Python flag
 Keras model reused by the hand-written training loop, save_weights("keras_checkpoint"), then
 compile(SGD, mean_squared_error) and fit(epochs=10, batch_size=1000) with its per-epoch log.
 
-Changes to the seed text: the imports (`from tensorflow.keras ...` -> `from tracejit.keras ...`)
-and the obvious typos (`class OutDenseLayer(Tf.keras...)` for OurDenseLayer, `tf.constnat`).
+Changes to the seed text: the imports (`from tensorflow.keras ...` -> `from tracejit.keras ...`,
+placed at module level), seed 004's notebook globals turned into closures of one test, and the
+obvious typos (`class OutDenseLayer(Tf.keras...)` for OurDenseLayer, `tf.constnat`).
 `mdl.test_custom_dense_layer_output` compares against TensorFlow's own random numbers, so it is
 replaced by a check of the same shape and formula.
 """
@@ -81,10 +82,14 @@ def test_seed003_sequential(capsys):
     assert capsys.readouterr().out.startswith('[[')
 
 
+from tracejit.keras import Model  # noqa: E402,F401 (the seed's imports, as it places them)
+from tracejit.keras.layers import Dense  # noqa: E402
+
+
 class SubclassModel(tf.keras.Model):
     def __init__(self, n_output_nodes):
         super(SubclassModel, self).__init__()
-        self.dense_layer = tf.keras.layers.Dense(n_output_nodes, activation='sigmoid')
+        self.dense_layer = Dense(n_output_nodes, activation='sigmoid')
 
     def call(self, inputs):
         return self.dense_layer(inputs)
@@ -103,7 +108,7 @@ def test_seed003_subclassed_model(capsys):
 class IdentityModel(tf.keras.Model):
     def __init__(self, n_output_nodes):
         super(IdentityModel, self) .__init__()
-        self.dense_layer = tf.keras.layers.Dense(n_output_nodes, activation='sigmoid')
+        self.dense_layer = Dense(n_output_nodes, activation='sigmoid')
 
     def call(self, inputs, isidentity=False):
         x = self.dense_layer(inputs)
@@ -148,45 +153,66 @@ def loss(target_y, predicted_y):
     return tf.reduce_mean(tf.square(target_y - predicted_y))
 
 
-def train(model, x, y, learning_rate):
-    with tf.GradientTape() as t:
-        current_loss = loss(y, model(x))
-    dw, db = t.gradient(current_loss, [model.w, model.b])
-    model.w.assign_sub(learning_rate * dw)
-    model.b.assign_sub(learning_rate * db)
-
-
-def training_loop(model, x, y, weights, biases):
-    epochs = range(10)
-    for epoch in epochs:
-        # Update the model with the single giant batch
-        train(model, x, y, learning_rate=0.1)
-        # Track this before I update
-        weights.append(model.w.numpy())
-        biases.append(model.b.numpy())
-        current_loss = loss(y, model(x))
-        print(f"Epoch {epoch:2d}:")
-        print("    ", f"W = {model.w.numpy():1.2f}, b = {model.b.numpy():1.2f}, "
-              f"loss={current_loss:2.5f}")
-
-
 def test_seed004_keras_model_in_the_hand_written_loop(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     x, y, _ = seed004_data()
-    weights, biases = [], []
 
+    # 7.4.2: the training step and loop as the seed defines them (globals become closures)
+    # Given a callable model, inputs, outputs, and a learning rate...
+    def train(model, x, y, learning_rate):
+
+        with tf.GradientTape() as t:
+            # Trainable variables are automatically tracked by GradientTape
+            current_loss = loss(y, model(x))
+
+        # Use GradientTape to calculate the gradients with respect to W and b
+        dw, db = t.gradient(current_loss, [model.w, model.b])
+
+        # Subtract the gradient scaled by the learning rate
+        model.w.assign_sub(learning_rate * dw)
+        model.b.assign_sub(learning_rate * db)
+
+    # Collect the history of W-values and b-values to plot later
+    weights = []
+    biases = []
+    epochs = range(10)
+
+    # Define a training loop
+    def report(model, loss):
+        return f"W = {model.w.numpy():1.2f}, b = {model.b.numpy():1.2f}, loss={loss:2.5f}"
+
+    def training_loop(model, x, y):
+
+        for epoch in epochs:
+            # Update the model with the single giant batch
+            train(model, x, y, learning_rate=0.1)
+
+            # Track this before I update
+            weights.append(model.w.numpy())
+            biases.append(model.b.numpy())
+            current_loss = loss(y, model(x))
+
+            print(f"Epoch {epoch:2d}:")
+            print("    ", report(model, current_loss))
+
+    # 7.5
     keras_model = MyModelKeras()
 
     # Reuse the training loop with a Keras model
-    training_loop(keras_model, x, y, weights, biases)
+    training_loop(keras_model, x, y)
 
     # You can also save a checkpoint using Keras's built-in support
     keras_model.save_weights("keras_checkpoint")
 
-    Ws, bs, _ = numpy_linear_fit(x, y, 5.0, 0.0, 0.1, 10)
+    Ws, bs, losses = numpy_linear_fit(x, y, 5.0, 0.0, 0.1, 10)
     np.testing.assert_allclose(weights, Ws[1:], rtol=1e-5)
     np.testing.assert_allclose(biases, bs[1:], rtol=1e-5, atol=1e-6)
-    assert len(capsys.readouterr().out.splitlines()) == 20
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0::2] == [f'Epoch {epoch:2d}:' for epoch in range(10)]
+    for line, w, b, expected_loss in zip(lines[1::2], weights, biases, losses[1:]):
+        match = re.fullmatch(r'     W = (\d\.\d\d), b = (\d\.\d\d), loss=(\d+\.\d{5})', line)
+        assert match and match.groups()[:2] == ('%1.2f' % w, '%1.2f' % b), line
+        assert float(match.group(3)) == pytest.approx(expected_loss, rel=2e-5, abs=1e-5)
     assert os.listdir(tmp_path) == ['keras_checkpoint.npz']
     restored = MyModelKeras()
     restored.load_weights("keras_checkpoint")
