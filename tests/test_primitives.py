@@ -262,7 +262,10 @@ def _log_softmax_ref(x):
 
 # ---------------------------------------------------------------------------- the table
 
-UNARY_SHAPES = [(), (4,), (3, 4)]
+# The done-means shapes (), (3, 1), (1, 4), (3, 4) for every elementwise primitive: unary ones
+# run on each (the size-1 axes are where a layout or unbroadcast bug would show), binary ones
+# on pairs of them that broadcast against each other.
+UNARY_SHAPES = [(), (4,), (3, 4), (3, 1), (1, 4)]
 BINARY_SHAPES = [((3, 4), (3, 4)), ((), (3, 4)), ((3, 4), ()), ((3, 1), (1, 4)),
                  ((1, 4), (3, 4)), ((3, 4), (3, 1)), ((4,), (2, 3, 4)), ((), ())]
 COMPARE_SHAPES = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((), (3, 4)), ((4,), ())]
@@ -290,10 +293,14 @@ def logical(ref, op, arity=2):
                 order=0, compiled=(0, 1) if arity == 2 else (0, 2))
 
 
-def reduction(ref, op, domain=_signed, dtypes=FLOATS, compiled=None):
+def reduction(ref, op, domain=_signed, dtypes=FLOATS, compiled=tuple(range(8))):
+    """Every axis subset of (3, 4), 3-d cases, a scalar, and the broadcasting shapes (3, 1) and
+    (1, 4) reduced over their size-1 axis, their long axis and both (eager and gradients; the
+    compiled test keeps the first eight cases)."""
     cases = [Case([A(shape, domain)], {'axes': axes}) for shape, axes in [
         ((3, 4), ()), ((3, 4), (0,)), ((3, 4), (1,)), ((3, 4), (0, 1)), ((2, 3, 4), (0, 2)),
-        ((2, 3, 4), (1,)), ((), ()), ((5,), (0,))]]
+        ((2, 3, 4), (1,)), ((), ()), ((5,), (0,)),
+        ((3, 1), (1,)), ((3, 1), (0,)), ((1, 4), (0,)), ((1, 4), (0, 1))]]
     return Spec(cases, ref, op, dtypes, compiled=compiled)
 
 
