@@ -53,7 +53,7 @@ SINGLE_THREAD_GEMM = 1 << 22
 
 def _blas_threads_symbol():
     """Point the symbol `tracejit_blas_threads_local` at scipy's OpenBLAS
-    `openblas_set_num_threads_local` (per calling thread; returns the previous setting), the
+    `openblas_set_num_threads_local` (per calling thread; returns the previous count), the
     BLAS that Numba's np.dot calls. Kernels link it by name, so they stay cacheable on disk.
     Without it (another BLAS), libc's `abs` stands in: the same signature, no effect."""
     address = None
@@ -75,14 +75,15 @@ _blas_threads_local = _blas_threads_symbol()
 
 
 @_jit
-def _gemm_threads(a, b):
-    """1 for a small product (see SINGLE_THREAD_GEMM), else 0: BLAS's own default."""
-    return 1 if a.shape[0] * a.shape[1] * b.shape[1] < SINGLE_THREAD_GEMM else 0
+def _small_gemm(a, b):
+    return a.shape[0] * a.shape[1] * b.shape[1] < SINGLE_THREAD_GEMM
 
 
 @_cached
 def dot(a, b):
-    previous = _blas_threads_local(_gemm_threads(a, b))
+    if not _small_gemm(a, b):
+        return np.dot(a, b)
+    previous = _blas_threads_local(1)
     out = np.dot(a, b)
     _blas_threads_local(previous)
     return out
@@ -101,7 +102,10 @@ def dot_loops(a, b):
 
 @_cached
 def dot_into(a, b, out):
-    previous = _blas_threads_local(_gemm_threads(a, b))
+    if not _small_gemm(a, b):
+        np.dot(a, b, out)
+        return
+    previous = _blas_threads_local(1)
     np.dot(a, b, out)
     _blas_threads_local(previous)
 
