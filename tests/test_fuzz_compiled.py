@@ -12,7 +12,9 @@ and the Numba cache keeps the file fast):
 2. the Variables are read again, a random program runs over the reads, and random actions
    `assign` / `assign_add` / `assign_sub` a Variable with a program value (reduced/broadcast to its
    shape), or read a Variable again (read-after-assign; the read joins the value pool). The
-   program's outputs, the old reads and the re-reads are returned.
+   program's outputs, the old reads and the re-reads are returned; a 'noise' action multiplies
+   a pool value by `tj.random.uniform` draws (same seed in every run: eager and compiled draws
+   agree bitwise).
 
 `differences(case)` compares, from identical starting Variable values, the outputs and final
 Variable values of: the compiled function; the same function run eagerly
@@ -36,6 +38,7 @@ from test_random_programs import MARGIN, MAX_MAGNITUDE, Op, _bin, _ew, _gap, _ma
 INPUT_SHAPES = [(3, 4), (4,)]
 VAR_SHAPES = [(4, 4), (4,), ()]
 LR = 0.1
+SEED = 1234   # tj.random's seed before each of the three runs
 FD_EPS = 1e-4
 
 OPS = {  # a small fixed table: kernels repeat across examples
@@ -126,9 +129,12 @@ def cases(draw, max_steps=4):
     actions, pool = [], len(shapes)
     for _ in range(draw(st.integers(0, 4))):
         var = draw(st.integers(0, len(VAR_SHAPES) - 1))
-        kind = draw(st.sampled_from(ASSIGNS + ('read',)))
+        kind = draw(st.sampled_from(ASSIGNS + ('read', 'noise')))
         if kind == 'read':
             actions.append(('read', var))
+            pool += 1
+        elif kind == 'noise':
+            actions.append(('noise', draw(st.integers(0, pool - 1))))
             pool += 1
         else:
             actions.append((kind, var, draw(st.integers(0, pool - 1))))
@@ -177,6 +183,11 @@ def body(case, variables):
         env = run_steps(case.steps, [x, y] + olds, 'tj')
         results += [env[i] for i in case.outputs] + olds
         for action in case.actions:
+            if action[0] == 'noise':
+                value = env[action[1]]
+                env.append(value * tj.random.uniform(value.shape, dtype=tj.float64))
+                results.append(env[-1])
+                continue
             v = variables[action[1]]
             if action[0] == 'read':
                 env.append(v.value())
@@ -232,18 +243,25 @@ def differences(case, rtol=1e-9):
 
     compiled_vars = _fresh_variables(case)
     compiled_fn = tj.function(body(case, compiled_vars))
+    tj.random.set_seed(SEED)
     compiled = [np.asarray(r) for r in compiled_fn(x, y)]
     compiled_state = [v.numpy() for v in compiled_vars]
+    if compiled_fn.cache_info().get('interpreted_calls', 0):
+        found.append('the compiled call ran on the interpreter, not a kernel')
 
     eager_vars = _fresh_variables(case)
+    tj.random.set_seed(SEED)
     with tj.config.disabled_jit():
         eager = [np.asarray(r) for r in tj.function(body(case, eager_vars))(x, y)]
     eager_state = [v.numpy() for v in eager_vars]
 
     traced_vars = _fresh_variables(case)
+    tj.random.set_seed(SEED)
     graph = tj.function(body(case, traced_vars)).trace(x, y).graph
     graph.verify()
     start = {id(v): np.array(v0) for v, v0 in zip(traced_vars, case.variables)}
+    for v, _ in graph.state:  # the random generator's state
+        start.setdefault(id(v), np.array(v.numpy()))
     outs, updates = ir.evaluate(graph, [x, y], [start[id(v)] for v, _ in graph.state])
     final = dict(start)
     final.update((id(v), u) for (v, _), u in zip(graph.updates, updates))
@@ -307,3 +325,39 @@ def test_fuzzer_catches_a_miscompiled_kernel(prim, monkeypatch, tmp_path):
     found = differences(_tanh_case())
     assert any(f.startswith('compiled vs eager') for f in found), found
     assert not any(f.startswith('ir.evaluate') for f in found), found  # only the kernel is wrong
+
+
+def _value_and_grads(op, params):
+    def fn(*xs):
+        with tj.GradientTape() as tape:
+            tape.watch(list(xs))
+            out = tj.reduce_sum(op.tj(params, *xs))
+        return out, tape.gradient(out, list(xs), unconnected_gradients='zero')
+    return fn
+
+
+def test_every_primitive_is_fuzzed():
+    """The two fuzzers' op tables (with their gradients) and the 'noise' action reach every
+    primitive in the registry: a new primitive must be added to a fuzzer."""
+    from tracejit.primitives import REGISTRY
+    from test_random_programs import OPS as PROGRAM_OPS
+    seen = set()
+
+    def record(fn, *args):
+        graph = tj.function(fn).trace(*args).graph
+        seen.update(node.prim.name for node in graph.nodes)
+
+    candidates = {1: [[(3, 4)], [(1, 3, 4)]], 2: [[(3, 4), (4, 3)], [(3, 4), (3, 4)]]}
+    for table in (OPS, PROGRAM_OPS):
+        for name, op in table.items():
+            shapes = next(s for s in candidates[op.arity] if op.applies(*s))
+            args = [np.linspace(-1, 1, int(np.prod(s))).reshape(s) + 0.1 for s in shapes]
+            for params in op.applies(*shapes):
+                record(_value_and_grads(op, params), *args)
+    case = Case([np.ones(s) for s in INPUT_SHAPES], [np.ones(s) for s in VAR_SHAPES],
+                [('tanh', (0,), None)], [5], [('noise', 5)], grad=False, order2=False, seed=0)
+    record(body(case, _fresh_variables(case)), *case.inputs)
+    # stop_gradient is dropped by the simplifier once the graph is differentiated, so it never
+    # reaches a kernel; the program table applies it (eagerly, traced and compiled)
+    assert 'stop_gradient' in PROGRAM_OPS
+    assert sorted(set(REGISTRY) - seen - {'stop_gradient'}) == []

@@ -21,6 +21,8 @@ from tracejit import errors
 
 K = tj.keras
 THIS_FILE = os.path.basename(__file__)
+LIBRARY_DIRS = tuple(os.path.dirname(m.__file__) for m in (tj, np, traceback)) + (
+    os.path.dirname(pytest.__file__),)
 X = np.ones((8, 4), np.float32)
 Y = np.ones((8, 1), np.float32)
 
@@ -543,6 +545,62 @@ def load_weights_missing():
             model_unchanged(model))
 
 
+def debug_nans_inf_argument():
+    @tj.function(debug_nans=True)
+    def f(x):
+        return x * 2.0
+    return lambda: f(np.array([1.0, np.inf], np.float32))
+
+
+def debug_nans_inf_produced():
+    v = tj.Variable(np.ones(2, np.float32))
+
+    @tj.function(debug_nans=True)
+    def f(x):
+        v.assign(tj.exp(x))
+        return v.value()
+    return lambda: f(np.array([1.0, 1e4], np.float32)), unchanged(v)
+
+
+def function_missing_argument():
+    @tj.function
+    def f(x, y):
+        return x + y
+    return lambda: f(np.ones(2, np.float32))
+
+
+def function_empty_reduce_max():
+    @tj.function
+    def f(x):
+        return tj.reduce_max(x)
+    return lambda: f(np.zeros((0,), np.float32))
+
+
+def predict_rank1():
+    model = fitted_model()
+    return lambda: model.predict(np.ones(4, np.float32))
+
+
+def dense_scalar_input():
+    return lambda: K.layers.Dense(2)(tj.constant(1.0))
+
+
+def optimizer_momentum_string():
+    return lambda: K.optimizers.SGD(0.1, momentum='high')
+
+
+def optimizer_beta_out_of_range():
+    return lambda: K.optimizers.Adam(beta_1=1.5)
+
+
+def reshape_shape_none():
+    return lambda: tj.reshape(ones(4), None)
+
+
+def set_seed_string():
+    return lambda: tj.random.set_seed('42')
+
+
 USER = True   # the message must name this file's line
 CASES = [
     # id, setup, exception, message regex, names the user's line
@@ -630,6 +688,16 @@ CASES = [
     ('load_weights_mismatch', load_weights_mismatch, ValueError, r'weight 0 has shape \(4, 3\) but .* \(4, 5\); nothing was loaded', False),
     ('load_weights_unbuilt', load_weights_unbuilt, ValueError, r'(has no weights yet|not yet been built)', False),
     ('load_weights_missing', load_weights_missing, FileNotFoundError, r'no weight checkpoint at', False),
+    ('debug_nans_inf_argument', debug_nans_inf_argument, FloatingPointError, r'debug_nans: argument 0 \(f32\[2\]\) contains NaN or Inf before the step ran', False),
+    ('debug_nans_inf_produced', debug_nans_inf_produced, FloatingPointError, r'debug_nans: exp produced NaN or Inf.*Variables were left unchanged', USER),
+    ('function_missing_argument', function_missing_argument, TypeError, r"missing 1 required positional argument: 'y'", False),
+    ('function_empty_reduce_max', function_empty_reduce_max, errors.InvalidArgumentError, r'reduce_max: reduction axis 0 is empty .*not empty', USER),
+    ('predict_rank1_input', predict_rank1, errors.ShapeError, r'expected axis -1 of input shape to have value 4, but received input with shape \(None, 1\)', False),
+    ('dense_scalar_input', dense_scalar_input, errors.ShapeError, r'expected min_ndim=2, found ndim=0', False),
+    ('optimizer_momentum_string', optimizer_momentum_string, TypeError, r"SGD: momentum must be a float, got 'high'.*momentum=0.9", USER),
+    ('optimizer_beta_out_of_range', optimizer_beta_out_of_range, ValueError, r'Adam: beta_1 must be in \[0, 1\], got 1.5', USER),
+    ('reshape_shape_none', reshape_shape_none, TypeError, r'shape must be an int or a list of ints, got None', USER),
+    ('set_seed_string', set_seed_string, TypeError, r'set_seed needs an int, got str', False),
 ]
 
 
@@ -649,8 +717,11 @@ def test_misuse(setup, exception, message, names_user_line):
         action()
     error = info.value
     assert not type(error).__module__.startswith('numba'), type(error)
-    last = traceback.extract_tb(error.__traceback__)[-1]
-    assert f'{os.sep}numba{os.sep}' not in last.filename, last
+    frames = traceback.extract_tb(error.__traceback__)
+    assert f'{os.sep}numba{os.sep}' not in frames[-1].filename, frames[-1]
+    # raised at the user's line: the last frame outside tracejit and the libraries is this file
+    user = [f for f in frames if not f.filename.startswith(LIBRARY_DIRS)]
+    assert user and os.path.basename(user[-1].filename) == THIS_FILE, frames
     if names_user_line:
         assert THIS_FILE in str(error), str(error)
     if check is not None:

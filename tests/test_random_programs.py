@@ -35,10 +35,13 @@ FD_EPS = 1e-4
 
 class Op:
     """One program op: `applies(shapes)` -> list of param choices (empty: not applicable),
-    `tj(params, *xs)`, `np(params, *xs)`, and `margin(params, *xs)`: distance to a kink."""
+    `tj(params, *xs)`, `np(params, *xs)`, and `margin(params, *xs)`: distance to a kink.
+    `fd=False`: the numpy function is the value only, not the gradient (stop_gradient), so
+    programs using the op compare gradients between tracejit's paths, not with finite
+    differences."""
 
-    def __init__(self, arity, tj_fn, np_fn, applies=None, margin=None):
-        self.arity, self.tj, self.np = arity, tj_fn, np_fn
+    def __init__(self, arity, tj_fn, np_fn, applies=None, margin=None, fd=True):
+        self.arity, self.tj, self.np, self.fd = arity, tj_fn, np_fn, fd
         self.applies = applies or (lambda *shapes: [None])
         self.margin = margin or (lambda p, *xs: np.inf)
 
@@ -168,6 +171,20 @@ def _gather_params(shape):
             ([0], [n - 1, 0, n - 1], [shape[ax] - 1] * 2) if max(idx) < shape[ax]]
 
 
+def _to_integer(x):
+    """Distance of `x` from the nearest integer (the kinks of floor and of a cast to int)."""
+    x = np.asarray(x)
+    return float(np.min(np.abs(x - np.round(x)), initial=np.inf))
+
+
+COMPARE = {'eq': (tj.equal, np.equal), 'ne': (tj.not_equal, np.not_equal),
+           'lt': (tj.less, np.less), 'le': (tj.less_equal, np.less_equal),
+           'gt': (tj.greater, np.greater), 'ge': (tj.greater_equal, np.greater_equal)}
+LOGICAL = {'and': (tj.logical_and, np.logical_and), 'or': (tj.logical_or, np.logical_or),
+           'not': (lambda a, b: tj.logical_not(a), lambda a, b: np.logical_not(a))}
+ARG = {'max': (tj.argmax, np.argmax), 'min': (tj.argmin, np.argmin)}
+
+
 OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
     'add': _bin(tj.add, np.add),
     'sub': _bin(lambda x, y: x - y, np.subtract),
@@ -220,6 +237,38 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
                  lambda p, x, y: np.concatenate([x, y], p), _concat_axes),
     'stack': Op(2, lambda p, x, y: tj.stack([x, y], p), lambda p, x, y: np.stack([x, y], p),
                 lambda sx, sy: list(range(len(sx) + 1)) if sx == sy and len(sx) < 3 else []),
+    # the remaining primitives: log1p, sign, floor, comparisons, logical ops, convert, argmax /
+    # argmin, one_hot (iota), log_softmax and stop_gradient (see test_every_primitive_is_fuzzed)
+    'log1p_sq': _ew(lambda x: tj.math.log1p(x * x), lambda x: np.log1p(x * x)),
+    'sign': _ew(lambda x: tj.sign(x) * (x * x + 0.5), lambda x: np.sign(x) * (x * x + 0.5),
+                lambda p, x: float(np.min(np.abs(x)))),
+    'frac': _ew(lambda x: x - tj.floor(x), lambda x: x - np.floor(x),
+                lambda p, x: _to_integer(x)),
+    'trunc': _ew(lambda x: x + tj.cast(tj.cast(x * 3.0, tj.int32), x.dtype),
+                 lambda x: x + np.trunc(x * 3.0), lambda p, x: _to_integer(x * 3.0)),
+    'compare': Op(2, lambda p, x, y: tj.where(COMPARE[p][0](x, y), x * 2.0, y - 1.0),
+                  lambda p, x, y: np.where(COMPARE[p][1](x, y), x * 2.0, y - 1.0),
+                  lambda sx, sy: sorted(COMPARE) if _broadcastable(sx, sy) else [],
+                  lambda p, x, y: np.inf if x is y else _gap(x, y)),
+    'logical': Op(2, lambda p, x, y: tj.where(LOGICAL[p][0](x > 0.0, y < 0.0), x, y - 1.0),
+                  lambda p, x, y: np.where(LOGICAL[p][1](x > 0.0, y < 0.0), x, y - 1.0),
+                  lambda sx, sy: sorted(LOGICAL) if _broadcastable(sx, sy) else [],
+                  lambda p, x, y: min(float(np.min(np.abs(x), initial=np.inf)),
+                                      float(np.min(np.abs(y), initial=np.inf)))),
+    'argmax': Op(1, lambda p, x: tj.cast(ARG[p[0]][0](x, axis=p[1]), x.dtype)
+                 + tj.reduce_sum(x, axis=p[1]),
+                 lambda p, x: ARG[p[0]][1](x, axis=p[1]).astype(x.dtype) + np.sum(x, axis=p[1]),
+                 lambda s: [(k, ax) for k in sorted(ARG) for ax in range(-len(s), len(s))],
+                 lambda p, x: _top_two_gap(np.asarray(x), p[1], p[0] == 'max')),
+    'one_hot_max': Op(1, lambda p, x: tj.one_hot(tj.argmax(x, axis=-1), x.shape[-1],
+                                                 dtype=x.dtype) * x,
+                      lambda p, x: (np.arange(x.shape[-1]) == np.argmax(x, -1)[..., None]) * x,
+                      lambda s: [None] if s else [],
+                      lambda p, x: _top_two_gap(np.asarray(x), -1, True)),
+    'log_softmax': Op(1, lambda p, x: tj.nn.log_softmax(x, axis=p),
+                      lambda p, x: np.log(_np_softmax(x, p)),
+                      lambda s: list(range(-len(s), len(s)))),
+    'stop_gradient': Op(1, lambda p, x: x * tj.stop_gradient(x), lambda p, x: x * x, fd=False),
 }
 
 
@@ -354,8 +403,17 @@ def _tape_gradient(program, us, ts):
 
 def _check_gradients(program):
     xs, us = program.inputs, _cotangents(program)
-    expected = _fd_gradient(program, us)
     eager = _tape_gradient(program, us, [tj.constant(x) for x in xs])
+    if not all(OPS[name].fd for name, _, _ in program.steps):
+        # stop_gradient: no numpy reference for the gradient; tracejit's paths must agree
+        via_grad = tj.grad(_tj_loss(program, us), argnums=tuple(range(len(xs))))(*xs)
+        traced = tj.function(lambda *ts: _tape_gradient(program, us, ts)).trace(*xs)
+        interpreted, _ = ir.evaluate(traced.graph, xs, [])
+        for what, grads in (('tj.grad', via_grad), ('GradientTape in a traced function',
+                                                    interpreted)):
+            _assert_all_close(grads, eager, 1e-12, f'{what} vs eager GradientTape\n{program!r}')
+        return
+    expected = _fd_gradient(program, us)
     via_grad = tj.grad(_tj_loss(program, us), argnums=tuple(range(len(xs))))(*xs)
     traced = tj.function(lambda *ts: _tape_gradient(program, us, ts)).trace(*xs)
     traced.graph.verify()
@@ -395,7 +453,9 @@ def test_random_program_compiled(program, dtype):
     assume(_valid(program))
     xs = [x.astype(dtype) for x in program.inputs]
     eager = program.run([tj.constant(x) for x in xs], 'tj')
-    compiled = tj.function(lambda *ts: program.run(ts, 'tj'))(*xs)
+    fn = tj.function(lambda *ts: program.run(ts, 'tj'))
+    compiled = fn(*xs)
+    assert fn.cache_info().get('interpreted_calls', 0) == 0, 'not run by a kernel'
     rtol = 1e-4 if dtype == np.float32 else 1e-10
     what = f'tj.function vs eager ({np.dtype(dtype).name})\n{program!r}'
     _assert_all_close(compiled, eager, rtol, what)

@@ -108,7 +108,14 @@ def _shape_arg(shape):
         shape = np.asarray(shape.numpy())
     if isinstance(shape, (int, np.integer)):
         return (int(shape),)
-    return tuple(int(d) for d in shape)
+    try:
+        return tuple(int(d) for d in shape)
+    except errors.TracejitError:
+        raise
+    except (TypeError, ValueError):
+        raise TypeError(errors.at_user_line(
+            f'shape must be an int or a list of ints, got {shape!r}; pass e.g. shape=[2, 3] '
+            '(-1 for one inferred dimension in reshape)')) from None
 
 
 def fill(dims, value, dtype=None):

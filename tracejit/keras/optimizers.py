@@ -30,6 +30,20 @@ def _learning_rate_value(value, owner):
         f'({type(value).__name__}); pass e.g. learning_rate=0.01'))
 
 
+def _hyperparameter(value, owner, name, low, high, example):
+    """`value` as a float in [low, high], or a TypeError / ValueError naming `name`."""
+    if not isinstance(value, (numbers.Real, np.integer, np.floating)) or isinstance(
+            value, (bool, np.bool_)):
+        raise TypeError(errors.at_user_line(
+            f'{owner}: {name} must be a float, got {value!r} ({type(value).__name__}); '
+            f'pass e.g. {name}={example}'))
+    if not low <= float(value) <= high:
+        raise ValueError(errors.at_user_line(
+            f'{owner}: {name} must be in [{low}, {high}], got {value!r}; pass e.g. '
+            f'{name}={example}'))
+    return float(value)
+
+
 class Optimizer:
     """Base class: subclasses define `_apply(grad, var, coefficient)` and, when the update
     needs a per-step coefficient (Adam's bias-corrected rate), `_coefficient(lr, step)`."""
@@ -154,9 +168,8 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name='SGD'):
         super().__init__(learning_rate, name)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f'momentum must be in [0, 1], got {momentum}')
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum = _hyperparameter(momentum, self.name, 'momentum', 0, 1, 0.9)
+        self.nesterov = bool(nesterov)
 
     def _apply(self, grad, var, lr):
         if self.momentum == 0:
@@ -174,7 +187,9 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name='Adam'):
         super().__init__(learning_rate, name)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1 = _hyperparameter(beta_1, self.name, 'beta_1', 0, 1, 0.9)
+        self.beta_2 = _hyperparameter(beta_2, self.name, 'beta_2', 0, 1, 0.999)
+        self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
 
     def _coefficient(self, lr, step):
         return lr * ops.sqrt(1.0 - ops.pow(self.beta_2, step)) / (1.0 - ops.pow(self.beta_1, step))
@@ -195,7 +210,9 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  name='RMSprop'):
         super().__init__(learning_rate, name)
-        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+        self.rho = _hyperparameter(rho, self.name, 'rho', 0, 1, 0.9)
+        self.momentum = _hyperparameter(momentum, self.name, 'momentum', 0, 1, 0.9)
+        self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
 
     def _apply(self, grad, var, lr):
         rms = self.add_slot(var, 'rms')
@@ -216,11 +233,9 @@ class Adagrad(Optimizer):
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  name='Adagrad'):
         super().__init__(learning_rate, name)
-        if initial_accumulator_value < 0:
-            raise ValueError('initial_accumulator_value must be non-negative, got '
-                             f'{initial_accumulator_value}')
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        self.initial_accumulator_value = _hyperparameter(
+            initial_accumulator_value, self.name, 'initial_accumulator_value', 0, np.inf, 0.1)
+        self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
 
     def _apply(self, grad, var, lr):
         acc = self.add_slot(var, 'accumulator', self.initial_accumulator_value)
