@@ -37,8 +37,9 @@ _TRACED = object()
 class TraceResult:
     """What one trace produced: the optimised graph and how to rebuild the Python outputs."""
 
-    def __init__(self, graph, out_treedef, out_static):
+    def __init__(self, graph, out_treedef, out_static, guards=()):
         self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
+        self.guards = tuple(guards)   # range checks of arguments, see tracing.require_in_range
         if _TRACED not in out_static:  # nothing traced comes back: reuse one Python value
             out_value = tree.unflatten(out_treedef, out_static)
             self.build_outputs = lambda outs: out_value
@@ -120,6 +121,8 @@ class Function:
 
     def _execute(self, entry, dynamic):
         result = entry.result
+        if result.guards:
+            _check_ranges(result.guards, dynamic)
         if self.debug_nans:
             from .debug import run_checked
             outs = run_checked(entry.executable, result.graph, dynamic)
@@ -208,7 +211,7 @@ class Function:
                 else:
                     static.append(leaf)
             graph = trace.finish(traced)
-        return TraceResult(passes.optimize(graph), treedef, static)
+        return TraceResult(passes.optimize(graph), treedef, static, trace.guards)
 
     def _log_retrace(self, key):
         if self._last_key is None:
@@ -250,6 +253,14 @@ class Function:
 
     def __repr__(self):
         return f'<tj.function {self.__name__}>'
+
+
+def _check_ranges(guards, dynamic):
+    for position, low, high, message in guards:
+        value = np.asarray(dynamic[position])
+        if value.size and (value.min() < low or value.max() >= high):
+            raise errors.InvalidArgumentError(errors.at_user_line(
+                f'{message}; got values from {value.min()} to {value.max()}'))
 
 
 def _fast_key(args):

@@ -71,6 +71,19 @@ class Graph:
         """{Var: Node} for every value a node defines."""
         return {out: node for node in self.nodes for out in node.outputs}
 
+    def input_position(self, var, producers=None):
+        """The position in `inputs` of the argument `var` holds the values of (through
+        reshapes, casts and broadcasts), or None for a computed value."""
+        producers = self.producers() if producers is None else producers
+        while True:
+            for position, input_var in enumerate(self.inputs):
+                if input_var is var:
+                    return position
+            node = producers.get(var)
+            if node is None or node.prim.name not in ('reshape', 'convert', 'broadcast_to'):
+                return None
+            var = node.inputs[0]
+
     def verify(self):
         """Check SSA order and re-run every node's shape rule; raises AssertionError."""
         defined = set(self.inputs) | {v for _, v in self.state} | set(self.consts)

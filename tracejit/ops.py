@@ -10,7 +10,7 @@ import numpy as np
 
 from . import dtypes, errors, primitives as P
 from .tensor import Tensor, TensorOps
-from .tracing import Tracer, as_operand, bind, current_trace, to_array
+from .tracing import Tracer, as_operand, bind, current_trace, require_in_range, to_array
 
 _SCALARS = (bool, int, float, np.generic)
 
@@ -512,10 +512,13 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
         indices = np.asarray(indices)
     if batch_dims:
         raise errors.InvalidArgumentError(errors.at_user_line('gather: batch_dims is not supported'))
-    if isinstance(indices, np.ndarray) and indices.size and (
-            indices.min() < -_shape(x)[axis] or indices.max() >= _shape(x)[axis]):
-        raise errors.InvalidArgumentError(errors.at_user_line(
-            f'gather: indices must be in [0, {_shape(x)[axis]}) for axis {axis} of {_shape(x)}'))
+    size = _shape(x)[axis]
+    message = f'gather: indices must be in [0, {size}) for axis {axis} of {_shape(x)}'
+    concrete = indices._value if isinstance(indices, Tensor) else indices
+    if isinstance(concrete, np.ndarray) and concrete.size and (
+            concrete.min() < -size or concrete.max() >= size):
+        raise errors.InvalidArgumentError(errors.at_user_line(message))
+    require_in_range(indices, -size, size, message)
     return bind(P.REGISTRY['gather'], x, indices, axis=_axes(x, axis)[0])
 
 

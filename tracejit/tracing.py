@@ -56,6 +56,7 @@ class Trace:
         self.graph = ir.Graph()
         self.active = False
         self.current = {}        # id(Variable) -> (Variable, Var holding its current value)
+        self.guards = []         # (input position, low, high, message): see require_in_range
         self._const_vars = {}    # id(Tensor) -> (Tensor, Var) so a captured tensor is one const
 
     def __enter__(self):
@@ -228,3 +229,18 @@ def _has_python_float(value):
 
 def _fits_int32(array):
     return array.size == 0 or (array.min() >= -2**31 and array.max() < 2**31)
+
+
+
+def require_in_range(value, low, high, message):
+    """Have every call check, before it runs, that the integers of a traced `value` lie in
+    [low, high): possible when `value` is an argument (or a reshape/cast of one), which is how
+    indices and labels arrive. The message is raised as an InvalidArgumentError at the call.
+    Returns False for computed values (the kernel's own bounds check covers gathers)."""
+    if not isinstance(value, Tracer):
+        return False
+    position = value.trace.graph.input_position(value.var)
+    if position is None:
+        return False
+    value.trace.guards.append((position, low, high, message))
+    return True

@@ -7,11 +7,13 @@ tracejit's version and the source of the helper modules it calls, so a changed h
 reuses a stale kernel. Files are written atomically; a corrupt or unreadable entry is rewritten,
 and an unwritable cache directory falls back to compiling in memory with one warning.
 """
+import glob
 import hashlib
 import importlib.util
 import os
 import sys
 import threading
+import traceback
 import warnings
 
 from ..fileio import write_atomically
@@ -143,3 +145,29 @@ def _warn_once(message):
     if not _warned:
         _warned.append(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def forget_corrupt_entry(source_path, error):
+    """If `error` came from reading Numba's cache files of the kernel at `source_path`, delete
+    those files (so the next attempt compiles and rewrites them) and return True."""
+    if not _raised_in_numba_cache(error) or not os.path.isfile(source_path):
+        return False
+    stem = os.path.splitext(os.path.basename(source_path))[0]
+    pattern = os.path.join(os.path.dirname(source_path), '__pycache__', glob.escape(stem) + '.*')
+    for path in glob.glob(pattern):
+        try:
+            os.remove(path)
+        except OSError:
+            return False
+    return True
+
+
+def _raised_in_numba_cache(error):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        frames = traceback.extract_tb(error.__traceback__)
+        if any(f.filename.replace(os.sep, '/').endswith('numba/core/caching.py') for f in frames):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

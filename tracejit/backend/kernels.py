@@ -157,8 +157,12 @@ def _row_peak(x, r):
 
 @_cached
 def gather3(x, idx, out):
-    """out[a, j, b] = x[a, idx[j], b] for x viewed as (before, n, after)."""
+    """out[a, j, b] = x[a, idx[j], b] for x viewed as (before, n, after). Indices that are
+    arguments were range-checked before the call; computed ones are checked here."""
     n = x.shape[1]
+    for j in range(idx.shape[0]):
+        if idx[j] < -n or idx[j] >= n:
+            raise IndexError('gather: an index computed inside the compiled step is out of range')
     for a in range(x.shape[0]):
         for j in range(idx.shape[0]):
             k = idx[j]

@@ -7,6 +7,7 @@ their identity for life (assignments copy into them), which is what makes that p
 import numpy as np
 
 from .. import errors
+from . import compiler
 
 
 class Kernel:
@@ -21,6 +22,9 @@ class Kernel:
         self.scalar_positions = [i for i, v in enumerate(graph.inputs) if v.shape == ()]
         self.out_dtypes = [(v.dtype, v.shape == ()) for v in graph.outputs]
         self.scalar_outputs = any(scalar for _, scalar in self.out_dtypes)
+        # a gather of computed indices may raise after some Variables were written in place:
+        # such kernels keep a copy of what they update, to put back on failure
+        self.restore_on_failure = [v for v, _ in graph.updates] if _may_raise(graph) else []
         if len(self.out_dtypes) == 1 and self.scalar_outputs:  # `return loss`, kept cheap
             dtype = self.out_dtypes[0][0]
             self._box_outputs = lambda results: [np.asarray(results[0], dtype)]
@@ -32,7 +36,19 @@ class Kernel:
                 args[i] = args[i][()]
         if not self.checked:
             return self._first_call(args)
+        if self.restore_on_failure:
+            return self._run_restoring(args)
         results = self.fn(*args, *self.tail)
+        return self._box_outputs(results) if self.scalar_outputs else results
+
+    def _run_restoring(self, args):
+        saved = [v._buf.copy() for v in self.restore_on_failure]
+        try:
+            results = self.fn(*args, *self.tail)
+        except BaseException:
+            for variable, value in zip(self.restore_on_failure, saved):
+                np.copyto(variable._buf, value)
+            raise
         return self._box_outputs(results) if self.scalar_outputs else results
 
     def _box_outputs(self, results):
@@ -41,25 +57,27 @@ class Kernel:
                 for r, (dtype, scalar) in zip(results, self.out_dtypes)]
 
     def _first_call(self, args):
-        """The first call compiles (or loads) the kernel; wrap Numba failures with the path."""
-        try:
-            results = self.fn(*args, *self.tail)
-        except Exception as e:
-            self._reraise(e)
-        self.checked = True
-        return self._box_outputs(results)
+        self.compile(args)
+        return self.run(args)
 
     def compile(self, args):
-        """Compile (or load from the disk cache) for these arguments' types, without running."""
+        """Compile (or load from the disk cache) for these arguments' types, without running.
+        An unreadable cache entry is deleted and compiled again; Numba failures are wrapped."""
         import numba
         args = list(args)
         for i in self.scalar_positions:
             if type(args[i]) is np.ndarray:
                 args[i] = args[i][()]
+        signature = tuple(numba.typeof(a) for a in (*args, *self.tail))
         try:
-            self.fn.compile(tuple(numba.typeof(a) for a in (*args, *self.tail)))
+            self.fn.compile(signature)
         except Exception as e:
-            self._reraise(e)
+            if not compiler.forget_corrupt_entry(self.source_path, e):
+                self._reraise(e)
+            try:
+                self.fn.compile(signature)
+            except Exception as again:
+                self._reraise(again)
         self.checked = True
 
     def _reraise(self, error):
@@ -69,3 +87,11 @@ class Kernel:
                 f'Numba could not compile the generated kernel {self.source_path}: {error}'
             ) from error
         raise error
+
+
+def _may_raise(graph):
+    """Whether the kernel can fail at run time: a gather whose indices are computed in the step
+    (argument indices are range-checked before the call, see tracing.require_in_range)."""
+    producers = graph.producers()
+    return any(node.prim.name == 'gather' and graph.input_position(node.inputs[1], producers)
+               is None for node in graph.nodes)
