@@ -121,8 +121,6 @@ class Function:
 
     def _execute(self, entry, dynamic):
         result = entry.result
-        if result.guards:
-            _check_ranges(result.guards, dynamic)
         if self.debug_nans:
             from .debug import run_checked
             outs = run_checked(entry.executable, result.graph, dynamic)
@@ -177,7 +175,7 @@ class Function:
         self._log_retrace(key)
         result = self._trace(args, kwargs)
         from .backend import compile_graph
-        executable, how = compile_graph(result.graph, on_compiled=self._count_compile)
+        executable, how = compile_graph(result.graph, self._count_compile, result.guards)
         self._stats['builds'] += 1
         self._count_compile(how)
         return _Entry(result, executable, keepalive)
@@ -253,14 +251,6 @@ class Function:
 
     def __repr__(self):
         return f'<tj.function {self.__name__}>'
-
-
-def _check_ranges(guards, dynamic):
-    for position, low, high, message in guards:
-        value = np.asarray(dynamic[position])
-        if value.size and (value.min() < low or value.max() >= high):
-            raise errors.InvalidArgumentError(errors.at_user_line(
-                f'{message}; got values from {value.min()} to {value.max()}'))
 
 
 def _fast_key(args):

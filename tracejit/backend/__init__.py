@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from .. import config, ir
+from .. import config, errors, ir
 from ..config import debug_level
 
 
@@ -24,15 +24,52 @@ class Interpreted:
         return outs
 
 
+class Guarded:
+    """Checks that arguments lie in their ranges (see tracing.require_in_range) before running
+    the step, so a bad index or label raises at the user's call and writes nothing."""
+
+    def __init__(self, executable, guards):
+        self.executable, self.guards = executable, guards
+
+    def __getattr__(self, name):  # wait(), interpreted_runs, ... of the wrapped executable
+        return getattr(self.executable, name)
+
+    def run(self, args):
+        native = getattr(self.executable, 'native', False)
+        for position, low, high, message in self.guards:
+            value = args[position]
+            if native and type(value) is np.ndarray:
+                ok = _native_in_range()(value, low, high)   # ~0.3 us instead of ~3 in numpy
+            else:
+                value = np.asarray(value)
+                ok = not value.size or (value.min() >= low and value.max() < high)
+            if not ok:
+                value = np.asarray(value)
+                raise errors.InvalidArgumentError(errors.at_user_line(
+                    f'{message}; got values from {value.min()} to {value.max()}'))
+        return self.executable.run(args)
+
+
+def _native_in_range():
+    from .kernels import all_in_range  # only once a kernel runs: Numba is loaded by then
+    return all_in_range
+
+
 def lower_graph(graph):
     """The generated source and per-trace values (`.source`, `.plan`) for a graph."""
     from .codegen import generate
     return generate(graph)
 
 
-def compile_graph(graph, on_compiled=None):
+def compile_graph(graph, on_compiled=None, guards=()):
     """(executable, how) where how is 'compiled', 'disk', 'memory', 'interpreted', or
-    'background' (compiling in a thread; `on_compiled(how)` is called when it is done)."""
+    'background' (compiling in a thread; `on_compiled(how)` is called when it is done).
+    `guards`: argument range checks, see tracing.require_in_range."""
+    executable, how = _executable(graph, on_compiled)
+    return (Guarded(executable, guards) if guards else executable), how
+
+
+def _executable(graph, on_compiled):
     if not graph.nodes and not graph.updates:
         return Interpreted(graph), 'interpreted'
     from . import compiler

