@@ -440,22 +440,28 @@ def same_weights(a, b, rtol=1e-5, atol=1e-6):
         np.testing.assert_allclose(u, v, rtol=rtol, atol=atol)
 
 
-def test_fit_converges_and_equals_a_hand_written_compiled_loop(data):
-    x, y = data[0][:128], data[1][:128]
-    model = make_model(seed=1)
-    history = model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0)
-
-    reference = make_model(seed=1)
+def hand_written_step(model):
+    """The compiled train step `fit` should be equivalent to (Adam 0.05, logits loss)."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer = keras.optimizers.Adam(0.05)
 
     @tj.function
     def step(xb, yb):
         with tj.GradientTape() as tape:
-            loss = loss_fn(yb, reference(xb, training=True))
-        grads = tape.gradient(loss, reference.trainable_variables)
-        optimizer.apply_gradients(zip(grads, reference.trainable_variables))
+            loss = loss_fn(yb, model(xb, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
+    return step
+
+
+def test_fit_converges_and_equals_a_hand_written_compiled_loop(data):
+    x, y = data[0][:128], data[1][:128]
+    model = make_model(seed=1)
+    history = model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0)
+
+    reference = make_model(seed=1)
+    step = hand_written_step(reference)
 
     losses = [[float(step(x[i:i + 32], y[i:i + 32])) for i in range(0, 128, 32)]
               for _ in range(6)]
@@ -484,16 +490,7 @@ def test_shuffled_fit_equals_a_hand_written_loop_over_the_same_permutations(data
 
     tj.random.set_seed(7)
     rng = np.random.default_rng(training._seed_from_tj_random())
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    optimizer = keras.optimizers.Adam(0.05)
-
-    @tj.function
-    def step(xb, yb):
-        with tj.GradientTape() as tape:
-            loss = loss_fn(yb, reference(xb, training=True))
-        grads = tape.gradient(loss, reference.trainable_variables)
-        optimizer.apply_gradients(zip(grads, reference.trainable_variables))
-        return loss
+    step = hand_written_step(reference)
 
     for epoch in range(3):
         order = rng.permutation(len(x))
