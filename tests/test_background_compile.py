@@ -6,13 +6,15 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
 
 import tracejit as tj
 from tracejit import config, errors
-from tracejit.backend import compiler
+from tracejit.backend import compiler, runtime
 
 
 @pytest.fixture
@@ -134,3 +136,33 @@ def test_a_process_exits_after_its_kernel_is_cached(tmp_path):
         assert result['loss'] == pytest.approx(0.375 * np.log1p(np.exp(z)).sum(), rel=1e-6)
         np.testing.assert_allclose(result['v'], want_v, rtol=1e-6)
     assert (second['after']['compiles'], second['after']['disk_hits']) == (0, 1)
+
+
+def test_a_retrace_never_waits_for_a_kernel_still_compiling(background, monkeypatch):
+    """A new batch size while the first kernel is still compiling runs interpreted too (the
+    shape-generic kernel is loaded but not compiled yet: it must not be called)."""
+    release = threading.Event()
+    real_compile = runtime.Kernel.compile
+
+    def slow_compile(kernel, args):
+        release.wait(30)
+        real_compile(kernel, args)
+    monkeypatch.setattr(runtime.Kernel, 'compile', slow_compile)
+    w = tj.Variable(np.array([0.3, -0.1, 0.2], np.float32))
+    step = _make_step(w, tj.nn.softplus)          # a kernel no other test has loaded
+    x, y = _sgd_problem()
+    step(x, y, 0.1)
+    time.sleep(0.5)                               # let the thread load the kernel's module
+    start = time.perf_counter()
+    step(x[:5], y[:5], 0.1)                       # retrace: same source, new sizes
+    elapsed = time.perf_counter() - start
+    release.set()
+    step.block_until_compiled()
+    assert elapsed < 5
+    assert step.cache_info()['interpreted_calls'] == 2
+    eager_w = tj.Variable(np.array([0.3, -0.1, 0.2], np.float32))
+    eager_step = _make_step(eager_w, tj.nn.softplus)
+    with tj.config.disabled_jit():
+        eager_step(x, y, 0.1)
+        eager_step(x[:5], y[:5], 0.1)
+    np.testing.assert_allclose(w.numpy(), eager_w.numpy(), rtol=1e-6)

@@ -66,8 +66,10 @@ def _key(text):
 
 
 def in_memory(kernel_source):
-    """The njit dispatcher of a kernel already loaded in this process, or None."""
-    return _memory.get(_key(module_text(kernel_source)))
+    """The njit dispatcher of a kernel already compiled in this process, or None (also while
+    another thread is still compiling it: a caller should not wait for that)."""
+    fn = _memory.get(_key(module_text(kernel_source)))
+    return fn if fn is not None and fn.signatures else None
 
 
 def load(kernel_source):
