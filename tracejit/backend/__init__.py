@@ -51,8 +51,15 @@ class Guarded:
 
 
 def _native_in_range():
-    from .kernels import all_in_range  # only once a kernel runs: Numba is loaded by then
-    return all_in_range
+    """kernels.all_in_range, imported on first use: only once a kernel runs (Numba is loaded
+    by then), never on the path that lowers a graph."""
+    global _all_in_range
+    if _all_in_range is None:
+        from .kernels import all_in_range as _all_in_range
+    return _all_in_range
+
+
+_all_in_range = None
 
 
 def lower_graph(graph):
