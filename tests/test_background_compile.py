@@ -166,3 +166,71 @@ def test_a_retrace_never_waits_for_a_kernel_still_compiling(background, monkeypa
         eager_step(x, y, 0.1)
         eager_step(x[:5], y[:5], 0.1)
     np.testing.assert_allclose(w.numpy(), eager_w.numpy(), rtol=1e-6)
+
+
+def test_interpreted_swap_of_two_variables_matches_the_kernel(background):
+    """An update that is another Variable's old value: the interpreter copies every update
+    before writing any, as the kernel does."""
+    a = tj.Variable(np.array([1.0, 2.0], np.float32))
+    b = tj.Variable(np.array([10.0, 20.0], np.float32))
+
+    @tj.function
+    def swap(scale):
+        old_a, old_b = a.read_value(), b.read_value()
+        a.assign(old_b * scale)
+        b.assign(old_a)
+        return tj.reduce_sum(old_a)
+
+    assert float(swap(1.0)) == 3.0
+    assert swap.cache_info()['interpreted_calls'] == 1
+    np.testing.assert_array_equal(a.numpy(), [10, 20])
+    np.testing.assert_array_equal(b.numpy(), [1, 2])
+    swap.block_until_compiled()
+    assert float(swap(1.0)) == 30.0
+    np.testing.assert_array_equal(a.numpy(), [1, 2])
+    np.testing.assert_array_equal(b.numpy(), [10, 20])
+
+
+def test_a_failed_compile_raises_a_fresh_error_on_every_call(background, monkeypatch):
+    import traceback
+
+    def broken_load(source):
+        raise RuntimeError('no compiler today')
+    monkeypatch.setattr(compiler, 'load', broken_load)
+    x, y = _sgd_problem()
+    step = _make_step(tj.Variable(np.zeros(3, np.float32)), tj.nn.relu)
+    step(x, y, 0.1)
+    depths = []
+    for _ in range(3):
+        with pytest.raises(errors.CompilationError) as info:
+            step(x, y, 0.1)
+        depths.append(len(traceback.extract_tb(info.value.__traceback__)))
+    assert depths[0] == depths[1] == depths[2]
+
+
+FORK = textwrap.dedent('''
+    import os, numpy as np, tracejit as tj
+    w = tj.Variable(np.ones(3, np.float32))
+    @tj.function
+    def f(x):
+        w.assign_add(tj.sin(x) * 0.125)
+        return tj.reduce_sum(w)
+    f(np.ones(3, np.float32))            # starts compiling in a thread
+    pid = os.fork()                       # waits for that thread first
+    if pid == 0:
+        g = tj.function(lambda x: tj.reduce_sum(tj.cos(x) * 0.75))
+        value = float(g(np.ones(3, np.float32)))
+        g.block_until_compiled()
+        os._exit(0 if abs(value - 3 * 0.75 * np.cos(1.0)) < 1e-5 else 3)
+    _, status = os.waitpid(pid, 0)
+    f.block_until_compiled()
+    print(os.waitstatus_to_exitcode(status))
+''')
+
+
+def test_a_process_forked_while_compiling_can_compile_in_the_child(tmp_path):
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(tmp_path), TRACEJIT_BACKGROUND_COMPILE='1')
+    out = subprocess.run([sys.executable, '-c', FORK], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '0'

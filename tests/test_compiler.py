@@ -398,32 +398,41 @@ def test_equal_static_objects_do_not_leave_stale_fast_entries():
 
 
 def test_small_matrix_products_run_on_one_blas_thread():
-    """Kernels' np.dot goes through scipy's OpenBLAS; small products pin it to one thread for
-    their duration and then restore the calling thread's setting."""
+    """Kernels' np.dot goes through scipy's OpenBLAS; small products drop it to one thread for
+    their duration and then restore the count (left alone when it is already 1)."""
     from tracejit.backend import kernels
-    setter = numba_setter()
-    default = setter(7)                         # the symbol is OpenBLAS's per-thread setting,
-    assert setter(5) == 7                       # which returns the previous count
-    assert setter(default) == 5
+    get, set_ = blas_thread_functions()
+    default = get()
+    set_(3)
+    assert get() == 3                           # the symbols are OpenBLAS's thread count
     rng = np.random.default_rng(0)
-    for m, k, n in [(128, 64, 128), (300, 200, 100)]:   # below and above SINGLE_THREAD_GEMM
-        assert (m * k * n < kernels.SINGLE_THREAD_GEMM) == (m == 128)
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((k, n)).astype(np.float32)
-        want = a.astype(np.float64) @ b
-        np.testing.assert_allclose(kernels.dot(a, b), want, rtol=1e-4, atol=1e-4)
-        out = np.empty((m, n), np.float32)
-        kernels.dot_into(a, b, out)
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
-        assert setter(default) == default       # the caller's setting was restored
+    try:
+        for threads in (3, 1):
+            set_(threads)
+            for m, k, n in [(128, 64, 128), (300, 200, 100)]:   # below and above the threshold
+                assert (m * k * n < kernels.SINGLE_THREAD_GEMM) == (m == 128)
+                a = rng.standard_normal((m, k)).astype(np.float32)
+                b = rng.standard_normal((k, n)).astype(np.float32)
+                want = a.astype(np.float64) @ b
+                np.testing.assert_allclose(kernels.dot(a, b), want, rtol=1e-4, atol=1e-4)
+                out = np.empty((m, n), np.float32)
+                kernels.dot_into(a, b, out)
+                np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+                assert get() == threads         # the caller's count was restored
+    finally:
+        set_(default)
 
 
-def numba_setter():
-    """The kernels' BLAS thread setter, callable from Python through a tiny njit wrapper."""
+def blas_thread_functions():
+    """The kernels' BLAS thread-count getter and setter, callable from Python."""
     import numba
-    from tracejit.backend.kernels import _blas_threads_local
+    from tracejit.backend.kernels import _blas_get_threads, _blas_set_threads
 
     @numba.njit
-    def call(n):
-        return _blas_threads_local(n)
-    return call
+    def get():
+        return _blas_get_threads()
+
+    @numba.njit
+    def set_(n):
+        _blas_set_threads(n)
+    return get, set_

@@ -397,3 +397,28 @@ def test_float32_fused_reductions_over_1e7_elements_match_float64():
     for got, want in ((total, x64.sum()), (squares, (x64 * x64).sum()),
                       (rows, x64.reshape(2, -1).sum(axis=1))):
         np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-6, atol=0)
+
+
+def test_gather_of_indices_simplified_back_to_the_argument_changes_nothing_on_failure():
+    """`i * 1` is not an argument when traced (no range check is recorded) but simplifies to
+    one: the kernel must still treat the gather as able to fail and put Variables back."""
+    w = tj.Variable(np.zeros(3, np.float32))
+    table = np.arange(4, dtype=np.float32)
+
+    @tj.function
+    def step(i):
+        w.assign_add(tj.ones([3]))
+        return tj.gather(table, i * 1)
+
+    step(np.array([1], np.int32))
+    with pytest.raises(IndexError, match='out of range'):
+        step(np.array([1, 12], np.int32))
+    np.testing.assert_array_equal(w.numpy(), [1, 1, 1])
+
+
+def test_nan_indices_cast_to_int_fail_the_range_check():
+    table = np.arange(4, dtype=np.float32)
+    gather = tj.function(lambda i: tj.gather(table, tj.cast(i, tj.int32)))
+    np.testing.assert_array_equal(gather(np.array([1.0, 3.0], np.float32)).numpy(), [1, 3])
+    with pytest.raises(tj.errors.InvalidArgumentError, match='indices must be in'):
+        gather(np.array([1.0, np.nan], np.float32))

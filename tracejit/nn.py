@@ -69,8 +69,9 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
 
 def _check_labels(labels, depth):
     """Class indices outside [0, depth) are an error, as in TensorFlow (one_hot alone would
-    silently give them a zero row): checked now for concrete labels, at each call of a
-    compiled function for traced ones."""
+    silently give them a zero row): checked now for concrete labels, and at each call of a
+    compiled function for labels passed to it as an argument (labels computed inside the
+    step are not checked)."""
     message = (f'sparse_softmax_cross_entropy_with_logits: labels must be class indices in '
                f'[0, {depth})')
     concrete = labels._value if isinstance(labels, Tensor) else labels

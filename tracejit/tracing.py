@@ -231,7 +231,6 @@ def _fits_int32(array):
     return array.size == 0 or (array.min() >= -2**31 and array.max() < 2**31)
 
 
-
 def require_in_range(value, low, high, message):
     """Have every call check, before it runs, that the integers of a traced `value` lie in
     [low, high): possible when `value` is an argument (or a reshape/cast of one), which is how

@@ -19,6 +19,9 @@ class Interpreted:
         graph = self.graph
         outs, updates = ir.evaluate(graph, args, [v._buf for v, _ in graph.state])
         outs = [np.array(o) for o in outs]  # never hand out a Variable's live buffer
+        # an update may be (a view of) another Variable's old buffer, as in a swap: copy all
+        # of them before writing any
+        updates = [np.array(u) for u in updates]
         for (variable, _), value in zip(graph.updates, updates):
             variable._buf[...] = value
         return outs
@@ -72,11 +75,12 @@ def compile_graph(graph, on_compiled=None, guards=()):
     """(executable, how) where how is 'compiled', 'disk', 'memory', 'interpreted', or
     'background' (compiling in a thread; `on_compiled(how)` is called when it is done).
     `guards`: argument range checks, see tracing.require_in_range."""
-    executable, how = _executable(graph, on_compiled)
+    checked = frozenset(position for position, *_ in guards)
+    executable, how = _executable(graph, on_compiled, checked)
     return (Guarded(executable, guards) if guards else executable), how
 
 
-def _executable(graph, on_compiled):
+def _executable(graph, on_compiled, checked):
     if not graph.nodes and not graph.updates:
         return Interpreted(graph), 'interpreted'
     from . import compiler
@@ -86,13 +90,13 @@ def _executable(graph, on_compiled):
         print(f'--- generated kernel ---\n{lowered.source}', file=sys.stderr)
     fn = compiler.in_memory(lowered.source)
     if fn is not None:
-        return Kernel(fn, lowered, graph), 'memory'
+        return Kernel(fn, lowered, graph, checked), 'memory'
     if config.compile_in_background:
         from .tiered import Tiered
 
         def build_kernel():
             fn, how = compiler.load(lowered.source)
-            return Kernel(fn, lowered, graph), how
+            return Kernel(fn, lowered, graph, checked), how
         return Tiered(Interpreted(graph), build_kernel, on_compiled), 'background'
     fn, how = compiler.load(lowered.source)
-    return Kernel(fn, lowered, graph), how
+    return Kernel(fn, lowered, graph, checked), how

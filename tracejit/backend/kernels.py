@@ -51,27 +51,29 @@ def uniform64(key, index):
 SINGLE_THREAD_GEMM = 1 << 22
 
 
-def _blas_threads_symbol():
-    """Point the symbol `tracejit_blas_threads_local` at scipy's OpenBLAS
-    `openblas_set_num_threads_local` (per calling thread; returns the previous count), the
-    BLAS that Numba's np.dot calls. Kernels link it by name, so they stay cacheable on disk.
-    Without it (another BLAS), libc's `abs` stands in: the same signature, no effect."""
-    address = None
+def _blas_thread_symbols():
+    """Point the symbols `tracejit_blas_get_threads` / `tracejit_blas_set_threads` at scipy's
+    OpenBLAS thread count (the BLAS that Numba's np.dot calls; the setting is process-wide).
+    Kernels link them by name, so they stay cacheable on disk. Without scipy's OpenBLAS,
+    libc functions of the same signatures stand in: a count of 1, a setter with no effect."""
+    libc = ctypes.CDLL(None)
+    get, set_ = libc.getpagesize, libc.abs   # stand-ins: the count is never 1, set is a no-op
     spec = importlib.util.find_spec('scipy')
     if spec is not None and spec.origin:
         root = os.path.dirname(os.path.dirname(spec.origin))
         for path in sorted(glob.glob(os.path.join(root, 'scipy.libs', 'libscipy_openblas*'))):
-            setter = getattr(ctypes.CDLL(path), 'openblas_set_num_threads_local', None)
-            if setter is not None:
-                address = ctypes.cast(setter, ctypes.c_void_p).value
+            lib = ctypes.CDLL(path)
+            if hasattr(lib, 'scipy_openblas_get_num_threads') and hasattr(
+                    lib, 'scipy_openblas_set_num_threads'):
+                get, set_ = lib.scipy_openblas_get_num_threads, lib.scipy_openblas_set_num_threads
                 break
-    if address is None:
-        address = ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value
-    llvm.add_symbol('tracejit_blas_threads_local', address)
-    return types.ExternalFunction('tracejit_blas_threads_local', types.int32(types.int32))
+    for name, fn in (('tracejit_blas_get_threads', get), ('tracejit_blas_set_threads', set_)):
+        llvm.add_symbol(name, ctypes.cast(fn, ctypes.c_void_p).value)
+    return (types.ExternalFunction('tracejit_blas_get_threads', types.int32()),
+            types.ExternalFunction('tracejit_blas_set_threads', types.void(types.int32)))
 
 
-_blas_threads_local = _blas_threads_symbol()
+_blas_get_threads, _blas_set_threads = _blas_thread_symbols()
 
 
 @_jit
@@ -79,13 +81,31 @@ def _small_gemm(a, b):
     return a.shape[0] * a.shape[1] * b.shape[1] < SINGLE_THREAD_GEMM
 
 
+@_jit
+def _single_blas_thread():
+    """Drop to one BLAS thread; returns the count to restore, or 0 when there is nothing to
+    restore (already one thread, e.g. under threadpoolctl or while another kernel's small
+    product runs: then this one never resets the count another thread lowered)."""
+    threads = _blas_get_threads()
+    if threads <= 1:
+        return 0
+    _blas_set_threads(1)
+    return threads
+
+
+@_jit
+def _restore_blas_threads(threads):
+    if threads > 1:
+        _blas_set_threads(threads)
+
+
 @_cached
 def dot(a, b):
     if not _small_gemm(a, b):
         return np.dot(a, b)
-    previous = _blas_threads_local(1)
+    previous = _single_blas_thread()
     out = np.dot(a, b)
-    _blas_threads_local(previous)
+    _restore_blas_threads(previous)
     return out
 
 
@@ -105,9 +125,9 @@ def dot_into(a, b, out):
     if not _small_gemm(a, b):
         np.dot(a, b, out)
         return
-    previous = _blas_threads_local(1)
+    previous = _single_blas_thread()
     np.dot(a, b, out)
-    _blas_threads_local(previous)
+    _restore_blas_threads(previous)
 
 
 @_cached
@@ -169,7 +189,7 @@ def _row_peak(x, r):
 def all_in_range(values, low, high):
     """Whether every value lies in [low, high) (argument range checks of compiled steps)."""
     for v in values.flat:
-        if v < low or v >= high:
+        if not low <= v < high:  # NaN fails too
             return False
     return True
 

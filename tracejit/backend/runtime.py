@@ -15,7 +15,7 @@ class Kernel:
 
     native = True
 
-    def __init__(self, fn, lowered, graph):
+    def __init__(self, fn, lowered, graph, checked_inputs=frozenset()):
         self.fn, self.lowered = fn, lowered
         self.source_path = getattr(fn, 'source_path', '<memory>')
         state = tuple(v._buf.reshape(1) if var.shape == () else v._buf for v, var in graph.state)
@@ -24,9 +24,10 @@ class Kernel:
         self.scalar_positions = [i for i, v in enumerate(graph.inputs) if v.shape == ()]
         self.out_dtypes = [(v.dtype, v.shape == ()) for v in graph.outputs]
         self.scalar_outputs = any(scalar for _, scalar in self.out_dtypes)
-        # a gather of computed indices may raise after some Variables were written in place:
-        # such kernels keep a copy of what they update, to put back on failure
-        self.restore_on_failure = [v for v, _ in graph.updates] if _may_raise(graph) else []
+        # a gather of indices not range-checked before the call may raise after some Variables
+        # were written in place: such kernels keep a copy of what they update, to put back
+        may_raise = _may_raise(graph, checked_inputs)
+        self.restore_on_failure = [v for v, _ in graph.updates] if may_raise else []
         if len(self.out_dtypes) == 1 and self.scalar_outputs:  # `return loss`, kept cheap
             dtype = self.out_dtypes[0][0]
             self._box_outputs = lambda results: [np.asarray(results[0], dtype)]
@@ -91,9 +92,9 @@ class Kernel:
         raise error
 
 
-def _may_raise(graph):
-    """Whether the kernel can fail at run time: a gather whose indices are computed in the step
-    (argument indices are range-checked before the call, see tracing.require_in_range)."""
+def _may_raise(graph, checked_inputs):
+    """Whether the kernel can fail at run time: a gather whose indices are not an argument
+    range-checked before the call (`checked_inputs`: positions; see tracing.require_in_range)."""
     producers = graph.producers()
     return any(node.prim.name == 'gather' and graph.input_position(node.inputs[1], producers)
-               is None for node in graph.nodes)
+               not in checked_inputs for node in graph.nodes)

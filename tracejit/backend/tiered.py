@@ -7,10 +7,11 @@ step of a fresh process costs a trace instead of a compile, and training starts 
 first call starts one compiling thread; once the kernel is ready every later call runs it.
 Compilation failures are raised, wrapped, by the next call, before that step runs.
 
-Threads still compiling when the process exits are waited for, so their disk-cache entries
-are complete and the next process loads them.
+Threads still compiling when the process exits or forks are waited for, so their disk-cache
+entries are complete and a child never inherits a half-held compiler lock.
 """
 import atexit
+import os
 import threading
 
 from .. import errors
@@ -38,7 +39,7 @@ class Tiered:
         if kernel is not None:
             return kernel.run(args)
         if self.error is not None:
-            raise self.error
+            self._raise_error()
         if self._thread is None:
             self._start(list(args))
         self.interpreted_runs += 1
@@ -49,7 +50,11 @@ class Tiered:
         if self._thread is not None:
             self._thread.join()
         if self.error is not None:
-            raise self.error
+            self._raise_error()
+
+    def _raise_error(self):
+        """A new exception each time (re-raising one object would grow its traceback)."""
+        raise errors.CompilationError(str(self.error)) from (self.error.__cause__ or self.error)
 
     def _start(self, args):
         with _start_lock:
@@ -67,7 +72,7 @@ class Tiered:
             kernel.compile(args)
         except errors.CompilationError as e:
             self.error = e
-        except Exception as e:  # the next call reports it; this thread has no caller
+        except BaseException as e:  # the next call reports it; this thread has no caller
             self.error = errors.CompilationError(f'compiling the kernel failed: '
                                                  f'{type(e).__name__}: {e}')
             self.error.__cause__ = e
@@ -83,4 +88,10 @@ class Tiered:
 def wait_all():
     """Block until every kernel compiling in the background is ready (or has failed)."""
     for thread in list(_pending):
-        thread.join()
+        if thread is not threading.current_thread():
+            thread.join()
+
+
+# A child forked while a thread compiles would inherit held locks (ours and Numba's) and a
+# thread that does not exist there: finish compiling first.
+os.register_at_fork(before=wait_all)
