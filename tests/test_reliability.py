@@ -199,35 +199,32 @@ def test_failed_eager_apply_gradients_changes_no_variable():
     assert int(opt.iterations.numpy()) == 0
 
 
-def test_compiled_gather_with_an_out_of_range_index_raises_and_changes_nothing():
+# (index expression, a good argument, its gathered value, a bad argument, error, message):
+# an argument is range-checked before the call; indices computed in the step are checked by
+# the kernel, which may already have written Variables and puts them back; `i * 1` is computed
+# when traced (no check recorded) but simplifies to the argument itself.
+GATHERS = {
+    'argument': (lambda i: i, [1], [1.0], [7], tj.errors.InvalidArgumentError,
+                 r'indices must be in \[0, 4\)'),
+    'computed': (lambda i: i * 3, [1], [3.0], [2], IndexError, 'out of range'),
+    'simplified_to_argument': (lambda i: i * 1, [1], [1.0], [1, 12], IndexError, 'out of range'),
+}
+
+
+@pytest.mark.parametrize('case', list(GATHERS))
+def test_compiled_gather_with_out_of_range_indices_raises_and_changes_nothing(case):
+    indices, good, value, bad, error, message = GATHERS[case]
     w = tj.Variable(np.zeros(3, np.float32))
     table = np.arange(4, dtype=np.float32)
 
     @tj.function
     def step(i):
         w.assign_add(tj.ones([3]))
-        return tj.gather(table, i)
+        return tj.gather(table, indices(i))
 
-    step(np.array([1], np.int32))
-    with pytest.raises(tj.errors.InvalidArgumentError, match=r'indices must be in \[0, 4\)'):
-        step(np.array([7], np.int32))
-    np.testing.assert_array_equal(w.numpy(), [1, 1, 1])
-
-
-def test_compiled_gather_of_computed_out_of_range_indices_raises_and_changes_nothing():
-    """Indices computed inside the step are checked by the kernel, which may already have
-    written some Variables: those are put back."""
-    w = tj.Variable(np.zeros(3, np.float32))
-    table = np.arange(4, dtype=np.float32)
-
-    @tj.function
-    def step(i):
-        w.assign_add(tj.ones([3]))
-        return tj.gather(table, i * 3)
-
-    np.testing.assert_array_equal(step(np.array([1], np.int32)).numpy(), [3.0])
-    with pytest.raises(IndexError, match='out of range'):
-        step(np.array([2], np.int32))
+    np.testing.assert_array_equal(step(np.array(good, np.int32)).numpy(), value)
+    with pytest.raises(error, match=message):
+        step(np.array(bad, np.int32))
     np.testing.assert_array_equal(w.numpy(), [1, 1, 1])
 
 
@@ -397,23 +394,6 @@ def test_float32_fused_reductions_over_1e7_elements_match_float64():
     for got, want in ((total, x64.sum()), (squares, (x64 * x64).sum()),
                       (rows, x64.reshape(2, -1).sum(axis=1))):
         np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-6, atol=0)
-
-
-def test_gather_of_indices_simplified_back_to_the_argument_changes_nothing_on_failure():
-    """`i * 1` is not an argument when traced (no range check is recorded) but simplifies to
-    one: the kernel must still treat the gather as able to fail and put Variables back."""
-    w = tj.Variable(np.zeros(3, np.float32))
-    table = np.arange(4, dtype=np.float32)
-
-    @tj.function
-    def step(i):
-        w.assign_add(tj.ones([3]))
-        return tj.gather(table, i * 1)
-
-    step(np.array([1], np.int32))
-    with pytest.raises(IndexError, match='out of range'):
-        step(np.array([1, 12], np.int32))
-    np.testing.assert_array_equal(w.numpy(), [1, 1, 1])
 
 
 def test_nan_indices_cast_to_int_fail_the_range_check():
