@@ -173,6 +173,7 @@ FACTORIES = {'step': make_step, 'fit': make_fit,
              'fit+acc': lambda p: make_fit(p, metrics=['accuracy']),
              'torch': make_torch, 'tf-keras': make_tf_keras}
 VERSIONS = {'torch': 'torch', 'tf-keras': 'tensorflow'}
+TRACEJIT_IMPLS = ('step', 'fit', 'fit+acc')
 
 
 # ------------------------------------------------------------------------------ check, main
@@ -221,6 +222,9 @@ def main(argv=None):
         try:
             run, _ = FACTORIES[name](problem)
             run(2)                          # warm-up: trace, compile (or load), first epochs
+            if name in TRACEJIT_IMPLS:
+                import tracejit
+                tracejit.config.block_until_compiled()   # time compiled steps only
         except ImportError as exc:
             print(f'{name}: skipped ({exc})')
             continue
