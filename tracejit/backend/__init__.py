@@ -1,5 +1,6 @@
 """Turn an optimised graph into something that runs: one compiled Numba kernel per graph, or
-the numpy interpreter (the tests' reference, and the fallback for an empty graph)."""
+the numpy interpreter (the tests' reference, what runs the steps while a kernel compiles in the
+background, and the executable of an empty graph), wrapped in argument range checks."""
 import sys
 
 import numpy as np
