@@ -14,6 +14,7 @@ TensorFlow runs `tf.compat.v1` with eager execution disabled (graph mode, as the
 Both end at the same slope and intercept (checked against each other when both run).
 """
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -21,28 +22,18 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import numpy as np  # noqa: E402
-
 STEPS = 5000
 ALL_IMPLS = ['tracejit', 'tensorflow']
 
 
-def hospital_data(seed=1):
-    rng = np.random.RandomState(seed)
-    temps = rng.normal(55, 20, 1000)
-    hosp_visits = 1000 - 5 * temps + rng.normal(0, 100, 1000)
-    normalized_temps = (temps - np.mean(temps)) / np.std(temps)
-    return normalized_temps[:800], hosp_visits[:800]
-
-
-def batch_generator(X, y, batch_size):
-    total_batches = len(X) // batch_size
-    current_batch = 0
-    while True:
-        start = batch_size * current_batch
-        end = start + batch_size
-        yield (X[start:end], y[start:end])
-        current_batch = (current_batch + 1) % total_batches
+def tutorial():
+    """examples/tf1_graphs.py, which holds the tutorial's data and batch generator."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'examples',
+                        'tf1_graphs.py')
+    spec = importlib.util.spec_from_file_location('tf1_graphs', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load(name):
@@ -55,7 +46,7 @@ def load(name):
     return tf, 'tensorflow ' + tensorflow.__version__
 
 
-def make_loop(tf, train_X, train_y):
+def make_loop(tf, train_X, train_y, batch_generator):
     """Builds the tutorial's graph in a new graph and session; returns (run(steps), close)."""
     graph = tf.Graph()
     with graph.as_default():
@@ -93,7 +84,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    train_X, train_y = hospital_data()
+    example = tutorial()
+    (train_X, train_y), _, _ = example.make_hospital_data(seed=1)
     loops, results = {}, {}
     for name in args.impls.split(','):
         try:
@@ -101,8 +93,10 @@ def main(argv=None):
         except ImportError as exc:
             print(f'{name}: skipped ({exc})')
             continue
-        run, close = make_loop(tf, train_X, train_y)
+        run, close = make_loop(tf, train_X, train_y, example.batch_generator)
         run(STEPS)                                  # warm-up: compile, caches
+        if name == 'tracejit':
+            sys.modules['tracejit'].config.block_until_compiled()   # time compiled runs only
         loops[name] = (run, close)
         results[name] = []
         print(f'{name}: {version}')

@@ -160,25 +160,26 @@ def _letters(index):
             return out
 
 
-def evaluate(graph, args, state_values):
+def evaluate(graph, args, state_values, frees=None):
     """Run a graph with the primitives' numpy rules: the reference the backend is checked against.
 
-    Returns (outputs, updates) as lists of numpy arrays.
+    Returns (outputs, updates) as lists of numpy arrays. `frees`: `last_uses(graph)`, for
+    callers that evaluate one graph many times.
     """
     env = dict(graph.consts)
     env.update((v, np.asarray(a, v.dtype)) for v, a in zip(graph.inputs, args))
     env.update(zip((v for _, v in graph.state), (np.asarray(s) for s in state_values)))
-    last_use = _last_uses(graph)
+    frees = last_uses(graph) if frees is None else frees
     for i, node in enumerate(graph.nodes):
         results = node.prim.run(*(env[v] for v in node.inputs), **node.params)
         for var, value in zip(node.outputs, results):
             env[var] = value
-        for var in last_use.get(i, ()):  # free intermediates early: peak memory stays small
+        for var in frees.get(i, ()):  # free intermediates early: peak memory stays small
             del env[var]
     return [env[v] for v in graph.outputs], [env[v] for _, v in graph.updates]
 
 
-def _last_uses(graph):
+def last_uses(graph):
     """{node index: intermediates that no later node, output or update reads}."""
     kept = set(graph.outputs) | {v for _, v in graph.updates}
     last = {}

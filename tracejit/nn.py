@@ -1,8 +1,5 @@
 """tj.nn: activations and losses with logits, written so that |x| ~ 1e4 never overflows."""
-import numpy as np
-
 from . import errors, ops
-from .tensor import Tensor
 from .tracing import require_in_range
 from .ops import log_softmax, sigmoid, softmax, softplus, tanh  # noqa: F401 (public names)
 
@@ -62,25 +59,11 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
             f'sparse_softmax_cross_entropy_with_logits: labels of shape {tuple(labels.shape)} '
             f'do not match logits of shape {tuple(logits.shape)} (expected labels of shape '
             f'{tuple(logits.shape)[:-1]})'))
-    _check_labels(labels, logits.shape[-1])
+    # out-of-range classes are an error, as in TensorFlow (one_hot alone gives them a zero row)
+    require_in_range(labels, 0, logits.shape[-1], 'sparse_softmax_cross_entropy_with_logits: '
+                     f'labels must be class indices in [0, {logits.shape[-1]})')
     hot = ops.one_hot(labels, logits.shape[-1], dtype=ops._dtype_of(logits))
     return -ops.reduce_sum(hot * log_softmax(logits), axis=-1)
-
-
-def _check_labels(labels, depth):
-    """Class indices outside [0, depth) are an error, as in TensorFlow (one_hot alone would
-    silently give them a zero row): checked now for concrete labels, and at each call of a
-    compiled function for labels passed to it as an argument (labels computed inside the
-    step are not checked)."""
-    message = (f'sparse_softmax_cross_entropy_with_logits: labels must be class indices in '
-               f'[0, {depth})')
-    concrete = labels._value if isinstance(labels, Tensor) else labels
-    if isinstance(concrete, np.ndarray):
-        if concrete.size and (concrete.min() < 0 or concrete.max() >= depth):
-            raise errors.InvalidArgumentError(errors.at_user_line(
-                f'{message}; got values from {concrete.min()} to {concrete.max()}'))
-    else:
-        require_in_range(labels, 0, depth, message)
 
 
 def _same_shape(a, b, fn):

@@ -513,12 +513,8 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
     if batch_dims:
         raise errors.InvalidArgumentError(errors.at_user_line('gather: batch_dims is not supported'))
     size = _shape(x)[axis]
-    message = f'gather: indices must be in [0, {size}) for axis {axis} of {_shape(x)}'
-    concrete = indices._value if isinstance(indices, Tensor) else indices
-    if isinstance(concrete, np.ndarray) and concrete.size and (
-            concrete.min() < -size or concrete.max() >= size):
-        raise errors.InvalidArgumentError(errors.at_user_line(message))
-    require_in_range(indices, -size, size, message)
+    require_in_range(indices, -size, size,
+                     f'gather: indices must be in [0, {size}) for axis {axis} of {_shape(x)}')
     return bind(P.REGISTRY['gather'], x, indices, axis=_axes(x, axis)[0])
 
 

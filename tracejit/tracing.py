@@ -231,15 +231,23 @@ def _fits_int32(array):
     return array.size == 0 or (array.min() >= -2**31 and array.max() < 2**31)
 
 
+def check_in_range(values, low, high, message):
+    """Raise InvalidArgumentError(message, with the values' span) at the user's line unless
+    every value lies in [low, high) (NaN does not)."""
+    values = np.asarray(values)
+    if values.size and not (values.min() >= low and values.max() < high):
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            f'{message}; got values from {values.min()} to {values.max()}'))
+
+
 def require_in_range(value, low, high, message):
-    """Have every call check, before it runs, that the integers of a traced `value` lie in
-    [low, high): possible when `value` is an argument (or a reshape/cast of one), which is how
-    indices and labels arrive. The message is raised as an InvalidArgumentError at the call.
-    Returns False for computed values (the kernel's own bounds check covers gathers)."""
-    if not isinstance(value, Tracer):
-        return False
-    position = value.trace.graph.input_position(value.var)
-    if position is None:
-        return False
-    value.trace.guards.append((position, low, high, message))
-    return True
+    """Indices and labels must lie in [low, high): a concrete `value` is checked now; a traced
+    one that is an argument (or a reshape/cast of one), which is how they arrive, is checked by
+    every call before it runs (the trace's guards). Computed values are not checked here (the
+    kernel's own bounds check covers gathers)."""
+    if isinstance(value, Tracer):
+        position = value.trace.graph.input_position(value.var)
+        if position is not None:
+            value.trace.guards.append((position, low, high, message))
+    elif isinstance(value, (Tensor, np.ndarray)):
+        check_in_range(value, low, high, message)

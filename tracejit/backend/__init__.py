@@ -5,8 +5,9 @@ import sys
 
 import numpy as np
 
-from .. import config, errors, ir
+from .. import config, ir
 from ..config import debug_level
+from ..tracing import check_in_range
 
 
 class Interpreted:
@@ -14,11 +15,12 @@ class Interpreted:
     so a failure leaves every Variable unchanged."""
 
     def __init__(self, graph):
-        self.graph = graph
+        self.graph, self.frees = graph, ir.last_uses(graph)
 
     def run(self, args):
         graph = self.graph
-        outs, updates = ir.evaluate(graph, args, [v._buf for v, _ in graph.state])
+        outs, updates = ir.evaluate(graph, args, [v._buf for v, _ in graph.state],
+                                    self.frees)
         outs = [np.array(o) for o in outs]  # never hand out a Variable's live buffer
         # an update may be (a view of) another Variable's old buffer, as in a swap: copy all
         # of them before writing any
@@ -42,15 +44,10 @@ class Guarded:
         native = getattr(self.executable, 'native', False)
         for position, low, high, message in self.guards:
             value = args[position]
-            if native and type(value) is np.ndarray:
-                ok = _native_in_range()(value, low, high)   # ~0.3 us instead of ~3 in numpy
-            else:
-                value = np.asarray(value)
-                ok = not value.size or (value.min() >= low and value.max() < high)
-            if not ok:
-                value = np.asarray(value)
-                raise errors.InvalidArgumentError(errors.at_user_line(
-                    f'{message}; got values from {value.min()} to {value.max()}'))
+            # the native check passes in ~0.3 us instead of numpy's ~3; numpy explains failures
+            if not (native and type(value) is np.ndarray
+                    and _native_in_range()(value, low, high)):
+                check_in_range(value, low, high, message)
         return self.executable.run(args)
 
 

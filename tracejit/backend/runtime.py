@@ -34,43 +34,41 @@ class Kernel:
         self.checked = False
 
     def run(self, args):
+        self._unbox_scalars(args)
+        if not self.checked:
+            self.compile(args)
+        if self.restore_on_failure:
+            results = self._call_restoring(args)
+        else:
+            results = self.fn(*args, *self.tail)
+        return self._box_outputs(results) if self.scalar_outputs else results
+
+    def _unbox_scalars(self, args):
+        """0-d inputs are passed as scalars (in place in the `args` list)."""
         for i in self.scalar_positions:
             if type(args[i]) is np.ndarray:
                 args[i] = args[i][()]
-        if not self.checked:
-            return self._first_call(args)
-        if self.restore_on_failure:
-            return self._run_restoring(args)
-        results = self.fn(*args, *self.tail)
-        return self._box_outputs(results) if self.scalar_outputs else results
+        return args
 
-    def _run_restoring(self, args):
+    def _call_restoring(self, args):
         saved = [v._buf.copy() for v in self.restore_on_failure]
         try:
-            results = self.fn(*args, *self.tail)
+            return self.fn(*args, *self.tail)
         except BaseException:
             for variable, value in zip(self.restore_on_failure, saved):
                 np.copyto(variable._buf, value)
             raise
-        return self._box_outputs(results) if self.scalar_outputs else results
 
     def _box_outputs(self, results):
         """Numba returns 0-d results as Python scalars: make them 0-d arrays of their dtype."""
         return [np.asarray(r, dtype) if scalar else r
                 for r, (dtype, scalar) in zip(results, self.out_dtypes)]
 
-    def _first_call(self, args):
-        self.compile(args)
-        return self.run(args)
-
     def compile(self, args):
         """Compile (or load from the disk cache) for these arguments' types, without running.
         An unreadable cache entry is deleted and compiled again; Numba failures are wrapped."""
         import numba
-        args = list(args)
-        for i in self.scalar_positions:
-            if type(args[i]) is np.ndarray:
-                args[i] = args[i][()]
+        args = self._unbox_scalars(list(args))
         signature = tuple(numba.typeof(a) for a in (*args, *self.tail))
         try:
             self.fn.compile(signature)
