@@ -2,6 +2,7 @@
 import dataclasses
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -302,6 +303,22 @@ def test_fusion_refusal_is_recorded_with_reason():
     plan = fusion.partition(graph)
     assert len(plan.loops()) == 2
     assert any('reduction' in reason for _, _, reason in plan.refusals)
+
+
+def test_transcendental_of_a_whole_array_runs_flat_ahead_of_a_broadcasting_loop():
+    """exp32 inside a (rows, 3) loop nest would run scalar; it gets a flat loop of its own."""
+    f = tj.function(lambda x, scale, y: tj.exp(x) * scale + tj.tanh(y) * scale)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    scale = rng.standard_normal((5, 1)).astype(np.float32)
+    source = f.lower(x, scale, y).source
+    flat_exp = re.search(r'for i in range\(p\d+\):\n\s+w\d+\[i\] = np.float32\(exp32\(w\d+\[i\]\)\)',
+                         source)
+    assert flat_exp and source.count('tanh32(') == 1 and 'exp32(p' not in source, source
+    expected = np.exp(x.astype(np.float64)) * scale + np.tanh(y.astype(np.float64)) * scale
+    np.testing.assert_allclose(f(x, scale, y).numpy(), expected, rtol=1e-6, atol=1e-7)
+    # float64 math calls libm either way: nothing to hoist
+    assert 'for i in range' not in f.lower(*(a.astype(np.float64) for a in (x, scale, y))).source
 
 
 @pytest.mark.parametrize('name', ['linear_step', 'softmax_rows'])

@@ -242,7 +242,8 @@ class Codegen:
     def emit_loop(self, group):
         space, space_var = group.space, self._space_var(group)
         flat = self._can_flatten(group)
-        stores = self._allocate_stores(group)
+        hoisted = set() if flat else self._hoist_vector_math(group)
+        stores = self._allocate_stores(group, hoisted)
         start = len(self.lines)
         accs = [self._init_reduction(node) for node in group.reductions]
         members = {n.outputs[0] for n in group.members}
@@ -287,6 +288,8 @@ class Codegen:
 
         for node in group.members:
             out = node.outputs[0]
+            if out in hoisted:
+                continue
             local[out] = self.fresh('t')
             expr = self.elementwise(node, [element(v) for v in node.inputs], index, flat_index)
             self.emit(f'{local[out]} = {expr}', depth)
@@ -410,12 +413,41 @@ class Codegen:
             self.emit(f'{target} = {value} if ({value} {better} {target} or {value} != {value}) '
                       f'else {target}', depth)
 
-    def _allocate_stores(self, group):
+    def _hoist_vector_math(self, group):
+        """Outputs of the float32 transcendentals (exp32, tanh32, ...) of this loop that read a
+        whole array from outside it: each is computed first in a flat loop of its own.
+
+        A loop nest only vectorises its innermost loop, which is often shorter than a vector
+        (the 10 classes of a softmax's backward pass), leaving exp32 scalar there: 1.6 us
+        instead of 0.3 at 128 x 10. The flat loop vectorises across rows; the nest then reads
+        the result like any other array."""
+        members = {n.outputs[0] for n in group.members}
+        hoisted = set()
+        for node in group.members:
+            x, out = (node.inputs or [None])[0], node.outputs[0]
+            if x is None or '{bits}(' not in str(node.prim.codegen) or x.dtype != np.float32 \
+                    or x in members or self.dims.signature(x) != group.signature:
+                continue
+            self.names[out] = self.fresh()
+            self.emit(f'{self.names[out]} = np.empty({self.shape(out)}, np.float32)')
+            total = self.fresh('n')
+            self.emit(f'{total} = {self.size(out)}')
+            start = len(self.lines)
+            src, dst = self.fresh('f'), self.fresh('f')
+            self.emit(f'{src} = {self.names[x]}.reshape({total})')
+            self.emit(f'{dst} = {self.names[out]}.reshape({total})')
+            self.emit(f'for i in range({total}):')
+            self.emit(f'{dst}[i] = {self.elementwise(node, [f"{src}[i]"], ["i"], "i")}', 2)
+            self._extract_helper(start, [], False)
+            hoisted.add(out)
+        return hoisted
+
+    def _allocate_stores(self, group, hoisted):
         """Arrays (or in-place state buffers) for members read outside the loop."""
         stores = []
         for node in group.members:
             out = node.outputs[0]
-            if not self.readers.get(out, set()) - {group.index}:
+            if out in hoisted or not self.readers.get(out, set()) - {group.index}:
                 continue
             target = self._inplace_target(group, out)
             if target is not None:

@@ -155,23 +155,33 @@ def log_softmax_rows(x, out):
 def log_softmax_rows32(x, out):
     """The float32 version, with the vectorisable exp32/log32 and a float64 row sum. Rows are
     often shorter than a vector (10 classes), so exp32 runs as one flat loop over the shifted
-    rows (vectorised across rows: 4x faster at 128 x 10 than a loop per row). `out` is C."""
+    rows and log32 as one loop over the row sums (vectorised across rows: ~2x faster at
+    128 x 10 than per-row calls). The row maximum skips NaNs: a NaN makes its row's sum, hence
+    the whole row, NaN anyway. `out` is C-contiguous."""
     rows, cols = x.shape
     for r in range(rows):
-        peak = np.float32(_row_peak(x, r))
+        peak = np.float32(-np.inf)
         for c in range(cols):
-            out[r, c] = x[r, c] - peak
+            v = x[r, c]
+            peak = v if v > peak else peak
+        shift = peak if np.isfinite(peak) else np.float32(0.0)
+        for c in range(cols):
+            out[r, c] = x[r, c] - shift
     shifted = out.reshape(rows * cols)
     e = np.empty(rows * cols, np.float32)
     for i in range(rows * cols):
         e[i] = exp32(shifted[i])
+    log_totals = np.empty(rows, np.float32)
     for r in range(rows):
         total = 0.0
         for c in range(cols):
             total += e[r * cols + c]
-        shift = log32(np.float32(total))
+        log_totals[r] = np.float32(total)
+    for r in range(rows):
+        log_totals[r] = log32(log_totals[r])
+    for r in range(rows):
         for c in range(cols):
-            out[r, c] -= shift
+            out[r, c] -= log_totals[r]
     return out
 
 
