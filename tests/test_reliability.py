@@ -228,6 +228,17 @@ def test_compiled_gather_with_out_of_range_indices_raises_and_changes_nothing(ca
     np.testing.assert_array_equal(w.numpy(), [1, 1, 1])
 
 
+def test_indices_feeding_only_dead_code_are_not_range_checked():
+    table = np.arange(4, dtype=np.float32)
+
+    @tj.function
+    def step(i, x):
+        tj.gather(table, i)     # result unused: removed from the graph, so i is never read
+        return x * 2
+
+    np.testing.assert_array_equal(step(np.array([9], np.int32), np.float32(1.5)).numpy(), 3.0)
+
+
 def test_out_of_range_class_labels_raise_eagerly_and_compiled():
     logits = np.zeros((2, 3), np.float32)
     with pytest.raises(tj.errors.InvalidArgumentError, match=r'class indices in \[0, 3\)'):

@@ -209,7 +209,8 @@ class Function:
                 else:
                     static.append(leaf)
             graph = trace.finish(traced)
-        return TraceResult(passes.optimize(graph), treedef, static, trace.guards)
+        graph = passes.optimize(graph)
+        return TraceResult(graph, treedef, static, _live_guards(trace.guards, graph))
 
     def _log_retrace(self, key):
         if self._last_key is None:
@@ -251,6 +252,14 @@ class Function:
 
     def __repr__(self):
         return f'<tj.function {self.__name__}>'
+
+
+def _live_guards(guards, graph):
+    """The argument range checks whose argument the optimised graph still reads: indices that
+    only fed dead code must not make the call fail."""
+    read = {v for node in graph.nodes for v in node.inputs}
+    read.update(graph.outputs, (value for _, value in graph.updates))
+    return [guard for guard in guards if graph.inputs[guard[0]] in read]
 
 
 def _fast_key(args):
