@@ -269,6 +269,19 @@ def test_debug_nans_names_op_and_line_and_restores_state():
     np.testing.assert_array_equal(v.numpy(), np.ones(3))
 
 
+def test_debug_nans_names_a_bad_argument_by_its_parameter():
+    @tj.function(debug_nans=True)
+    def f(scale, params):
+        return params['w'] * scale + params['b']
+
+    good = {'b': np.zeros(2, np.float32), 'w': np.ones(2, np.float32)}
+    np.testing.assert_array_equal(f(np.float32(2), good).numpy(), [2, 2])
+    with pytest.raises(FloatingPointError, match=r"argument 'params \(leaf 1 of 2\)' \(f32\[2\]"):
+        f(np.float32(2), {'b': good['b'], 'w': np.array([1, np.nan], np.float32)})
+    with pytest.raises(FloatingPointError, match=r"argument 'scale' "):
+        f(np.float32(np.inf), good)
+
+
 def test_debug_env_prints_passes_and_source(monkeypatch, capsys):
     monkeypatch.setenv('TRACEJIT_DEBUG', '2')
     tj.function(lambda x: tj.exp(x) * 2.0)(np.ones(3, np.float32))

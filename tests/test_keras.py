@@ -678,6 +678,39 @@ def test_fit_needs_compile():
         keras.Sequential([keras.layers.Dense(1)]).fit(np.ones((2, 1)), np.ones(2))
 
 
+@pytest.mark.parametrize('option, message', [
+    ({'epochs': 1.5}, 'epochs must be a non-negative integer'),
+    ({'epochs': -1}, 'epochs must be a non-negative integer'),
+    ({'initial_epoch': -2}, 'initial_epoch must be a non-negative integer'),
+    ({'batch_size': 0}, 'batch_size must be a positive integer'),
+    ({'batch_size': 2.5}, 'batch_size must be a positive integer'),
+    ({'verbose': 5}, "verbose must be 0, 1, 2 or 'auto'"),
+])
+def test_fit_rejects_bad_options_and_changes_nothing(option, message):
+    model = keras.Sequential([keras.layers.Dense(2)])
+    model.compile(optimizer='sgd', loss='mse')
+    model.build((None, 3))
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=message):
+        model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), **option)
+    assert all(np.array_equal(u, v) for u, v in zip(before, model.get_weights()))
+    assert model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), epochs=0,
+                     verbose='auto').history == {}
+
+
+def test_fit_after_a_failed_first_trace_still_creates_the_optimizer_slots():
+    """The first compiled step fails while tracing (labels of the wrong rank), before Adam
+    made its slot Variables; the next fit's trace is the first to succeed and may make them."""
+    model = keras.Sequential([keras.layers.Dense(3)])
+    model.compile(optimizer='adam', loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    with pytest.raises(tj.errors.ShapeError, match=r'labels of shape \(8, 1, 2\)'):
+        model.fit(x, np.zeros((8, 1, 2), np.int32), verbose=0)
+    history = model.fit(x, np.zeros(8, np.int32), epochs=2, verbose=0)
+    assert history.history['loss'][1] < history.history['loss'][0]
+
+
 # ------------------------------------------------------------------------------ checkpoints
 
 def test_save_load_round_trip_is_atomic(data, tmp_path):

@@ -688,7 +688,7 @@ CASES = [
     ('load_weights_mismatch', load_weights_mismatch, ValueError, r'weight 0 has shape \(4, 3\) but .* \(4, 5\); nothing was loaded', False),
     ('load_weights_unbuilt', load_weights_unbuilt, ValueError, r'(has no weights yet|not yet been built)', False),
     ('load_weights_missing', load_weights_missing, FileNotFoundError, r'no weight checkpoint at', False),
-    ('debug_nans_inf_argument', debug_nans_inf_argument, FloatingPointError, r'debug_nans: argument 0 \(f32\[2\]\) contains NaN or Inf before the step ran', False),
+    ('debug_nans_inf_argument', debug_nans_inf_argument, FloatingPointError, r"debug_nans: argument 'x' \(f32\[2\]\) contains NaN or Inf before the step ran", False),
     ('debug_nans_inf_produced', debug_nans_inf_produced, FloatingPointError, r'debug_nans: exp produced NaN or Inf.*Variables were left unchanged', USER),
     ('function_missing_argument', function_missing_argument, TypeError, r"missing 1 required positional argument: 'y'", False),
     ('function_empty_reduce_max', function_empty_reduce_max, errors.InvalidArgumentError, r'reduce_max: reduction axis 0 is empty .*not empty', USER),

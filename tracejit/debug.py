@@ -14,12 +14,13 @@ def _bad(value):
     return value.dtype.kind == 'f' and not np.all(np.isfinite(value))
 
 
-def run_checked(executable, graph, args):
-    """Run `executable`; on a NaN/Inf restore the Variables and raise FloatingPointError."""
-    for i, (var, value) in enumerate(zip(graph.inputs, args)):
+def run_checked(executable, graph, args, names):
+    """Run `executable`; on a NaN/Inf restore the Variables and raise FloatingPointError.
+    `names`: the user's name of each graph input."""
+    for name, var, value in zip(names, graph.inputs, args):
         if _bad(value):
-            raise FloatingPointError(f'debug_nans: argument {i} ({var.type_str()}) contains '
-                                     'NaN or Inf before the step ran')
+            raise FloatingPointError(f'debug_nans: argument {name!r} ({var.type_str()}) '
+                                     'contains NaN or Inf before the step ran')
     snapshot = [(v, v._buf.copy()) for v, _ in graph.updates]
     outs = executable.run(list(args))
     if not any(_bad(o) for o in outs) and not any(_bad(v._buf) for v, _ in graph.updates):

@@ -37,9 +37,10 @@ _TRACED = object()
 class TraceResult:
     """What one trace produced: the optimised graph and how to rebuild the Python outputs."""
 
-    def __init__(self, graph, out_treedef, out_static, guards=()):
+    def __init__(self, graph, out_treedef, out_static, guards=(), input_names=()):
         self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
         self.guards = tuple(guards)   # range checks of arguments, see tracing.require_in_range
+        self.input_names = list(input_names)   # the user's name of each graph input
         if _TRACED not in out_static:  # nothing traced comes back: reuse one Python value
             out_value = tree.unflatten(out_treedef, out_static)
             self.build_outputs = lambda outs: out_value
@@ -80,6 +81,7 @@ class Function:
         self._last_key = None
         self._stats = {'traces': 0, 'compiles': 0, 'disk_hits': 0, 'builds': 0}
         self._calls = 0
+        self._traced = False
         self.__name__ = getattr(fn, '__name__', 'function')
         self.__doc__ = getattr(fn, '__doc__', None)
         self.__wrapped__ = fn
@@ -123,7 +125,7 @@ class Function:
         result = entry.result
         if self.debug_nans:
             from .debug import run_checked
-            outs = run_checked(entry.executable, result.graph, dynamic)
+            outs = run_checked(entry.executable, result.graph, dynamic, result.input_names)
         else:
             outs = entry.executable.run(dynamic)
         return result.build_outputs(outs)
@@ -188,13 +190,18 @@ class Function:
         """Run the Python function on tracers; returns an optimised TraceResult."""
         self._stats['traces'] += 1
         bound = self._bind(args, kwargs)
-        trace = Trace(allow_new_variables=self._stats['traces'] == 1)
+        # Variables may be created until one trace has succeeded (a failed one does not count)
+        trace = Trace(allow_new_variables=not self._traced)
         with trace:
-            call_args, call_kwargs = [], {}
+            call_args, call_kwargs, input_names = [], {}, []
             for i, (name, value, static) in enumerate(bound):
                 if not static:
+                    first = len(trace.graph.inputs)
                     value = tree.tree_map(lambda leaf: _trace_input(trace, leaf), value,
                                           is_leaf=_is_leaf)
+                    count = len(trace.graph.inputs) - first
+                    input_names += [name] if count == 1 else [
+                        f'{name} (leaf {k} of {count})' for k in range(count)]
                 if i < len(args):
                     call_args.append(value)
                 else:
@@ -210,7 +217,9 @@ class Function:
                     static.append(leaf)
             graph = trace.finish(traced)
         graph = passes.optimize(graph)
-        return TraceResult(graph, treedef, static, _live_guards(trace.guards, graph))
+        self._traced = True
+        return TraceResult(graph, treedef, static, _live_guards(trace.guards, graph),
+                           input_names)
 
     def _log_retrace(self, key):
         if self._last_key is None:

@@ -65,8 +65,8 @@ class Model(Layer):
         self.loss_tracker = metrics_module.Mean('loss')
         self.compiled_metrics = [metrics_module.as_metric(m) for m in (metrics or [])]
         self.run_eagerly = bool(run_eagerly)
-        self._steps_per_execution = training._positive_int(steps_per_execution,
-                                                           'steps_per_execution')
+        self._steps_per_execution = training._whole_number(steps_per_execution,
+                                                           'steps_per_execution', 1)
         self._steps = training.Steps(self, self.run_eagerly)
 
     def _require_compiled(self, what):

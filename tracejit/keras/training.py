@@ -148,10 +148,25 @@ def check_pair(x, y, what=''):
         raise ValueError(f'no data{what}: x and y are empty')
 
 
-def _positive_int(value, what):
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f'{what} must be a positive integer, got {value!r}')
+def _whole_number(value, what, least):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or value != int(value) or value < least:
+        kind = 'a positive integer' if least == 1 else 'a non-negative integer'
+        raise ValueError(f'{what} must be {kind}, got {value!r}')
     return int(value)
+
+
+def _batch_size(value):
+    """Keras's default of 32 for None; anything else must be a positive integer."""
+    return 32 if value is None else _whole_number(value, 'batch_size', 1)
+
+
+def _verbosity(verbose):
+    if verbose == 'auto':
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, float):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
 
 
 # ------------------------------------------------------------------------------ fit
@@ -159,8 +174,10 @@ def _positive_int(value, what):
 def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, initial_epoch=0):
     model._require_compiled('fit')
-    batch_size = _positive_int(batch_size or 32, 'batch_size')
-    epochs = int(epochs)
+    batch_size = _batch_size(batch_size)
+    epochs = _whole_number(epochs, 'epochs', 0)
+    initial_epoch = _whole_number(initial_epoch, 'initial_epoch', 0)
+    verbose = _verbosity(verbose)
     x, y, val = _fit_data(model, x, y, validation_data, validation_split)
     steps = math.ceil(len(x) / batch_size)
     history = callbacks_module.History()
@@ -177,7 +194,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
     logs = None
     try:
         cbs.on_train_begin()
-        for epoch in range(int(initial_epoch), epochs):
+        for epoch in range(initial_epoch, epochs):
             model.reset_metrics()
             cbs.on_epoch_begin(epoch)
             if rng is not None:
@@ -275,7 +292,7 @@ def evaluate(model, x, y, batch_size=None, verbose=1, return_dict=False):
     x, y = as_input(x, 'x'), as_input(y, 'y')
     check_pair(x, y)
     model._check_data_shape(x.shape)
-    batch_size = _positive_int(batch_size or 32, 'batch_size')
+    batch_size = _batch_size(batch_size)
     logs = evaluate_arrays(model, x, y, batch_size)
     if verbose:
         steps = math.ceil(len(x) / batch_size)
@@ -299,7 +316,7 @@ def evaluate_arrays(model, x, y, batch_size):
 def predict(model, x, batch_size=None):
     x = as_input(x, 'x', check_nan=False)
     model._check_data_shape(x.shape)
-    batch_size = _positive_int(batch_size or 32, 'batch_size')
+    batch_size = _batch_size(batch_size)
     step = model._steps.predict
     outputs = [step(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
     leaves, treedef = zip(*(tree.flatten(o) for o in outputs))
