@@ -334,6 +334,19 @@ def test_transcendental_of_a_whole_array_runs_flat_ahead_of_a_broadcasting_loop(
     assert 'for i in range' not in f.lower(*(a.astype(np.float64) for a in (x, scale, y))).source
 
 
+def test_read_only_arguments_share_the_kernel_of_writeable_ones():
+    """Numba types read-only arrays apart: passed as they are, they would compile the kernel
+    again (seconds, on the caller's thread)."""
+    step = tj.function(lambda x: tj.exp(x) * 2.0)
+    x = np.linspace(0, 1, 5, dtype=np.float32)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_allclose(step(x).numpy(), 2 * np.exp(x), rtol=1e-6)
+    np.testing.assert_allclose(step(frozen).numpy(), 2 * np.exp(x), rtol=1e-6)
+    kernel = next(iter(step._cache.values())).executable
+    assert len(kernel.fn.signatures) == 1
+
+
 @pytest.mark.parametrize('name', ['linear_step', 'softmax_rows'])
 def test_generated_source_snapshot(name):
     if name == 'linear_step':

@@ -279,7 +279,7 @@ def _fast_key(args):
     for a in args:
         t = type(a)
         if t is np.ndarray:
-            if a.dtype not in dtypes.SUPPORTED or not a.flags.c_contiguous:
+            if a.dtype not in dtypes.SUPPORTED or not (a.flags.c_contiguous and a.flags.writeable):
                 return None, None
             key.append((a.shape, a.dtype))
             dynamic.append(a)
@@ -343,6 +343,8 @@ def _dynamic_value(leaf):
         dtype = dtypes.canonical(leaf.dtype)
         if leaf.dtype != dtype or not leaf.flags.c_contiguous:
             leaf = np.ascontiguousarray(leaf, dtype=dtype)
+        if not leaf.flags.writeable:   # Numba types read-only arrays apart: one more compile
+            leaf = leaf.copy()
         return leaf
     return leaf  # a Python float or numpy scalar, passed as a scalar
 
