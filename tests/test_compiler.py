@@ -270,14 +270,16 @@ def test_debug_nans_names_op_and_line_and_restores_state():
 
 
 def test_debug_nans_names_a_bad_argument_by_its_parameter():
+    offset = tj.Variable(np.zeros(2, np.float32))   # a leaf that is state, not an input
+
     @tj.function(debug_nans=True)
     def f(scale, params):
-        return params['w'] * scale + params['b']
+        return params['w'] * scale + params['b'] + params['offset']
 
-    good = {'b': np.zeros(2, np.float32), 'w': np.ones(2, np.float32)}
+    good = {'b': np.zeros(2, np.float32), 'offset': offset, 'w': np.ones(2, np.float32)}
     np.testing.assert_array_equal(f(np.float32(2), good).numpy(), [2, 2])
-    with pytest.raises(FloatingPointError, match=r"argument 'params \(leaf 1 of 2\)' \(f32\[2\]"):
-        f(np.float32(2), {'b': good['b'], 'w': np.array([1, np.nan], np.float32)})
+    with pytest.raises(FloatingPointError, match=r"argument 'params \(leaf 2 of 3\)' \(f32\[2\]"):
+        f(np.float32(2), dict(good, w=np.array([1, np.nan], np.float32)))
     with pytest.raises(FloatingPointError, match=r"argument 'scale' "):
         f(np.float32(np.inf), good)
 
@@ -332,6 +334,20 @@ def test_transcendental_of_a_whole_array_runs_flat_ahead_of_a_broadcasting_loop(
     np.testing.assert_allclose(f(x, scale, y).numpy(), expected, rtol=1e-6, atol=1e-7)
     # float64 math calls libm either way: nothing to hoist
     assert 'for i in range' not in f.lower(*(a.astype(np.float64) for a in (x, scale, y))).source
+
+
+def test_tensor_views_are_passed_as_contiguous_arrays():
+    """Eager results may be transposed or read-only views; kernels view arguments flat."""
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    f = tj.function(lambda a, s: tj.exp(a) * s)
+    scale = np.array([[1.0], [2.0]], np.float32)
+    want = np.exp(x.T.astype(np.float64)) * scale
+    np.testing.assert_allclose(f(tj.transpose(tj.constant(x)), scale).numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(f(tj.transpose(tj.constant(frozen)), scale).numpy(), want,
+                               rtol=1e-6)
+    assert len(next(iter(f._cache.values())).executable.fn.signatures) == 1
 
 
 def test_read_only_arguments_share_the_kernel_of_writeable_ones():

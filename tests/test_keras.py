@@ -681,6 +681,9 @@ def test_fit_needs_compile():
 @pytest.mark.parametrize('option, message', [
     ({'epochs': 1.5}, 'epochs must be a non-negative integer'),
     ({'epochs': -1}, 'epochs must be a non-negative integer'),
+    ({'epochs': float('inf')}, 'epochs must be a non-negative integer'),
+    ({'epochs': float('nan')}, 'epochs must be a non-negative integer'),
+    ({'epochs': '2'}, 'epochs must be a non-negative integer'),
     ({'initial_epoch': -2}, 'initial_epoch must be a non-negative integer'),
     ({'batch_size': 0}, 'batch_size must be a positive integer'),
     ({'batch_size': 2.5}, 'batch_size must be a positive integer'),
@@ -696,6 +699,9 @@ def test_fit_rejects_bad_options_and_changes_nothing(option, message):
     assert all(np.array_equal(u, v) for u, v in zip(before, model.get_weights()))
     assert model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), epochs=0,
                      verbose='auto').history == {}
+    history = model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32),
+                        epochs=np.array(2), batch_size=np.int64(2), verbose=0.0)
+    assert len(history.history['loss']) == 2
 
 
 def test_fit_after_a_failed_first_trace_still_creates_the_optimizer_slots():

@@ -17,7 +17,7 @@ def _bad(value):
 def run_checked(executable, graph, args, names):
     """Run `executable`; on a NaN/Inf restore the Variables and raise FloatingPointError.
     `names`: the user's name of each graph input."""
-    for name, var, value in zip(names, graph.inputs, args):
+    for name, var, value in zip(names, graph.inputs, args, strict=True):
         if _bad(value):
             raise FloatingPointError(f'debug_nans: argument {name!r} ({var.type_str()}) '
                                      'contains NaN or Inf before the step ran')

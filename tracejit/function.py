@@ -196,12 +196,7 @@ class Function:
             call_args, call_kwargs, input_names = [], {}, []
             for i, (name, value, static) in enumerate(bound):
                 if not static:
-                    first = len(trace.graph.inputs)
-                    value = tree.tree_map(lambda leaf: _trace_input(trace, leaf), value,
-                                          is_leaf=_is_leaf)
-                    count = len(trace.graph.inputs) - first
-                    input_names += [name] if count == 1 else [
-                        f'{name} (leaf {k} of {count})' for k in range(count)]
+                    value = self._trace_argument(trace, name, value, input_names)
                 if i < len(args):
                     call_args.append(value)
                 else:
@@ -220,6 +215,20 @@ class Function:
         self._traced = True
         return TraceResult(graph, treedef, static, _live_guards(trace.guards, graph),
                            input_names)
+
+    @staticmethod
+    def _trace_argument(trace, name, value, input_names):
+        """The argument with its array leaves replaced by tracers; appends the user's name of
+        each new graph input to `input_names` (the parameter, and the leaf within a pytree)."""
+        leaves, treedef = tree.flatten(value, is_leaf=_is_leaf)
+        traced = []
+        for k, leaf in enumerate(leaves):
+            first = len(trace.graph.inputs)
+            traced.append(_trace_input(trace, leaf))
+            if len(trace.graph.inputs) > first:
+                input_names.append(name if treedef.kind == 'leaf'
+                                   else f'{name} (leaf {k} of {len(leaves)})')
+        return tree.unflatten(treedef, traced)
 
     def _log_retrace(self, key):
         if self._last_key is None:
@@ -287,8 +296,11 @@ def _fast_key(args):
             key.append(float)
             dynamic.append(a)
         elif t is Tensor:
-            key.append((a._value.shape, a._value.dtype))
-            dynamic.append(a._value)
+            value = a._value
+            if not (value.flags.c_contiguous and value.flags.writeable):
+                return None, None
+            key.append((value.shape, value.dtype))
+            dynamic.append(value)
         elif t in (int, bool, str) or a is None:
             key.append((t, a))
         elif t in (list, tuple, dict) or isinstance(a, (np.ndarray, np.generic, tuple)):
@@ -337,13 +349,15 @@ def _classify(leaf, name):
 
 
 def _dynamic_value(leaf):
+    """What the kernel receives: arrays as C-contiguous, writeable arrays of a canonical dtype
+    (kernels view them flat, and Numba would compile again for a read-only array's type)."""
     if isinstance(leaf, Tensor):
-        return leaf._value
+        leaf = leaf._value      # eager results may be views: transposed, read-only
     if isinstance(leaf, np.ndarray):
         dtype = dtypes.canonical(leaf.dtype)
         if leaf.dtype != dtype or not leaf.flags.c_contiguous:
             leaf = np.ascontiguousarray(leaf, dtype=dtype)
-        if not leaf.flags.writeable:   # Numba types read-only arrays apart: one more compile
+        if not leaf.flags.writeable:
             leaf = leaf.copy()
         return leaf
     return leaf  # a Python float or numpy scalar, passed as a scalar

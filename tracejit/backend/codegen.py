@@ -242,7 +242,7 @@ class Codegen:
     def emit_loop(self, group):
         space, space_var = group.space, self._space_var(group)
         flat = self._can_flatten(group)
-        hoisted = set() if flat else self._hoist_vector_math(group)
+        hoisted = self._hoist_vector_math(group) if not flat and len(space) > 1 else set()
         stores = self._allocate_stores(group, hoisted)
         start = len(self.lines)
         accs = [self._init_reduction(node) for node in group.reductions]

@@ -149,11 +149,15 @@ def check_pair(x, y, what=''):
 
 
 def _whole_number(value, what, least):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or value != int(value) or value < least:
+    """An integer-valued number (numpy scalars and 0-d arrays too) of at least `least`."""
+    try:
+        number = None if isinstance(value, (bool, str, bytes)) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not math.isfinite(number) or number != int(number) or number < least:
         kind = 'a positive integer' if least == 1 else 'a non-negative integer'
         raise ValueError(f'{what} must be {kind}, got {value!r}')
-    return int(value)
+    return int(number)
 
 
 def _batch_size(value):
@@ -164,7 +168,7 @@ def _batch_size(value):
 def _verbosity(verbose):
     if verbose == 'auto':
         return 1
-    if verbose not in (0, 1, 2) or isinstance(verbose, float):
+    if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
     return int(verbose)
 
