@@ -97,6 +97,27 @@ def test_a_kernel_already_in_memory_runs_from_the_first_call(background):
     assert second.cache_info()['interpreted_calls'] == 0
 
 
+def test_interpreted_and_compiled_steps_report_a_bad_computed_index_alike(background):
+    w = tj.Variable(np.zeros(3, np.float32))
+    table = np.arange(4, dtype=np.float32)
+
+    @tj.function
+    def step(i):
+        w.assign_add(tj.ones([3]))
+        return tj.gather(table, i * 3)
+
+    message = 'gather: an index computed inside the compiled step is out of range'
+    with pytest.raises(IndexError, match=message):
+        step(np.array([2], np.int32))
+    assert step.cache_info()['interpreted_calls'] == 1
+    step.block_until_compiled()
+    with pytest.raises(IndexError, match=message):
+        step(np.array([2], np.int32))
+    assert step.cache_info()['interpreted_calls'] == 1
+    np.testing.assert_array_equal(w.numpy(), [0, 0, 0])
+    np.testing.assert_array_equal(step(np.array([1], np.int32)).numpy(), [3.0])
+
+
 PROCESS = textwrap.dedent('''
     import json, sys, numpy as np, tracejit as tj
     v = tj.Variable(np.full(6, 2.0, np.float32))
