@@ -418,9 +418,9 @@ class Codegen:
         whole array from outside it: each is computed first in a flat loop of its own.
 
         A loop nest only vectorises its innermost loop, which is often shorter than a vector
-        (the 10 classes of a softmax's backward pass), leaving exp32 scalar there: 1.6 us
-        instead of 0.3 at 128 x 10. The flat loop vectorises across rows; the nest then reads
-        the result like any other array."""
+        (the 10 classes of a softmax's backward pass), leaving exp32 scalar there: that loop
+        took 2.2 us at 128 x 10, the flat exp32 0.5. The flat loop vectorises across rows; the
+        nest then reads the result like any other array."""
         members = {n.outputs[0] for n in group.members}
         hoisted = set()
         for node in group.members:
