@@ -10,7 +10,8 @@ import numpy as np
 
 from . import dtypes, errors, primitives as P
 from .tensor import Tensor, TensorOps
-from .tracing import Tracer, as_operand, bind, current_trace, require_in_range, to_array
+from .tracing import (Tracer, as_operand, bind, current_trace, in_branch, require_in_range,
+                      to_array)
 
 _SCALARS = (bool, int, float, np.generic)
 
@@ -513,6 +514,8 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
     if batch_dims:
         raise errors.InvalidArgumentError(errors.at_user_line('gather: batch_dims is not supported'))
     size = _shape(x)[axis]
+    if in_branch():     # the branch may not be taken: clamp as JAX does, never fail
+        indices = clip_by_value(indices, -size, size - 1)
     require_in_range(indices, -size, size,
                      f'gather: indices must be in [0, {size}) for axis {axis} of {_shape(x)}')
     return bind(P.REGISTRY['gather'], x, indices, axis=_axes(x, axis)[0])
@@ -640,7 +643,10 @@ def _apply_index(x, items):
 # ---------------------------------------------------------------------------- control flow
 
 def cond(pred, true_fn, false_fn, name=None):
-    """Eager: run one branch. Traced: run both and select, Variable assignments included."""
+    """Eager: run one branch. Traced: run both and select, Variable assignments included.
+    Inside a traced branch, gather indices are clamped to the axis and not range-checked, so a
+    guard such as `cond(i < n, lambda: gather(t, i), ...)` works for any i (an out-of-range
+    index in the taken branch reads the nearest end, as in JAX)."""
     pred = _operand(pred, 'pred')
     if not isinstance(pred, Tracer):
         return true_fn() if bool(np.asarray(pred.numpy() if isinstance(pred, TensorOps) else pred)) \
@@ -648,9 +654,13 @@ def cond(pred, true_fn, false_fn, name=None):
     from .tree import flatten, unflatten
     trace = pred.trace
     before = dict(trace.current)
-    out_t = true_fn()
-    after_t, trace.current = trace.current, dict(before)
-    out_f = false_fn()
+    trace.branches += 1
+    try:
+        out_t = true_fn()
+        after_t, trace.current = trace.current, dict(before)
+        out_f = false_fn()
+    finally:
+        trace.branches -= 1
     after_f = trace.current
     leaves_t, tree_t = flatten(out_t)
     leaves_f, tree_f = flatten(out_f)

@@ -57,6 +57,7 @@ class Trace:
         self.active = False
         self.current = {}        # id(Variable) -> (Variable, Var holding its current value)
         self.guards = []         # (input position, low, high, message): see require_in_range
+        self.branches = 0        # depth of traced tj.cond branches being recorded (see in_branch)
         self._const_vars = {}    # id(Tensor) -> (Tensor, Var) so a captured tensor is one const
 
     def __enter__(self):
@@ -240,11 +241,21 @@ def check_in_range(values, low, high, message):
             f'{message}; got values from {values.min()} to {values.max()}'))
 
 
+def in_branch():
+    """Whether a traced tj.cond branch is being recorded. Both branches of a traced cond run
+    (the result is a select), so nothing there may fail for values only the other branch would
+    see: indices are not range-checked and gathers clamp them (see ops.cond)."""
+    trace = current_trace()
+    return trace is not None and trace.branches > 0
+
+
 def require_in_range(value, low, high, message):
     """Indices and labels must lie in [low, high): a concrete `value` is checked now; a traced
     one that is an argument (or a reshape/cast of one), which is how they arrive, is checked by
     every call before it runs (the trace's guards). Computed values are not checked here (the
-    kernel's own bounds check covers gathers)."""
+    kernel's own bounds check covers gathers), nor anything inside a traced tj.cond branch."""
+    if in_branch():
+        return
     if isinstance(value, Tracer):
         position = value.trace.graph.input_position(value.var)
         if position is not None:
