@@ -288,19 +288,19 @@ def _fast_key(args):
     for a in args:
         t = type(a)
         if t is np.ndarray:
-            if a.dtype not in dtypes.SUPPORTED or not (a.flags.c_contiguous and a.flags.writeable):
+            if a.dtype not in dtypes.SUPPORTED or not a.flags.c_contiguous:
                 return None, None
             key.append((a.shape, a.dtype))
-            dynamic.append(a)
+            dynamic.append(a if a.flags.writeable else a.copy())   # see _dynamic_value
         elif t is float:
             key.append(float)
             dynamic.append(a)
         elif t is Tensor:
             value = a._value
-            if not (value.flags.c_contiguous and value.flags.writeable):
+            if not value.flags.c_contiguous:
                 return None, None
             key.append((value.shape, value.dtype))
-            dynamic.append(value)
+            dynamic.append(value if value.flags.writeable else value.copy())
         elif t in (int, bool, str) or a is None:
             key.append((t, a))
         elif t in (list, tuple, dict) or isinstance(a, (np.ndarray, np.generic, tuple)):
