@@ -224,6 +224,15 @@ def _scatter_add(u, indices, *, axis, size):
     return out
 
 
+def _gather(x, i, *, axis):
+    """np.take, with the kernel's error for an out-of-range index: indices that reach this
+    rule unchecked were computed in a traced step (eager ones were range-checked by ops)."""
+    n = x.shape[axis]
+    if i.size and (i.min() < -n or i.max() >= n):
+        raise IndexError('gather: an index computed inside the compiled step is out of range')
+    return np.take(x, i, axis=axis)
+
+
 def _matmul(a, b, *, transpose_a, transpose_b):
     return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
                      np.swapaxes(b, -1, -2) if transpose_b else b)
@@ -388,15 +397,6 @@ def _concat_vjp(ct, out, *xs, axis):
 
 Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rule, _concat_vjp,
           'layout', 'concat')
-def _gather(x, i, *, axis):
-    """np.take, with the kernel's error for an out-of-range index: indices that reach this
-    rule unchecked were computed in a traced step (eager ones were range-checked by ops)."""
-    n = x.shape[axis]
-    if i.size and (i.min() < -n or i.max() >= n):
-        raise IndexError('gather: an index computed inside the compiled step is out of range')
-    return np.take(x, i, axis=axis)
-
-
 Primitive('gather', _gather, _gather_rule,
           (lambda ct, out, x, i, *, axis: o.scatter_add(ct, i, axis, x.shape[axis]), _zero),
           'layout', 'gather')
