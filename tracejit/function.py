@@ -287,6 +287,8 @@ def _fast_key(args):
     key, dynamic = [], []
     for a in args:
         t = type(a)
+        if t is Tensor:      # keyed and passed as its array, as on the general path
+            a, t = a._value, np.ndarray
         if t is np.ndarray:
             if a.dtype not in dtypes.SUPPORTED or not a.flags.c_contiguous:
                 return None, None
@@ -295,12 +297,6 @@ def _fast_key(args):
         elif t is float:
             key.append(float)
             dynamic.append(a)
-        elif t is Tensor:
-            value = a._value
-            if not value.flags.c_contiguous:
-                return None, None
-            key.append((value.shape, value.dtype))
-            dynamic.append(value if value.flags.writeable else value.copy())
         elif t in (int, bool, str) or a is None:
             key.append((t, a))
         elif t in (list, tuple, dict) or isinstance(a, (np.ndarray, np.generic, tuple)):

@@ -225,7 +225,7 @@ def _scatter_add(u, indices, *, axis, size):
 
 
 def _gather(x, i, *, axis):
-    """np.take, with the kernel's error for an out-of-range index: indices that reach this
+    """np.take, with kernels.gather3's error for an out-of-range index: indices that reach this
     rule unchecked were computed in a traced step (eager ones were range-checked by ops)."""
     n = x.shape[axis]
     if i.size and (i.min() < -n or i.max() >= n):
