@@ -27,7 +27,7 @@ ALL_IMPLS = ['tracejit', 'tensorflow']
 
 
 def tutorial():
-    """examples/tf1_graphs.py, which holds the tutorial's data and batch generator."""
+    """examples/tf1_graphs.py, which holds the tutorial's data, batch generator and graph."""
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'examples',
                         'tf1_graphs.py')
     spec = importlib.util.spec_from_file_location('tf1_graphs', path)
@@ -46,25 +46,17 @@ def load(name):
     return tf, 'tensorflow ' + tensorflow.__version__
 
 
-def make_loop(tf, train_X, train_y, batch_generator):
+def make_loop(tf, example, train_X, train_y):
     """Builds the tutorial's graph in a new graph and session; returns (run(steps), close)."""
     graph = tf.Graph()
     with graph.as_default():
-        X = tf.placeholder(tf.float32)
-        y = tf.placeholder(tf.float32)
-        m = tf.Variable(0.)
-        b = tf.Variable(0.)
-        predicted_y = X * m + b
-        avg_loss = tf.reduce_mean(tf.squared_difference(predicted_y, y))
-        train_one_step = tf.train.GradientDescentOptimizer(learning_rate=0.0005).minimize(
-            avg_loss)
-        init_all_vars = tf.global_variables_initializer()
+        X, y, m, b, avg_loss, train_one_step, init_all_vars = example.linear_model_graph(tf)
     sess = tf.Session(graph=graph)
     sess.run(init_all_vars)
 
     def run(steps):
         sess.run(init_all_vars)
-        training_generator = batch_generator(train_X, train_y, batch_size=100)
+        training_generator = example.batch_generator(train_X, train_y, batch_size=100)
         start = time.perf_counter()
         for i in range(steps):
             X_batch, y_batch = next(training_generator)
@@ -93,7 +85,7 @@ def main(argv=None):
         except ImportError as exc:
             print(f'{name}: skipped ({exc})')
             continue
-        run, close = make_loop(tf, train_X, train_y, example.batch_generator)
+        run, close = make_loop(tf, example, train_X, train_y)
         run(STEPS)                                  # warm-up: compile, caches
         if name == 'tracejit':
             sys.modules['tracejit'].config.block_until_compiled()   # time compiled runs only

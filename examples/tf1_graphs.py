@@ -161,20 +161,27 @@ def batch_generator(X, y, batch_size):
         current_batch = (current_batch + 1) % total_batches
 
 
-def hospital_visits(steps, seed):
-    """The tutorial's mini-batch linear regression; per-epoch losses and the run cost."""
-    section(f'hospital visits: {steps} steps of mini-batch gradient descent')
-    (train_X, train_y), (valid_X, valid_y), (test_X, test_y) = make_hospital_data(seed)
-    tf.reset_default_graph()
+def linear_model_graph(tf, learning_rate=LEARNING_RATE):
+    """The tutorial's graph (In [70]-[73]) in the current default graph, built with the given
+    `tf` module (benchmarks/session_loop.py builds it with TensorFlow too): returns X, y, m, b,
+    avg_loss, train_one_step and init_all_vars."""
     X = tf.placeholder(tf.float32)
     y = tf.placeholder(tf.float32)
     m = tf.Variable(0.)
     b = tf.Variable(0.)
     predicted_y = X * m + b
     avg_loss = tf.reduce_mean(tf.squared_difference(predicted_y, y))
-    train_one_step = tf.train.GradientDescentOptimizer(learning_rate=LEARNING_RATE).minimize(
+    train_one_step = tf.train.GradientDescentOptimizer(learning_rate=learning_rate).minimize(
         avg_loss)
-    init_all_vars = tf.global_variables_initializer()
+    return X, y, m, b, avg_loss, train_one_step, tf.global_variables_initializer()
+
+
+def hospital_visits(steps, seed):
+    """The tutorial's mini-batch linear regression; per-epoch losses and the run cost."""
+    section(f'hospital visits: {steps} steps of mini-batch gradient descent')
+    (train_X, train_y), (valid_X, valid_y), (test_X, test_y) = make_hospital_data(seed)
+    tf.reset_default_graph()
+    X, y, m, b, avg_loss, train_one_step, init_all_vars = linear_model_graph(tf)
 
     batches_per_epoch = len(train_X) // BATCH_SIZE
     training_generator = batch_generator(train_X, train_y, BATCH_SIZE)
