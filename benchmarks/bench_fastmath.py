@@ -6,7 +6,7 @@ for the float64 variants), times the median of repeated calls of:
                np.logaddexp(0, x) for softplus), writing into ``out=``
   njit+libm -- an njit loop calling np.exp / np.log1p / ... per element
   fastmath  -- an njit loop calling the fastmath function
-All loops use fastmath={'reassoc','contract','arcp','nsz'} and
+All loops use fastmath=fpflags.FASTMATH and
 error_model='numpy', as generated kernels do.  The ``vec`` column is the
 widest ``<N x float>`` vector type in the fastmath loop's LLVM IR (1: not
 vectorised; for float64, libm calls inside a vector loop stay scalar).
@@ -14,8 +14,6 @@ vectorised; for float64, libm calls inside a vector loop stay scalar).
 Run: PYTHONPATH=. python3 benchmarks/bench_fastmath.py [--float64]
 """
 import argparse
-import importlib.util
-import pathlib
 import re
 import sys
 import time
@@ -24,17 +22,11 @@ import numpy as np
 import scipy.special
 from numba import njit
 
-try:
-    from tracejit.backend import fastmath
-except Exception:  # the rest of the package may be mid-edit
-    _path = (pathlib.Path(__file__).resolve().parents[1]
-             / "tracejit" / "backend" / "fastmath.py")
-    _spec = importlib.util.spec_from_file_location("fastmath", _path)
-    fastmath = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(fastmath)
+from tracejit.backend import fastmath
+from tracejit.backend.fpflags import FASTMATH
 
 N = 2 ** 20
-FLAGS = dict(fastmath={"reassoc", "contract", "arcp", "nsz"},
+FLAGS = dict(fastmath=FASTMATH,
              error_model="numpy")
 
 

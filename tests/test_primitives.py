@@ -353,6 +353,7 @@ SPECS = {
     'cos': unary(np.cos, tj.cos),
     'abs': unary(lambda x: np.where(x < 0, -x, x), tj.abs, dtypes=NUMBERS),
     'sign': unary(_sign_ref, tj.sign, dtypes=NUMBERS),
+    'relu': unary(lambda x: np.where(x > 0, x, 0 * x), tj.nn.relu, dtypes=NUMBERS),
     'floor': unary(np.floor, tj.floor, _non_integer),
     'add': binary(lambda x, y: x + y, tj.add, dtypes=NUMBERS),
     'sub': binary(lambda x, y: x - y, tj.subtract, dtypes=NUMBERS),
@@ -696,3 +697,106 @@ def test_random_uniform_is_in_the_unit_interval_and_deterministic():
         assert a.min() >= 0 and a.max() < 1 and 0.4 < a.mean() < 0.6
         other = np.asarray(bind(prim, key + 1, shape=(1000,), dtype=dtype))
         assert not np.array_equal(a, other)
+
+
+# ---------------------------------------------------------------------------- special points
+# The gradient AT the points where the random-input tests keep away: kinks (0 for relu, abs,
+# sign), ties of max/min and of reductions, equal arguments, repeated gather indices, infinities
+# and the ends of domains. The expected values are the convention tracejit documents, TF's
+# (relu'(0) = 0, abs'(0) = 0, a tie of maximum/minimum sends the gradient to the first operand,
+# a tie of reduce_max/min splits it evenly). Each entry: (arguments, params, expected gradient
+# of sum(output) per argument), the points laid out along the arrays so one compiled function
+# checks them all, eagerly and in a native kernel (which must agree, infinities included).
+
+INF = np.inf
+SPECIAL_POINTS = {
+    'neg': ([[0.0, -INF, INF]], {}, [[-1.0, -1.0, -1.0]]),
+    'exp': ([[0.0, -INF, 700.0]], {}, [[1.0, 0.0, np.exp(700.0)]]),
+    'log': ([[0.0, INF, 1.0]], {}, [[INF, 0.0, 1.0]]),
+    'log1p': ([[-1.0, INF, 0.0]], {}, [[INF, 0.0, 1.0]]),
+    'sqrt': ([[0.0, INF, 4.0]], {}, [[INF, 0.0, 0.25]]),
+    'tanh': ([[0.0, INF, -INF, 30.0]], {}, [[1.0, 0.0, 0.0, 0.0]]),
+    'sigmoid': ([[0.0, INF, -INF, -200.0]], {}, [[0.25, 0.0, 0.0, 0.0]]),
+    'softplus': ([[0.0, INF, -INF, 200.0]], {}, [[0.5, 1.0, 0.0, 1.0]]),
+    'sin': ([[0.0]], {}, [[1.0]]),
+    'cos': ([[0.0]], {}, [[0.0]]),
+    'abs': ([[0.0, -0.0, INF, -INF]], {}, [[0.0, 0.0, 1.0, -1.0]]),
+    'sign': ([[0.0, INF, -2.0]], {}, [[0.0, 0.0, 0.0]]),
+    'relu': ([[0.0, -0.0, INF, -INF, 2.0]], {}, [[0.0, 0.0, 1.0, 0.0, 1.0]]),
+    'floor': ([[1.0, -2.0, INF]], {}, [[0.0, 0.0, 0.0]]),
+    'add': ([[1.0, INF], [1.0, -3.0]], {}, [[1.0, 1.0], [1.0, 1.0]]),
+    'sub': ([[1.0, INF], [1.0, -3.0]], {}, [[1.0, 1.0], [-1.0, -1.0]]),
+    'mul': ([[2.0, 0.0], [2.0, 0.0]], {}, [[2.0, 0.0], [2.0, 0.0]]),
+    'div': ([[1.0, 0.0, 2.0], [INF, 1.0, 2.0]], {}, [[0.0, 1.0, 0.5], [-0.0, 0.0, -0.5]]),
+    'pow': ([[0.0, 0.0, 2.0], [2.0, 1.0, 0.0]], {},
+            [[0.0, 1.0, 0.0], [0.0, 0.0, np.log(2.0)]]),
+    'max': ([[1.0, INF, -INF, 0.0], [1.0, INF, 0.0, 0.0]], {},
+            [[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]]),
+    'min': ([[1.0, -INF, INF, 0.0], [1.0, -INF, 0.0, 0.0]], {},
+            [[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]]),
+    'reduce_sum': ([[[INF, 1.0], [0.0, -1.0]]], {'axes': (1,)}, [[[1.0, 1.0], [1.0, 1.0]]]),
+    'reduce_max': ([[[3.0, 3.0, 1.0], [INF, INF, 0.0], [-INF, -INF, -INF]]], {'axes': (1,)},
+                   [[[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]]),
+    'reduce_min': ([[[1.0, 1.0, 3.0], [-INF, -INF, 0.0], [INF, INF, INF]]], {'axes': (1,)},
+                   [[[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]]),
+    'select': ([Fixed([True, False], np.bool_), [INF, 1.0], [2.0, -INF]], {},
+               [None, [1.0, 0.0], [0.0, 1.0]]),
+    'log_softmax': ([[[0.0, -INF], [1.0, 1.0]]], {}, [[[-1.0, 1.0], [0.0, 0.0]]]),
+    'gather': ([[1.0, INF, 3.0], Fixed([1, 1, 0])], {'axis': 0}, [[1.0, 2.0, 0.0], None]),
+    'scatter_add': ([[INF, 1.0, 2.0], Fixed([1, 1, 0])], {'axis': 0, 'size': 3},
+                    [[1.0, 1.0, 1.0], None]),
+    'matmul': ([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 4.0]]],
+               {'transpose_a': False, 'transpose_b': False},
+               [[[3.0, 7.0], [3.0, 7.0]], [[4.0, 4.0], [6.0, 6.0]]]),
+    'convert': ([[INF, -0.0]], {'dtype': np.dtype(np.float64)}, [[1.0, 1.0]]),
+    'broadcast_to': ([[INF, 1.0]], {'shape': (3, 2)}, [[3.0, 3.0]]),
+    'reshape': ([[INF, 1.0]], {'shape': (2, 1)}, [[1.0, 1.0]]),
+    'transpose': ([[[INF, 1.0]]], {'perm': (1, 0)}, [[[1.0, 1.0]]]),
+    'slice': ([[INF, 1.0, 2.0]], {'slices': ((0, 3, 2),)}, [[1.0, 0.0, 1.0]]),
+    'unslice': ([[INF, 1.0]], {'shape': (3,), 'slices': ((0, 3, 2),)}, [[1.0, 1.0]]),
+    'concat': ([[INF], [1.0, -INF]], {'axis': 0}, [[1.0], [1.0, 1.0]]),
+}
+
+
+def test_every_differentiable_primitive_has_special_points():
+    differentiable = {name for name, prim in P.REGISTRY.items() if prim.differentiable}
+    assert not differentiable - set(SPECIAL_POINTS), sorted(differentiable - set(SPECIAL_POINTS))
+    assert not set(SPECIAL_POINTS) - differentiable
+
+
+def _special_args(name, dtype):
+    args, params, expected = SPECIAL_POINTS[name]
+    arrays = [a.value.copy() if isinstance(a, Fixed) else np.asarray(a, dtype) for a in args]
+    if params.get('dtype') is not None:
+        params = dict(params, dtype=np.dtype(dtype))
+    return arrays, params, expected
+
+
+def _special_grads(name, params, xs):
+    """d sum(prim(*xs)) / d x for each float argument (None for the others)."""
+    floats = [x for x in xs if x.dtype.is_floating]
+    with tj.GradientTape() as tape:
+        tape.watch(floats)
+        out = bind(P.REGISTRY[name], *xs, **params)
+    grads = iter(tape.gradient(out, floats, unconnected_gradients='zero'))
+    return [next(grads) if x.dtype.is_floating else None for x in xs]
+
+
+@pytest.mark.parametrize('dtype', FLOATS)
+@pytest.mark.parametrize('name', sorted(SPECIAL_POINTS))
+def test_gradient_at_special_points(name, dtype):
+    arrays, params, expected = _special_args(name, dtype)
+    eager = _special_grads(name, params, [tj.constant(a) for a in arrays])
+    compiled = tj.function(lambda *xs: _special_grads(name, params, list(xs)))(*arrays)
+    for i, want in enumerate(expected):
+        if want is None:
+            assert eager[i] is None and compiled[i] is None
+            continue
+        want = np.asarray(want, np.float64)
+        with np.errstate(over='ignore'):
+            want = want.astype(dtype)
+        tol = dict(rtol=1e-6, atol=1e-6 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(np.asarray(eager[i]), want, **tol,
+                                   err_msg=f'{name}: eager gradient of argument {i}')
+        np.testing.assert_allclose(np.asarray(compiled[i]), want, **tol,
+                                   err_msg=f'{name}: native gradient of argument {i}')

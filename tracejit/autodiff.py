@@ -380,7 +380,8 @@ def _differentiable_input(leaf):
         raise TypeError(errors.at_user_line(
             f'grad needs floating-point inputs, got {ops._dtype_of(value).name}; '
             'pass floats (e.g. 1.0 instead of 1) or exclude this argument from argnums'))
-    return value if _has_uid(value) else ops.constant(value)
+    # a value of its own per argument: passing one tensor twice gives two partial derivatives
+    return ops.identity(value) if _has_uid(value) else ops.constant(value)
 
 
 # -------------------------------------------------------------------------------- custom rules

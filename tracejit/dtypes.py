@@ -82,18 +82,34 @@ def as_dtype(dtype):
 def canonical(np_dtype, what='value'):
     """Map numpy dtypes onto the supported set (int8 -> int32, uint8 -> int32, float16 -> float32).
 
-    Object, string and complex data is refused with a TypeError that names `what`.
+    Unsigned integers go to a signed type that holds all their values (uint32 -> int64), except
+    uint64, whose values above 2**63 - 1 `to_canonical` refuses. Object, string and complex data
+    is refused with a TypeError that names `what`.
     """
     np_dtype = np.dtype(np_dtype)
     if np_dtype in SUPPORTED:
         return np_dtype
     if np_dtype.kind in 'iu':
-        return np.dtype(np.int64) if np_dtype.itemsize > 4 else np.dtype(np.int32)
+        wide = np_dtype.itemsize > 4 or (np_dtype.kind == 'u' and np_dtype.itemsize == 4)
+        return np.dtype(np.int64) if wide else np.dtype(np.int32)
     if np_dtype.kind == 'f':
         return np.dtype(np.float64) if np_dtype.itemsize > 8 else np.dtype(np.float32)
     raise errors.DTypeError(
         f'{what} has dtype {np_dtype} which tracejit cannot compute with; '
         'convert it to a numeric array (float32, float64, int32, int64 or bool) first')
+
+
+def to_canonical(array, what='value'):
+    """`array` converted to its canonical dtype, never wrapping a value into a negative one."""
+    dtype = canonical(array.dtype, what)
+    if array.dtype == dtype:
+        return array
+    if array.dtype.kind == 'u' and array.size and array.max() > np.iinfo(dtype).max:
+        raise errors.DTypeError(
+            f'{what} holds {array.dtype} values up to {array.max()}, above {np.iinfo(dtype).max}, '
+            f'the largest {dtype} (the widest integer type tracejit computes with); convert it '
+            'to float64 or to smaller values first')
+    return array.astype(dtype)
 
 
 def is_float(np_dtype):

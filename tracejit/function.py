@@ -350,9 +350,9 @@ def _dynamic_value(leaf):
     if isinstance(leaf, Tensor):
         leaf = leaf._value      # eager results may be views: transposed, read-only
     if isinstance(leaf, np.ndarray):
-        dtype = dtypes.canonical(leaf.dtype)
-        if leaf.dtype != dtype or not leaf.flags.c_contiguous:
-            leaf = np.ascontiguousarray(leaf, dtype=dtype)
+        leaf = dtypes.to_canonical(leaf, 'argument')
+        if not leaf.flags.c_contiguous:
+            leaf = np.ascontiguousarray(leaf)
         if not leaf.flags.writeable:
             leaf = leaf.copy()
         return leaf

@@ -1,11 +1,7 @@
 """tj.nn: activations and losses with logits, written so that |x| ~ 1e4 never overflows."""
 from . import errors, ops
 from .tracing import require_in_range
-from .ops import log_softmax, sigmoid, softmax, softplus, tanh  # noqa: F401 (public names)
-
-
-def relu(features, name=None):
-    return ops.maximum(features, 0.0)
+from .ops import log_softmax, relu, sigmoid, softmax, softplus, tanh  # noqa: F401 (public names)
 
 
 def leaky_relu(features, alpha=0.2, name=None):
@@ -33,11 +29,16 @@ def _labels_logits(labels, logits, fn):
 
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
-    """max(x, 0) - x*z + log(1 + exp(-|x|)), TensorFlow's stable form."""
+    """max(x, 0) - x*z + log(1 + exp(-|x|)), TensorFlow's stable form, with max(x, 0) and -|x|
+    taken from one select on x >= 0: their kinks at 0 then cancel in the gradient, which is
+    sigmoid(x) - z everywhere (0.5 - z at 0; relu and abs would give -z there)."""
     labels, logits = _labels_logits(labels, logits, 'sigmoid_cross_entropy_with_logits')
     labels = ops.cast(labels, ops._dtype_of(logits))
     _same_shape(labels, logits, 'sigmoid_cross_entropy_with_logits')
-    return relu(logits) - logits * labels + ops.softplus(-ops.abs(logits))
+    nonnegative = ops.greater_equal(logits, 0.0)
+    positive_part = ops.where(nonnegative, logits, 0.0)
+    minus_abs = ops.where(nonnegative, -logits, logits)
+    return positive_part - logits * labels + ops.softplus(minus_abs)
 
 
 def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):

@@ -207,6 +207,7 @@ def sqrt(x, name=None): return _nary('sqrt', x, float_only=True)
 def tanh(x, name=None): return _nary('tanh', x, float_only=True)
 def sigmoid(x, name=None): return _nary('sigmoid', x, float_only=True)
 def softplus(features, name=None): return _nary('softplus', features, float_only=True)
+def relu(features, name=None): return _nary('relu', features)
 def sin(x, name=None): return _nary('sin', x, float_only=True)
 def cos(x, name=None): return _nary('cos', x, float_only=True)
 def floor(x, name=None): return _nary('floor', x, float_only=True)
@@ -294,8 +295,12 @@ def stop_gradient(x, name=None):
 
 
 def identity(x, name=None):
+    """A new tensor with x's value, as tf.identity: gradients flow through it, and being a value
+    of its own it can be differentiated apart from x (grad(f, argnums=(0, 1))(t, t))."""
     x = _operand(x)
-    return constant(x) if isinstance(x, _SCALARS + (np.ndarray,)) else x
+    if isinstance(x, _SCALARS + (np.ndarray,)):
+        return constant(x)
+    return bind(P.REGISTRY['broadcast_to'], x, shape=_shape(x))
 
 
 # ---------------------------------------------------------------------------- reductions
@@ -315,11 +320,16 @@ def _axes(x, axis):
             raise TypeError(errors.at_user_line(
                 f'axis must be an int or a list of ints, got {ax!r} ({type(ax).__name__})'))
         ax = int(ax)
-        if not -nd <= ax < max(nd, 1):
+        if not -nd <= ax < nd:
             raise errors.ShapeError(errors.at_user_line(
-                f'axis {ax} is out of range for a tensor of shape {_shape(x)}'))
-        out.append(ax % nd if nd else 0)
-    return tuple(sorted(set(out)))
+                f'axis {ax} is out of range for a tensor of shape {_shape(x)} (valid axes: '
+                + (f'{-nd} to {nd - 1})' if nd else 'none; a scalar has no axis to reduce)')))
+        if ax % nd in out:
+            raise errors.InvalidArgumentError(errors.at_user_line(
+                f'axis {list(axes)} names dimension {ax % nd} twice (TensorFlow refuses duplicate '
+                'reduction axes too); list each axis once'))
+        out.append(ax % nd)
+    return tuple(sorted(out))
 
 
 def _check_not_empty(name, x, axes):
@@ -336,7 +346,7 @@ def _reduce(name, x, axis, keepdims):
     x = _operand(x)
     if isinstance(x, _SCALARS):
         x = constant(x)
-    axes = _axes(x, axis) if _ndim(x) else ()
+    axes = _axes(x, axis)
     if name in ('reduce_max', 'reduce_min'):
         _check_not_empty(name, x, axes)
     out = bind(P.REGISTRY[name], x, axes=axes)
@@ -366,7 +376,7 @@ def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
         x = constant(x)
     if _dtype_of(x) == np.bool_:
         x = cast(x, dtypes.DEFAULT_FLOAT)  # the fraction of True values
-    count = int(np.prod([_shape(x)[a] for a in _axes(x, axis)])) if _ndim(x) else 1
+    count = int(np.prod([_shape(x)[a] for a in _axes(x, axis)]))
     total = reduce_sum(x, axis, keepdims)
     if is_floating(x):
         return multiply(total, 1.0 / count) if count else divide(total, 0.0)

@@ -315,6 +315,8 @@ unary('sin', np.sin, lambda ct, out, x: ct * o.cos(x), 'np.sin({0})')
 unary('cos', np.cos, lambda ct, out, x: -(ct * o.sin(x)), 'np.cos({0})')
 unary('abs', np.abs, lambda ct, out, x: ct * o.sign(x), 'np.abs({0})', float_only=False)
 unary('sign', np.sign, _zero, 'np.sign({0})', float_only=False)
+unary('relu', lambda x: np.maximum(x, 0), lambda ct, out, x: o.where(o.greater(x, 0), ct, 0),
+      'np.maximum({0}, {dtype}(0))', float_only=False)  # relu'(0) = 0, as TF, JAX and PyTorch
 unary('floor', np.floor, _zero, 'np.floor({0})')
 
 binary('add', np.add, lambda ct, out, x, y: ct, lambda ct, out, x, y: ct, '({0} + {1})')

@@ -202,7 +202,7 @@ def to_array(value, what='value', dtype=None):
             array = array.astype(dtypes.DEFAULT_FLOAT)
         elif array.dtype == np.int64 and not isinstance(value, (np.ndarray, np.generic)):
             array = array.astype(dtypes.DEFAULT_INT) if _fits_int32(array) else array
-    array = array.astype(dtypes.canonical(array.dtype, what), copy=False)
+    array = dtypes.to_canonical(array, what)
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 

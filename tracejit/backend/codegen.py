@@ -16,11 +16,11 @@ import re
 import numpy as np
 
 from .dims import DimClasses
+from .fpflags import fastmath_source
 from .fusion import partition
 
 PARALLEL_MIN = 1 << 16  # elements; below this a parallel region costs more than it saves
 BLOCK = 1024  # elements per float32 partial sum; block sums add up in float64 (_flat_loop)
-FASTMATH_FLAGS = "{'reassoc', 'contract', 'arcp', 'nsz'}"  # never nnan/ninf: NaNs propagate
 FLOAT_ACC = {'reduce_sum': '0.0', 'reduce_max': '-np.inf', 'reduce_min': 'np.inf'}
 
 
@@ -562,7 +562,7 @@ class Codegen:
 
 
 def _decorator(parallel):
-    return (f'@numba.njit(cache=True, fastmath={FASTMATH_FLAGS}, error_model=\'numpy\', '
+    return (f'@numba.njit(cache=True, fastmath={fastmath_source()}, error_model=\'numpy\', '
             f'nogil=True{", parallel=True" if parallel else ""})\n')
 
 

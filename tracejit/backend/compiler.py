@@ -29,7 +29,7 @@ def _helpers_hash():
     from .. import __version__
     digest = hashlib.sha256(__version__.encode())
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ('fastmath.py', 'kernels.py'):
+    for name in ('fpflags.py', 'fastmath.py', 'kernels.py'):
         with open(os.path.join(here, name), 'rb') as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]

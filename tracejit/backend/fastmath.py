@@ -32,14 +32,15 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .fpflags import FASTMATH
+
 __all__ = [
     "exp32", "expm1_32", "log32", "log1p32", "tanh32", "sigmoid32",
     "softplus32", "exp64", "expm1_64", "log64", "log1p64", "tanh64",
     "sigmoid64", "softplus64", "FLOAT32_FUNCS", "FLOAT64_FUNCS",
 ]
 
-_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
-_jit = njit(inline="always", fastmath=_FASTMATH, error_model="numpy")
+_jit = njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 
 _f = np.float32
 _ZERO, _HALF, _ONE, _TWO = _f(0.0), _f(0.5), _f(1.0), _f(2.0)
@@ -82,8 +83,8 @@ def _strict_binop(opname):
     """An intrinsic for one IEEE operation that the caller's flags leave alone.
 
     Numba adds the caller's fast-math flags only to float instructions that
-    have none; tagging this one with ``arcp`` alone (harmless) keeps it
-    from being reassociated or contracted, so e.g. ``(1 + x) - 1`` is not
+    have none; tagging this one with ``nsz`` alone (harmless for these
+    operations) keeps it from being reassociated or contracted, so e.g. ``(1 + x) - 1`` is not
     simplified to ``x``.  An intrinsic division also skips the zero check
     of ``error_model='python'``, which would raise on x/0 and block
     vectorisation.  All of them still vectorise.
@@ -94,7 +95,7 @@ def _strict_binop(opname):
             return None
 
         def codegen(context, builder, sig, args):
-            return getattr(builder, opname)(*args, flags=("arcp",))
+            return getattr(builder, opname)(*args, flags=("nsz",))
         return a(a, b), codegen
     return strict
 

@@ -17,8 +17,8 @@ import numpy as np
 from numba import types
 
 from .fastmath import exp32, log32
+from .fpflags import FASTMATH
 
-FASTMATH = {'reassoc', 'contract', 'arcp', 'nsz'}  # never nnan/ninf: NaNs propagate
 _jit = numba.njit(inline='always', error_model='numpy')
 _cached = numba.njit(cache=True, error_model='numpy', nogil=True)
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)

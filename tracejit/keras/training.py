@@ -134,7 +134,7 @@ def as_input(data, what, check_nan=True):
                              'clean the data before training')
         array = array.astype(np.float32, copy=False)
     else:
-        array = array.astype(dtypes.canonical(array.dtype, what), copy=False)
+        array = dtypes.to_canonical(array, what)
     if array.ndim == 1:
         array = array[:, None]
     return np.ascontiguousarray(array)
