@@ -135,13 +135,13 @@ class GradientTape:
 
     def __enter__(self):
         self._recording = True
-        tracing.active_tapes.append(self)
+        tracing.active_tapes().append(self)
         return self
 
     def __exit__(self, *exc):
         self._recording = False
-        if self in tracing.active_tapes:
-            tracing.active_tapes.remove(self)
+        if self in tracing.active_tapes():
+            tracing.active_tapes().remove(self)
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -388,11 +388,11 @@ def _differentiable_input(leaf):
 
 @contextlib.contextmanager
 def _tapes_paused():
-    tapes, tracing.active_tapes[:] = list(tracing.active_tapes), []
+    tapes, tracing.active_tapes()[:] = list(tracing.active_tapes()), []
     try:
         yield
     finally:
-        tracing.active_tapes[:] = tapes
+        tracing.active_tapes()[:] = tapes
 
 
 def custom_gradient(f=None):
@@ -407,7 +407,7 @@ def custom_gradient(f=None):
             out, grad_fn = f(*inputs, **kwargs)
         out_leaves, treedef = tree.flatten(out)
         fresh = [ops.stop_gradient(o) for o in out_leaves]
-        for tape in tracing.active_tapes:
+        for tape in tracing.active_tapes():
             tape.record_custom(grad_fn, inputs, fresh)
         return tree.unflatten(treedef, fresh)
 

@@ -14,7 +14,7 @@ import numpy as np
 from . import config, dtypes, errors, passes, tracing, tree
 from .tensor import Tensor, TensorOps
 from .tracing import Trace, Tracer
-from .variables import Variable
+from .variables import Variable, update_locks
 
 log = logging.getLogger('tracejit')
 
@@ -60,10 +60,11 @@ class TraceResult:
 class _Entry:
     """A cached trace and its executable."""
 
-    __slots__ = ('result', 'executable', 'keepalive')
+    __slots__ = ('result', 'executable', 'keepalive', 'locks')
 
     def __init__(self, result, executable, keepalive):
         self.result, self.executable, self.keepalive = result, executable, keepalive
+        self.locks = update_locks(variable for variable, _ in result.graph.updates)
 
 
 class Function:
@@ -100,7 +101,7 @@ class Function:
     # -- calling ----------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if config.disable_jit or tracing._trace_stack or tracing.active_tapes:
+        if config.disable_jit or tracing.busy():
             # inside another trace the call inlines; under a gradient tape it runs eagerly, so
             # the tape records it and gradients flow through compiled functions too
             return self._fn(*args, **kwargs)
@@ -122,12 +123,18 @@ class Function:
         return self._execute(entry, dynamic)
 
     def _execute(self, entry, dynamic):
-        result = entry.result
-        if self.debug_nans:
-            from .debug import run_checked
-            outs = run_checked(entry.executable, result.graph, dynamic, result.input_names)
-        else:
-            outs = entry.executable.run(dynamic)
+        result, locks = entry.result, entry.locks
+        for lock in locks:  # the step's Variable updates are atomic with respect to other threads
+            lock.acquire()
+        try:
+            if self.debug_nans:
+                from .debug import run_checked
+                outs = run_checked(entry.executable, result.graph, dynamic, result.input_names)
+            else:
+                outs = entry.executable.run(dynamic)
+        finally:
+            for lock in locks:
+                lock.release()
         return result.build_outputs(outs)
 
     # -- signatures -------------------------------------------------------------------------

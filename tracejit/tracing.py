@@ -6,14 +6,35 @@ nodes, Variable reads become state inputs and `assign` rebinds the Variable's cu
 same code differentiates eagerly and inside compiled functions.
 """
 import contextlib
+import threading
 
 import numpy as np
 
 from . import dtypes, errors, ir
 from .tensor import Tensor, TensorOps, _uids
 
-_trace_stack = []
-active_tapes = []
+
+
+class _ThreadState(threading.local):
+    """The traces and gradient tapes of one thread, as in TensorFlow: while one thread traces,
+    another thread's ops stay eager and its tapes record only its own ops."""
+
+    def __init__(self):
+        self.traces = []
+        self.tapes = []
+
+
+_state = _ThreadState()
+
+
+def active_tapes():
+    """This thread's recording GradientTapes (innermost last)."""
+    return _state.tapes
+
+
+def busy():
+    """Whether this thread is tracing or recording on a tape (compiled calls then inline)."""
+    return bool(_state.traces or _state.tapes)
 
 
 class Tracer(TensorOps):
@@ -62,11 +83,11 @@ class Trace:
 
     def __enter__(self):
         self.active = True
-        _trace_stack.append(self)
+        _state.traces.append(self)
         return self
 
     def __exit__(self, *exc):
-        _trace_stack.remove(self)
+        _state.traces.remove(self)
         self.active = False
 
     def new_input(self, shape, dtype, weak=False):
@@ -143,19 +164,20 @@ class Trace:
 
 
 def current_trace():
-    return _trace_stack[-1] if _trace_stack else None
+    traces = _state.traces
+    return traces[-1] if traces else None
 
 
 @contextlib.contextmanager
 def init_scope():
     """Run the block eagerly, outside any trace and unseen by gradient tapes (TensorFlow's
     init_scope): how initial values of Variables created while tracing are computed."""
-    traces, tapes = list(_trace_stack), list(active_tapes)
-    _trace_stack[:], active_tapes[:] = [], []
+    traces, tapes = list(_state.traces), list(_state.tapes)
+    _state.traces[:], _state.tapes[:] = [], []
     try:
         yield
     finally:
-        _trace_stack[:], active_tapes[:] = traces, tapes
+        _state.traces[:], _state.tapes[:] = traces, tapes
 
 
 def bind(prim, *args, **params):
@@ -175,7 +197,7 @@ def bind(prim, *args, **params):
         outs = [Tensor(r) for r in prim.run(*values, **params)]
     else:
         outs = trace.emit(prim, args, params)
-    for tape in active_tapes:
+    for tape in _state.tapes:
         tape.record(prim, args, params, outs)
     return outs[0] if len(outs) == 1 else outs
 

@@ -6,6 +6,7 @@ in program order; compiled kernels then write the final value into the buffer in
 """
 import itertools
 import re
+import threading
 
 import numpy as np
 
@@ -38,6 +39,7 @@ class Variable(TensorOps):
         self._base_name = name or 'Variable'
         self.name = f'{self._base_name}:0'  # eager TensorFlow does not uniquify names
         self._id = next(Variable._ids)
+        self._lock = threading.RLock()  # held by every eager update and every kernel writing it
 
     shape = property(lambda self: self._buf.shape)
     dtype = property(lambda self: dtypes.as_dtype(self._buf.dtype))
@@ -47,7 +49,7 @@ class Variable(TensorOps):
         """The current value as a tensor (a traced state read inside a compiled function)."""
         trace = tracing.current_trace()
         out = trace.read_variable(self) if trace is not None else Tensor(self._buf.copy())
-        for tape in tracing.active_tapes:
+        for tape in tracing.active_tapes():
             tape.on_variable_read(self, out)
         return out
 
@@ -70,16 +72,19 @@ class Variable(TensorOps):
         if trace is not None:
             trace.assign_variable(self, value)
         else:
-            np.copyto(self._buf, np.asarray(value))
+            with self._lock:
+                np.copyto(self._buf, np.asarray(value))
         return self
 
     def assign_add(self, delta, use_locking=None, name=None, read_value=True):
         from . import ops
-        return self.assign(ops.add(self.value(), delta))
+        with self._lock:  # read, add and write as one update: threads never lose one
+            return self.assign(ops.add(self.value(), delta))
 
     def assign_sub(self, delta, use_locking=None, name=None, read_value=True):
         from . import ops
-        return self.assign(ops.subtract(self.value(), delta))
+        with self._lock:
+            return self.assign(ops.subtract(self.value(), delta))
 
     def _checked(self, value):
         """The new value as an operand of this Variable's shape and dtype, or a clear error."""
@@ -122,6 +127,13 @@ class Variable(TensorOps):
 
     def __index__(self):
         return self.value().__index__()
+
+
+def update_locks(variables):
+    """The locks of `variables`, each once, in creation order: a step that takes the locks of
+    all the Variables it writes in this one global order never deadlocks with another."""
+    unique = {v._id: v for v in variables}
+    return tuple(unique[i]._lock for i in sorted(unique))
 
 
 class Module:
