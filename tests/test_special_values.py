@@ -170,3 +170,61 @@ def test_an_axis_of_a_scalar_is_refused(op, axis):
 def test_scalar_reductions_without_axis_still_work():
     assert float(tj.reduce_sum(tj.constant(3.0))) == 3.0
     assert float(tj.reduce_mean(tj.constant(3.0), axis=[])) == 3.0
+
+
+def _small_model():
+    model = keras.Sequential([keras.layers.Dense(2, kernel_initializer='ones')])
+    model.compile('sgd', 'mse')
+    return model
+
+
+@pytest.mark.parametrize('where, value', [('x', np.inf), ('y', -np.inf), ('x', np.nan)])
+def test_fit_refuses_non_finite_data_before_any_step(where, value):
+    model = _small_model()
+    x, y = np.ones((6, 3), np.float32), np.ones((6, 2), np.float32)
+    model.predict(x)  # build
+    before = [w.numpy() for w in model.weights]
+    (x if where == 'x' else y)[4, 1] = value
+    name = 'NaN' if np.isnan(value) else str(value)
+    with pytest.raises(ValueError, match=rf'{where} contains {name} \(first at index \(4, 1\)\)'):
+        model.fit(x, y, epochs=1, verbose=0)
+    for w, old in zip(model.weights, before):
+        np.testing.assert_array_equal(w.numpy(), old)
+
+
+def test_fit_refuses_inf_in_validation_data():
+    model = _small_model()
+    x, y = np.ones((6, 3), np.float32), np.ones((6, 2), np.float32)
+    bad = y.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match='inf'):
+        model.fit(x, y, epochs=1, verbose=0, validation_data=(x, bad))
+
+
+def test_predict_on_zero_rows_is_empty():
+    model = _small_model()
+    out = model.predict(np.zeros((0, 3), np.float32))
+    assert out.shape == (0, 2) and out.dtype == np.float32
+    np.testing.assert_allclose(model.predict(np.ones((2, 3), np.float32)), np.full((2, 2), 3.0))
+
+
+@pytest.mark.parametrize('damage', ['empty', 'truncated', 'garbage', 'single_array'])
+def test_load_weights_of_a_damaged_file_names_it_and_changes_nothing(tmp_path, damage):
+    model = _small_model()
+    model.predict(np.ones((1, 3), np.float32))
+    good = tmp_path / 'good.npz'
+    model.save_weights(str(good))
+    path = tmp_path / 'bad.npz'
+    content = {'empty': b'', 'truncated': good.read_bytes()[:40],
+               'garbage': b'\x93NUMPY not really' * 9}.get(damage)
+    if content is None:  # a .npy file under a .npz name
+        np.save(tmp_path / 'one.npy', np.zeros(3))
+        (tmp_path / 'one.npy').rename(path)
+    else:
+        path.write_bytes(content)
+    for w in model.weights:
+        w.assign(np.full(w.shape, 7.0, np.float32))
+    with pytest.raises(errors.DataLossError, match='bad.npz'):
+        model.load_weights(str(path))
+    for w in model.weights:
+        np.testing.assert_array_equal(w.numpy(), np.full(w.shape, 7.0, np.float32))

@@ -33,6 +33,10 @@ class InvalidArgumentError(TracejitError, ValueError):
     """A bad argument value (TensorFlow's name for it)."""
 
 
+class DataLossError(TracejitError, ValueError):
+    """A file is truncated, empty or not what it claims to be (TensorFlow's name for it)."""
+
+
 class FailedPreconditionError(TracejitError, RuntimeError):
     """Something had to happen first: an uninitialised variable, a closed session."""
 

@@ -7,9 +7,11 @@ checks the count and every shape before writing anything; weights are copied int
 Variables' existing buffers, whose identity compiled kernels rely on.
 """
 import os
+import zipfile
 
 import numpy as np
 
+from .. import errors
 from ..fileio import write_atomically
 
 _NAMES_KEY = 'weight_names'
@@ -37,10 +39,25 @@ def load_weights(layer, path):
         else checkpoint_path(path)
     if not os.path.isfile(target):
         raise FileNotFoundError(f'no weight checkpoint at {path!r} (looked for {target!r})')
-    with np.load(target, allow_pickle=False) as data:
-        keys = sorted(k for k in data.files if k != _NAMES_KEY)
-        arrays = [data[k] for k in keys]
-    assign_weights(layer, arrays, f'checkpoint {target!r}')
+    assign_weights(layer, _read_arrays(target), f'checkpoint {target!r}')
+
+
+def _read_arrays(target):
+    """The checkpoint's arrays in saved order, or DataLossError naming the file and what is
+    wrong with it (numpy says BadZipFile, EOFError or 'pickled data' for a damaged file)."""
+    try:
+        data = np.load(target, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError('it holds a single array, not a weight checkpoint')
+        with data:
+            keys = sorted(k for k in data.files if k != _NAMES_KEY)
+            return [data[k] for k in keys]
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+        size = os.path.getsize(target)
+        problem = 'it is empty' if size == 0 else f'it is truncated or not a checkpoint ({e})'
+        raise errors.DataLossError(
+            f'cannot read the weight checkpoint {target!r} ({size} bytes): {problem}; save it '
+            'again with save_weights') from None
 
 
 def assign_weights(layer, arrays, source):

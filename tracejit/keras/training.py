@@ -128,10 +128,12 @@ def as_input(data, what, check_nan=True):
     if array.ndim == 0:
         raise ValueError(f'{what} must have a batch dimension, got a scalar')
     if array.dtype.kind == 'f':
-        if check_nan and np.isnan(array).any():
-            first = np.argwhere(np.isnan(array))[0]
-            raise ValueError(f'{what} contains NaN (first at index {tuple(first.tolist())}); '
-                             'clean the data before training')
+        if check_nan and not np.isfinite(array).all():
+            first = tuple(np.argwhere(~np.isfinite(array))[0].tolist())
+            bad = 'NaN' if np.isnan(array[first]) else float(array[first])
+            raise ValueError(f'{what} contains {bad} (first at index {first}); '
+                             'clean the data before training (NaN and inf would make every '
+                             'weight non-finite)')
         array = array.astype(np.float32, copy=False)
     else:
         array = dtypes.to_canonical(array, what)
@@ -322,7 +324,8 @@ def predict(model, x, batch_size=None):
     model._check_data_shape(x.shape)
     batch_size = _batch_size(batch_size)
     step = model._steps.predict
-    outputs = [step(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+    starts = range(0, len(x), batch_size) or [0]  # no rows: one empty batch, (0, units) out
+    outputs = [step(x[start:start + batch_size]) for start in starts]
     leaves, treedef = zip(*(tree.flatten(o) for o in outputs))
     columns = zip(*leaves)
     return tree.unflatten(treedef[0], [np.concatenate([np.asarray(v) for v in column])
