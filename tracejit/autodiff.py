@@ -388,11 +388,12 @@ def _differentiable_input(leaf):
 
 @contextlib.contextmanager
 def _tapes_paused():
-    tapes, tracing.active_tapes()[:] = list(tracing.active_tapes()), []
+    tapes = tracing.active_tapes()
+    saved, tapes[:] = list(tapes), []
     try:
         yield
     finally:
-        tracing.active_tapes()[:] = tapes
+        tapes[:] = saved
 
 
 def custom_gradient(f=None):
