@@ -43,8 +43,9 @@ def np_type(dtype):
 class Lowered:
     """Generated source plus the per-trace values the runtime passes alongside the inputs."""
 
-    def __init__(self, source, dims, fconsts, iconsts, array_consts, plan):
+    def __init__(self, source, dims, fconsts, iconsts, array_consts, plan, parallel):
         self.source, self.plan = source, plan
+        self.parallel = parallel  # whether any loop runs on Numba's threads
         self.dims = np.asarray(dims, np.int64)
         self.fconsts = np.asarray(fconsts, np.float64)
         self.iconsts = np.asarray(iconsts, np.int64)
@@ -118,7 +119,9 @@ class Codegen:
         helpers = ''.join(f'{_decorator(parallel)}def {name}({text}\n\n'
                           for text, (name, parallel) in self.helpers.items())
         source = f'{helpers}{_decorator(False)}def kernel({", ".join(params)}):\n{dims}{body}\n'
-        return Lowered(source, sizes, self.fconsts, self.iconsts, self.array_consts, self.plan)
+        parallel = any(parallel for _, parallel in self.helpers.values())
+        return Lowered(source, sizes, self.fconsts, self.iconsts, self.array_consts, self.plan,
+                       parallel)
 
     def prologue(self):
         params = []

@@ -5,7 +5,8 @@ Numba's `cache=True` does not work for exec'd source, so each kernel becomes a r
 `sys.modules`, which Numba's cache needs in a new process). The hash covers the kernel source,
 tracejit's version and the source of the helper modules it calls, so a changed helper never
 reuses a stale kernel. Files are written atomically; a corrupt or unreadable entry is rewritten,
-and an unwritable cache directory falls back to compiling in memory with one warning.
+and a cache directory that cannot be written (unwritable, full, deleted while in use) makes the
+process compile in memory from then on, with one warning.
 """
 import glob
 import hashlib
@@ -17,10 +18,11 @@ import traceback
 import warnings
 
 from ..fileio import write_atomically
+from .parallel import choose_threading_layer
 
 _lock = threading.Lock()
 _memory = {}
-_warned = []
+_disk_lost = []   # the error that made this process stop using the disk cache
 
 
 def _helpers_hash():
@@ -77,16 +79,26 @@ def load(kernel_source):
     text = module_text(kernel_source)
     key = _key(text)
     with _lock:
+        choose_threading_layer()
         if key in _memory:
             return _memory[key], 'memory'
-        try:
-            fn, how = _load_from_disk(key, text)
-        except OSError as e:
-            _warn_once(f'tracejit: cannot use the kernel cache directory {cache_dir()!r} ({e}); '
-                       'compiling in memory only')
-            fn, how = _exec_in_memory(kernel_source), 'compiled'
-        _memory[key] = fn
+        fn, how = None, 'compiled'
+        if not _disk_lost:
+            try:
+                fn, how = _load_from_disk(key, text)
+            except OSError as e:
+                _lose_disk_cache(e)
+        _memory[key] = fn = fn or _exec_in_memory(kernel_source)
         return fn, how
+
+
+def in_memory_after_cache_failure(kernel_source, error):
+    """The kernel's dispatcher compiled without the disk cache, after Numba failed to read or
+    write it (`error`): from then on this process compiles every kernel in memory."""
+    with _lock:
+        _lose_disk_cache(error)
+        _memory[_key(module_text(kernel_source))] = fn = _exec_in_memory(kernel_source)
+        return fn
 
 
 def _load_from_disk(key, text):
@@ -143,16 +155,18 @@ def _exec_in_memory(kernel_source):
     return namespace['kernel']
 
 
-def _warn_once(message):
-    if not _warned:
-        _warned.append(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+def _lose_disk_cache(error):
+    """Stop using the disk cache in this process (only its speed is lost) and say so, once."""
+    if not _disk_lost:
+        _disk_lost.append(error)
+        warnings.warn(f'tracejit: cannot use the kernel cache directory {cache_dir()!r} '
+                      f'({error}); compiling in memory only', RuntimeWarning, stacklevel=4)
 
 
-def forget_corrupt_entry(source_path, error):
-    """If `error` came from reading Numba's cache files of the kernel at `source_path`, delete
-    those files (so the next attempt compiles and rewrites them) and return True."""
-    if not _raised_in_numba_cache(error) or not os.path.isfile(source_path):
+def forget_entry(source_path):
+    """Delete Numba's cache files of the kernel at `source_path` (so the next attempt compiles
+    and rewrites them); False when there is no such entry or they cannot be deleted."""
+    if not os.path.isfile(source_path):
         return False
     stem = os.path.splitext(os.path.basename(source_path))[0]
     pattern = os.path.join(os.path.dirname(source_path), '__pycache__', glob.escape(stem) + '.*')
@@ -164,7 +178,8 @@ def forget_corrupt_entry(source_path, error):
     return True
 
 
-def _raised_in_numba_cache(error):
+def raised_in_numba_cache(error):
+    """Whether `error` (or one it came from) was raised in Numba's cache code."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

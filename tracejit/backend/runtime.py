@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import errors
 from . import compiler
+from .parallel import launch_lock
 
 
 class Kernel:
@@ -31,17 +32,26 @@ class Kernel:
         if len(self.out_dtypes) == 1 and self.scalar_outputs:  # `return loss`, kept cheap
             dtype = self.out_dtypes[0][0]
             self._box_outputs = lambda results: [np.asarray(results[0], dtype)]
+        self.parallel = lowered.parallel
         self.checked = False
 
     def run(self, args):
         self._unbox_scalars(args)
         if not self.checked:
             self.compile(args)
-        if self.restore_on_failure:
+        if self.parallel:  # one parallel kernel at a time: see backend/parallel.py
+            with launch_lock:
+                results = self._call(args)
+        elif self.restore_on_failure:
             results = self._call_restoring(args)
         else:
             results = self.fn(*args, *self.tail)
         return self._box_outputs(results) if self.scalar_outputs else results
+
+    def _call(self, args):
+        if self.restore_on_failure:
+            return self._call_restoring(args)
+        return self.fn(*args, *self.tail)
 
     def _unbox_scalars(self, args):
         """0-d inputs are passed as scalars (in place in the `args` list)."""
@@ -66,19 +76,23 @@ class Kernel:
 
     def compile(self, args):
         """Compile (or load from the disk cache) for these arguments' types, without running.
-        An unreadable cache entry is deleted and compiled again; Numba failures are wrapped."""
+        When Numba fails in its cache, the entry is deleted and compiled again; when that fails
+        too (a cache that cannot be written), the kernel is compiled in memory. Numba failures
+        are wrapped."""
         import numba
         args = self._unbox_scalars(list(args))
         signature = tuple(numba.typeof(a) for a in (*args, *self.tail))
-        try:
-            self.fn.compile(signature)
-        except Exception as e:
-            if not compiler.forget_corrupt_entry(self.source_path, e):
-                self._reraise(e)
+        for attempt in ('cached', 'cleaned', 'memory'):
             try:
                 self.fn.compile(signature)
-            except Exception as again:
-                self._reraise(again)
+                break
+            except Exception as e:
+                if attempt == 'memory' or not compiler.raised_in_numba_cache(e):
+                    self._reraise(e)
+                if attempt == 'cached' and compiler.forget_entry(self.source_path):
+                    continue
+                self.fn = compiler.in_memory_after_cache_failure(self.lowered.source, e)
+                self.source_path = '<memory>'
         self.checked = True
 
     def _reraise(self, error):

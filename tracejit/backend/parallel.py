@@ -1,0 +1,30 @@
+"""Kernels with parallel loops under threads and fork.
+
+Numba runs prange loops on a threading layer. Its default on Linux without TBB is GNU OpenMP,
+which does not survive fork: a child of a process that ran a parallel loop aborts ("fork() called
+from a process already using GNU OpenMP") when it runs one, and a `multiprocessing` fork pool
+started after training hangs. So, unless the user chose a layer (NUMBA_THREADING_LAYER, or
+`numba.config.THREADING_LAYER` set before the first kernel), tracejit asks Numba for a fork-safe
+one: TBB where it loads, else the workqueue layer.
+
+Workqueue aborts the process when two threads launch parallel loops at once, so kernels with
+parallel loops run one at a time (`launch_lock`). Each already uses every core: little is lost.
+"""
+import os
+import threading
+
+launch_lock = threading.Lock()
+
+
+def choose_threading_layer():
+    """Ask Numba for a fork-safe threading layer unless the user chose one. Must run before
+    Numba starts its threads (the first parallel kernel compiled or loaded); later it is a no-op."""
+    import numba
+    if 'NUMBA_THREADING_LAYER' not in os.environ and numba.config.THREADING_LAYER == 'default':
+        numba.config.THREADING_LAYER = 'forksafe'
+
+
+# A child forked while another thread runs a parallel kernel would inherit the lock held (and
+# the threading layer mid-loop): let that kernel finish first.
+os.register_at_fork(before=launch_lock.acquire, after_in_parent=launch_lock.release,
+                    after_in_child=launch_lock.release)
