@@ -14,7 +14,8 @@ import functools
 
 import numpy as np
 
-from . import errors, ops, tracing, tree
+from . import errors, operands, ops, tracing, tree
+from . import vjps  # noqa: F401 (registers every primitive's VJP rule)
 from .tensor import Tensor
 from .tracing import Tracer
 from .variables import Variable
@@ -75,7 +76,7 @@ def backward(entries, cts, key, tracked):
         for arg, ct in zip(entry.args, in_cts):
             if ct is None or not tracked(arg):
                 continue
-            ct = _unbroadcast(ops._operand(ct), tuple(arg.shape))
+            ct = _unbroadcast(operands.operand(ct), tuple(arg.shape))
             k = key(arg)
             cts[k] = ct if k not in cts else ops.add(cts[k], ct)
     return cts
@@ -96,9 +97,9 @@ def _has_uid(x):
 def _seed_cts(targets, output_gradients, key):
     cts = {}
     for i, t in enumerate(targets):
-        seed = ops.ones_like(t) if output_gradients is None else ops._operand(output_gradients[i])
-        seed = ops._to(seed, ops._dtype_of(t)) if not isinstance(seed, np.ndarray) else \
-            seed.astype(ops._dtype_of(t))
+        seed = ops.ones_like(t) if output_gradients is None else operands.operand(output_gradients[i])
+        seed = operands.cast_to(seed, operands.dtype_of(t)) if not isinstance(seed, np.ndarray) else \
+            seed.astype(operands.dtype_of(t))
         k = key(t)
         cts[k] = seed if k not in cts else ops.add(cts[k], seed)
     return cts
@@ -203,7 +204,7 @@ class GradientTape:
                 'GradientTape.gradient: target is None; pass the tensor (or structure of '
                 'tensors) computed inside the tape, e.g. the loss'))
         self._consume()
-        targets = [ops._operand(t, 'target') for t in tree.leaves(target)]
+        targets = [operands.operand(t, 'target') for t in tree.leaves(target)]
         if output_gradients is not None:
             output_gradients = tree.leaves(output_gradients)
         source_leaves, treedef = tree.flatten(sources)
@@ -246,9 +247,9 @@ class GradientTape:
         """Full Jacobian: result[i] has shape target.shape + source.shape."""
         unconnected = _check_unconnected(unconnected_gradients)
         self._consume()
-        target = ops._operand(target, 'target')
+        target = operands.operand(target, 'target')
         source_leaves, treedef = tree.flatten(sources)
-        t_shape, dtype = tuple(target.shape), ops._dtype_of(target)
+        t_shape, dtype = tuple(target.shape), operands.dtype_of(target)
         rows = [[] for _ in source_leaves]
         connected = [False] * len(source_leaves)
         with self.stop_recording():
@@ -306,7 +307,7 @@ def gradients(ys, xs, grad_ys=None, name='gradients', unconnected_gradients='non
 def _graph_value(trace, value):
     if isinstance(value, Variable):
         return trace.read_variable(value)
-    value = ops._operand(value)
+    value = operands.operand(value)
     if isinstance(value, Tracer):
         return value
     return Tracer(trace, trace.to_var(value))
@@ -337,7 +338,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         if tuple(value.shape) != () or not ops.is_floating(value):
             raise TypeError(errors.at_user_line(
                 'grad needs a function with a scalar floating-point output, got '
-                f'shape {tuple(value.shape)} dtype {ops._dtype_of(value).name}'))
+                f'shape {tuple(value.shape)} dtype {operands.dtype_of(value).name}'))
         grads = tape.gradient(value, [args[n] for n in nums], unconnected_gradients='zero')
         grads = grads[0] if single else tuple(grads)
         return ((value, aux) if has_aux else value), grads
@@ -362,8 +363,8 @@ def _split_aux(out, has_aux):
         raise TypeError(errors.at_user_line(
             'with has_aux=True the function must return a pair (value, aux)'))
     value, aux = (out[0], out[1]) if has_aux else (out, None)
-    value = ops._operand(value, 'output')
-    return (ops.constant(value) if isinstance(value, ops._SCALARS) else value), aux
+    value = operands.operand(value, 'output')
+    return (ops.constant(value) if isinstance(value, operands.SCALARS) else value), aux
 
 
 def _differentiable_input(leaf):
@@ -373,12 +374,12 @@ def _differentiable_input(leaf):
             'array or float, or exclude this argument from argnums'))
     if isinstance(leaf, Variable):
         leaf = leaf.value()
-    value = ops._operand(leaf, 'argument')
+    value = operands.operand(leaf, 'argument')
     if isinstance(value, (float, np.floating)):
         return ops.constant(value)
     if isinstance(value, (bool, int, np.integer, np.bool_)) or not ops.is_floating(value):
         raise TypeError(errors.at_user_line(
-            f'grad needs floating-point inputs, got {ops._dtype_of(value).name}; '
+            f'grad needs floating-point inputs, got {operands.dtype_of(value).name}; '
             'pass floats (e.g. 1.0 instead of 1) or exclude this argument from argnums'))
     # a value of its own per argument: passing one tensor twice gives two partial derivatives
     return ops.identity(value) if _has_uid(value) else ops.constant(value)
@@ -403,7 +404,7 @@ def custom_gradient(f=None):
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        inputs = [ops._operand(a) for a in args]
+        inputs = [operands.operand(a) for a in args]
         with _tapes_paused():
             out, grad_fn = f(*inputs, **kwargs)
         out_leaves, treedef = tree.flatten(out)

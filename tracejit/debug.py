@@ -21,19 +21,19 @@ def run_checked(executable, graph, args, names):
         if _bad(value):
             raise FloatingPointError(f'debug_nans: argument {name!r} ({var.type_str()}) '
                                      'contains NaN or Inf before the step ran')
-    snapshot = [(v, v._buf.copy()) for v, _ in graph.updates]
+    snapshot = [(v, v.buffer.copy()) for v, _ in graph.updates]
     outs = executable.run(list(args))
-    if not any(_bad(o) for o in outs) and not any(_bad(v._buf) for v, _ in graph.updates):
+    if not any(_bad(o) for o in outs) and not any(_bad(v.buffer) for v, _ in graph.updates):
         return outs
     for variable, saved in snapshot:
-        np.copyto(variable._buf, saved)
+        np.copyto(variable.buffer, saved)
     raise FloatingPointError(_first_bad_node(graph, args))
 
 
 def _first_bad_node(graph, args):
     env = dict(graph.consts)
     env.update((v, np.asarray(a, v.dtype)) for v, a in zip(graph.inputs, args))
-    env.update((var, variable._buf) for variable, var in graph.state)
+    env.update((var, variable.buffer) for variable, var in graph.state)
     for node in graph.nodes:
         results = node.prim.run(*(env[v] for v in node.inputs), **node.params)
         env.update(zip(node.outputs, results))

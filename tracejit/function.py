@@ -184,7 +184,9 @@ class Function:
         self._log_retrace(key)
         result = self._trace(args, kwargs)
         from .backend import compile_graph
-        executable, how = compile_graph(result.graph, self._count_compile, result.guards)
+        executable, how = compile_graph(result.graph, self._count_compile, result.guards,
+                                        in_background=config.compile_in_background,
+                                        show_source=config.debug_level() >= 2)
         self._stats['builds'] += 1
         self._count_compile(how)
         return _Entry(result, executable, keepalive)

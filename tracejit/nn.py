@@ -1,16 +1,16 @@
 """tj.nn: activations and losses with logits, written so that |x| ~ 1e4 never overflows."""
-from . import errors, ops
+from . import errors, operands, ops
 from .tracing import require_in_range
 from .ops import log_softmax, relu, sigmoid, softmax, softplus, tanh  # noqa: F401 (public names)
 
 
 def leaky_relu(features, alpha=0.2, name=None):
-    features = ops._operand(features)
+    features = operands.operand(features)
     return ops.where(ops.greater(features, 0.0), features, ops.multiply(features, alpha))
 
 
 def elu(features, name=None):
-    features = ops._operand(features)
+    features = operands.operand(features)
     negative = ops.exp(ops.minimum(features, 0.0)) - 1.0
     return ops.where(ops.greater(features, 0.0), features, negative)
 
@@ -23,8 +23,8 @@ def _labels_logits(labels, logits, fn):
     if labels is None or logits is None:
         raise errors.InvalidArgumentError(errors.at_user_line(
             f'{fn} needs both labels= and logits='))
-    logits = ops._operand(logits, 'logits')
-    labels = ops._operand(labels, 'labels')
+    logits = operands.operand(logits, 'logits')
+    labels = operands.operand(labels, 'labels')
     return labels, logits
 
 
@@ -33,7 +33,7 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     taken from one select on x >= 0: their kinks at 0 then cancel in the gradient, which is
     sigmoid(x) - z everywhere (0.5 - z at 0; relu and abs would give -z there)."""
     labels, logits = _labels_logits(labels, logits, 'sigmoid_cross_entropy_with_logits')
-    labels = ops.cast(labels, ops._dtype_of(logits))
+    labels = ops.cast(labels, operands.dtype_of(logits))
     _same_shape(labels, logits, 'sigmoid_cross_entropy_with_logits')
     nonnegative = ops.greater_equal(logits, 0.0)
     positive_part = ops.where(nonnegative, logits, 0.0)
@@ -43,7 +43,7 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
 
 def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
     labels, logits = _labels_logits(labels, logits, 'softmax_cross_entropy_with_logits')
-    labels = ops.cast(labels, ops._dtype_of(logits))
+    labels = ops.cast(labels, operands.dtype_of(logits))
     _same_shape(labels, logits, 'softmax_cross_entropy_with_logits')
     return -ops.reduce_sum(labels * log_softmax(logits, axis=axis), axis=axis)
 
@@ -51,10 +51,10 @@ def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=No
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """logsumexp(logits) - logits[label], per row; labels are class indices."""
     labels, logits = _labels_logits(labels, logits, 'sparse_softmax_cross_entropy_with_logits')
-    if ops._dtype_of(labels).kind not in 'iu':
+    if operands.dtype_of(labels).kind not in 'iu':
         raise errors.DTypeError(errors.at_user_line(
             'sparse_softmax_cross_entropy_with_logits: labels must be integer class indices, got '
-            f'{ops._dtype_of(labels).name}'))
+            f'{operands.dtype_of(labels).name}'))
     if tuple(labels.shape) != tuple(logits.shape)[:-1]:
         raise errors.ShapeError(errors.at_user_line(
             f'sparse_softmax_cross_entropy_with_logits: labels of shape {tuple(labels.shape)} '
@@ -63,7 +63,7 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     # out-of-range classes are an error, as in TensorFlow (one_hot alone gives them a zero row)
     require_in_range(labels, 0, logits.shape[-1], 'sparse_softmax_cross_entropy_with_logits: '
                      f'labels must be class indices in [0, {logits.shape[-1]})')
-    hot = ops.one_hot(labels, logits.shape[-1], dtype=ops._dtype_of(logits))
+    hot = ops.one_hot(labels, logits.shape[-1], dtype=operands.dtype_of(logits))
     return -ops.reduce_sum(hot * log_softmax(logits), axis=-1)
 
 
@@ -79,6 +79,6 @@ def dropout(x, rate, noise_shape=None, seed=None, name=None):
     if not 0 <= float(rate) < 1:
         raise errors.InvalidArgumentError(errors.at_user_line(
             f'dropout rate must be in [0, 1), got {rate}'))
-    x = ops._operand(x)
-    keep = ops.greater_equal(random.uniform(noise_shape or x.shape, dtype=ops._dtype_of(x)), rate)
+    x = operands.operand(x)
+    keep = ops.greater_equal(random.uniform(noise_shape or x.shape, dtype=operands.dtype_of(x)), rate)
     return ops.where(keep, x * (1.0 / (1.0 - float(rate))), ops.zeros_like(x))

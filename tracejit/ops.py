@@ -9,51 +9,21 @@ import builtins
 import numpy as np
 
 from . import dtypes, errors, primitives as P
+from .operands import SCALARS, cast_to, dtype_of, is_weak, operand
 from .tensor import Tensor, TensorOps
-from .tracing import (Tracer, as_operand, bind, current_trace, in_branch, require_in_range,
-                      to_array)
-
-_SCALARS = (bool, int, float, np.generic)
-
-
-# ---------------------------------------------------------------------------- operands
-
-def _is_weak(x):
-    return isinstance(x, _SCALARS) or (isinstance(x, Tracer) and x.weak)
+from .tracing import Tracer, bind, current_trace, in_branch, require_in_range, to_array
+from .tree import flatten, unflatten
+from .variables import Variable
 
 
-def _dtype_of(x):
-    if isinstance(x, _SCALARS):
-        return dtypes.python_scalar_dtype(x.item() if isinstance(x, np.generic) else x)
-    return np.dtype(x.dtype.np if isinstance(x.dtype, dtypes.DType) else x.dtype)
-
-
-def _operand(x, what='operand'):
-    """Anything tensor-like -> Tensor/Tracer/ndarray; Python scalars stay scalars (weak)."""
-    if isinstance(x, _SCALARS):
-        return x
-    if x is None:
-        raise TypeError(errors.at_user_line(f'{what} is None; expected a tensor or number'))
-    return as_operand(x, what)
-
-
-def _to(x, dtype):
-    """`x` as an operand of exactly `dtype` (casting tensors, materialising scalars)."""
-    if isinstance(x, _SCALARS):
-        return np.asarray(x, dtype=dtype)
-    if _dtype_of(x) == dtype:
-        return x
-    if isinstance(x, np.ndarray):
-        return x.astype(dtype)
-    return bind(P.REGISTRY['convert'], x, dtype=np.dtype(dtype))
-
+# ---------------------------------------------------------------------------- promotion
 
 def _promote(*xs, float_only=False):
-    xs = [_operand(x) for x in xs]
-    dtype, _ = dtypes.result_type(*((_dtype_of(x), _is_weak(x)) for x in xs))
+    xs = [operand(x) for x in xs]
+    dtype, _ = dtypes.result_type(*((dtype_of(x), is_weak(x)) for x in xs))
     if float_only and dtype.kind != 'f':
         dtype = dtypes.DEFAULT_FLOAT
-    return [_to(x, dtype) for x in xs]
+    return [cast_to(x, dtype) for x in xs]
 
 
 def _nary(name, *xs, float_only=False):
@@ -61,7 +31,7 @@ def _nary(name, *xs, float_only=False):
 
 
 def _shape(x):
-    return () if isinstance(x, _SCALARS) else tuple(x.shape)
+    return () if isinstance(x, SCALARS) else tuple(x.shape)
 
 
 def _ndim(x):
@@ -69,7 +39,7 @@ def _ndim(x):
 
 
 def is_floating(x):
-    return _dtype_of(x).kind == 'f'
+    return dtype_of(x).kind == 'f'
 
 
 # ---------------------------------------------------------------------------- creation
@@ -77,7 +47,7 @@ def is_floating(x):
 def constant(value, dtype=None, shape=None, name=None):
     """An eager tensor (TensorFlow's tf.constant); `shape` fills from a scalar or reshapes."""
     if isinstance(value, TensorOps) and not isinstance(value, Tensor):
-        value = value.value() if hasattr(value, '_buf') else value
+        value = value.value() if isinstance(value, Variable) else value
         if isinstance(value, Tracer):
             out = cast(value, dtype) if dtype is not None else value
             return reshape(out, shape) if shape is not None else out
@@ -98,7 +68,7 @@ def constant(value, dtype=None, shape=None, name=None):
 def convert_to_tensor(value, dtype=None, name=None):
     if isinstance(value, (Tensor, Tracer)):
         return cast(value, dtype) if dtype is not None else value
-    if hasattr(value, '_buf'):
+    if isinstance(value, Variable):
         value = value.value()
         return cast(value, dtype) if dtype is not None else value
     return constant(value, dtype)
@@ -122,9 +92,9 @@ def _shape_arg(shape):
 def fill(dims, value, dtype=None):
     """A tensor of `dims` filled with `value`; inside a trace a broadcast, not a big constant."""
     shape = _shape_arg(dims)
-    scalar = _operand(value)
-    np_dtype = dtypes.as_np_dtype(dtype) if dtype is not None else _dtype_of(scalar)
-    if isinstance(scalar, _SCALARS + (np.ndarray,)):
+    scalar = operand(value)
+    np_dtype = dtypes.as_np_dtype(dtype) if dtype is not None else dtype_of(scalar)
+    if isinstance(scalar, SCALARS + (np.ndarray,)):
         trace = current_trace()
         if trace is None:
             return Tensor(np.full(shape, scalar, np_dtype))
@@ -132,7 +102,7 @@ def fill(dims, value, dtype=None):
             return Tracer(trace, trace.graph.add_const(np.asarray(scalar, np_dtype)))
         return trace.emit(P.REGISTRY['broadcast_to'], [np.asarray(scalar, np_dtype)],
                           {'shape': shape})[0]
-    return broadcast_to(_to(scalar, np_dtype), shape)
+    return broadcast_to(cast_to(scalar, np_dtype), shape)
 
 
 def zeros(shape, dtype=dtypes.float32, name=None):
@@ -144,19 +114,19 @@ def ones(shape, dtype=dtypes.float32, name=None):
 
 
 def zeros_like(x, dtype=None, name=None):
-    x = _operand(x)
-    return fill(_shape(x), 0, dtype or _dtype_of(x))
+    x = operand(x)
+    return fill(_shape(x), 0, dtype or dtype_of(x))
 
 
 def ones_like(x, dtype=None, name=None):
-    x = _operand(x)
-    return fill(_shape(x), 1, dtype or _dtype_of(x))
+    x = operand(x)
+    return fill(_shape(x), 1, dtype or dtype_of(x))
 
 
 def linspace(start, stop, num, name=None, axis=0):
     dtype = np.result_type(np.asarray(start), np.asarray(stop), np.float32)
     if not isinstance(start, np.ndarray) and not isinstance(stop, np.ndarray):
-        dtype = _dtype_of(start) if isinstance(start, TensorOps) else dtypes.DEFAULT_FLOAT
+        dtype = dtype_of(start) if isinstance(start, TensorOps) else dtypes.DEFAULT_FLOAT
         dtype = dtype if dtype.kind == 'f' else dtypes.DEFAULT_FLOAT
     return Tensor(np.linspace(float(start), float(stop), int(num), dtype=dtype))
 
@@ -172,22 +142,22 @@ def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 (Ten
 
 
 def cast(x, dtype, name=None):
-    x = _operand(x)
-    if isinstance(x, _SCALARS + (np.ndarray,)):
+    x = operand(x)
+    if isinstance(x, SCALARS + (np.ndarray,)):
         return constant(x, dtype)
-    return _to(x, dtypes.as_np_dtype(dtype))
+    return cast_to(x, dtypes.as_np_dtype(dtype))
 
 
 def shape(x, out_type=dtypes.int32, name=None):
-    return Tensor(np.asarray(_shape(_operand(x)), dtypes.as_np_dtype(out_type)))
+    return Tensor(np.asarray(_shape(operand(x)), dtypes.as_np_dtype(out_type)))
 
 
 def rank(x, name=None):
-    return Tensor(np.asarray(_ndim(_operand(x)), np.int32))
+    return Tensor(np.asarray(_ndim(operand(x)), np.int32))
 
 
 def size(x, out_type=dtypes.int32, name=None):
-    return Tensor(np.asarray(int(np.prod(_shape(_operand(x)))), dtypes.as_np_dtype(out_type)))
+    return Tensor(np.asarray(int(np.prod(_shape(operand(x)))), dtypes.as_np_dtype(out_type)))
 
 
 # ---------------------------------------------------------------------------- elementwise
@@ -231,13 +201,13 @@ def floordiv(x, y, name=None):
     x, y = _promote(x, y)
     if is_floating(x):
         return floor(divide(x, y))
-    return cast(floor(divide(cast(x, np.float64), cast(y, np.float64))), _dtype_of(x))
+    return cast(floor(divide(cast(x, np.float64), cast(y, np.float64))), dtype_of(x))
 
 
 def pow(x, y, name=None):  # noqa: A001 (TensorFlow's name)
     """x ** y; constant exponents 0, 1, 2, 0.5 and -1 become cheaper, exact ops."""
-    if isinstance(y, (int, float)) and not isinstance(y, bool) and not isinstance(x, _SCALARS):
-        x = _operand(x)
+    if isinstance(y, (int, float)) and not isinstance(y, bool) and not isinstance(x, SCALARS):
+        x = operand(x)
         special = {2: lambda: multiply(x, x), 1: lambda: identity(x), 0.5: lambda: sqrt(x),
                    -1: lambda: divide(1.0, x), 0: lambda: ones_like(x)}
         if y in special and (y in (0, 1, 2) or is_floating(x)):
@@ -246,7 +216,7 @@ def pow(x, y, name=None):  # noqa: A001 (TensorFlow's name)
 
 
 def square(x, name=None):
-    x = _operand(x)
+    x = operand(x)
     return multiply(x, x)
 
 
@@ -270,12 +240,12 @@ def where(condition, x=None, y=None, name=None):
     if x is None or y is None:
         raise errors.InvalidArgumentError(errors.at_user_line(
             'tj.where needs both x and y (index lookup with a condition alone is not supported)'))
-    condition = _operand(condition, 'condition')
-    if isinstance(condition, _SCALARS):
+    condition = operand(condition, 'condition')
+    if isinstance(condition, SCALARS):
         condition = np.asarray(condition)
-    if _dtype_of(condition) != np.bool_:
+    if dtype_of(condition) != np.bool_:
         raise errors.DTypeError(errors.at_user_line(
-            f'tj.where: condition must be bool, got {_dtype_of(condition).name}'))
+            f'tj.where: condition must be bool, got {dtype_of(condition).name}'))
     x, y = _promote(x, y)
     return bind(P.REGISTRY['select'], condition, x, y)
 
@@ -286,7 +256,7 @@ def is_finite(x):
 
 def stop_gradient(x, name=None):
     """The same value with no gradient flowing back through it."""
-    x = _operand(x)
+    x = operand(x)
     if isinstance(x, Tracer):  # a node, so gradients taken on the graph stop here too
         return bind(P.REGISTRY['stop_gradient'], x)
     if isinstance(x, Tensor):
@@ -297,8 +267,8 @@ def stop_gradient(x, name=None):
 def identity(x, name=None):
     """A new tensor with x's value, as tf.identity: gradients flow through it, and being a value
     of its own it can be differentiated apart from x (grad(f, argnums=(0, 1))(t, t))."""
-    x = _operand(x)
-    if isinstance(x, _SCALARS + (np.ndarray,)):
+    x = operand(x)
+    if isinstance(x, SCALARS + (np.ndarray,)):
         return constant(x)
     return bind(P.REGISTRY['broadcast_to'], x, shape=_shape(x))
 
@@ -343,8 +313,8 @@ def _check_not_empty(name, x, axes):
 
 
 def _reduce(name, x, axis, keepdims):
-    x = _operand(x)
-    if isinstance(x, _SCALARS):
+    x = operand(x)
+    if isinstance(x, SCALARS):
         x = constant(x)
     axes = _axes(x, axis)
     if name in ('reduce_max', 'reduce_min'):
@@ -356,8 +326,8 @@ def _reduce(name, x, axis, keepdims):
 
 
 def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
-    x = _operand(input_tensor)
-    if not isinstance(x, _SCALARS) and _dtype_of(x) == np.bool_:
+    x = operand(input_tensor)
+    if not isinstance(x, SCALARS) and dtype_of(x) == np.bool_:
         x = cast(x, dtypes.DEFAULT_INT)
     return _reduce('reduce_sum', x, axis, keepdims)
 
@@ -371,22 +341,22 @@ def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
 
 
 def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
-    x = _operand(input_tensor)
-    if isinstance(x, _SCALARS):
+    x = operand(input_tensor)
+    if isinstance(x, SCALARS):
         x = constant(x)
-    if _dtype_of(x) == np.bool_:
+    if dtype_of(x) == np.bool_:
         x = cast(x, dtypes.DEFAULT_FLOAT)  # the fraction of True values
     count = int(np.prod([_shape(x)[a] for a in _axes(x, axis)]))
     total = reduce_sum(x, axis, keepdims)
     if is_floating(x):
         return multiply(total, 1.0 / count) if count else divide(total, 0.0)
     # integer mean truncates toward zero, as TensorFlow's (C++ integer division), not floor
-    return cast(divide(cast(total, np.float64), float(count)), _dtype_of(x))
+    return cast(divide(cast(total, np.float64), float(count)), dtype_of(x))
 
 
 def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
     """log(sum(exp(x))) shifted by the (gradient-free) maximum, so it never overflows."""
-    x = _operand(input_tensor)
+    x = operand(input_tensor)
     peak = stop_gradient(reduce_max(x, axis, keepdims=True))
     peak = where(is_finite(peak), peak, zeros_like(peak))
     out = log(reduce_sum(exp(subtract(x, peak)), axis, keepdims=True)) + peak
@@ -394,7 +364,7 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
 
 
 def _argreduce(name, x, axis, output_type):
-    x = _operand(x)
+    x = operand(x)
     axis = 0 if axis is None else _axes(x, axis)[0]
     if _ndim(x):
         _check_not_empty(name, x, (axis,))
@@ -417,8 +387,8 @@ def log_softmax(logits, axis=-1, name=None):
     """(x - max) - log(sum(exp(x - max))): subtracting the shifted logsumexp, not the full one,
     keeps float32 precise at |x| ~ 1e4, where max + log(sum) would round to ~1e-3. Over the last
     axis it is one primitive (one pass per row in compiled code)."""
-    logits = _operand(logits, 'logits')
-    if isinstance(logits, _SCALARS) or not is_floating(logits):
+    logits = operand(logits, 'logits')
+    if isinstance(logits, SCALARS) or not is_floating(logits):
         logits = cast(logits, dtypes.DEFAULT_FLOAT)
     if _ndim(logits) and _axes(logits, axis) == (_ndim(logits) - 1,):
         return bind(P.REGISTRY['log_softmax'], logits)
@@ -430,8 +400,8 @@ def log_softmax(logits, axis=-1, name=None):
 # ---------------------------------------------------------------------------- layout
 
 def reshape(tensor, shape, name=None):
-    x = _operand(tensor)
-    if isinstance(x, _SCALARS):
+    x = operand(tensor)
+    if isinstance(x, SCALARS):
         x = constant(x)
     shape = list(_shape_arg(shape))
     if shape.count(-1) > 1:
@@ -449,7 +419,7 @@ def reshape(tensor, shape, name=None):
 
 
 def transpose(a, perm=None, name=None, conjugate=False):
-    x = _operand(a)
+    x = operand(a)
     perm = tuple(builtins.range(_ndim(x)))[::-1] if perm is None else tuple(int(p) for p in perm)
     if perm == tuple(builtins.range(_ndim(x))):
         return identity(x)
@@ -457,7 +427,7 @@ def transpose(a, perm=None, name=None, conjugate=False):
 
 
 def expand_dims(input, axis, name=None):  # noqa: A002
-    x = _operand(input)
+    x = operand(input)
     nd = _ndim(x) + 1
     axis = int(axis)
     if not -nd <= axis < nd:
@@ -468,7 +438,7 @@ def expand_dims(input, axis, name=None):  # noqa: A002
 
 
 def squeeze(input, axis=None, name=None):  # noqa: A002
-    x = _operand(input)
+    x = operand(input)
     shape = _shape(x)
     axes = [i for i, d in enumerate(shape) if d == 1] if axis is None else _axes(x, axis)
     for ax in axes:
@@ -479,9 +449,9 @@ def squeeze(input, axis=None, name=None):  # noqa: A002
 
 
 def broadcast_to(input, shape, name=None):  # noqa: A002
-    x = _operand(input)
-    if isinstance(x, _SCALARS):
-        x = np.asarray(x, _dtype_of(x))
+    x = operand(input)
+    if isinstance(x, SCALARS):
+        x = np.asarray(x, dtype_of(x))
     shape = _shape_arg(shape)
     return x if _shape(x) == shape and not isinstance(x, np.ndarray) else bind(
         P.REGISTRY['broadcast_to'], x, shape=shape)
@@ -504,7 +474,7 @@ def stack(values, axis=0, name=None):
 
 
 def tile(input, multiples, name=None):  # noqa: A002
-    x = _operand(input)
+    x = operand(input)
     multiples = _shape_arg(multiples)
     shape = _shape(x)
     if len(multiples) != len(shape):
@@ -517,9 +487,9 @@ def tile(input, multiples, name=None):  # noqa: A002
 
 
 def gather(params, indices, axis=0, batch_dims=0, name=None):
-    x = _operand(params)
-    indices = _operand(indices, 'indices')
-    if isinstance(indices, _SCALARS):
+    x = operand(params)
+    indices = operand(indices, 'indices')
+    if isinstance(indices, SCALARS):
         indices = np.asarray(indices)
     if batch_dims:
         raise errors.InvalidArgumentError(errors.at_user_line('gather: batch_dims is not supported'))
@@ -532,34 +502,34 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
 
 
 def scatter_add(updates, indices, axis, size):
-    return bind(P.REGISTRY['scatter_add'], _operand(updates), _operand(indices), axis=axis,
+    return bind(P.REGISTRY['scatter_add'], operand(updates), operand(indices), axis=axis,
                 size=int(size))
 
 
 def slice_(x, slices):
-    return bind(P.REGISTRY['slice'], _operand(x), slices=tuple(slices))
+    return bind(P.REGISTRY['slice'], operand(x), slices=tuple(slices))
 
 
 def unslice(x, shape, slices):
-    return bind(P.REGISTRY['unslice'], _operand(x), shape=tuple(shape), slices=tuple(slices))
+    return bind(P.REGISTRY['unslice'], operand(x), shape=tuple(shape), slices=tuple(slices))
 
 
 def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=dtypes.float32,
             name=None):
-    indices = _operand(indices, 'indices')
-    if isinstance(indices, _SCALARS):
+    indices = operand(indices, 'indices')
+    if isinstance(indices, SCALARS):
         indices = np.asarray(indices)
-    if not dtypes.is_int(_dtype_of(indices)):
+    if not dtypes.is_int(dtype_of(indices)):
         raise errors.DTypeError(errors.at_user_line(
-            f'one_hot: indices must be integers, got dtype {_dtype_of(indices).name}; '
+            f'one_hot: indices must be integers, got dtype {dtype_of(indices).name}; '
             'cast them with tj.cast(indices, tj.int32)'))
     shape = _shape(indices) + (int(depth),)
-    iota = _source('iota', shape=shape, axis=len(shape) - 1, dtype=_dtype_of(indices))
+    iota = _source('iota', shape=shape, axis=len(shape) - 1, dtype=dtype_of(indices))
     hot = equal(expand_dims(indices, -1), iota)
     dtype = dtypes.as_np_dtype(dtype)
     out = cast(hot, dtype) if on_value is None and off_value is None else where(
-        hot, _to(1 if on_value is None else on_value, dtype),
-        _to(0 if off_value is None else off_value, dtype))
+        hot, cast_to(1 if on_value is None else on_value, dtype),
+        cast_to(0 if off_value is None else off_value, dtype))
     if axis not in (-1, len(shape) - 1):
         perm = list(builtins.range(len(shape) - 1))
         perm.insert(axis % len(shape), len(shape) - 1)
@@ -600,7 +570,7 @@ def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_
 
 def getitem(x, index):
     """NumPy/TensorFlow basic indexing (ints, slices, None, ...) plus integer-array gathers."""
-    x = _operand(x)
+    x = operand(x)
     items = list(index) if isinstance(index, tuple) else [index]
     if builtins.sum(1 for i in items if i is Ellipsis) > 1:
         raise IndexError('an index can only have a single ellipsis')
@@ -637,8 +607,8 @@ def _apply_index(x, items):
                     f'index {i} is out of bounds for axis {dim} with size {n}'))
             slices.append((i % n, i % n + 1, 1))
         else:
-            idx = _operand(item, 'index')
-            idx = np.asarray(idx) if isinstance(idx, _SCALARS) else idx
+            idx = operand(item, 'index')
+            idx = np.asarray(idx) if isinstance(idx, SCALARS) else idx
             gathers.append((dim, idx))
             slices.append((0, n, 1))
             out_dims.append(_shape(idx))
@@ -657,33 +627,49 @@ def cond(pred, true_fn, false_fn, name=None):
     Inside a traced branch, gather indices are clamped to the axis and not range-checked, so a
     guard such as `cond(i < n, lambda: gather(t, i), ...)` works for any i (an out-of-range
     index in the taken branch reads the nearest end, as in JAX)."""
-    pred = _operand(pred, 'pred')
+    pred = operand(pred, 'pred')
     if not isinstance(pred, Tracer):
         return true_fn() if bool(np.asarray(pred.numpy() if isinstance(pred, TensorOps) else pred)) \
             else false_fn()
-    from .tree import flatten, unflatten
     trace = pred.trace
-    before = dict(trace.current)
-    trace.branches += 1
-    try:
+    with trace.branch() as left_true:
         out_t = true_fn()
-        after_t, trace.current = trace.current, dict(before)
+    with trace.branch() as left_false:
         out_f = false_fn()
-    finally:
-        trace.branches -= 1
-    after_f = trace.current
     leaves_t, tree_t = flatten(out_t)
     leaves_f, tree_f = flatten(out_f)
     if tree_t != tree_f:
         raise errors.InvalidArgumentError(errors.at_user_line(
             f'tj.cond branches must return the same structure, got {tree_t} and {tree_f}'))
-    merged = dict(after_f)
-    initial = {id(v): (v, var) for v, var in trace.graph.state}
-    for key in set(after_t) | set(after_f):
-        var, t_val = after_t.get(key) or initial[key]
-        f_val = (after_f.get(key) or initial[key])[1]
-        if t_val is not f_val:
-            chosen = where(pred, Tracer(trace, t_val), Tracer(trace, f_val))
-            merged[key] = (var, chosen.var)
-    trace.current = merged
+    trace.join_branches(left_true, left_false,
+                        lambda t, f: where(pred, Tracer(trace, t), Tracer(trace, f)).var)
     return unflatten(tree_t, [where(pred, a, b) for a, b in zip(leaves_t, leaves_f)])
+
+
+# ---------------------------------------------------------------------------- operators
+
+def _install_operators(cls):
+    """Give every tensor-like class (TensorOps: Tensor, Tracer, Variable) its Python operators,
+    which call the ops above; installed from here so `tensor.py` depends on nothing above it."""
+    def forward(op):
+        return lambda self, other: op(self, other)
+
+    def reflected(op):
+        return lambda self, other: op(other, self)
+
+    for name, op in (('add', add), ('sub', subtract), ('mul', multiply), ('truediv', divide),
+                     ('floordiv', floordiv), ('pow', pow), ('matmul', matmul),
+                     ('and', logical_and), ('or', logical_or)):
+        setattr(cls, f'__{name}__', forward(op))
+        setattr(cls, f'__r{name}__', reflected(op))
+    for name, op in (('lt', less), ('le', less_equal), ('gt', greater), ('ge', greater_equal),
+                     ('eq', equal), ('ne', not_equal)):
+        setattr(cls, f'__{name}__', forward(op))
+    cls.__neg__ = lambda self: negative(self)
+    cls.__abs__ = lambda self: abs(self)
+    cls.__invert__ = lambda self: logical_not(self)
+    cls.__getitem__ = lambda self, index: getitem(self, index)
+    cls.T = property(lambda self: transpose(self))
+
+
+_install_operators(TensorOps)

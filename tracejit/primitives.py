@@ -1,17 +1,14 @@
 """The primitive registry: every primitive declared once, with everything each layer needs.
 
 A record holds the shape/dtype rule, the numpy rule (eager execution and the IR interpreter),
-the VJP rule (written with tracejit ops, so gradients are IR and compile like the forward pass),
-the fusion kind the backend partitions by, and the codegen template. `ops.py` builds the public
-API from these; the tests loop over `REGISTRY`.
-
-VJP rules are either a tuple with one function per input, `rule(ct, out, *args, **params)`,
-returning that input's cotangent (None: no gradient flows), or one function returning a list.
-Cotangents may have the broadcast output shape: the autodiff driver sums them back once.
+the fusion kind the backend partitions by, and the codegen template; `vjps.py` adds the VJP rule
+of each differentiable primitive (written with ops, which are built on this module). `ops.py`
+builds the public API from these; the tests loop over `REGISTRY`. This module imports nothing
+of tracejit's but errors.
 """
 import numpy as np
 
-from . import errors, ops as o
+from . import errors
 
 REGISTRY = {}
 KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source')
@@ -20,9 +17,10 @@ KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source')
 class Primitive:
     """One primitive op. `codegen` is an expression template for elementwise ops, else a tag."""
 
-    def __init__(self, name, impl, shape_rule, vjp, kind, codegen, differentiable=True):
+    def __init__(self, name, impl, shape_rule, kind, codegen, differentiable=True):
         assert kind in KINDS, kind
-        self.name, self.impl, self.shape_rule, self.vjp = name, impl, shape_rule, vjp
+        self.name, self.impl, self.shape_rule = name, impl, shape_rule
+        self.vjp = None  # set by vjps.defvjp
         self.kind, self.codegen, self.differentiable = kind, codegen, differentiable
         REGISTRY[name] = self
 
@@ -286,53 +284,40 @@ def _sigmoid(x):
 
 # ---------------------------------------------------------------------------- declarations
 
-def unary(name, impl, vjp, template, float_only=True):
-    Primitive(name, impl, _elementwise(float_only=float_only), (vjp,), 'elementwise', template)
+def unary(name, impl, template, float_only=True):
+    Primitive(name, impl, _elementwise(float_only=float_only), 'elementwise', template)
 
 
-def binary(name, impl, vjp_x, vjp_y, template):
-    Primitive(name, impl, _elementwise(), (vjp_x, vjp_y), 'elementwise', template)
+def binary(name, impl, template):
+    Primitive(name, impl, _elementwise(), 'elementwise', template)
 
 
 def nondiff(name, impl, rule, kind, template):
-    Primitive(name, impl, rule, None, kind, template, differentiable=False)
+    Primitive(name, impl, rule, kind, template, differentiable=False)
 
 
-def _zero(ct, out, *args, **params):
-    return None
+unary('neg', np.negative, '(-{0})', float_only=False)
+unary('exp', np.exp, 'exp{bits}({0})')
+unary('log', np.log, 'log{bits}({0})')
+unary('log1p', np.log1p, 'log1p{bits}({0})')
+unary('sqrt', np.sqrt, 'np.sqrt({0})')
+unary('tanh', np.tanh, 'tanh{bits}({0})')
+unary('sigmoid', _sigmoid, 'sigmoid{bits}({0})')
+unary('softplus', lambda x: np.logaddexp(0, x), 'softplus{bits}({0})')
+unary('sin', np.sin, 'np.sin({0})')
+unary('cos', np.cos, 'np.cos({0})')
+unary('abs', np.abs, 'np.abs({0})', float_only=False)
+unary('sign', np.sign, 'np.sign({0})', float_only=False)
+unary('relu', lambda x: np.maximum(x, 0), 'np.maximum({0}, {dtype}(0))', float_only=False)
+unary('floor', np.floor, 'np.floor({0})')
 
-
-unary('neg', np.negative, lambda ct, out, x: o.negative(ct), '(-{0})', float_only=False)
-unary('exp', np.exp, lambda ct, out, x: ct * out, 'exp{bits}({0})')
-unary('log', np.log, lambda ct, out, x: ct / x, 'log{bits}({0})')
-unary('log1p', np.log1p, lambda ct, out, x: ct / (x + 1.0), 'log1p{bits}({0})')
-unary('sqrt', np.sqrt, lambda ct, out, x: ct / (out * 2.0), 'np.sqrt({0})')
-unary('tanh', np.tanh, lambda ct, out, x: ct * (1.0 - out * out), 'tanh{bits}({0})')
-unary('sigmoid', _sigmoid, lambda ct, out, x: ct * (out * (1.0 - out)), 'sigmoid{bits}({0})')
-unary('softplus', lambda x: np.logaddexp(0, x), lambda ct, out, x: ct * o.sigmoid(x),
-      'softplus{bits}({0})')
-unary('sin', np.sin, lambda ct, out, x: ct * o.cos(x), 'np.sin({0})')
-unary('cos', np.cos, lambda ct, out, x: -(ct * o.sin(x)), 'np.cos({0})')
-unary('abs', np.abs, lambda ct, out, x: ct * o.sign(x), 'np.abs({0})', float_only=False)
-unary('sign', np.sign, _zero, 'np.sign({0})', float_only=False)
-unary('relu', lambda x: np.maximum(x, 0), lambda ct, out, x: o.where(o.greater(x, 0), ct, 0),
-      'np.maximum({0}, {dtype}(0))', float_only=False)  # relu'(0) = 0, as TF, JAX and PyTorch
-unary('floor', np.floor, _zero, 'np.floor({0})')
-
-binary('add', np.add, lambda ct, out, x, y: ct, lambda ct, out, x, y: ct, '({0} + {1})')
-binary('sub', np.subtract, lambda ct, out, x, y: ct, lambda ct, out, x, y: o.negative(ct),
-       '({0} - {1})')
-binary('mul', np.multiply, lambda ct, out, x, y: ct * y, lambda ct, out, x, y: ct * x,
-       '({0} * {1})')
-binary('div', np.divide, lambda ct, out, x, y: ct / y, lambda ct, out, x, y: -(ct * out / y),
-       '({0} / {1})')
-binary('pow', np.power, lambda ct, out, x, y: ct * y * x ** (y - 1),
-       lambda ct, out, x, y: o.where(o.equal(x, 0), o.zeros_like(out), ct * out * o.log(x)),
-       '({0} ** {1})')
-binary('max', np.maximum, lambda ct, out, x, y: o.where(o.greater_equal(x, y), ct, 0.0),
-       lambda ct, out, x, y: o.where(o.less(x, y), ct, 0.0), 'np.maximum({0}, {1})')
-binary('min', np.minimum, lambda ct, out, x, y: o.where(o.less_equal(x, y), ct, 0.0),
-       lambda ct, out, x, y: o.where(o.greater(x, y), ct, 0.0), 'np.minimum({0}, {1})')
+binary('add', np.add, '({0} + {1})')
+binary('sub', np.subtract, '({0} - {1})')
+binary('mul', np.multiply, '({0} * {1})')
+binary('div', np.divide, '({0} / {1})')
+binary('pow', np.power, '({0} ** {1})')
+binary('max', np.maximum, 'np.maximum({0}, {1})')
+binary('min', np.minimum, 'np.minimum({0}, {1})')
 
 COMPARISONS = {'eq': (np.equal, '=='), 'ne': (np.not_equal, '!='), 'lt': (np.less, '<'),
                'le': (np.less_equal, '<='), 'gt': (np.greater, '>'), 'ge': (np.greater_equal, '>=')}
@@ -344,86 +329,33 @@ nondiff('and', np.logical_and, _bool_operands, 'elementwise', '({0} & {1})')
 nondiff('or', np.logical_or, _bool_operands, 'elementwise', '({0} | {1})')
 nondiff('not', np.logical_not, _bool_operands, 'elementwise', '(not {0})')
 
-Primitive('select', np.where, _select_rule,
-          (_zero, lambda ct, out, c, x, y: o.where(c, ct, 0.0),
-           lambda ct, out, c, x, y: o.where(c, 0.0, ct)),
-          'elementwise', '({1} if {0} else {2})')
-Primitive('convert', lambda x, *, dtype: x.astype(dtype), _convert_rule,
-          (lambda ct, out, x, *, dtype: o.cast(ct, x.dtype) if o.is_floating(x) else None,),
-          'elementwise', '{dtype}({0})')
+Primitive('select', np.where, _select_rule, 'elementwise', '({1} if {0} else {2})')
+Primitive('convert', lambda x, *, dtype: x.astype(dtype), _convert_rule, 'elementwise',
+          '{dtype}({0})')
 
-
-def _keepdims_ct(ct, x, axes):
-    """Broadcast a reduction's cotangent back over the reduced axes."""
-    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-    return o.broadcast_to(o.reshape(ct, kept), x.shape)
-
-
-def _extremum_vjp(ct, out, x, *, axes):
-    hit = o.cast(o.equal(x, _keepdims_ct(out, x, axes)), out.dtype)
-    count = o.reduce_sum(hit, axis=axes, keepdims=True)
-    return _keepdims_ct(ct, x, axes) * hit / count
-
-
-Primitive('reduce_sum', lambda x, *, axes: np.sum(x, axis=axes), _reduce_rule,
-          (lambda ct, out, x, *, axes: _keepdims_ct(ct, x, axes),), 'reduction', '{acc} + {0}')
-Primitive('reduce_max', lambda x, *, axes: np.max(x, axis=axes), _reduce_rule,
-          (_extremum_vjp,), 'reduction', 'np.maximum({acc}, {0})')
-Primitive('reduce_min', lambda x, *, axes: np.min(x, axis=axes), _reduce_rule,
-          (_extremum_vjp,), 'reduction', 'np.minimum({acc}, {0})')
+Primitive('reduce_sum', lambda x, *, axes: np.sum(x, axis=axes), _reduce_rule, 'reduction',
+          '{acc} + {0}')
+Primitive('reduce_max', lambda x, *, axes: np.max(x, axis=axes), _reduce_rule, 'reduction',
+          'np.maximum({acc}, {0})')
+Primitive('reduce_min', lambda x, *, axes: np.min(x, axis=axes), _reduce_rule, 'reduction',
+          'np.minimum({acc}, {0})')
 nondiff('argmax', lambda x, *, axis: np.argmax(x, axis=axis), _argreduce_rule, 'reduction', '>')
 nondiff('argmin', lambda x, *, axis: np.argmin(x, axis=axis), _argreduce_rule, 'reduction', '<')
 
 Primitive('broadcast_to', lambda x, *, shape: np.broadcast_to(x, shape), _broadcast_to_rule,
-          (lambda ct, out, x, *, shape: ct,), 'layout', 'broadcast')
-Primitive('reshape', lambda x, *, shape: np.reshape(x, shape), _reshape_rule,
-          (lambda ct, out, x, *, shape: o.reshape(ct, x.shape),), 'layout', 'reshape')
-Primitive('transpose', lambda x, *, perm: np.transpose(x, perm), _transpose_rule,
-          (lambda ct, out, x, *, perm: o.transpose(ct, tuple(np.argsort(perm))),),
-          'layout', 'transpose')
-Primitive('slice', lambda x, *, slices: x[_slices(slices)], _slice_rule,
-          (lambda ct, out, x, *, slices: o.unslice(ct, x.shape, slices),), 'layout', 'slice')
-Primitive('unslice', _unslice, _unslice_rule,
-          (lambda ct, out, u, *, shape, slices: o.slice_(ct, slices),), 'layout', 'unslice')
-
-
-def _concat_vjp(ct, out, *xs, axis):
-    cts, start = [], 0
-    for x in xs:
-        stop = start + x.shape[axis]
-        slices = tuple((start, stop, 1) if i == axis else (0, d, 1) for i, d in enumerate(ct.shape))
-        cts.append(o.slice_(ct, slices))
-        start = stop
-    return cts
-
-
-Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rule, _concat_vjp,
-          'layout', 'concat')
-Primitive('gather', _gather, _gather_rule,
-          (lambda ct, out, x, i, *, axis: o.scatter_add(ct, i, axis, x.shape[axis]), _zero),
-          'layout', 'gather')
-Primitive('scatter_add', _scatter_add, _scatter_add_rule,
-          (lambda ct, out, u, i, *, axis, size: o.gather(ct, i, axis=axis), _zero),
-          'layout', 'scatter_add')
-
-
-def _matmul_vjp_a(ct, out, a, b, *, transpose_a, transpose_b):
-    if transpose_a:
-        return o.matmul(b, ct, transpose_a=transpose_b, transpose_b=True)
-    return o.matmul(ct, b, transpose_b=not transpose_b)
-
-
-def _matmul_vjp_b(ct, out, a, b, *, transpose_a, transpose_b):
-    if transpose_b:
-        return o.matmul(ct, a, transpose_a=True, transpose_b=transpose_a)
-    return o.matmul(a, ct, transpose_a=not transpose_a)
-
-
-Primitive('matmul', _matmul, _matmul_rule, (_matmul_vjp_a, _matmul_vjp_b), 'matmul', 'np.dot')
-
-Primitive('log_softmax', _log_softmax, _rowwise_rule,
-          (lambda ct, out, x: ct - o.exp(out) * o.reduce_sum(ct, axis=-1, keepdims=True),),
-          'rowwise', 'log_softmax_rows')
+          'layout', 'broadcast')
+Primitive('reshape', lambda x, *, shape: np.reshape(x, shape), _reshape_rule, 'layout',
+          'reshape')
+Primitive('transpose', lambda x, *, perm: np.transpose(x, perm), _transpose_rule, 'layout',
+          'transpose')
+Primitive('slice', lambda x, *, slices: x[_slices(slices)], _slice_rule, 'layout', 'slice')
+Primitive('unslice', _unslice, _unslice_rule, 'layout', 'unslice')
+Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rule, 'layout',
+          'concat')
+Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
+Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
+Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
+Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')

@@ -1,7 +1,8 @@
-"""`Tensor` (an immutable eager value) and the operator mixin it shares with Variables and tracers.
+"""`Tensor` (an immutable eager value) and the mixin it shares with Variables and tracers.
 
-Every operator calls the user-facing op in `ops.py`, so `a + b`, `tj.add(a, b)` and the same code
-under `@tj.function` all go through one path: `ops` -> `tracing.bind` -> eager numpy rule or IR.
+`ops.py` installs the mixin's Python operators, each calling the user-facing op, so `a + b`,
+`tj.add(a, b)` and the same code under `@tj.function` all go through one path: `ops` ->
+`tracing.bind` -> eager numpy rule or IR. This module depends on nothing above dtypes.
 """
 import itertools
 
@@ -12,50 +13,15 @@ from . import dtypes
 _uids = itertools.count(1)
 
 
-def _ops():
-    from . import ops
-    return ops
-
-
 class TensorOps:
-    """Python operators and TensorFlow-style methods, for anything that behaves like a tensor."""
+    """What anything that behaves like a tensor shares: TensorFlow-style methods here, and the
+    Python operators (`+`, `@`, `<`, `[]`, `.T`, ...), which `ops.py` installs."""
 
     __array_priority__ = 100  # numpy defers `ndarray + tensor` to our reflected operators
     __hash__ = object.__hash__
 
-    def __add__(self, other): return _ops().add(self, other)
-    def __radd__(self, other): return _ops().add(other, self)
-    def __sub__(self, other): return _ops().subtract(self, other)
-    def __rsub__(self, other): return _ops().subtract(other, self)
-    def __mul__(self, other): return _ops().multiply(self, other)
-    def __rmul__(self, other): return _ops().multiply(other, self)
-    def __truediv__(self, other): return _ops().divide(self, other)
-    def __rtruediv__(self, other): return _ops().divide(other, self)
-    def __floordiv__(self, other): return _ops().floordiv(self, other)
-    def __rfloordiv__(self, other): return _ops().floordiv(other, self)
-    def __pow__(self, other): return _ops().pow(self, other)
-    def __rpow__(self, other): return _ops().pow(other, self)
-    def __matmul__(self, other): return _ops().matmul(self, other)
-    def __rmatmul__(self, other): return _ops().matmul(other, self)
-    def __neg__(self): return _ops().negative(self)
-    def __pos__(self): return self
-    def __abs__(self): return _ops().abs(self)
-    def __lt__(self, other): return _ops().less(self, other)
-    def __le__(self, other): return _ops().less_equal(self, other)
-    def __gt__(self, other): return _ops().greater(self, other)
-    def __ge__(self, other): return _ops().greater_equal(self, other)
-    def __eq__(self, other): return _ops().equal(self, other)
-    def __ne__(self, other): return _ops().not_equal(self, other)
-    def __and__(self, other): return _ops().logical_and(self, other)
-    def __rand__(self, other): return _ops().logical_and(other, self)
-    def __or__(self, other): return _ops().logical_or(self, other)
-    def __ror__(self, other): return _ops().logical_or(other, self)
-    def __invert__(self): return _ops().logical_not(self)
-    def __getitem__(self, index): return _ops().getitem(self, index)
-
-    @property
-    def T(self):
-        return _ops().transpose(self)
+    def __pos__(self):
+        return self
 
     @property
     def ndim(self):

@@ -129,12 +129,39 @@ class Trace:
         self.read_variable(variable)  # a written Variable is also state, so unassigned paths keep it
         self.current[id(variable)] = (variable, self.to_var(value))
 
+    @contextlib.contextmanager
+    def branch(self):
+        """Record one branch of a traced conditional: it starts from the Variable values of now,
+        which are put back after it. Yields a dict that, after the block, holds the Variable
+        values the branch left (for `join_branches`)."""
+        before = dict(self.current)
+        self.branches += 1
+        left = {}
+        try:
+            yield left
+        finally:
+            self.branches -= 1
+            left.update(self.current)
+            self.current = before
+
+    def join_branches(self, left_true, left_false, select):
+        """After both branches: a Variable they left different takes `select(true_var,
+        false_var)`, a Var; the others keep what the branches left."""
+        initial = {id(variable): (variable, var) for variable, var in self.graph.state}
+        joined = dict(left_false)
+        for key in set(left_true) | set(left_false):
+            variable, true_var = left_true.get(key) or initial[key]
+            false_var = (left_false.get(key) or initial[key])[1]
+            if true_var is not false_var:
+                joined[key] = (variable, select(true_var, false_var))
+        self.current = joined
+
     def concrete(self, tracer):
         """Evaluate a traced value that depends only on constants and Variables' current values
         (how a Variable created inside a trace gets its initial value)."""
         producers = self.graph.producers()
         env = dict(self.graph.consts)
-        env.update({var: variable._buf for variable, var in self.graph.state})
+        env.update({var: variable.buffer for variable, var in self.graph.state})
         needed, stack = [], [tracer.var]
         while stack:
             var = stack.pop()
@@ -206,9 +233,8 @@ def as_operand(value, what='value'):
     """Tensor, Tracer or numpy array for any tensor-like input; Variables are read."""
     if isinstance(value, (Tensor, Tracer)):
         return value
-    read = getattr(value, 'value', None)
-    if callable(read) and hasattr(value, '_buf'):
-        return read()
+    if isinstance(value, TensorOps):  # the other kind of tensor: a Variable
+        return value.value()
     return to_array(value, what)
 
 

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from . import dtypes, errors, tracing
+from . import dtypes, errors, operands, tracing
 from .tensor import Tensor, TensorOps, _np_repr
 
 class Variable(TensorOps):
@@ -40,6 +40,12 @@ class Variable(TensorOps):
         self.name = f'{self._base_name}:0'  # eager TensorFlow does not uniquify names
         self._id = next(Variable._ids)
         self._lock = threading.RLock()  # held by every eager update and every kernel writing it
+
+    @property
+    def buffer(self):
+        """The live array holding the value: compiled steps and the interpreter update it in
+        place, and its identity never changes (kernels are built around it). Not for users."""
+        return self._buf
 
     shape = property(lambda self: self._buf.shape)
     dtype = property(lambda self: dtypes.as_dtype(self._buf.dtype))
@@ -77,34 +83,31 @@ class Variable(TensorOps):
         return self
 
     def assign_add(self, delta, use_locking=None, name=None, read_value=True):
-        from . import ops
         with self._lock:  # read, add and write as one update: threads never lose one
-            return self.assign(ops.add(self.value(), delta))
+            return self.assign(self.value() + delta)
 
     def assign_sub(self, delta, use_locking=None, name=None, read_value=True):
-        from . import ops
         with self._lock:
-            return self.assign(ops.subtract(self.value(), delta))
+            return self.assign(self.value() - delta)
 
     def _checked(self, value):
         """The new value as an operand of this Variable's shape and dtype, or a clear error."""
-        from . import ops
         if isinstance(value, Variable):
             value = value.value()
-        operand = ops._operand(value, 'value')
+        operand = operands.operand(value, 'value')
         shape = tuple(getattr(operand, 'shape', ()))
         if shape != self.shape:
             raise errors.ShapeError(errors.at_user_line(
                 f'cannot assign a value of shape {shape} to Variable {self.name!r} '
                 f'of shape {self.shape}'))
-        value_dtype = ops._dtype_of(operand)
+        value_dtype = operands.dtype_of(operand)
         if value_dtype != self._buf.dtype:
-            if not ops._is_weak(operand) and not (value_dtype.kind == self._buf.dtype.kind == 'f'
+            if not operands.is_weak(operand) and not (value_dtype.kind == self._buf.dtype.kind == 'f'
                                                    and isinstance(operand, np.ndarray)):
                 raise errors.DTypeError(errors.at_user_line(
                     f'cannot assign a {value_dtype.name} value to Variable {self.name!r} of dtype '
                     f'{self._buf.dtype.name}; cast it with tj.cast first'))
-            operand = ops._to(operand, self._buf.dtype)
+            operand = operands.cast_to(operand, self._buf.dtype)
         return operand
 
     def __repr__(self):

@@ -5,8 +5,7 @@ import sys
 
 import numpy as np
 
-from .. import config, ir
-from ..config import debug_level
+from .. import ir
 from ..tracing import check_in_range
 
 
@@ -19,14 +18,14 @@ class Interpreted:
 
     def run(self, args):
         graph = self.graph
-        outs, updates = ir.evaluate(graph, args, [v._buf for v, _ in graph.state],
+        outs, updates = ir.evaluate(graph, args, [v.buffer for v, _ in graph.state],
                                     self.frees)
         outs = [np.array(o) for o in outs]  # never hand out a Variable's live buffer
         # an update may be (a view of) another Variable's old buffer, as in a swap: copy all
         # of them before writing any
         updates = [np.array(u) for u in updates]
         for (variable, _), value in zip(graph.updates, updates):
-            variable._buf[...] = value
+            variable.buffer[...] = value
         return outs
 
 
@@ -69,27 +68,28 @@ def lower_graph(graph):
     return generate(graph)
 
 
-def compile_graph(graph, on_compiled=None, guards=()):
+def compile_graph(graph, on_compiled=None, guards=(), in_background=False, show_source=False):
     """(executable, how) where how is 'compiled', 'disk', 'memory', 'interpreted', or
-    'background' (compiling in a thread; `on_compiled(how)` is called when it is done).
-    `guards`: argument range checks, see tracing.require_in_range."""
+    'background' (with `in_background`: compiling in a thread while the interpreter runs the
+    steps; `on_compiled(how)` is called when it is done). `guards`: argument range checks, see
+    tracing.require_in_range. `show_source` prints the generated kernel to stderr."""
     checked = frozenset(position for position, *_ in guards)
-    executable, how = _executable(graph, on_compiled, checked)
+    executable, how = _executable(graph, on_compiled, checked, in_background, show_source)
     return (Guarded(executable, guards) if guards else executable), how
 
 
-def _executable(graph, on_compiled, checked):
+def _executable(graph, on_compiled, checked, in_background, show_source):
     if not graph.nodes and not graph.updates:
         return Interpreted(graph), 'interpreted'
     from . import compiler
     from .runtime import Kernel
     lowered = lower_graph(graph)
-    if debug_level() >= 2:
+    if show_source:
         print(f'--- generated kernel ---\n{lowered.source}', file=sys.stderr)
     fn = compiler.in_memory(lowered.source)
     if fn is not None:
         return Kernel(fn, lowered, graph, checked), 'memory'
-    if config.compile_in_background:
+    if in_background:
         from .tiered import Tiered
 
         def build_kernel():

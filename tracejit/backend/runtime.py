@@ -19,7 +19,7 @@ class Kernel:
     def __init__(self, fn, lowered, graph, checked_inputs=frozenset()):
         self.fn, self.lowered = fn, lowered
         self.source_path = getattr(fn, 'source_path', '<memory>')
-        state = tuple(v._buf.reshape(1) if var.shape == () else v._buf for v, var in graph.state)
+        state = tuple(v.buffer.reshape(1) if var.shape == () else v.buffer for v, var in graph.state)
         self.tail = state + (lowered.dims, lowered.fconsts, lowered.iconsts) + tuple(
             lowered.array_consts)
         self.scalar_positions = [i for i, v in enumerate(graph.inputs) if v.shape == ()]
@@ -61,12 +61,12 @@ class Kernel:
         return args
 
     def _call_restoring(self, args):
-        saved = [v._buf.copy() for v in self.restore_on_failure]
+        saved = [v.buffer.copy() for v in self.restore_on_failure]
         try:
             return self.fn(*args, *self.tail)
         except BaseException:
             for variable, value in zip(self.restore_on_failure, saved):
-                np.copyto(variable._buf, value)
+                np.copyto(variable.buffer, value)
             raise
 
     def _box_outputs(self, results):

@@ -16,11 +16,12 @@ import contextlib
 
 import numpy as np
 
-from .. import dtypes, errors, ops, tracing, tree
+from .. import dtypes, errors, operands, ops, tracing, tree
 
 PROBE = 5040  # stand-in size for unknown dimensions while building (divisible by 1..10)
 
 _graph_stack = []          # graphs entered with `as_default()`
+_session_stack = []        # sessions entered with `as_default()` (compat/session.py)
 _global_default = []       # the graph used when none is entered
 
 
@@ -203,6 +204,23 @@ def get_default_graph():
     return _global_default[0]
 
 
+def get_default_session():
+    return _session_stack[-1] if _session_stack else None
+
+
+def session_for(session, element):
+    """`session`, else the default session; it must run `element`'s graph."""
+    session = session or get_default_session()
+    if session is None:
+        raise ValueError('Cannot evaluate tensor using `eval()`: No default session is '
+                         'registered. Use `with sess.as_default()` or pass an explicit session '
+                         'to `eval(session=sess)`')
+    if session.graph is not element.graph:
+        raise ValueError('Cannot use the given session to evaluate tensor: the tensor\'s graph '
+                         'is different from the session\'s graph.')
+    return session
+
+
 def reset_default_graph():
     """Replace the global default graph by a new, empty one (existing graphs are untouched)."""
     if _graph_stack:
@@ -238,14 +256,13 @@ class Operation:
             return out
         # eager results (constants, static shapes) become values of the trace, as in TF's graph
         return [r if r is None or isinstance(r, tracing.Tracer)
-                else tracing.Tracer(trace, trace.to_var(ops._operand(r))) for r in out]
+                else tracing.Tracer(trace, trace.to_var(operands.operand(r))) for r in out]
 
     def values(self):
         return tuple(self.outputs)
 
     def run(self, feed_dict=None, session=None):
         """Run this operation in `session` (default: the default session)."""
-        from .session import session_for
         session_for(session, self).run(self, feed_dict)
 
     def __repr__(self):
@@ -330,7 +347,6 @@ class Tensor(_Operators):
 
     def eval(self, feed_dict=None, session=None):
         """This tensor's value in `session` (default: the default session)."""
-        from .session import session_for
         return session_for(session, self).run(self, feed_dict)
 
     def _graph_tensor(self):

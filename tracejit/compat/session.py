@@ -19,9 +19,8 @@ import numpy as np
 from .. import errors, ops, tree
 from .. import variables as tj_variables
 from ..function import function
-from .graph import Graph, Operation, _Operators, get_default_graph
+from .graph import Graph, Operation, _Operators, _session_stack, get_default_graph
 
-_session_stack = []
 _NO_FEEDS = {}
 _ASSIGNS = ('Assign', 'AssignAdd', 'AssignSub')
 
@@ -134,23 +133,6 @@ class InteractiveSession(Session):
         if self in _session_stack:
             _session_stack.remove(self)
         super().close()
-
-
-def get_default_session():
-    return _session_stack[-1] if _session_stack else None
-
-
-def session_for(session, element):
-    """`session`, else the default session; it must run `element`'s graph."""
-    session = session or get_default_session()
-    if session is None:
-        raise ValueError('Cannot evaluate tensor using `eval()`: No default session is '
-                         'registered. Use `with sess.as_default()` or pass an explicit session '
-                         'to `eval(session=sess)`')
-    if session.graph is not element.graph:
-        raise ValueError('Cannot use the given session to evaluate tensor: the tensor\'s graph '
-                         'is different from the session\'s graph.')
-    return session
 
 
 # -------------------------------------------------------------------------------- fetching

@@ -11,7 +11,8 @@ from ..dtypes import (  # noqa: F401
     DType, as_dtype, bool_ as bool, float32, float64, int32, int64, string)
 from . import nn, train  # noqa: F401
 from .graph import (  # noqa: F401
-    Graph, Operation, Tensor, TensorShape, constant, get_default_graph, reset_default_graph)
+    Graph, Operation, Tensor, TensorShape, constant, get_default_graph, get_default_session,
+    reset_default_graph)
 from .graph_ops import (  # noqa: F401
     abs, add, argmax, argmin, broadcast_to, cast, clip_by_value, concat, convert_to_tensor, cos,
     divide, equal, exp, expand_dims, fill, floor, floordiv, gather, gradients, greater,
@@ -22,8 +23,7 @@ from .graph_ops import (  # noqa: F401
     rsqrt, set_random_seed, shape, sigmoid, sign, sin, size, sqrt, square, squared_difference,
     squeeze, stack, stop_gradient, subtract, tanh, tile, transpose, truediv, truncated_normal,
     where, zeros, zeros_like)
-from .session import (  # noqa: F401
-    ConfigProto, GPUOptions, InteractiveSession, Session, get_default_session)
+from .session import ConfigProto, GPUOptions, InteractiveSession, Session  # noqa: F401
 from .variables import (  # noqa: F401
     Variable, assign, assign_add, assign_sub, global_variables, global_variables_initializer,
     initialize_all_variables, local_variables, local_variables_initializer, trainable_variables,

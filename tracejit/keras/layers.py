@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from .. import dtypes, errors, nn, ops
+from .. import dtypes, errors, nn, operands, ops
 from ..tensor import TensorOps
 from ..variables import Module, Variable
 from . import activations, initializers
@@ -146,7 +146,7 @@ class Layer(Module):
             inputs = inputs.value()
         elif not isinstance(inputs, TensorOps):
             inputs = ops.convert_to_tensor(inputs)
-        if ops.is_floating(inputs) and ops._dtype_of(inputs) != self._dtype:
+        if ops.is_floating(inputs) and operands.dtype_of(inputs) != self._dtype:
             inputs = ops.cast(inputs, self._dtype)
         return inputs
 

@@ -5,14 +5,14 @@ With `from_logits=True` the cross-entropies use tj.nn's stable *_with_logits for
 probabilities are clipped to [eps, 1 - eps] (eps = 1e-7) before the log, as Keras does.
 """
 from . import backend
-from .. import nn, ops
+from .. import nn, operands, ops
 from .backend import element_count, epsilon
 
 
 def _pair(y_true, y_pred):
     """(y_true cast to y_pred's dtype, y_pred) as tensors."""
     y_pred = ops.convert_to_tensor(y_pred)
-    return ops.cast(y_true, ops._dtype_of(y_pred)), y_pred
+    return ops.cast(y_true, operands.dtype_of(y_pred)), y_pred
 
 
 def mean_squared_error(y_true, y_pred):
@@ -98,7 +98,7 @@ class Loss:
         y_pred = ops.convert_to_tensor(y_pred)
         values = ops.convert_to_tensor(self.call(*_align(y_true, y_pred)))
         if sample_weight is not None:
-            values = values * ops.cast(sample_weight, ops._dtype_of(values))
+            values = values * ops.cast(sample_weight, operands.dtype_of(values))
         if self.reduction == 'none' or values.ndim == 0:
             return values
         total = ops.reduce_sum(values)

@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from . import backend
-from .. import ops
+from .. import operands, ops
 from ..variables import Variable
 from . import losses
 from .backend import element_count, floatx
@@ -108,13 +108,13 @@ class MeanMetricWrapper(Mean):
 
 def accuracy(y_true, y_pred):
     y_pred = ops.convert_to_tensor(y_pred)
-    return ops.cast(ops.equal(ops.cast(y_true, ops._dtype_of(y_pred)), y_pred), floatx())
+    return ops.cast(ops.equal(ops.cast(y_true, operands.dtype_of(y_pred)), y_pred), floatx())
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
     y_pred = ops.convert_to_tensor(y_pred)
-    predicted = ops.cast(ops.greater(y_pred, threshold), ops._dtype_of(y_pred))
-    hits = ops.equal(ops.cast(y_true, ops._dtype_of(y_pred)), predicted)
+    predicted = ops.cast(ops.greater(y_pred, threshold), operands.dtype_of(y_pred))
+    hits = ops.equal(ops.cast(y_true, operands.dtype_of(y_pred)), predicted)
     return ops.reduce_mean(ops.cast(hits, floatx()), axis=-1)
 
 

@@ -74,8 +74,8 @@ def assign_weights(layer, arrays, source):
             raise ValueError(f'{source}: weight {i} has shape {tuple(array.shape)} but '
                              f'{variable.name!r} has shape {tuple(variable.shape)}; nothing was '
                              'loaded')
-        if not np.can_cast(array.dtype, variable._buf.dtype, casting='same_kind'):
+        if not np.can_cast(array.dtype, variable.buffer.dtype, casting='same_kind'):
             raise ValueError(f'{source}: weight {i} has dtype {array.dtype} but '
-                             f'{variable.name!r} is {variable._buf.dtype}; nothing was loaded')
+                             f'{variable.name!r} is {variable.buffer.dtype}; nothing was loaded')
     for variable, array in zip(weights, arrays):
-        np.copyto(variable._buf, array, casting='same_kind')
+        np.copyto(variable.buffer, array, casting='same_kind')
