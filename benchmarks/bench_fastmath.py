@@ -41,13 +41,12 @@ def _libm_softplus(x):
 
 
 NUMPY = {
-    "exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p,
+    "exp": np.exp, "log": np.log, "log1p": np.log1p,
     "tanh": np.tanh, "sigmoid": scipy.special.expit,
     "softplus": lambda x, out: np.logaddexp(0, x, out=out),
 }
 LIBM = {
     "exp": njit(**FLAGS)(lambda x: np.exp(x)),
-    "expm1": njit(**FLAGS)(lambda x: np.expm1(x)),
     "log": njit(**FLAGS)(lambda x: np.log(x)),
     "log1p": njit(**FLAGS)(lambda x: np.log1p(x)),
     "tanh": njit(**FLAGS)(lambda x: np.tanh(x)),

@@ -16,7 +16,7 @@ from numba import njit
 from tracejit.backend import fastmath
 from tracejit.backend.fpflags import FASTMATH
 
-NAMES = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "softplus"]
+NAMES = ["exp", "log", "log1p", "tanh", "sigmoid", "softplus"]
 KERNEL_FLAGS = dict(fastmath=FASTMATH,
                     error_model="numpy")
 CALLERS = {"kernel_flags": KERNEL_FLAGS, "numba_defaults": {}}
@@ -122,7 +122,6 @@ INF = np.inf
 EXACT_CASES = [
     ("exp", -INF, 0.0), ("exp", INF, INF), ("exp", NAN, NAN),
     ("exp", 0.0, 1.0), ("exp", 1000.0, INF), ("exp", -1000.0, 0.0),
-    ("expm1", -INF, -1.0), ("expm1", INF, INF), ("expm1", 1e-30, 1e-30),
     ("log", 0.0, -INF), ("log", -0.0, -INF), ("log", -1.0, NAN),
     ("log", INF, INF), ("log", -INF, NAN), ("log", 1.0, 0.0),
     ("log1p", -1.0, -INF), ("log1p", -2.0, NAN), ("log1p", INF, INF),
@@ -165,7 +164,7 @@ def test_each_function_inlines_twice_into_one_loop():
     # Numba's IR inliner has failed when one function was inlined twice into
     # the same caller (e.g. with scalar `.view`); generated kernels do that.
     # softplus32 inlines exp32, log1p32 and log32; the others inline exp32.
-    names = ["softplus", "softplus", "tanh", "sigmoid", "expm1"]
+    names = ["softplus", "softplus", "tanh", "sigmoid", "exp"]
     calls = " + ".join(f"f.{fastmath.FLOAT32_FUNCS[name].__name__}(x[i])"
                        for name in names)
     namespace = {"f": fastmath}

@@ -19,8 +19,8 @@ and the Numba cache keeps the file fast):
 `differences(case)` compares, from identical starting Variable values, the outputs and final
 Variable values of: the compiled function; the same function run eagerly
 (`tj.config.disabled_jit()`); `ir.evaluate` of the traced graph. Gradients are compared with
-central finite differences in float64 (gradcheck.py). `TRACEJIT_TEST_MISCOMPILE` (a test-only hook
-in backend/codegen.py) proves the comparison catches a wrong kernel.
+central finite differences in float64 (gradcheck.py). A kernel made wrong on purpose (one
+primitive's expression scaled by 1.0001 in backend/lowering.py) proves the comparison catches it.
 `TRACEJIT_FUZZ=long` selects the long hypothesis profile (conftest.py).
 """
 import numpy as np
@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 import tracejit as tj
 from tracejit import ir
+from tracejit.backend import lowering
 
 from gradcheck import numeric_gradient
 from test_random_programs import MARGIN, MAX_MAGNITUDE, Op, _bin, _ew, _gap, _matmul_flags, \
@@ -321,7 +322,12 @@ def test_fixed_case_agrees():
 @pytest.mark.parametrize('prim', ['tanh', 'add'])
 def test_fuzzer_catches_a_miscompiled_kernel(prim, monkeypatch, tmp_path):
     monkeypatch.setenv('TRACEJIT_CACHE_DIR', str(tmp_path))  # no cached correct kernel
-    monkeypatch.setenv('TRACEJIT_TEST_MISCOMPILE', prim)
+    correct = lowering.expression
+
+    def miscompiled(node, *args):
+        expr = correct(node, *args)
+        return f'({expr} * 1.0001)' if node.prim.name == prim else expr
+    monkeypatch.setattr(lowering, 'expression', miscompiled)
     found = differences(_tanh_case())
     assert any(f.startswith('compiled vs eager') for f in found), found
     assert not any(f.startswith('ir.evaluate') for f in found), found  # only the kernel is wrong

@@ -25,10 +25,6 @@ class ConcretizationError(TracejitError, TypeError):
     """A traced value was used where Python needs a concrete one (if, bool(), int(), len())."""
 
 
-class NotDifferentiableError(TracejitError, LookupError):
-    """A gradient was asked of an op that has none."""
-
-
 class InvalidArgumentError(TracejitError, ValueError):
     """A bad argument value (TensorFlow's name for it)."""
 

@@ -5,7 +5,7 @@ their operand as (before, axis, after) so one helper in `kernels.py` serves ever
 """
 import numpy as np
 
-from .codegen import np_type
+from .blocks import np_type
 
 
 def _slice_text(cg, slices, var):
@@ -120,7 +120,7 @@ def scatter_add(cg, node, name):
     _finish(cg, out, name, out3)
 
 
-def _argreduce(largest):
+def argreduce(largest):
     def emit(cg, node, name):
         x, out, axis = node.inputs[0], node.outputs[0], node.params['axis']
         before, n, after = _three(cg, x, axis)
@@ -146,10 +146,3 @@ def identity(cg, node, name):
     """A reduction over no axes of a 0-d value."""
     cg.emit(f'{name} = {cg.ref(node.inputs[0])}')
 
-
-EMITTERS = {
-    'matmul': matmul, 'reshape': reshape, 'transpose': transpose, 'slice': slice_,
-    'unslice': unslice, 'concat': concat, 'gather': gather, 'scatter_add': scatter_add,
-    'log_softmax': log_softmax, 'argmax': _argreduce(True), 'argmin': _argreduce(False),
-    'reduce_sum': identity, 'reduce_max': identity, 'reduce_min': identity,
-}

@@ -15,13 +15,15 @@ import re
 
 import numpy as np
 
+from . import lowering
+from .blocks import np_type
 from .dims import DimClasses
 from .fpflags import fastmath_source
 from .fusion import partition
 
 PARALLEL_MIN = 1 << 16  # elements; below this a parallel region costs more than it saves
 BLOCK = 1024  # elements per float32 partial sum; block sums add up in float64 (_flat_loop)
-FLOAT_ACC = {'reduce_sum': '0.0', 'reduce_max': '-np.inf', 'reduce_min': 'np.inf'}
+FLOAT_ACC = {'sum': '0.0', 'max': '-np.inf', 'min': 'np.inf'}
 
 
 def numba_threads():
@@ -34,10 +36,6 @@ def numba_threads():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
-
-
-def np_type(dtype):
-    return 'np.bool_' if dtype == np.bool_ else f'np.{dtype.name}'
 
 
 class Lowered:
@@ -58,7 +56,7 @@ class Lowered:
 class Codegen:
     def __init__(self, graph):
         self.graph = graph
-        self.dims = DimClasses(graph)
+        self.dims = DimClasses(graph, lowering.dims_rule)
         self.plan = partition(graph, self.dims)
         self.lines, self.names, self.scalar = [], {}, {}
         self.fconsts, self.iconsts, self.array_consts = [], [], []
@@ -214,31 +212,12 @@ class Codegen:
             self.scalar[out] = name
         else:
             self.names[out] = name
-        from .calls import EMITTERS
-        EMITTERS[node.prim.name](self, node, name)
+        lowering.lowering_of(node.prim).emit(self, node, name)
 
     # -- elementwise expressions -----------------------------------------------------------
 
     def elementwise(self, node, operands, index, flat_index):
-        prim, out = node.prim, node.outputs[0]
-        name = prim.name
-        if name == 'broadcast_to':
-            return operands[0]
-        if name == 'iota':
-            return f'{np_type(out.dtype)}({index[node.params["axis"]]})'
-        if name == 'random_uniform':
-            bits = '32' if out.dtype == np.float32 else '64'
-            return f'K.uniform{bits}({operands[0]}, {flat_index})'
-        dtype = node.inputs[0].dtype if node.inputs else out.dtype
-        bits = '32' if dtype == np.float32 else '64'
-        expr = prim.codegen.format(*operands, bits=bits, dtype=np_type(node.params.get(
-            'dtype', out.dtype)))
-        if os.environ.get('TRACEJIT_TEST_MISCOMPILE') == name:
-            # Test-only hook (tests/test_fuzz_compiled.py): deliberately emit a WRONG kernel for
-            # this primitive (its result scaled by 1.0001) to prove the fuzzer catches
-            # miscompiles. Unset (always, outside that test): the source is unchanged.
-            expr = f'({expr} * 1.0001)'
-        return expr if out.dtype == np.bool_ else f'{np_type(out.dtype)}({expr})'
+        return lowering.expression(node, operands, index, flat_index)
 
     # -- loops -----------------------------------------------------------------------------
 
@@ -308,7 +287,7 @@ class Codegen:
                 if node in rows:
                     self.emit(f'{acc}[{", ".join(index[:split])}] = {rows[node]}', split + 1)
         parallel = flat and int(np.prod(space)) >= PARALLEL_MIN and all(
-            r.prim.name == 'reduce_sum' for r in group.reductions)
+            _accumulate(r) == 'sum' for r in group.reductions)
         if flat:
             body = self.lines[body_start:]
             del self.lines[body_start:]
@@ -409,10 +388,10 @@ class Codegen:
 
     def _combine(self, node, target, value, depth):
         """target <- target (+ | max | min) value, NaNs propagating."""
-        if node.prim.name == 'reduce_sum':
+        if _accumulate(node) == 'sum':
             self.emit(f'{target} += {value}', depth)
         else:
-            better = '>' if node.prim.name == 'reduce_max' else '<'
+            better = '>' if _accumulate(node) == 'max' else '<'
             self.emit(f'{target} = {value} if ({value} {better} {target} or {value} != {value}) '
                       f'else {target}', depth)
 
@@ -477,7 +456,7 @@ class Codegen:
         """One flat loop when every array read or written has exactly the loop's shape."""
         if any(len(r.params['axes']) < len(group.space) for r in group.reductions):
             return False
-        if any(n.prim.name == 'iota' for n in group.members):
+        if any(lowering.lowering_of(n.prim).needs_index for n in group.members):
             return len(group.space) <= 1
         members = {o for n in group.members for o in n.outputs}
         return all(v in members or v.shape == () or self.dims.signature(v) == group.signature
@@ -501,18 +480,18 @@ class Codegen:
 
     def _acc_dtype(self, node):
         dtype = node.inputs[0].dtype
-        if node.prim.name == 'reduce_sum':
+        if _accumulate(node) == 'sum':
             return np.dtype(np.float64) if dtype.kind == 'f' else np.dtype(np.int64)
         return dtype
 
     def _init_value(self, node):
-        dtype = node.inputs[0].dtype
-        if dtype.kind == 'f' or node.prim.name == 'reduce_sum':
-            return FLOAT_ACC[node.prim.name] if dtype.kind == 'f' else '0'
-        info = np.iinfo(dtype) if dtype.kind in 'iu' else None
+        dtype, how = node.inputs[0].dtype, _accumulate(node)
+        if dtype.kind == 'f' or how == 'sum':
+            return FLOAT_ACC[how] if dtype.kind == 'f' else '0'
         if dtype == np.bool_:
-            return 'False' if node.prim.name == 'reduce_max' else 'True'
-        return str(info.min if node.prim.name == 'reduce_max' else info.max)
+            return 'False' if how == 'max' else 'True'
+        info = np.iinfo(dtype)
+        return str(info.min if how == 'max' else info.max)
 
     def _init_reduction(self, node):
         acc = self.fresh('r')
@@ -547,7 +526,7 @@ class Codegen:
         elif target is None:
             kept = [index[k] for k in range(len(space)) if k not in axes]
             target = f'{acc}[{", ".join(kept)}]'
-        if node.prim.name == 'reduce_sum':
+        if _accumulate(node) == 'sum':
             self._combine(node, target, value, depth)
         else:
             tmp = self.fresh('t')
@@ -562,6 +541,10 @@ class Codegen:
         else:
             self.names[out] = self.fresh()
             self.emit(f'{self.names[out]} = {acc}.astype({np_type(out.dtype)})')
+
+
+def _accumulate(reduction):
+    return lowering.lowering_of(reduction.prim).accumulate
 
 
 def _decorator(parallel):

@@ -6,17 +6,21 @@ a matmul's inner axes, ...). Classes follow the graph's structure, not the sizes
 128 flowing next to a hidden layer of 128 still gets its own slot, and the last partial batch of
 an epoch produces exactly the same source (and reuses the compiled kernel). Size-1 axes are
 structural (broadcasting) and stay literal.
+
+The rules below, one per way a primitive ties axes together, are named in lowering.py's table.
 """
 
 
 class DimClasses:
-    def __init__(self, graph):
+    """`rule_of(node)`: the node's rule below (lowering.dims_rule), or None."""
+
+    def __init__(self, graph, rule_of):
         self.parent = {}
         for var in self._vars(graph):
             for k in range(var.ndim):
                 self.parent[(var, k)] = (var, k)
         for node in graph.nodes:
-            rule = _RULES.get(node.prim.name) or _RULES.get(node.prim.kind)
+            rule = rule_of(node)
             if rule is not None:
                 for a, b in rule(node):
                     self.union(a, b)
@@ -63,7 +67,7 @@ class DimClasses:
         return [size for _, size in sorted(self.slots.values())]
 
 
-def _aligned(node):
+def aligned(node):
     out = node.outputs[0]
     for var in node.inputs:
         lead = out.ndim - var.ndim
@@ -71,7 +75,7 @@ def _aligned(node):
             yield (out, lead + k), (var, k)
 
 
-def _reduce(node):
+def reduced(node):
     x, out = node.inputs[0], node.outputs[0]
     axes = node.params.get('axes', (node.params.get('axis'),))
     kept = [k for k in range(x.ndim) if k not in axes]
@@ -79,7 +83,7 @@ def _reduce(node):
         yield (out, j), (x, k)
 
 
-def _matmul(node):
+def matmul(node):
     a, b = node.inputs
     out = node.outputs[0]
     m_a, k_a = (-1, -2) if node.params['transpose_a'] else (-2, -1)
@@ -92,12 +96,12 @@ def _matmul(node):
         yield (out, k), (b, k)
 
 
-def _transpose(node):
+def transpose(node):
     for k, p in enumerate(node.params['perm']):
         yield (node.outputs[0], k), (node.inputs[0], p)
 
 
-def _reshape(node):
+def reshape(node):
     """Axes matched from the front and from the back while sizes agree (1s skipped)."""
     x, out = node.inputs[0], node.outputs[0]
     for order in (range, lambda n: range(n - 1, -1, -1)):
@@ -109,7 +113,7 @@ def _reshape(node):
             yield (out, j), (x, i)
 
 
-def _full_slices(node):
+def full_slices(node):
     x = node.inputs[0]
     out = node.outputs[0]
     for k, (start, stop, step) in enumerate(node.params['slices']):
@@ -117,7 +121,7 @@ def _full_slices(node):
             yield (out, k), (x, k)
 
 
-def _concat(node):
+def concat(node):
     out, axis = node.outputs[0], node.params['axis']
     for var in node.inputs:
         for k in range(out.ndim):
@@ -125,7 +129,7 @@ def _concat(node):
                 yield (out, k), (var, k)
 
 
-def _gather(node):
+def gather(node):
     x, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
     for k in range(axis):
@@ -136,7 +140,7 @@ def _gather(node):
         yield (out, k - 1 + idx.ndim), (x, k)
 
 
-def _scatter_add(node):
+def scatter_add(node):
     u, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
     for k in range(axis):
@@ -146,9 +150,3 @@ def _scatter_add(node):
     for k in range(axis + 1, out.ndim):
         yield (out, k), (u, k - 1 + idx.ndim)
 
-
-_RULES = {
-    'elementwise': _aligned, 'broadcast_to': _aligned, 'rowwise': _aligned, 'reduction': _reduce,
-    'matmul': _matmul, 'transpose': _transpose, 'reshape': _reshape, 'slice': _full_slices,
-    'unslice': _full_slices, 'concat': _concat, 'gather': _gather, 'scatter_add': _scatter_add,
-}

@@ -25,8 +25,9 @@ depend on the caller's error model.  The float32 functions accept float32
 arguments only: a float64 argument (e.g. ``exp32(2.0 * x)``) fails to type,
 so emit ``np.float32`` constants.
 
-``FLOAT32_FUNCS`` / ``FLOAT64_FUNCS`` map an op name to its implementation
-for the code generator.
+``__all__`` lists what kernels call (compiler.py imports these names into every kernel
+module); ``FLOAT32_FUNCS`` / ``FLOAT64_FUNCS`` map each function's name to its implementation,
+for the tests and benchmarks.
 """
 import numpy as np
 from numba import njit, types
@@ -35,9 +36,8 @@ from numba.extending import intrinsic
 from .fpflags import FASTMATH
 
 __all__ = [
-    "exp32", "expm1_32", "log32", "log1p32", "tanh32", "sigmoid32",
-    "softplus32", "exp64", "expm1_64", "log64", "log1p64", "tanh64",
-    "sigmoid64", "softplus64", "FLOAT32_FUNCS", "FLOAT64_FUNCS",
+    "exp32", "log32", "log1p32", "tanh32", "sigmoid32", "softplus32",
+    "exp64", "log64", "log1p64", "tanh64", "sigmoid64", "softplus64",
 ]
 
 _jit = njit(inline="always", fastmath=FASTMATH, error_model="numpy")
@@ -55,8 +55,6 @@ _LN2_LO = _f(-2.12194440e-4)        # ln 2 - _LN2_HI
 # keeps the integer exponent in range (and out of int conversion overflow).
 _EXP_LO, _EXP_HI = _f(-104.0), _f(89.0)
 _EXP_NEG_LO = _f(-87.0)              # exp(-87) = 1.6e-38: the smallest normals
-_EXPM1_NMAX = 64        # beyond 2**64, expm1(x) == exp(x) in float32
-_EXPM1_NMIN = -30       # below 2**-30, expm1(x) == -1 in float32
 _SQRT_HALF_BITS = 0x3F3504F3        # float32 bits of sqrt(0.5)
 _MANT_BITS = 23
 _EXP_BIAS = 127
@@ -171,16 +169,6 @@ def exp32(x):
 
 
 @_jit
-def expm1_32(x):
-    """expm1(x) = 2**n * expm1(r) + (2**n - 1), exact for n == 0 (tiny x)."""
-    n, p = _exp_reduce(x)
-    t = _pow2(min(max(n, _EXPM1_NMIN), _EXPM1_NMAX))
-    y = _strict_add(t * p, _strict_sub(t, _ONE))
-    y = y if n <= _EXPM1_NMAX else _scale_pow2(_strict_add(_ONE, p), n)
-    return y if x == x else x
-
-
-@_jit
 def log32(x):
     # Denormals are rescaled to normals so the exponent field is meaningful.
     tiny = x < _FLT_MIN
@@ -268,11 +256,6 @@ def exp64(x):
 
 
 @_jit
-def expm1_64(x):
-    return np.expm1(x)
-
-
-@_jit
 def log64(x):
     return np.log(x)
 
@@ -299,10 +282,10 @@ def softplus64(x):
 
 
 FLOAT32_FUNCS = {
-    "exp": exp32, "expm1": expm1_32, "log": log32, "log1p": log1p32,
+    "exp": exp32, "log": log32, "log1p": log1p32,
     "tanh": tanh32, "sigmoid": sigmoid32, "softplus": softplus32,
 }
 FLOAT64_FUNCS = {
-    "exp": exp64, "expm1": expm1_64, "log": log64, "log1p": log1p64,
+    "exp": exp64, "log": log64, "log1p": log1p64,
     "tanh": tanh64, "sigmoid": sigmoid64, "softplus": softplus64,
 }

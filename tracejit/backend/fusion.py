@@ -9,6 +9,8 @@
 Legality (`can_fuse`) is separate from preference (`score`): a node joins the legal group that
 produces most of its operands. Every refusal is recorded with a reason for tests and debugging.
 """
+from .dims import DimClasses
+from .lowering import dims_rule, lowering_of
 
 
 class Group:
@@ -42,16 +44,12 @@ class Plan:
         return '\n'.join(map(repr, self.groups))
 
 
-FUSIBLE = ('elementwise', 'source')
-LOOPED_LAYOUT = ('broadcast_to',)
-
-
 def _is_elementwise(node):
-    return node.prim.kind in FUSIBLE or node.prim.name in LOOPED_LAYOUT
+    return lowering_of(node.prim).looped
 
 
 def _fusible_reduction(node):
-    return node.prim.name in ('reduce_sum', 'reduce_max', 'reduce_min')
+    return lowering_of(node.prim).accumulate is not None
 
 
 class Partitioner:
@@ -166,5 +164,4 @@ class Partitioner:
 
 
 def partition(graph, dims=None):
-    from .dims import DimClasses
-    return Partitioner(graph, dims or DimClasses(graph)).run()
+    return Partitioner(graph, dims or DimClasses(graph, dims_rule)).run()

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import errors
 from . import compiler
+from .lowering import lowering_of
 from .parallel import launch_lock
 
 
@@ -105,8 +106,10 @@ class Kernel:
 
 
 def _may_raise(graph, checked_inputs):
-    """Whether the kernel can fail at run time: a gather whose indices are not an argument
-    range-checked before the call (`checked_inputs`: positions; see tracing.require_in_range)."""
+    """Whether the kernel can fail at run time: a node checking indices (a gather) that are not
+    an argument range-checked before the call (`checked_inputs`: positions; see
+    tracing.require_in_range)."""
     producers = graph.producers()
-    return any(node.prim.name == 'gather' and graph.input_position(node.inputs[1], producers)
-               not in checked_inputs for node in graph.nodes)
+    return any(lowering_of(node.prim).checks_indices
+               and graph.input_position(node.inputs[1], producers) not in checked_inputs
+               for node in graph.nodes)

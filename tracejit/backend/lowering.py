@@ -1,0 +1,95 @@
+"""What each primitive needs from the backend, declared in one table.
+
+A node is lowered one of two ways. *Looped* nodes (elementwise ops, sources, broadcasts) are
+computed element by element inside a fused loop, as the text `expression` returns; *called*
+nodes (BLAS matmuls, layout ops, gathers) are emitted on their own by `emit` (calls.py). A sum,
+max or min reduction fuses into the loop of its operand, combining with `accumulate`, and is
+called when it has nothing to loop over. `dims` unites the axes the primitive forces equal
+(dims.py). `needs_index`: the expression reads the loop's multi-dimensional index, so its loop
+cannot be flattened. `checks_indices`: the kernel checks the indices (input 1) and raises for
+one out of range.
+
+An entry is found by the primitive's name, else by its kind: a new elementwise primitive needs
+nothing here, since its registry template is its expression.
+"""
+import numpy as np
+
+from . import calls, dims
+from .blocks import np_type
+
+
+class Lowering:
+    def __init__(self, dims=None, expression=None, emit=None, accumulate=None,
+                 needs_index=False, checks_indices=False):
+        self.dims, self.expression, self.emit = dims, expression, emit
+        self.accumulate, self.needs_index = accumulate, needs_index
+        self.checks_indices = checks_indices
+
+    @property
+    def looped(self):
+        return self.expression is not None
+
+
+def template(node, operands, index, flat_index):
+    """The registry's codegen template: {0}, {1}.. are the operands, {bits} '32' or '64' (the
+    float width of the first operand), {dtype} the type named by the `dtype` parameter or the
+    output's. Non-bool results are cast to the output type."""
+    out = node.outputs[0]
+    dtype = node.inputs[0].dtype if node.inputs else out.dtype
+    bits = '32' if dtype == np.float32 else '64'
+    expr = node.prim.codegen.format(*operands, bits=bits, dtype=np_type(node.params.get(
+        'dtype', out.dtype)))
+    return expr if out.dtype == np.bool_ else f'{np_type(out.dtype)}({expr})'
+
+
+def _broadcast(node, operands, index, flat_index):
+    return operands[0]  # the loop's indexing already repeats the operand
+
+
+def _iota(node, operands, index, flat_index):
+    return f'{np_type(node.outputs[0].dtype)}({index[node.params["axis"]]})'
+
+
+def _random_uniform(node, operands, index, flat_index):
+    bits = '32' if node.outputs[0].dtype == np.float32 else '64'
+    return f'K.uniform{bits}({operands[0]}, {flat_index})'
+
+
+BY_KIND = {'elementwise': Lowering(dims.aligned, template)}
+
+BY_NAME = {
+    'broadcast_to': Lowering(dims.aligned, _broadcast),
+    'iota': Lowering(expression=_iota, needs_index=True),
+    'random_uniform': Lowering(expression=_random_uniform),
+    'reduce_sum': Lowering(dims.reduced, emit=calls.identity, accumulate='sum'),
+    'reduce_max': Lowering(dims.reduced, emit=calls.identity, accumulate='max'),
+    'reduce_min': Lowering(dims.reduced, emit=calls.identity, accumulate='min'),
+    'argmax': Lowering(dims.reduced, emit=calls.argreduce(largest=True)),
+    'argmin': Lowering(dims.reduced, emit=calls.argreduce(largest=False)),
+    'matmul': Lowering(dims.matmul, emit=calls.matmul),
+    'reshape': Lowering(dims.reshape, emit=calls.reshape),
+    'transpose': Lowering(dims.transpose, emit=calls.transpose),
+    'slice': Lowering(dims.full_slices, emit=calls.slice_),
+    'unslice': Lowering(dims.full_slices, emit=calls.unslice),
+    'concat': Lowering(dims.concat, emit=calls.concat),
+    'gather': Lowering(dims.gather, emit=calls.gather, checks_indices=True),
+    'scatter_add': Lowering(dims.scatter_add, emit=calls.scatter_add),
+    'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
+}
+
+
+def lowering_of(prim):
+    """The primitive's entry: by name, else by kind; KeyError names a primitive with neither."""
+    entry = BY_NAME.get(prim.name) or BY_KIND.get(prim.kind)
+    if entry is None:
+        raise KeyError(f'primitive {prim.name!r} (kind {prim.kind!r}) has no lowering')
+    return entry
+
+
+def dims_rule(node):
+    return lowering_of(node.prim).dims
+
+
+def expression(node, operands, index, flat_index):
+    """The text of a looped node's value, given its operands' texts and the loop index."""
+    return lowering_of(node.prim).expression(node, operands, index, flat_index)
