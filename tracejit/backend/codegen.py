@@ -11,12 +11,11 @@ views), dims, fc, ic, array constants. It returns a tuple of outputs and writes 
 of every assigned Variable into its buffer, inside the loop that computes it where legal.
 """
 import os
-import re
 
 import numpy as np
 
 from . import lowering
-from .blocks import np_type
+from .blocks import MARK, Block, helper, mark, np_type
 from .dims import DimClasses
 from .fpflags import fastmath_source
 from .fusion import partition
@@ -58,7 +57,7 @@ class Codegen:
         self.graph = graph
         self.dims = DimClasses(graph, lowering.dims_rule)
         self.plan = partition(graph, self.dims)
-        self.lines, self.names, self.scalar = [], {}, {}
+        self.block, self.names, self.scalar = Block(), {}, {}
         self.fconsts, self.iconsts, self.array_consts = [], [], []
         self.counter = 0
         self.helpers = {}         # canonical loop text -> (helper name, parallel)
@@ -71,10 +70,11 @@ class Codegen:
 
     def fresh(self, prefix='v'):
         self.counter += 1
-        return f'{prefix}{self.counter}'
+        return mark(f'{prefix}{self.counter}')
 
     def dim(self, var, axis):
-        return self.dims.slot(var, axis)
+        slot = self.dims.slot(var, axis)
+        return slot if slot == '1' else mark(slot)
 
     def shape(self, var):
         dims = [self.dim(var, k) for k in range(var.ndim)]
@@ -85,8 +85,11 @@ class Codegen:
         axes = range(var.ndim) if axes is None else axes
         return ' * '.join(self.dim(var, k) for k in axes) or '1'
 
-    def emit(self, line, depth=1):
-        self.lines.append('    ' * depth + line)
+    def emit(self, text, depth=1, defines=()):
+        self.block.emit(text, depth, defines)
+
+    def assign(self, name, expr, depth=1):
+        self.block.emit(f'{name} = {expr}', depth, (name,))
 
     def ref(self, var):
         """A whole value: scalar expression for 0-d values, array name otherwise."""
@@ -113,10 +116,11 @@ class Codegen:
         self.epilogue()
         sizes = self.dims.sizes()
         dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(sizes)))
-        body = '\n'.join(self.lines)
+        body = self.block.render()
         helpers = ''.join(f'{_decorator(parallel)}def {name}({text}\n\n'
                           for text, (name, parallel) in self.helpers.items())
-        source = f'{helpers}{_decorator(False)}def kernel({", ".join(params)}):\n{dims}{body}\n'
+        signature = ', '.join(params).replace(MARK, '')
+        source = f'{helpers}{_decorator(False)}def kernel({signature}):\n{dims}{body}\n'
         parallel = any(parallel for _, parallel in self.helpers.values())
         return Lowered(source, sizes, self.fconsts, self.iconsts, self.array_consts, self.plan,
                        parallel)
@@ -124,7 +128,7 @@ class Codegen:
     def prologue(self):
         params = []
         for i, var in enumerate(self.graph.inputs):
-            name = f'a{i}'
+            name = mark(f'a{i}')
             params.append(name)
             if var.shape == ():
                 self.scalar[var] = self.fresh('x')
@@ -132,7 +136,7 @@ class Codegen:
             else:
                 self.names[var] = name
         for i, (_, var) in enumerate(self.graph.state):
-            name = f's{i}'
+            name = mark(f's{i}')
             params.append(name)
             self.state_arg[var] = name
             if var.shape == ():
@@ -145,7 +149,7 @@ class Codegen:
             if value.ndim == 0:
                 self.scalar[var] = self.const_scalar(value)
             else:
-                name = f'k{len(self.array_consts)}'
+                name = mark(f'k{len(self.array_consts)}')
                 self.array_consts.append(np.ascontiguousarray(value))
                 params.append(name)
                 self.names[var] = name
@@ -222,83 +226,107 @@ class Codegen:
     # -- loops -----------------------------------------------------------------------------
 
     def emit_loop(self, group):
-        space, space_var = group.space, self._space_var(group)
-        flat = self._can_flatten(group)
-        hoisted = self._hoist_vector_math(group) if not flat and len(space) > 1 else set()
-        stores = self._allocate_stores(group, hoisted)
-        start = len(self.lines)
-        accs = [self._init_reduction(node) for node in group.reductions]
+        """One loop over the group's space: flat when every array has the loop's shape, else a
+        nest; its statements become a helper function (see _extract_helper)."""
+        loop = _Loop(group, self._space_var(group), self._can_flatten(group))
+        hoisted = self._hoist_vector_math(group) if not loop.flat and len(loop.space) > 1 \
+            else set()
+        loop.stores = self._allocate_stores(group, hoisted)
+        loop.start = len(self.block)
+        loop.accs = [self._init_reduction(node) for node in group.reductions]
+        if loop.flat:
+            self._open_flat(loop)
+        else:
+            self._open_nest(loop)
+        self._emit_body(loop, hoisted)
+        self._close_loop(loop)
+
+    def _open_flat(self, loop):
+        """Flat views of the arrays read and written; the body indexes them with `i`."""
+        group = loop.group
         members = {n.outputs[0] for n in group.members}
         external = [v for n in group.nodes for v in n.inputs if v not in members and v.shape]
-        views = {}
-        if flat:
-            total = self.size(space_var)
-            if '*' in total:  # one size argument, so loops of any rank share a helper
-                self.lines.insert(start, f'    n{self.counter + 1} = {total}')
-                total, start = self.fresh('n'), start + 1
-            for var in external + stores:
-                name = self.names[var]
-                if name not in views:
-                    views[name] = self.fresh('f')
-                    self.emit(f'{views[name]} = {name}.reshape({total})')
-            index, flat_index, depth = ['i'], 'i', 1
-            rows = {node: self.fresh('q') for node in group.reductions}
-            body_start = len(self.lines)
-        else:
-            split, rows = self._row_reductions(group)
-            for k, d in enumerate(space):
-                if k == split:
-                    for node in rows:
-                        self.emit(f'{rows[node]} = {np_type(self._acc_dtype(node))}'
-                                  f'({self._init_value(node)})', k + 1)
-                self.emit(f'for i{k} in range({self.dim(space_var, k)}):', k + 1)
-            index = [f'i{k}' for k in range(len(space))]
-            flat_index, depth = self._flat_index(space_var), len(space) + 1
-        local = {}
+        loop.total = self.size(loop.space_var)
+        if '*' in loop.total:  # one size argument, so loops of any rank share a helper
+            total = self.fresh('n')
+            self.block.insert(loop.start, f'{total} = {loop.total}', defines=(total,))
+            loop.total, loop.start = total, loop.start + 1
+        for var in external + loop.stores:
+            name = self.names[var]
+            if name not in loop.views:
+                loop.views[name] = self.fresh('f')
+                self.assign(loop.views[name], f'{name}.reshape({loop.total})')
+        loop.index, loop.flat_index, loop.depth = ['i'], 'i', 1
+        loop.rows = {node: self.fresh('q') for node in group.reductions}
+        loop.body_start = len(self.block)
 
-        def element(var):
-            if var in local:
-                return local[var]
-            if var.shape == ():
-                return self.ref(var)
-            if flat:
-                return f'{views[self.names[var]]}[i]'
-            lead = len(space) - len(var.shape)
-            idx = ['0' if d == 1 and space[lead + k] != 1 else index[lead + k]
-                   for k, d in enumerate(var.shape)]
-            return f'{self.names[var]}[{", ".join(idx)}]'
+    def _open_nest(self, loop):
+        """`for i0 .. for iN` over the space; reductions over the innermost axes keep a row
+        accumulator in a register, initialised where their rows start."""
+        loop.split, loop.rows = self._row_reductions(loop.group)
+        for k in range(len(loop.space)):
+            if k == loop.split:
+                for node, row in loop.rows.items():
+                    self.assign(row, f'{np_type(self._acc_dtype(node))}({self._init_value(node)})',
+                                k + 1)
+            index = mark(f'i{k}')
+            self.emit(f'for {index} in range({self.dim(loop.space_var, k)}):', k + 1, (index,))
+        loop.index = [mark(f'i{k}') for k in range(len(loop.space))]
+        loop.flat_index, loop.depth = self._flat_index(loop.space_var), len(loop.space) + 1
 
+    def _element(self, loop, var):
+        """The text of one element of `var` at the loop's index."""
+        if var in loop.local:
+            return loop.local[var]
+        if var.shape == ():
+            return self.ref(var)
+        if loop.flat:
+            return f'{loop.views[self.names[var]]}[i]'
+        lead = len(loop.space) - len(var.shape)
+        idx = ['0' if d == 1 and loop.space[lead + k] != 1 else loop.index[lead + k]
+               for k, d in enumerate(var.shape)]
+        return f'{self.names[var]}[{", ".join(idx)}]'
+
+    def _emit_body(self, loop, hoisted):
+        group, depth = loop.group, loop.depth
         for node in group.members:
             out = node.outputs[0]
             if out in hoisted:
                 continue
-            local[out] = self.fresh('t')
-            expr = self.elementwise(node, [element(v) for v in node.inputs], index, flat_index)
-            self.emit(f'{local[out]} = {expr}', depth)
-        for node, acc in zip(group.reductions, accs):
-            target = rows.get(node)
-            self._accumulate(node, acc, element(node.inputs[0]), index, depth, space, target)
-        for out in stores:  # last, so every read of an old state value comes first
-            target = f'{views[self.names[out]]}[i]' if flat else \
-                f'{self.names[out]}[{", ".join(index)}]'
-            self.emit(f'{target} = {local[out]}', depth)
-        if not flat:
-            for node, acc in zip(group.reductions, accs):
-                if node in rows:
-                    self.emit(f'{acc}[{", ".join(index[:split])}] = {rows[node]}', split + 1)
-        parallel = flat and int(np.prod(space)) >= PARALLEL_MIN and all(
+            loop.local[out] = self.fresh('t')
+            expr = self.elementwise(node, [self._element(loop, v) for v in node.inputs],
+                                    loop.index, loop.flat_index)
+            self.assign(loop.local[out], expr, depth)
+        for node, acc in zip(group.reductions, loop.accs):
+            self._accumulate(node, acc, self._element(loop, node.inputs[0]), loop.index, depth,
+                             loop.space, loop.rows.get(node))
+        for out in loop.stores:  # last, so every read of an old state value comes first
+            target = f'{loop.views[self.names[out]]}[i]' if loop.flat else \
+                f'{self.names[out]}[{", ".join(loop.index)}]'
+            self.emit(f'{target} = {loop.local[out]}', depth)
+        if not loop.flat:
+            for node, acc in zip(group.reductions, loop.accs):
+                if node in loop.rows:
+                    self.emit(f'{acc}[{", ".join(loop.index[:loop.split])}] = {loop.rows[node]}',
+                              loop.split + 1)
+
+    def _close_loop(self, loop):
+        """Wrap a flat body in its loop (chunked across threads when big enough), move the
+        statements into a helper, and read the reductions' results."""
+        group = loop.group
+        parallel = loop.flat and int(np.prod(loop.space)) >= PARALLEL_MIN and all(
             _accumulate(r) == 'sum' for r in group.reductions)
-        if flat:
-            body = self.lines[body_start:]
-            del self.lines[body_start:]
-            blocks = [(acc, rows[node], node) for node, acc in zip(group.reductions, accs)]
-            lo, hi = (self.fresh('b'), self.fresh('e')) if parallel else ('0', total)
+        if loop.flat:
+            body = self.block.cut(loop.body_start)
+            blocks = [(acc, loop.rows[node], node) for node, acc in zip(group.reductions,
+                                                                        loop.accs)]
+            lo, hi = (self.fresh('b'), self.fresh('e')) if parallel else ('0', loop.total)
             self._flat_loop(lo, hi, body, blocks, 1)
         if parallel:
-            self._emit_parallel(start, accs, total, lo, hi)
+            self._emit_parallel(loop.start, loop.accs, loop.total, lo, hi)
         else:
-            self._extract_helper(start, accs, False)
-        for node, acc in zip(group.reductions, accs):
+            self._extract_helper(loop.start, loop.accs, False)
+        for node, acc in zip(group.reductions, loop.accs):
             self._finish_reduction(node, acc)
 
     def _emit_parallel(self, start, accs, total, lo, hi):
@@ -309,54 +337,40 @@ class Codegen:
         chunk, first, parts = self.fresh('z'), self.fresh('b'), [self.fresh('q') for _ in accs]
         call_args = ', '.join(first if p == lo else f'min({total}, {first} + {chunk})'
                               if p == hi else p for p in params)
-        start = len(self.lines)
+        start = len(self.block)
         for acc in accs:
-            self.emit(f'{acc} = np.float64(0.0)')
+            self.assign(acc, 'np.float64(0.0)')
         chunks = numba_threads()  # a literal: get_num_threads() defeats caching
-        self.emit(f'{chunk} = ({total} + {chunks - 1}) // {chunks}')
+        self.assign(chunk, f'({total} + {chunks - 1}) // {chunks}')
         self.emit(f'for c in numba.prange({chunks}):')
-        self.emit(f'{first} = c * {chunk}', 2)
-        call = f'{serial_name}({call_args})'
-        self.emit(f'{", ".join(parts)}, = {call}' if accs else call, 2)
+        self.assign(first, f'c * {chunk}', 2)
+        self._emit_call(f'{serial_name}({call_args})', parts, 2)
         for acc, part in zip(accs, parts):
             self.emit(f'{acc} += {part}', 2)
         self._extract_helper(start, accs, True)
-        parallel_call = self.lines.pop()
+        parallel_call = self.block.cut(len(self.block) - 1)
         serial_args = ', '.join('0' if p == lo else total if p == hi else p for p in params)
-        serial_call = f'{serial_name}({serial_args})'
         self.emit(f'if {total} >= {PARALLEL_MIN}:')
-        self.lines.append('    ' + parallel_call)
+        self.block.extend(parallel_call, deeper=1)
         self.emit('else:')
-        self.emit(f'{", ".join(accs)}, = {serial_call}' if accs else serial_call, 2)
+        self._emit_call(f'{serial_name}({serial_args})', accs, 2)
+
+    def _emit_call(self, call, results, depth=1):
+        if results:
+            self.emit(f'{", ".join(results)}, = {call}', depth, results)
+        else:
+            self.emit(call, depth)
 
     def _extract_helper(self, start, results, parallel, emit_call=True):
-        """Move the lines since `start` into a helper function, shared by every loop with the
-        same text up to names: Numba's compile time grows faster than the size of a function,
-        and identical loops (the optimizer update of each parameter) compile once."""
-        lines = self.lines[start:]
-        del self.lines[start:]
-        assigned = set()
-        for line in lines:
-            target = re.match(r'\s*(?:for )?((?:[a-z]\d+, )*[a-z]\d+),? (?:=|in|\+=)', line)
-            if target:
-                assigned.update(target.group(1).split(', '))
-        order = list(dict.fromkeys(re.findall(r'\b[a-z]\d+\b', '\n'.join(lines) + ' '
-                                              + ' '.join(results))))
-        params = [n for n in order if n not in assigned]
-        rename = {n: f'p{k}' for k, n in enumerate(params)}
-        rename.update((n, f'w{k}') for k, n in enumerate(n for n in order if n in assigned))
-        canonical = '\n'.join(re.sub(r'\b[a-z]\d+\b', lambda m: rename[m.group()], line)
-                              for line in lines)
-        returned = ', '.join(rename[r] for r in results)
-        text = f'{", ".join(rename[p] for p in params)}):\n{canonical}'
-        if results:
-            text += f'\n    return {returned},'
+        """Move the statements since `start` into a helper function, shared by every loop with
+        the same text up to names: Numba's compile time grows faster than the size of a
+        function, and identical loops (the optimizer update of each parameter) compile once."""
+        text, params = helper(self.block.cut(start), results)
         if text not in self.helpers:
             self.helpers[text] = (f'loop{len(self.helpers)}', parallel)
         name = self.helpers[text][0]
         if emit_call:
-            call = f'{name}({", ".join(params)})'
-            self.emit(f'{", ".join(results)}, = {call}' if results else call)
+            self._emit_call(f'{name}({", ".join(params)})', results)
         return name, params
 
     def _flat_loop(self, lo, hi, body, blocks, depth):
@@ -368,21 +382,20 @@ class Codegen:
         if not blocks:
             if lo == '0':
                 self.emit(f'for i in range({hi}):', depth)
-                self.lines.extend('    ' * depth + line for line in body)
             else:
                 self.emit(f'for j in range({span}):', depth)
                 self.emit(f'i = max(0, {lo}) + j', depth + 1)
-                self.lines.extend('    ' * depth + line for line in body)
+            self.block.extend(body, deeper=depth)
             return
         self.emit(f'for blk in range(({span} + {BLOCK - 1}) // {BLOCK}):', depth)
         for _, q, node in blocks:
             block_type = np_type(node.inputs[0].dtype if node.inputs[0].dtype.kind == 'f'
                                  else self._acc_dtype(node))
-            self.emit(f'{q} = {block_type}({self._init_value(node)})', depth + 1)
+            self.assign(q, f'{block_type}({self._init_value(node)})', depth + 1)
         self.emit(f'base = {offset}blk * {BLOCK}', depth + 1)
         self.emit(f'for j in range(min({BLOCK}, {hi} - base)):', depth + 1)
         self.emit('i = base + j', depth + 2)
-        self.lines.extend('    ' * (depth + 1) + line for line in body)
+        self.block.extend(body, deeper=depth + 1)
         for acc, q, node in blocks:
             self._combine(node, acc, q, depth + 1)
 
@@ -411,13 +424,13 @@ class Codegen:
                     or x in members or self.dims.signature(x) != group.signature:
                 continue
             self.names[out] = self.fresh()
-            self.emit(f'{self.names[out]} = np.empty({self.shape(out)}, np.float32)')
+            self.assign(self.names[out], f'np.empty({self.shape(out)}, np.float32)')
             total = self.fresh('n')
-            self.emit(f'{total} = {self.size(out)}')
-            start = len(self.lines)
+            self.assign(total, self.size(out))
+            start = len(self.block)
             src, dst = self.fresh('f'), self.fresh('f')
-            self.emit(f'{src} = {self.names[x]}.reshape({total})')
-            self.emit(f'{dst} = {self.names[out]}.reshape({total})')
+            self.assign(src, f'{self.names[x]}.reshape({total})')
+            self.assign(dst, f'{self.names[out]}.reshape({total})')
             self.emit(f'for i in range({total}):')
             self.emit(f'{dst}[i] = {self.elementwise(node, [f"{src}[i]"], ["i"], "i")}', 2)
             self._extract_helper(start, [], False)
@@ -442,9 +455,9 @@ class Codegen:
         return stores
 
     def _flat_index(self, space_var):
-        expr = 'i0'
+        expr = mark('i0')
         for k in range(1, space_var.ndim):
-            expr = f'({expr}) * {self.dim(space_var, k)} + i{k}'
+            expr = f'({expr}) * {self.dim(space_var, k)} + {mark(f"i{k}")}'
         return expr
 
     @staticmethod
@@ -499,9 +512,9 @@ class Codegen:
         init = self._init_value(node)
         acc_type = np_type(self._acc_dtype(node))
         if kept == ():
-            self.emit(f'{acc} = {acc_type}({init})')
+            self.assign(acc, f'{acc_type}({init})')
         else:
-            self.emit(f'{acc} = np.full({self.shape(node.outputs[0])}, {init}, {acc_type})')
+            self.assign(acc, f'np.full({self.shape(node.outputs[0])}, {init}, {acc_type})')
         return acc
 
     def _row_reductions(self, group):
@@ -530,7 +543,7 @@ class Codegen:
             self._combine(node, target, value, depth)
         else:
             tmp = self.fresh('t')
-            self.emit(f'{tmp} = {value}', depth)
+            self.assign(tmp, value, depth)
             self._combine(node, target, tmp, depth)
 
     def _finish_reduction(self, node, acc):
@@ -541,6 +554,16 @@ class Codegen:
         else:
             self.names[out] = self.fresh()
             self.emit(f'{self.names[out]} = {acc}.astype({np_type(out.dtype)})')
+
+
+class _Loop:
+    """What emitting one loop group keeps between its pieces."""
+
+    def __init__(self, group, space_var, flat):
+        self.group, self.space, self.space_var, self.flat = group, group.space, space_var, flat
+        self.stores, self.accs, self.views, self.local, self.rows = [], [], {}, {}, {}
+        self.start = self.body_start = self.split = self.total = None
+        self.index, self.flat_index, self.depth = [], 'i', 1
 
 
 def _accumulate(reduction):
