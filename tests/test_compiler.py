@@ -320,6 +320,27 @@ def test_fusion_refusal_is_recorded_with_reason():
     assert any('reduction' in reason for _, _, reason in plan.refusals)
 
 
+def test_fusion_refusals_are_printed_at_debug_level_2(monkeypatch, capsys):
+    monkeypatch.setenv('TRACEJIT_DEBUG', '2')
+    f = tj.function(lambda x: tj.exp(x - tj.reduce_max(x)))
+    np.testing.assert_allclose(f(np.arange(8, dtype=np.float32)).numpy(),
+                               np.exp(np.arange(8) - 7.0), rtol=1e-6)
+    err = capsys.readouterr().err
+    assert '--- fusion refusals ---' in err
+    assert 'exp' in err and 'reads a reduction computed by this loop' in err
+
+
+def test_a_loop_reading_its_index_and_a_broadcast_operand_is_not_flattened():
+    """one_hot(argmax(x)) compares a (1,) operand with an iota of shape (n,): the loop must
+    index the operand, not view it flat (a flat view of 1 element as n failed in the kernel)."""
+    def f(x):
+        hot = tj.one_hot(tj.argmax(x, axis=-1), x.shape[-1], dtype=x.dtype)
+        return tj.squeeze(tj.reshape(hot, (1, 2)), 0)
+    for x in (np.array([0.3, 0.7]), np.array([0.9, -1.0])):
+        want = (np.arange(2) == np.argmax(x)).astype(np.float64)
+        np.testing.assert_array_equal(tj.function(f)(x).numpy(), want)
+
+
 def test_transcendental_of_a_whole_array_runs_flat_ahead_of_a_broadcasting_loop():
     """exp32 inside a (rows, 3) loop nest would run scalar; it gets a flat loop of its own."""
     f = tj.function(lambda x, scale, y: tj.exp(x) * scale + tj.tanh(y) * scale)

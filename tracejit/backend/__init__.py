@@ -85,7 +85,10 @@ def _executable(graph, on_compiled, checked, in_background, show_source):
     from .runtime import Kernel
     lowered = lower_graph(graph)
     if show_source:
-        print(f'--- generated kernel ---\n{lowered.source}', file=sys.stderr)
+        refusals = ''.join(f'{name} not fused into group {group}: {reason}\n'
+                           for name, group, reason in lowered.plan.refusals)
+        print(f'--- fusion refusals ---\n{refusals}--- generated kernel ---\n{lowered.source}',
+              file=sys.stderr)
     fn = compiler.in_memory(lowered.source)
     if fn is not None:
         return Kernel(fn, lowered, graph, checked), 'memory'

@@ -466,11 +466,13 @@ class Codegen:
         return group.members[0].outputs[0] if group.members else group.reductions[0].inputs[0]
 
     def _can_flatten(self, group):
-        """One flat loop when every array read or written has exactly the loop's shape."""
+        """One flat loop when every array read or written has exactly the loop's shape (and
+        nothing reads the multi-dimensional index, unless there is only one axis)."""
         if any(len(r.params['axes']) < len(group.space) for r in group.reductions):
             return False
-        if any(lowering.lowering_of(n.prim).needs_index for n in group.members):
-            return len(group.space) <= 1
+        if len(group.space) > 1 and any(lowering.lowering_of(n.prim).needs_index
+                                        for n in group.members):
+            return False
         members = {o for n in group.members for o in n.outputs}
         return all(v in members or v.shape == () or self.dims.signature(v) == group.signature
                    for node in group.nodes for v in node.inputs)
