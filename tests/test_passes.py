@@ -1,0 +1,737 @@
+"""Each rewrite pass of tracejit/passes.py alone, on graphs built by hand with the IR API.
+
+For every pass: what it must rewrite (node counts and primitive names after it), what it must
+leave alone (a graph without an opportunity comes back with the same nodes), and that the
+graph computes the same values before and after, checked with the IR interpreter against numpy
+written here. Every result is checked with `Graph.verify()`, and no pass may modify its input.
+"""
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit import ir, passes
+from tracejit.primitives import REGISTRY
+
+F64, F32, I64 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.int64)
+RNG = np.random.default_rng(0)
+
+
+class Builder:
+    """A graph under construction: arguments, state, constants and nodes in program order."""
+
+    def __init__(self):
+        self.graph = ir.Graph()
+
+    def arg(self, shape, dtype=F64):
+        var = ir.Var(shape, dtype)
+        self.graph.inputs.append(var)
+        return var
+
+    def state(self, variable):
+        var = ir.Var(variable.shape, variable.dtype.np)
+        self.graph.state.append((variable, var))
+        return var
+
+    def const(self, value, dtype=F64):
+        return self.graph.add_const(np.asarray(value, dtype))
+
+    def op(self, name, *inputs, **params):
+        prim = REGISTRY[name]
+        [(shape, dtype, weak)] = prim.check(*inputs, **params)
+        out = ir.Var(shape, dtype, weak)
+        self.graph.nodes.append(ir.Node(prim, inputs, params, [out]))
+        return out
+
+    def done(self, *outputs, updates=()):
+        self.graph.outputs, self.graph.updates = list(outputs), list(updates)
+        self.graph.verify()
+        return self.graph
+
+
+def apply(rewrite_pass, graph):
+    """Run one pass; the result verifies and the input graph is unchanged."""
+    text, nodes, consts = str(graph), list(graph.nodes), dict(graph.consts)
+    inputs = [list(node.inputs) for node in graph.nodes]
+    result = rewrite_pass(graph)
+    result.verify()
+    assert str(graph) == text, 'the pass modified its input graph'
+    assert all(a is b for a, b in zip(graph.nodes, nodes)) and len(graph.nodes) == len(nodes)
+    assert [list(node.inputs) for node in graph.nodes] == inputs
+    assert graph.consts.keys() == consts.keys()
+    assert result.inputs == graph.inputs and result.state == graph.state
+    return result
+
+
+def prims(graph):
+    return [node.prim.name for node in graph.nodes]
+
+
+def run(graph, args=(), state=()):
+    return ir.evaluate(graph, list(args), list(state))
+
+
+def assert_same_values(before, after, args=(), state=(), expected=None, expected_updates=None,
+                       rtol=0.0):
+    """Both graphs compute the same outputs and updates, and those equal numpy's."""
+    outs_b, ups_b = run(before, args, state)
+    outs_a, ups_a = run(after, args, state)
+    assert len(outs_a) == len(outs_b) and len(ups_a) == len(ups_b)
+    for a, b in zip(outs_a + ups_a, outs_b + ups_b):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=0)
+    for got, want in ((outs_a, expected), (ups_a, expected_updates)):
+        if want is not None:
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                w = np.asarray(w)
+                assert g.shape == w.shape, (g.shape, w.shape)
+                np.testing.assert_allclose(g, w.astype(g.dtype), rtol=max(rtol, 1e-12), atol=0)
+
+
+def producer(graph, var):
+    return graph.producers().get(var)
+
+
+def x34(dtype=F64):
+    return RNG.standard_normal((3, 4)).astype(dtype)
+
+
+# ----------------------------------------------------------------- dead code elimination
+
+def test_dce_removes_nodes_nothing_reads_with_their_constants():
+    b = Builder()
+    x = b.arg((3,))
+    c = b.const([1.0, 2.0, 3.0])
+    dead = b.op('exp', x)
+    b.op('add', dead, c)  # reads a dead value: dead as well, found in the same pass
+    live = b.op('neg', x)
+    graph = b.done(live)
+    assert prims(graph) == ['exp', 'add', 'neg']
+    after = apply(passes.dead_code_elimination, graph)
+    assert prims(after) == ['neg']
+    assert c not in after.consts
+    assert after.outputs == [live]
+    xv = np.array([0.0, -1.5, 2.0])
+    assert_same_values(graph, after, [xv], expected=[-xv])
+
+
+def test_dce_keeps_variable_updates_that_no_output_reads():
+    W = tj.Variable(np.zeros(3))
+    b = Builder()
+    x = b.arg((3,))
+    w = b.state(W)
+    step = b.op('mul', x, b.const(0.5))
+    new = b.op('sub', w, step)
+    b.op('mul', w, x)  # dead
+    graph = b.done(updates=[(W, new)])
+    after = apply(passes.dead_code_elimination, graph)
+    assert prims(after) == ['mul', 'sub']
+    assert after.updates == [(W, new)] and after.outputs == []
+    xv, wv = np.array([1.0, 0.0, -4.0]), np.array([2.0, 3.0, 0.0])
+    assert_same_values(graph, after, [xv], [wv], expected=[], expected_updates=[wv - 0.5 * xv])
+
+
+def test_dce_keeps_a_value_used_twice_and_read_by_an_output_and_an_update():
+    W = tj.Variable(np.zeros(3))
+    b = Builder()
+    x = b.arg((3,))
+    b.state(W)
+    y = b.op('exp', x)
+    twice = b.op('add', y, y)
+    graph = b.done(twice, updates=[(W, y)])
+    after = apply(passes.dead_code_elimination, graph)
+    assert len(after.nodes) == 2 and all(n is m for n, m in zip(after.nodes, graph.nodes))
+    xv = np.array([0.0, 1.0, -1.0])
+    assert_same_values(graph, after, [xv], [np.zeros(3)], expected=[2 * np.exp(xv)],
+                       expected_updates=[np.exp(xv)])
+
+
+def test_dce_without_dead_code_changes_nothing():
+    b = Builder()
+    x, y = b.arg((3, 4)), b.arg((4, 2))
+    c = b.const(2.0)
+    graph = b.done(b.op('mul', b.op('matmul', x, y, transpose_a=False, transpose_b=False), c))
+    after = apply(passes.dead_code_elimination, graph)
+    assert [id(n) for n in after.nodes] == [id(n) for n in graph.nodes]
+    assert after.consts.keys() == graph.consts.keys()
+    xv, yv = x34(), RNG.standard_normal((4, 2))
+    assert_same_values(graph, after, [xv, yv], expected=[2 * (xv @ yv)])
+
+
+def test_dce_keeps_outputs_that_are_arguments_or_constants():
+    b = Builder()
+    x = b.arg((2,))
+    c = b.const([7.0, 0.0])
+    unused = b.const(3.0)
+    b.op('exp', x)
+    graph = b.done(x, c, x)  # the same Var returned twice
+    after = apply(passes.dead_code_elimination, graph)
+    assert after.nodes == []
+    assert c in after.consts and unused not in after.consts
+    xv = np.array([1.0, -0.0])
+    assert_same_values(graph, after, [xv], expected=[xv, [7.0, 0.0], xv])
+
+
+def test_dce_of_an_empty_graph():
+    graph = Builder().done()
+    after = apply(passes.dead_code_elimination, graph)
+    assert after.nodes == [] and after.outputs == [] and after.consts == {}
+
+
+# ----------------------------------------------------------------------- constant folding
+
+DIVIDEND = [1.0, -2.0, 0.0, 3.0, -0.0]
+DIVISOR = [0.0, 0.0, 0.0, 2.0, 5.0]
+
+
+@pytest.mark.parametrize('dtype', [F64, F32])
+@pytest.mark.parametrize('name, fn', [('add', np.add), ('sub', np.subtract),
+                                      ('mul', np.multiply), ('div', np.divide),
+                                      ('max', np.maximum), ('pow', np.power)])
+def test_fold_a_node_of_constants_into_numpys_value(name, fn, dtype):
+    b = Builder()
+    graph = b.done(b.op(name, b.const(DIVIDEND, dtype), b.const(DIVISOR, dtype)))
+    after = apply(passes.constant_folding, graph)
+    assert after.nodes == []
+    [out] = after.outputs
+    assert out in after.consts and out.shape == (5,) and out.dtype == dtype
+    with np.errstate(all='ignore'):
+        want = fn(np.asarray(DIVIDEND, dtype), np.asarray(DIVISOR, dtype))
+    np.testing.assert_array_equal(after.consts[out], want)  # inf, -inf and nan included
+    assert after.consts[out].dtype == dtype
+    assert np.array_equal(np.signbit(after.consts[out]), np.signbit(want))
+    assert_same_values(graph, after)
+
+
+def test_fold_a_chain_in_one_pass_and_a_repeated_argument():
+    b = Builder()
+    c = b.const([0.0, -1.0, 2.0])
+    square = b.op('mul', c, c)
+    graph = b.done(b.op('exp', b.op('neg', square)))
+    after = apply(passes.constant_folding, graph)
+    assert after.nodes == []
+    np.testing.assert_array_equal(after.consts[after.outputs[0]],
+                                  np.exp(-np.array([0.0, 1.0, 4.0])))
+
+
+def test_fold_reductions_layouts_and_matmul_like_numpy():
+    a, m = x34(), RNG.standard_normal((4, 2))
+    b = Builder()
+    ca, cm = b.const(a), b.const(m)
+    outs = [b.op('reduce_sum', ca, axes=(1,)),
+            b.op('reduce_max', ca, axes=(0, 1)),
+            b.op('transpose', ca, perm=(1, 0)),
+            b.op('reshape', ca, shape=(2, 6)),
+            b.op('matmul', ca, cm, transpose_a=False, transpose_b=False),
+            b.op('convert', ca, dtype=F32),
+            b.op('argmax', ca, axis=1)]
+    graph = b.done(*outs)
+    after = apply(passes.constant_folding, graph)
+    assert after.nodes == []
+    want = [a.sum(axis=1), a.max(), a.T, a.reshape(2, 6), a @ m, a.astype(F32), a.argmax(axis=1)]
+    for var, w in zip(after.outputs, want):
+        value = after.consts[var]
+        assert value.dtype == w.dtype and value.shape == w.shape
+        np.testing.assert_allclose(value, w, rtol=1e-15)
+
+
+def test_fold_integer_constants_exactly():
+    b = Builder()
+    big = np.array([2**62, -3, 0], I64)
+    graph = b.done(b.op('add', b.const(big, I64), b.const([2**62 - 1, 3, 0], I64)))
+    after = apply(passes.constant_folding, graph)
+    value = after.consts[after.outputs[0]]
+    assert value.dtype == I64
+    np.testing.assert_array_equal(value, big + np.array([2**62 - 1, 3, 0], I64))
+
+
+def test_fold_leaves_nodes_with_a_computed_operand():
+    b = Builder()
+    x = b.arg((3,))
+    c = b.const([1.0, 0.0, -2.0])
+    graph = b.done(b.op('add', x, b.op('mul', c, c)))
+    after = apply(passes.constant_folding, graph)
+    assert prims(after) == ['add']
+    add = after.nodes[0]
+    assert add.inputs[0] is x and add.inputs[1] in after.consts
+    np.testing.assert_array_equal(after.consts[add.inputs[1]], [1.0, 0.0, 4.0])
+    xv = np.array([0.5, 0.0, -1.0])
+    assert_same_values(graph, after, [xv], expected=[xv + [1.0, 0.0, 4.0]])
+
+
+def test_fold_never_expands_constants():
+    b = Builder()
+    outs = [b.op('broadcast_to', b.const(1.5), shape=(3, 4)),
+            b.op('broadcast_to', b.const([2.0]), shape=(1000,)),
+            b.op('add', b.const(1.0), b.const(np.zeros((2, 3))))]  # 6 elements from 6: folds
+    graph = b.done(*outs)
+    after = apply(passes.constant_folding, graph)
+    assert prims(after) == ['broadcast_to', 'broadcast_to']
+    assert after.outputs[2] in after.consts
+    assert_same_values(graph, after, expected=[np.full((3, 4), 1.5), np.full(1000, 2.0),
+                                               np.ones((2, 3))])
+
+
+def test_fold_respects_the_size_limit():
+    n = passes.FOLD_MAX_SIZE
+    b = Builder()
+    at_limit = b.op('neg', b.const(np.arange(n, dtype=F64)))
+    over = b.op('neg', b.const(np.arange(n + 1, dtype=F64)))
+    graph = b.done(at_limit, over)
+    after = apply(passes.constant_folding, graph)
+    assert prims(after) == ['neg']
+    assert after.nodes[0].outputs[0] is over and after.outputs[0] in after.consts
+    np.testing.assert_array_equal(after.consts[after.outputs[0]], -np.arange(n, dtype=F64))
+
+
+def test_fold_leaves_sources_alone():
+    b = Builder()
+    key = b.const(7, I64)
+    graph = b.done(b.op('random_uniform', key, shape=(3,), dtype=F64),
+                   b.op('iota', shape=(2, 3), axis=1, dtype=I64))
+    after = apply(passes.constant_folding, graph)
+    assert prims(after) == ['random_uniform', 'iota']
+    outs, _ = run(after)
+    np.testing.assert_array_equal(outs[1], [[0, 1, 2], [0, 1, 2]])
+    assert_same_values(graph, after)
+
+
+def test_fold_a_constant_update():
+    W = tj.Variable(np.zeros(2))
+    b = Builder()
+    b.state(W)
+    graph = b.done(updates=[(W, b.op('add', b.const([1.0, 2.0]), b.const([0.5, 0.0])))])
+    after = apply(passes.constant_folding, graph)
+    assert after.nodes == []
+    [(variable, value)] = after.updates
+    assert variable is W and value in after.consts
+    assert_same_values(graph, after, state=[np.zeros(2)], expected_updates=[[1.5, 2.0]])
+
+
+def test_fold_without_constant_nodes_changes_nothing():
+    b = Builder()
+    x = b.arg((3, 4))
+    graph = b.done(b.op('reduce_sum', b.op('mul', x, b.const(3.0)), axes=(0,)))
+    after = apply(passes.constant_folding, graph)
+    assert prims(after) == ['mul', 'reduce_sum']
+    assert after.consts.keys() == graph.consts.keys()
+    assert [n.outputs for n in after.nodes] == [n.outputs for n in graph.nodes]
+    xv = x34()
+    assert_same_values(graph, after, [xv], expected=[(3 * xv).sum(axis=0)], rtol=1e-15)
+
+
+# -------------------------------------------------------------- algebraic simplification
+
+@pytest.mark.parametrize('dtype', [F64, F32])
+@pytest.mark.parametrize('name, neutral, x_first', [
+    ('mul', 1.0, True), ('mul', 1.0, False), ('add', 0.0, True), ('add', 0.0, False),
+    ('sub', 0.0, True), ('div', 1.0, True)])
+@pytest.mark.parametrize('neutral_shape', [(), (4,), (3, 4)])
+def test_simplify_removes_identity_operands(name, neutral, x_first, dtype, neutral_shape):
+    b = Builder()
+    x = b.arg((3, 4), dtype)
+    c = b.const(np.full(neutral_shape, neutral), dtype)
+    graph = b.done(b.op(name, *((x, c) if x_first else (c, x))))
+    after = apply(passes.algebraic_simplification, graph)
+    assert after.nodes == [] and after.outputs == [x]
+    xv = x34(dtype)
+    xv[0, :2] = [0.0, np.nan]
+    assert_same_values(graph, after, [xv], expected=[xv])
+
+
+@pytest.mark.parametrize('name, left, right', [
+    ('sub', 0.0, None), ('div', 1.0, None),       # 0 - x and 1 / x are not x
+    ('mul', None, 0.0), ('add', None, 1.0),       # not neutral
+    ('mul', None, [1.0, 2.0, 1.0, 1.0]),          # neutral only in some elements
+    ('mul', None, np.ones((2, 3, 4))),            # a neutral operand that broadcasts x
+    ('add', np.zeros((2, 1, 4)), None)])
+def test_simplify_keeps_operands_that_are_not_identities(name, left, right):
+    b = Builder()
+    x = b.arg((3, 4))
+    operands = [x if v is None else b.const(v) for v in (left, right)]
+    out = b.op(name, *operands)
+    graph = b.done(out)
+    after = apply(passes.algebraic_simplification, graph)
+    assert prims(after) == [name] and after.outputs == [out]
+    xv = RNG.standard_normal(x.shape)
+    consts = [xv if v is None else np.asarray(v) for v in (left, right)]
+    fn = {'sub': np.subtract, 'div': np.divide, 'mul': np.multiply, 'add': np.add}[name]
+    assert_same_values(graph, after, [xv], expected=[fn(*consts)])
+
+
+def test_simplify_an_identity_on_the_same_value_used_twice():
+    b = Builder()
+    x = b.arg((3,))
+    square = b.op('mul', x, x)
+    graph = b.done(b.op('add', b.op('mul', square, b.const(1.0)), square))
+    after = apply(passes.algebraic_simplification, graph)
+    assert prims(after) == ['mul', 'add']
+    assert after.nodes[1].inputs == [square, square]
+    xv = np.array([0.0, -2.0, 3.0])
+    assert_same_values(graph, after, [xv], expected=[2 * xv * xv])
+
+
+def test_simplify_double_negation_but_not_a_triple_one():
+    b = Builder()
+    x = b.arg((4,))
+    two = b.op('neg', b.op('neg', x))
+    three = b.op('neg', b.op('neg', b.op('neg', x)))
+    graph = b.done(two, three)
+    after = apply(passes.algebraic_simplification, graph)
+    assert after.outputs[0] is x
+    last = producer(after, after.outputs[1])
+    assert last.prim.name == 'neg' and last.inputs == [x]
+    xv = np.array([0.0, -0.0, 1.0, -np.inf])
+    assert_same_values(graph, after, [xv], expected=[xv, -xv])
+
+
+@pytest.mark.parametrize('name, params', [('reshape', {'shape': (3, 4)}),
+                                          ('broadcast_to', {'shape': (3, 4)}),
+                                          ('stop_gradient', {})])
+def test_simplify_removes_layout_ops_that_change_nothing(name, params):
+    b = Builder()
+    x = b.arg((3, 4))
+    graph = b.done(b.op('exp', b.op(name, x, **params)))
+    after = apply(passes.algebraic_simplification, graph)
+    assert prims(after) == ['exp'] and after.nodes[0].inputs == [x]
+    xv = x34()
+    assert_same_values(graph, after, [xv], expected=[np.exp(xv)])
+
+
+def test_simplify_collapses_reshape_chains():
+    b = Builder()
+    x = b.arg((3, 4))
+    flat = b.op('reshape', x, shape=(12,))
+    two = b.op('reshape', flat, shape=(2, 6))
+    graph = b.done(two, b.op('reshape', two, shape=(6, 2)))
+    after = apply(passes.algebraic_simplification, graph)
+    last = producer(after, after.outputs[0])
+    assert last.prim.name == 'reshape' and last.inputs == [x] and last.params == {'shape': (2, 6)}
+    # a reshape emitted by the pass is not a rewrite source within the same pass: the
+    # three-step chain needs the second simplification of the pipeline
+    again = apply(passes.algebraic_simplification, after)
+    last = producer(again, again.outputs[1])
+    assert last.prim.name == 'reshape' and last.inputs == [x] and last.params == {'shape': (6, 2)}
+    xv = x34()
+    for result in (after, again):
+        assert_same_values(graph, result, [xv], expected=[xv.reshape(2, 6), xv.reshape(6, 2)])
+
+
+def test_simplify_cancels_a_transpose_of_a_transpose():
+    b = Builder()
+    x = b.arg((3, 4))
+    graph = b.done(b.op('transpose', b.op('transpose', x, perm=(1, 0)), perm=(1, 0)))
+    after = apply(passes.algebraic_simplification, graph)
+    assert after.outputs == [x] and prims(after) == ['transpose']  # the first one, now dead
+    xv = x34()
+    assert_same_values(graph, after, [xv], expected=[xv])
+
+
+@pytest.mark.parametrize('first, second', [((1, 2, 0), (1, 2, 0)), ((2, 0, 1), (0, 2, 1)),
+                                           ((1, 0, 2), (2, 1, 0)), ((1, 2, 0), (2, 0, 1))])
+def test_simplify_composes_transposes(first, second):
+    b = Builder()
+    x = b.arg((2, 3, 4))
+    graph = b.done(b.op('transpose', b.op('transpose', x, perm=first), perm=second))
+    after = apply(passes.algebraic_simplification, graph)
+    xv = RNG.standard_normal((2, 3, 4))
+    want = np.transpose(np.transpose(xv, first), second)
+    if want.strides == xv.strides:  # the composition is the identity
+        assert after.outputs == [x]
+    else:
+        last = producer(after, after.outputs[0])
+        assert last.prim.name == 'transpose' and last.inputs == [x]
+    assert_same_values(graph, after, [xv], expected=[want])
+
+
+@pytest.mark.parametrize('transpose_a', [False, True])
+@pytest.mark.parametrize('transpose_b', [False, True])
+@pytest.mark.parametrize('wrap_a, wrap_b', [(True, False), (False, True), (True, True)])
+def test_simplify_folds_transposes_into_matmul_flags(transpose_a, transpose_b, wrap_a, wrap_b):
+    a_shape = (3, 2) if transpose_a else (2, 3)
+    b_shape = (5, 3) if transpose_b else (3, 5)
+    b = Builder()
+    a = b.arg(a_shape[::-1] if wrap_a else a_shape)
+    m = b.arg(b_shape[::-1] if wrap_b else b_shape)
+    lhs = b.op('transpose', a, perm=(1, 0)) if wrap_a else a
+    rhs = b.op('transpose', m, perm=(1, 0)) if wrap_b else m
+    graph = b.done(b.op('matmul', lhs, rhs, transpose_a=transpose_a, transpose_b=transpose_b))
+    after = apply(passes.algebraic_simplification, graph)
+    mm = producer(after, after.outputs[0])
+    assert mm.prim.name == 'matmul' and mm.inputs == [a, m]
+    assert mm.params == {'transpose_a': transpose_a != wrap_a, 'transpose_b': transpose_b != wrap_b}
+    av, mv = RNG.standard_normal(a.shape), RNG.standard_normal(m.shape)
+    lv, rv = (av.T if wrap_a else av), (mv.T if wrap_b else mv)
+    want = (lv.T if transpose_a else lv) @ (rv.T if transpose_b else rv)
+    assert_same_values(graph, after, [av, mv], expected=[want], rtol=1e-14)
+
+
+def test_simplify_folds_one_transpose_used_as_both_matmul_operands():
+    b = Builder()
+    a = b.arg((3, 3))
+    t = b.op('transpose', a, perm=(1, 0))
+    graph = b.done(b.op('matmul', t, t, transpose_a=False, transpose_b=False))
+    after = apply(passes.algebraic_simplification, graph)
+    mm = producer(after, after.outputs[0])
+    assert mm.inputs == [a, a] and mm.params == {'transpose_a': True, 'transpose_b': True}
+    av = RNG.standard_normal((3, 3))
+    assert_same_values(graph, after, [av], expected=[av.T @ av.T], rtol=1e-14)
+
+
+def test_simplify_folds_only_transposes_of_the_last_two_axes_into_batched_matmul():
+    b = Builder()
+    a, m = b.arg((2, 4, 3)), b.arg((3, 2, 5))
+    swapped = b.op('transpose', a, perm=(0, 2, 1))   # (2, 3, 4): folds
+    batch = b.op('transpose', m, perm=(1, 0, 2))     # (2, 3, 5): moves the batch axis, stays
+    graph = b.done(b.op('matmul', swapped, batch, transpose_a=True, transpose_b=False))
+    after = apply(passes.algebraic_simplification, graph)
+    mm = producer(after, after.outputs[0])
+    assert mm.inputs == [a, batch] and mm.params == {'transpose_a': False, 'transpose_b': False}
+    av, mv = RNG.standard_normal((2, 4, 3)), RNG.standard_normal((3, 2, 5))
+    want = np.matmul(av, np.transpose(mv, (1, 0, 2)))
+    assert_same_values(graph, after, [av, mv], expected=[want], rtol=1e-14)
+
+
+def test_simplify_leaves_matmul_without_transposes():
+    b = Builder()
+    a, m = b.arg((2, 3)), b.arg((3, 3))
+    graph = b.done(b.op('matmul', a, b.op('exp', m), transpose_a=False, transpose_b=True))
+    after = apply(passes.algebraic_simplification, graph)
+    assert prims(after) == ['exp', 'matmul'] and after.outputs == graph.outputs
+
+
+@pytest.mark.parametrize('x_shape, full, axes, copies', [
+    ((3,), (4, 3), (0,), 4),
+    ((3, 1), (3, 4), (1,), 4),
+    ((), (2, 3), (0, 1), 6),
+    ((1, 3), (5, 2, 3), (0, 1), 10),
+    ((2, 1, 3), (2, 4, 3), (1,), 4)])
+@pytest.mark.parametrize('dtype', [F64, F32])
+def test_simplify_sum_of_a_broadcast_into_a_multiplication(x_shape, full, axes, copies, dtype):
+    b = Builder()
+    x = b.arg(x_shape, dtype)
+    graph = b.done(b.op('reduce_sum', b.op('broadcast_to', x, shape=full), axes=axes))
+    after = apply(passes.algebraic_simplification, graph)
+    assert 'reduce_sum' not in prims(after)
+    mul = producer(after, after.outputs[0])
+    assert mul.prim.name == 'mul'
+    assert [after.consts[v][()] for v in mul.inputs if v in after.consts] == [copies]
+    xv = RNG.standard_normal(x_shape).astype(dtype)
+    want = np.sum(np.broadcast_to(xv, full), axis=axes)
+    assert_same_values(graph, after, [xv], expected=[want], rtol=1e-6 if dtype == F32 else 1e-14)
+
+
+@pytest.mark.parametrize('x_shape, full, axes, dtype', [
+    ((3,), (4, 3), (1,), F64),       # axis 1 was not broadcast
+    ((3,), (4, 3), (0, 1), F64),     # one of the axes was not broadcast
+    ((3, 1), (3, 4), (0,), F64),
+    ((3,), (4, 3), (0,), I64)])      # integers: left alone
+def test_simplify_keeps_sums_over_axes_that_were_not_broadcast(x_shape, full, axes, dtype):
+    b = Builder()
+    x = b.arg(x_shape, dtype)
+    graph = b.done(b.op('reduce_sum', b.op('broadcast_to', x, shape=full), axes=axes))
+    after = apply(passes.algebraic_simplification, graph)
+    assert prims(after) == ['broadcast_to', 'reduce_sum'] and after.outputs == graph.outputs
+    xv = (RNG.standard_normal(x_shape) * 10).astype(dtype)
+    assert_same_values(graph, after, [xv], expected=[np.sum(np.broadcast_to(xv, full), axis=axes)])
+
+
+def test_simplify_broadcasts_one_element_values_from_a_scalar():
+    b = Builder()
+    x = b.arg((1, 1))
+    graph = b.done(b.op('broadcast_to', x, shape=(3, 4)),
+                   b.op('broadcast_to', b.const([2.5]), shape=(2,)))
+    after = apply(passes.algebraic_simplification, graph)
+    for out in after.outputs:
+        node = producer(after, out)
+        assert node.prim.name == 'broadcast_to' and node.inputs[0].shape == ()
+    const_input = producer(after, after.outputs[1]).inputs[0]
+    assert after.consts[const_input][()] == 2.5
+    assert_same_values(graph, after, [np.array([[-1.5]])],
+                       expected=[np.full((3, 4), -1.5), [2.5, 2.5]])
+
+
+def test_simplify_drops_an_update_that_writes_a_variable_back_unchanged():
+    W, V = tj.Variable(np.zeros(3)), tj.Variable(np.zeros(3))
+    b = Builder()
+    x = b.arg((3,))
+    w, v = b.state(W), b.state(V)
+    graph = b.done(updates=[(W, b.op('mul', w, b.const(1.0))), (V, b.op('add', v, x))])
+    after = apply(passes.algebraic_simplification, graph)
+    assert [variable for variable, _ in after.updates] == [V]
+    xv, wv, vv = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), np.zeros(3)
+    outs, updates = run(after, [xv], [wv, vv])
+    np.testing.assert_array_equal(updates[0], xv)
+
+
+def test_simplify_without_an_opportunity_changes_nothing():
+    b = Builder()
+    x, y = b.arg((3, 4)), b.arg((4,))
+    s = b.op('add', x, y)
+    t = b.op('mul', s, s)
+    r = b.op('reduce_sum', b.op('exp', t), axes=(1,))
+    graph = b.done(b.op('matmul', x, b.op('reshape', t, shape=(4, 3)),
+                        transpose_a=False, transpose_b=False), r)
+    after = apply(passes.algebraic_simplification, graph)
+    assert prims(after) == prims(graph)
+    assert [n.outputs for n in after.nodes] == [n.outputs for n in graph.nodes]
+    assert [n.inputs for n in after.nodes] == [n.inputs for n in graph.nodes]
+    assert after.outputs == graph.outputs and after.consts.keys() == graph.consts.keys()
+    xv, yv = x34(), RNG.standard_normal(4)
+    tv = (xv + yv) ** 2
+    assert_same_values(graph, after, [xv, yv], expected=[xv @ tv.reshape(4, 3),
+                                                         np.exp(tv).sum(axis=1)], rtol=1e-14)
+
+
+# ------------------------------------------------------------ common subexpression elimination
+
+def test_cse_merges_identical_nodes_and_what_reads_them():
+    b = Builder()
+    x = b.arg((3,))
+    e1, e2 = b.op('exp', x), b.op('exp', x)
+    n1, n2 = b.op('neg', e1), b.op('neg', e2)  # identical once e2 is e1
+    graph = b.done(b.op('add', n1, n2), n2)
+    after = apply(passes.common_subexpression_elimination, graph)
+    assert prims(after) == ['exp', 'neg', 'add']
+    assert after.nodes[2].inputs == [n1, n1] and after.outputs[1] is n1
+    xv = np.array([0.0, 1.0, -2.0])
+    assert_same_values(graph, after, [xv], expected=[-2 * np.exp(xv), -np.exp(xv)])
+
+
+def test_cse_merges_nodes_that_use_the_same_value_twice():
+    W = tj.Variable(np.zeros(3))
+    b = Builder()
+    x = b.arg((3,))
+    b.state(W)
+    sq1, sq2 = b.op('mul', x, x), b.op('mul', x, x)
+    graph = b.done(sq1, updates=[(W, sq2)])
+    after = apply(passes.common_subexpression_elimination, graph)
+    assert prims(after) == ['mul']
+    assert after.outputs == [sq1] and after.updates == [(W, sq1)]
+    xv = np.array([0.0, -3.0, 0.5])
+    assert_same_values(graph, after, [xv], [np.zeros(3)], expected=[xv * xv],
+                       expected_updates=[xv * xv])
+
+
+@pytest.mark.parametrize('name, params_1, params_2', [
+    ('reduce_sum', {'axes': (0,)}, {'axes': (1,)}),
+    ('transpose', {'perm': (1, 0)}, {'perm': (0, 1)}),
+    ('matmul', {'transpose_a': True, 'transpose_b': False},
+     {'transpose_a': False, 'transpose_b': False}),
+    ('slice', {'slices': ((0, 2, 1), (0, 3, 1))}, {'slices': ((1, 3, 1), (0, 3, 1))}),
+    ('reshape', {'shape': (9,)}, {'shape': (9,)}),  # the only pair with equal params
+])
+def test_cse_does_not_merge_nodes_with_different_params(name, params_1, params_2):
+    b = Builder()
+    x = b.arg((3, 3))
+    args = (x, x) if name == 'matmul' else (x,)
+    out1, out2 = b.op(name, *args, **params_1), b.op(name, *args, **params_2)
+    graph = b.done(out1, out2)
+    after = apply(passes.common_subexpression_elimination, graph)
+    same = params_1 == params_2
+    assert prims(after) == [name] * (1 if same else 2)
+    assert (after.outputs[1] is after.outputs[0]) == same
+    assert_same_values(graph, after, [RNG.standard_normal((3, 3))])
+
+
+def test_cse_merges_nodes_with_equal_dtype_params():
+    b = Builder()
+    x = b.arg((3,))
+    graph = b.done(b.op('convert', x, dtype=np.dtype('float32')),
+                   b.op('convert', x, dtype=np.dtype(np.float32)),
+                   b.op('convert', x, dtype=np.dtype(np.int64)))
+    after = apply(passes.common_subexpression_elimination, graph)
+    assert prims(after) == ['convert', 'convert']
+    assert after.outputs[0] is after.outputs[1] is not after.outputs[2]
+    xv = np.array([1.5, -2.5, 0.0])
+    assert_same_values(graph, after, [xv], expected=[xv.astype(F32), xv.astype(F32),
+                                                     xv.astype(I64)])
+
+
+def test_cse_does_not_merge_different_operands_or_operand_orders():
+    b = Builder()
+    x, y = b.arg((3,)), b.arg((3,))
+    graph = b.done(b.op('sub', x, y), b.op('sub', y, x), b.op('exp', x), b.op('exp', y))
+    after = apply(passes.common_subexpression_elimination, graph)
+    assert prims(after) == ['sub', 'sub', 'exp', 'exp']
+    assert len({id(v) for v in after.outputs}) == 4
+    xv, yv = np.array([1.0, 2.0, 0.0]), np.array([0.5, 2.0, -1.0])
+    assert_same_values(graph, after, [xv, yv], expected=[xv - yv, yv - xv, np.exp(xv),
+                                                         np.exp(yv)])
+
+
+def test_cse_does_not_merge_equal_constants_or_random_draws():
+    b = Builder()
+    x = b.arg((3,))
+    c1, c2 = b.const(2.0), b.const(2.0)
+    key = b.const(3, I64)
+    graph = b.done(b.op('mul', x, c1), b.op('mul', x, c2),
+                   b.op('random_uniform', key, shape=(3,), dtype=F64),
+                   b.op('random_uniform', key, shape=(3,), dtype=F64))
+    after = apply(passes.common_subexpression_elimination, graph)
+    assert prims(after) == ['mul', 'mul', 'random_uniform', 'random_uniform']
+    assert after.outputs == graph.outputs
+    xv = np.array([1.0, 0.0, -1.0])
+    outs, _ = run(after, [xv])
+    np.testing.assert_array_equal(outs[0], 2 * xv)
+    np.testing.assert_array_equal(outs[2], outs[3])  # the same key draws the same numbers
+
+
+def test_cse_without_duplicates_changes_nothing():
+    b = Builder()
+    x = b.arg((3, 4))
+    e = b.op('exp', x)
+    graph = b.done(b.op('reduce_sum', e, axes=(0,)), b.op('reduce_sum', e, axes=(1,)))
+    after = apply(passes.common_subexpression_elimination, graph)
+    assert prims(after) == prims(graph) and after.outputs == graph.outputs
+    assert [n.outputs for n in after.nodes] == [n.outputs for n in graph.nodes]
+    xv = x34()
+    assert_same_values(graph, after, [xv], expected=[np.exp(xv).sum(0), np.exp(xv).sum(1)],
+                       rtol=1e-14)
+
+
+# ----------------------------------------------------------------- the pipeline and verify()
+
+def test_the_pipeline_cleans_up_naive_gradient_ir():
+    """seed * 1, a reshape that changes nothing, a transpose into matmul, a repeated node:
+    what autodiff emits, reduced by the default pipeline to the essential work."""
+    b = Builder()
+    a, m = b.arg((2, 3)), b.arg((2, 4))
+    seed = b.op('mul', b.const(np.ones((3, 4))), b.const(1.0))      # folds to a constant
+    at = b.op('transpose', a, perm=(1, 0))
+    g1 = b.op('matmul', at, m, transpose_a=False, transpose_b=False)  # -> transpose_a=True
+    g2 = b.op('matmul', at, m, transpose_a=False, transpose_b=False)  # CSE
+    scaled = b.op('mul', b.op('reshape', g1, shape=(3, 4)), seed)     # both identities
+    graph = b.done(b.op('add', scaled, g2))
+    after = passes.optimize(graph)
+    after.verify()
+    assert prims(after) == ['matmul', 'add']
+    assert after.nodes[0].inputs == [a, m] and after.nodes[0].params['transpose_a'] is True
+    assert after.nodes[1].inputs == [after.nodes[0].outputs[0]] * 2
+    assert after.consts == {}
+    av, mv = RNG.standard_normal((2, 3)), RNG.standard_normal((2, 4))
+    assert_same_values(graph, after, [av, mv], expected=[2 * av.T @ mv], rtol=1e-14)
+
+
+def test_optimize_verifies_the_result_of_every_pass():
+    """The conftest fixture: a pass that breaks the graph fails the test that optimises."""
+    assert all(getattr(p, '_verifies', False) for _, p in passes.PIPELINE)
+    b = Builder()
+    x = b.arg((3,))
+    graph = b.done(b.op('exp', x))
+
+    def breaks_shapes(g):
+        g = passes.dead_code_elimination(g)
+        g.nodes[0] = ir.Node(g.nodes[0].prim, [x], {}, [ir.Var((4,), F64)])
+        g.outputs = [g.nodes[0].outputs[0]]
+        return g
+
+    def drops_a_producer(g):
+        g = passes.dead_code_elimination(g)
+        g.nodes = []
+        return g
+
+    for name, broken in (('shapes', breaks_shapes), ('producer', drops_a_producer)):
+        with pytest.raises(AssertionError, match=f"after pass '{name}'"):
+            passes.optimize(graph, [('dce', passes.dead_code_elimination), (name, broken)])
+    assert prims(passes.optimize(graph, [('dce', passes.dead_code_elimination)])) == ['exp']
