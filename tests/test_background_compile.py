@@ -159,6 +159,18 @@ def test_a_process_exits_after_its_kernel_is_cached(tmp_path):
     assert (second['after']['compiles'], second['after']['disk_hits']) == (0, 1)
 
 
+def test_a_warm_cache_runs_the_kernel_from_the_first_call(tmp_path):
+    """A kernel compiled on disk loads on the caller's thread: interpreted steps would hold the
+    GIL and slow a loading thread down (a warm 5000-step script ran every step interpreted)."""
+    first = _run_process(tmp_path, 'exit')
+    second = _run_process(tmp_path, 'exit')
+    assert first['interpreted_calls'] == 1 and first['compiles'] == 0
+    assert second['interpreted_calls'] == 0
+    assert (second['compiles'], second['disk_hits']) == (0, 1)
+    assert second['loss'] == pytest.approx(first['loss'], rel=1e-6)   # interpreted vs native
+    np.testing.assert_allclose(second['v'], first['v'], rtol=1e-6)
+
+
 def test_a_retrace_never_waits_for_a_kernel_still_compiling(background, monkeypatch):
     """A new batch size while the first kernel is still compiling runs interpreted too (the
     shape-generic kernel is loaded but not compiled yet: it must not be called)."""

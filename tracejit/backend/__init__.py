@@ -92,7 +92,9 @@ def _executable(graph, on_compiled, checked, in_background, show_source):
     fn = compiler.in_memory(lowered.source)
     if fn is not None:
         return Kernel(fn, lowered, graph, checked), 'memory'
-    if in_background:
+    # a kernel compiled on disk loads on this thread: interpreted steps would hold the GIL and
+    # slow the loading thread down, so a warm-cache run interpreted thousands of steps
+    if in_background and not compiler.on_disk(lowered.source):
         from .tiered import Tiered
 
         def build_kernel():
