@@ -18,8 +18,11 @@ from tracejit.backend import compiler, runtime
 
 
 @pytest.fixture
-def background(monkeypatch):
+def background(monkeypatch, tmp_path):
+    """Background compiling, with an empty disk cache: a kernel already on disk would load on
+    the first call instead."""
     monkeypatch.setattr(config, 'compile_in_background', True)
+    monkeypatch.setenv('TRACEJIT_CACHE_DIR', str(tmp_path))
 
 
 def _sgd_problem():
