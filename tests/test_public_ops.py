@@ -541,3 +541,13 @@ def test_creation_ops():
     _close(tj.constant(3.0, shape=(2, 2)), np.full((2, 2), 3.0, np.float32), np.float32)
     assert tj.cast(np.array([1.7, -1.7]), tj.int32).numpy().tolist() == [1, -1]
     assert tuple(tj.shape(np.ones((2, 3))).numpy()) == (2, 3) and int(tj.rank(np.ones((2, 3)))) == 2
+
+
+def test_floormod_and_the_percent_operator_follow_python():
+    a = np.array([-7, -1, 0, 5, 7, -6])
+    b = np.array([3, 3, -3, -3, 2, 3])
+    np.testing.assert_array_equal((tj.constant(a) % tj.constant(b)).numpy(), a % b)
+    np.testing.assert_array_equal((7 % tj.constant(b)).numpy(), 7 % b)
+    x = np.array([-7.5, 2.25, 5.0, -0.5], np.float32)
+    np.testing.assert_allclose(tj.math.floormod(x, 2.0).numpy(), np.mod(x, 2.0), rtol=1e-6)
+    assert tj.math.mod is tj.math.floormod

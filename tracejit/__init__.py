@@ -14,7 +14,7 @@ import os as _os
 # threads of the next matmul (measured 6x slower). Must be set before Numba loads OpenMP.
 _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from . import config, dtypes, errors, nn, random  # noqa: F401
+from . import config, data, dtypes, errors, nn, random  # noqa: F401
 from . import linalg, math  # noqa: F401
 from .autodiff import (GradientTape, custom_gradient, grad, gradients,  # noqa: F401
                        value_and_grad)
@@ -31,6 +31,7 @@ from .ops import (  # noqa: F401
     squared_difference, squeeze, stack, stop_gradient, subtract, tanh, tile, transpose, where,
     zeros, zeros_like)
 from .random import normal as random_normal, uniform as random_uniform  # noqa: F401
+from .spec import TensorSpec  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401
 from . import keras  # noqa: F401

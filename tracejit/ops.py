@@ -204,6 +204,16 @@ def floordiv(x, y, name=None):
     return cast(floor(divide(cast(x, np.float64), cast(y, np.float64))), dtype_of(x))
 
 
+def floormod(x, y, name=None):
+    """x - floordiv(x, y) * y: the remainder takes the divisor's sign, as Python's % and
+    tf.math.floormod."""
+    x, y = _promote(x, y)
+    return subtract(x, multiply(floordiv(x, y), y))
+
+
+mod = floormod
+
+
 def pow(x, y, name=None):  # noqa: A001 (TensorFlow's name)
     """x ** y; constant exponents 0, 1, 2, 0.5 and -1 become cheaper, exact ops."""
     if isinstance(y, (int, float)) and not isinstance(y, bool) and not isinstance(x, SCALARS):
@@ -658,7 +668,8 @@ def _install_operators(cls):
         return lambda self, other: op(other, self)
 
     for name, op in (('add', add), ('sub', subtract), ('mul', multiply), ('truediv', divide),
-                     ('floordiv', floordiv), ('pow', pow), ('matmul', matmul),
+                     ('floordiv', floordiv), ('mod', floormod), ('pow', pow),
+                     ('matmul', matmul),
                      ('and', logical_and), ('or', logical_or)):
         setattr(cls, f'__{name}__', forward(op))
         setattr(cls, f'__r{name}__', reflected(op))

@@ -188,7 +188,8 @@ class ProgbarLogger(Callback):
         self.bar.update(batch + 1 - self.bar.n)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.bar.update(self.steps - self.bar.n)
+        if self.steps is not None:  # None: a dataset of unknown length
+            self.bar.update(self.steps - self.bar.n)
         self.bar.set_postfix_str(format_logs(logs)[3:], refresh=False)
         self.close()
 

@@ -107,18 +107,22 @@ class Model(Layer):
     # -- training API -------------------------------------------------------------------------
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Train for `epochs` over (x, y); returns a History (`.history[name]` per epoch)."""
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None):
+        """Train for `epochs` over (x, y), or over a tj.data.Dataset of (x, y) batches;
+        returns a History (`.history[name]` per epoch)."""
         return training.fit(self, x, y, batch_size, epochs, verbose, callbacks,
-                            validation_split, validation_data, shuffle, initial_epoch)
+                            validation_split, validation_data, shuffle, initial_epoch,
+                            steps_per_epoch, validation_steps)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, return_dict=False):
-        """The loss (and metrics, as a list) over (x, y), in inference mode."""
-        return training.evaluate(self, x, y, batch_size, verbose, return_dict)
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, return_dict=False,
+                 steps=None):
+        """The loss (and metrics, as a list) over (x, y) or a dataset, in inference mode."""
+        return training.evaluate(self, x, y, batch_size, verbose, return_dict, steps)
 
-    def predict(self, x, batch_size=None, verbose=0):
-        """The model's outputs for x, computed batch by batch in inference mode."""
-        return training.predict(self, x, batch_size)
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
+        """The model's outputs for x (or a dataset's batches), batch by batch, inference mode."""
+        return training.predict(self, x, batch_size, steps)
 
     # -- weights and summary ----------------------------------------------------------------
 

@@ -16,11 +16,14 @@ is atomic, so a bad input never changes a weight.
 """
 import collections.abc
 import functools
+import itertools
 import math
+import warnings
 
 import numpy as np
 
 from .. import dtypes, random, tree
+from ..data import INFINITE_CARDINALITY, Dataset
 from ..function import function as tj_function
 from ..autodiff import GradientTape
 from . import callbacks as callbacks_module
@@ -178,41 +181,35 @@ def _verbosity(verbose):
 # ------------------------------------------------------------------------------ fit
 
 def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-        validation_data=None, shuffle=True, initial_epoch=0):
+        validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
+        validation_steps=None):
     model._require_compiled('fit')
-    batch_size = _batch_size(batch_size)
     epochs = _whole_number(epochs, 'epochs', 0)
     initial_epoch = _whole_number(initial_epoch, 'initial_epoch', 0)
     verbose = _verbosity(verbose)
-    x, y, val = _fit_data(model, x, y, validation_data, validation_split)
-    steps = math.ceil(len(x) / batch_size)
+    if isinstance(x, Dataset):
+        source = _DatasetEpochs(model, x, y, batch_size, steps_per_epoch, validation_data,
+                                validation_steps, validation_split)
+    else:
+        source = _ArrayEpochs(model, x, y, batch_size, shuffle, validation_data,
+                              validation_split)
     history = callbacks_module.History()
     logger = {1: callbacks_module.ProgbarLogger, 2: callbacks_module.EpochLogger}.get(verbose)
-    logger = logger(steps, epochs) if logger else None
+    logger = logger(source.steps, epochs) if logger else None
     cbs = callbacks_module.CallbackList(
         list(callbacks or []) + [history] + ([logger] if logger else []), model,
-        {'epochs': epochs, 'steps': steps, 'verbose': verbose})
+        {'epochs': epochs, 'steps': source.steps, 'verbose': verbose})
     model.history, model.stop_training = history, False
-    plan = batch_plan(model, x, y, batch_size)
-    rng = np.random.default_rng(_seed_from_tj_random()) if shuffle else None
-    if rng is not None:     # shuffled copies go to buffers reused by every epoch
-        xs, ys = np.empty_like(x), np.empty_like(y)
     logs = None
     try:
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             model.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            if rng is not None:
-                order = rng.permutation(len(x))
-                np.take(x, order, axis=0, out=xs, mode='clip')
-                np.take(y, order, axis=0, out=ys, mode='clip')
-            else:
-                xs, ys = x, y
-            _run_epoch(model, xs, ys, plan, cbs)
+            source.run_epoch(cbs)
             logs = model._metric_values()
-            if val is not None:
-                val_logs = evaluate_arrays(model, *val, batch_size)
+            val_logs = source.validate()
+            if val_logs is not None:
                 logs.update((f'val_{k}', v) for k, v in val_logs.items())
             cbs.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -222,6 +219,115 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
         if isinstance(logger, callbacks_module.ProgbarLogger):
             logger.close()
     return history
+
+
+class _ArrayEpochs:
+    """Epochs over numpy data: shuffled once per epoch into buffers every epoch reuses, then
+    cut into the batch plan's slices (views)."""
+
+    def __init__(self, model, x, y, batch_size, shuffle, validation_data, validation_split):
+        self.model, self.batch_size = model, _batch_size(batch_size)
+        self.x, self.y, self.val = _fit_data(model, x, y, validation_data, validation_split)
+        self.steps = math.ceil(len(self.x) / self.batch_size)
+        self.plan = batch_plan(model, self.x, self.y, self.batch_size)
+        self.rng = np.random.default_rng(_seed_from_tj_random()) if shuffle else None
+        if self.rng is not None:
+            self.xs, self.ys = np.empty_like(self.x), np.empty_like(self.y)
+
+    def run_epoch(self, cbs):
+        xs, ys = self.x, self.y
+        if self.rng is not None:
+            order = self.rng.permutation(len(xs))
+            np.take(xs, order, axis=0, out=self.xs, mode='clip')
+            np.take(ys, order, axis=0, out=self.ys, mode='clip')
+            xs, ys = self.xs, self.ys
+        _run_epoch(self.model, xs, ys, self.plan, cbs)
+
+    def validate(self):
+        return None if self.val is None else evaluate_arrays(self.model, *self.val,
+                                                             self.batch_size)
+
+
+class _DatasetEpochs:
+    """Epochs over a dataset of (x, y) batches: each epoch runs the dataset once, or, with
+    `steps_per_epoch`, takes that many batches from one iterator that goes on across epochs
+    (as Keras does, for a repeated dataset)."""
+
+    def __init__(self, model, dataset, y, batch_size, steps_per_epoch, validation_data,
+                 validation_steps, validation_split):
+        if y is not None:
+            raise ValueError('y must be None when x is a dataset (its elements are (x, y))')
+        if batch_size is not None:
+            raise ValueError('batch_size must be None when x is a dataset: batch the dataset '
+                             '(dataset.batch(n))')
+        if validation_split:
+            raise ValueError('validation_split is not supported with a dataset; pass '
+                             'validation_data')
+        self.model, self.dataset = model, dataset
+        self.limit = None if steps_per_epoch is None else _whole_number(
+            steps_per_epoch, 'steps_per_epoch', 1)
+        count = dataset._count()
+        if self.limit is None and count == INFINITE_CARDINALITY:
+            raise ValueError('the dataset is infinite (repeat()): pass steps_per_epoch')
+        self.steps = self.limit if self.limit is not None else count if count >= 0 else None
+        self.iterator = None
+        self.val, self.validation_steps = validation_data, validation_steps
+
+    def _batches(self):
+        if self.limit is None:
+            return iter(self.dataset.as_numpy_iterator())
+        if self.iterator is None:
+            self.iterator = iter(self.dataset.as_numpy_iterator())
+        return itertools.islice(self.iterator, self.limit)
+
+    def run_epoch(self, cbs):
+        logs = MetricLogs(self.model.metrics) if cbs.batch_begin or cbs.batch_end else None
+        train, batch = self.model._steps.train, -1
+        for batch, (x, y) in enumerate(dataset_pairs(self.model, self._batches())):
+            if logs is not None:
+                cbs.on_train_batch_begin(batch, logs)
+            train(x, y, float(len(x)))
+            if logs is not None:
+                cbs.on_train_batch_end(batch, logs)
+            if self.model.stop_training:
+                return
+        if self.limit is not None and batch + 1 < self.limit:
+            warnings.warn(f'the dataset ran out of data after {batch + 1} of {self.limit} '
+                          'steps_per_epoch; use repeat() to train longer', RuntimeWarning,
+                          stacklevel=4)
+            self.model.stop_training = True
+
+    def validate(self):
+        if self.val is None:
+            return None
+        if isinstance(self.val, Dataset):
+            return evaluate_batches(self.model, _limited(self.val, self.validation_steps))
+        if not isinstance(self.val, (tuple, list)) or len(self.val) != 2:
+            raise ValueError('validation_data must be a dataset or a pair (x_val, y_val)')
+        x, y = as_input(self.val[0], 'validation x'), as_input(self.val[1], 'validation y')
+        check_pair(x, y, ' in validation_data')
+        return evaluate_arrays(self.model, x, y, _batch_size(None))
+
+
+def _limited(dataset, steps):
+    batches = dataset.as_numpy_iterator()
+    return batches if steps is None else itertools.islice(
+        batches, _whole_number(steps, 'validation_steps', 1))
+
+
+def dataset_pairs(model, batches):
+    """(x, y) numpy batches of a dataset, each checked as `fit` checks arrays."""
+    for k, element in enumerate(batches):
+        if not isinstance(element, tuple) or len(element) != 2:
+            raise ValueError(f'dataset batch {k}: expected an (x, y) pair, got '
+                             f'{type(element).__name__}' + (
+                                 f' of {len(element)} items' if isinstance(element, tuple)
+                                 else ''))
+        x, y = as_input(element[0], f'x of dataset batch {k}'), as_input(
+            element[1], f'y of dataset batch {k}')
+        check_pair(x, y, f' in dataset batch {k}')
+        model._check_data_shape(x.shape)
+        yield x, y
 
 
 def _fit_data(model, x, y, validation_data, validation_split):
@@ -293,15 +399,29 @@ def _run_epoch(model, xs, ys, plan, cbs):
 
 # ------------------------------------------------------------------------------ evaluate, predict
 
-def evaluate(model, x, y, batch_size=None, verbose=1, return_dict=False):
+def _predict_batches(model, batches):
+    """A dataset's batches for predict: an element is x, or a tuple whose first item is x."""
+    for k, element in enumerate(batches):
+        x = element[0] if isinstance(element, tuple) else element
+        x = as_input(x, f'x of dataset batch {k}', check_nan=False)
+        model._check_data_shape(x.shape)
+        yield x
+
+
+def evaluate(model, x, y, batch_size=None, verbose=1, return_dict=False, steps=None):
     model._require_compiled('evaluate')
-    x, y = as_input(x, 'x'), as_input(y, 'y')
-    check_pair(x, y)
-    model._check_data_shape(x.shape)
-    batch_size = _batch_size(batch_size)
-    logs = evaluate_arrays(model, x, y, batch_size)
-    if verbose:
+    if isinstance(x, Dataset):
+        if y is not None or batch_size is not None:
+            raise ValueError('y and batch_size must be None when x is a dataset')
+        logs, steps = evaluate_batches(model, _limited(x, steps), count=True)
+    else:
+        x, y = as_input(x, 'x'), as_input(y, 'y')
+        check_pair(x, y)
+        model._check_data_shape(x.shape)
+        batch_size = _batch_size(batch_size)
+        logs = evaluate_arrays(model, x, y, batch_size)
         steps = math.ceil(len(x) / batch_size)
+    if verbose:
         print(f'{steps}/{steps}{callbacks_module.format_logs(logs)}')
     if return_dict:
         return logs
@@ -319,13 +439,33 @@ def evaluate_arrays(model, x, y, batch_size):
     return model._metric_values()
 
 
-def predict(model, x, batch_size=None):
-    x = as_input(x, 'x', check_nan=False)
-    model._check_data_shape(x.shape)
-    batch_size = _batch_size(batch_size)
+def evaluate_batches(model, batches, count=False):
+    """Metric values over a dataset's (x, y) batches, from freshly reset metric state (and,
+    with `count`, the number of batches)."""
+    model.reset_metrics()
+    test, n = model._steps.test, 0
+    for n, (x, y) in enumerate(dataset_pairs(model, batches), 1):
+        test(x, y, float(len(x)))
+    if n == 0:
+        raise ValueError('the dataset has no batches to evaluate')
+    logs = model._metric_values()
+    return (logs, n) if count else logs
+
+
+def predict(model, x, batch_size=None, steps=None):
     step = model._steps.predict
-    starts = range(0, len(x), batch_size) or [0]  # no rows: one empty batch, (0, units) out
-    outputs = [step(x[start:start + batch_size]) for start in starts]
+    if isinstance(x, Dataset):
+        if batch_size is not None:
+            raise ValueError('batch_size must be None when x is a dataset')
+        outputs = [step(b) for b in _predict_batches(model, _limited(x, steps))]
+        if not outputs:
+            raise ValueError('the dataset has no batches to predict')
+    else:
+        x = as_input(x, 'x', check_nan=False)
+        model._check_data_shape(x.shape)
+        batch_size = _batch_size(batch_size)
+        starts = range(0, len(x), batch_size) or [0]  # no rows: one empty batch, (0, units)
+        outputs = [step(x[start:start + batch_size]) for start in starts]
     leaves, treedef = zip(*(tree.flatten(o) for o in outputs))
     columns = zip(*leaves)
     return tree.unflatten(treedef[0], [np.concatenate([np.asarray(v) for v in column])
