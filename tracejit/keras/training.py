@@ -275,9 +275,9 @@ class _DatasetEpochs:
 
     def _batches(self):
         if self.limit is None:
-            return iter(self.dataset.as_numpy_iterator())
+            return iter(self.dataset._elements())
         if self.iterator is None:
-            self.iterator = iter(self.dataset.as_numpy_iterator())
+            self.iterator = iter(self.dataset._elements())
         return itertools.islice(self.iterator, self.limit)
 
     def run_epoch(self, cbs):
@@ -310,7 +310,7 @@ class _DatasetEpochs:
 
 
 def _limited(dataset, steps):
-    batches = dataset.as_numpy_iterator()
+    batches = dataset._elements()
     return batches if steps is None else itertools.islice(
         batches, _whole_number(steps, 'validation_steps', 1))
 
