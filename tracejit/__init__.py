@@ -10,14 +10,16 @@
 """
 import os as _os
 
+newaxis = None  # tensor[tj.newaxis] inserts an axis, as numpy's None
+
 # OpenMP threads must sleep, not spin, between parallel loops: spinning threads starve the BLAS
 # threads of the next matmul (measured 6x slower). Must be set before Numba loads OpenMP.
 _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 from . import config, data, dtypes, errors, nn, random  # noqa: F401
 from . import linalg, math  # noqa: F401
-from .autodiff import (GradientTape, custom_gradient, grad, gradients,  # noqa: F401
-                       value_and_grad)
+from .autodiff import (GradientTape, UnconnectedGradients, custom_gradient, grad,  # noqa: F401
+                       gradients, value_and_grad)
 from .debug import graph_to_dot  # noqa: F401
 from .dtypes import DType, as_dtype, bool_ as bool, float32, float64, int32, int64, string  # noqa: F401,A004
 from .function import Function, function, jit  # noqa: F401
@@ -31,6 +33,7 @@ from .ops import (  # noqa: F401
     squared_difference, squeeze, stack, stop_gradient, subtract, tanh, tile, transpose, where,
     zeros, zeros_like)
 from .random import normal as random_normal, uniform as random_uniform  # noqa: F401
+from .config import device  # noqa: F401
 from .spec import TensorSpec  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401

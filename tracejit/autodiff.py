@@ -10,6 +10,7 @@ Two sources of "entries": a tape records ops as they run (eager or traced), keye
 value's uid; `tj.gradients` walks the nodes of the current graph, keyed by SSA value.
 """
 import contextlib
+import enum
 import functools
 
 import numpy as np
@@ -113,6 +114,12 @@ def _finish(grad, source, unconnected_gradients):
     return grad
 
 
+class UnconnectedGradients(enum.Enum):
+    """What `gradient` returns for a source the target does not depend on (TF's enum)."""
+    NONE = 'none'
+    ZERO = 'zero'
+
+
 def _check_unconnected(value):
     value = getattr(value, 'value', value)
     if value not in ('none', 'zero'):
@@ -129,6 +136,7 @@ class GradientTape:
         self._watch_accessed = watch_accessed_variables
         self._watched = set()        # uids of values that depend on a watched source
         self._var_reads = {}         # id(Variable) -> (Variable, [uid of each read])
+        self._target_reads = {}      # id(Variable) -> [uid of its reads as a target of gradient]
         self._watched_vars = {}      # id(Variable) -> Variable explicitly watched
         self._entries = []
         self._recording = False
@@ -204,7 +212,13 @@ class GradientTape:
                 'GradientTape.gradient: target is None; pass the tensor (or structure of '
                 'tensors) computed inside the tape, e.g. the loss'))
         self._consume()
-        targets = [operands.operand(t, 'target') for t in tree.leaves(target)]
+        leaves = tree.leaves(target)
+        targets = [operands.operand(t, 'target') for t in leaves]
+        # a Variable target is read here, after recording: its own gradient is 1, as in TF
+        self._target_reads = {}
+        for leaf, value in zip(leaves, targets):
+            if isinstance(leaf, Variable):
+                self._target_reads.setdefault(id(leaf), []).append(value._uid)
         if output_gradients is not None:
             output_gradients = tree.leaves(output_gradients)
         source_leaves, treedef = tree.flatten(sources)
@@ -237,7 +251,8 @@ class GradientTape:
         if not isinstance(source, Variable):
             return cts.get(source._uid)
         total = None
-        for uid in self._var_reads.get(id(source), (None, []))[1]:
+        reads = self._var_reads.get(id(source), (None, []))[1]
+        for uid in list(reads) + self._target_reads.get(id(source), []):
             if uid in cts:
                 total = cts[uid] if total is None else ops.add(total, cts[uid])
         return total

@@ -38,3 +38,12 @@ def debug_level():
         return int(os.environ.get('TRACEJIT_DEBUG', '0'))
     except ValueError:
         return 0
+
+
+@contextlib.contextmanager
+def device(name):
+    """TensorFlow's tf.device: everything runs on the CPU, so any device name is accepted and
+    changes nothing (kept so that code written for GPUs runs unchanged)."""
+    if not isinstance(name, str) and name is not None:
+        raise TypeError(f'device name must be a string, got {type(name).__name__}')
+    yield

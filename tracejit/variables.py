@@ -94,6 +94,8 @@ class Variable(TensorOps):
         """The new value as an operand of this Variable's shape and dtype, or a clear error."""
         if isinstance(value, Variable):
             value = value.value()
+        if isinstance(value, (list, tuple)):
+            value = self._python_data(value)
         operand = operands.operand(value, 'value')
         shape = tuple(getattr(operand, 'shape', ()))
         if shape != self.shape:
@@ -109,6 +111,17 @@ class Variable(TensorOps):
                     f'{self._buf.dtype.name}; cast it with tj.cast first'))
             operand = operands.cast_to(operand, self._buf.dtype)
         return operand
+
+    def _python_data(self, value):
+        """A Python list as this Variable's dtype, as TF converts it: ints become floats, but
+        floats never silently become ints."""
+        array = tracing.to_array(value, 'value')
+        target = self._buf.dtype
+        if array.dtype.kind == 'f' and target.kind in 'iub':
+            raise errors.DTypeError(errors.at_user_line(
+                f'cannot assign a list of floats to Variable {self.name!r} of dtype '
+                f'{target.name}'))
+        return array.astype(target)
 
     def __repr__(self):
         if tracing.current_trace() is not None:

@@ -1,0 +1,78 @@
+"""Small pieces of TensorFlow's surface that tutorial code uses, checked against TF's
+documented behaviour: tj.newaxis, tj.device, Variable.assign of Python lists,
+tj.UnconnectedGradients, and the gradient of a Variable with respect to itself."""
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit import errors
+
+
+def test_newaxis_inserts_an_axis():
+    t = tj.constant([[1, 2, 3]])
+    assert tj.newaxis is None
+    assert t[tj.newaxis].shape == (1, 1, 3)
+    assert t[:, tj.newaxis, :].shape == (1, 1, 3)
+    np.testing.assert_array_equal(t[..., tj.newaxis].numpy(), np.array([[1, 2, 3]])[..., None])
+
+
+def test_device_is_accepted_and_changes_nothing():
+    with tj.device('/GPU:0'):
+        out = tj.constant([1.0, 2.0]) * 2.0
+    with tj.device(None):
+        pass
+    np.testing.assert_array_equal(out.numpy(), [2.0, 4.0])
+    with pytest.raises(TypeError, match='string'):
+        with tj.device(0):
+            pass
+
+
+def test_assign_converts_python_lists_to_the_variables_dtype():
+    v = tj.Variable([1.0, 2.0])
+    v.assign([3, 4])                       # TF converts ints to the float Variable's dtype
+    assert v.numpy().dtype == np.float32 and v.numpy().tolist() == [3.0, 4.0]
+    v.assign_add([1, 1])
+    assert v.numpy().tolist() == [4.0, 5.0]
+    n = tj.Variable([1, 2])
+    with pytest.raises(errors.DTypeError, match='list of floats'):
+        n.assign([1.5, 2.0])
+    assert n.numpy().tolist() == [1, 2]
+    with pytest.raises(errors.ShapeError, match='shape'):
+        v.assign([1, 2, 3])
+    assert v.numpy().tolist() == [4.0, 5.0]
+
+
+def test_gradient_of_a_variable_with_respect_to_itself_is_one():
+    w = tj.Variable(3.0)
+    with tj.GradientTape() as tape:
+        y = w * 2.0
+    assert float(tape.gradient(w, w)) == 1.0
+    with tj.GradientTape() as tape:
+        y = w * 2.0
+    assert float(tape.gradient([y, w], w)) == 3.0          # d(y + w)/dw
+    m = tj.Variable(np.ones((2, 2), np.float32))
+    with tj.GradientTape() as tape:
+        pass
+    np.testing.assert_array_equal(tape.gradient(m, m).numpy(), np.ones((2, 2)))
+
+
+def test_unconnected_gradients_enum():
+    w, unused = tj.Variable(3.0), tj.Variable([1.0, 2.0])
+    with tj.GradientTape(persistent=True) as tape:
+        y = w * 2.0
+    assert tape.gradient(y, unused, unconnected_gradients=tj.UnconnectedGradients.NONE) is None
+    zero = tape.gradient(y, unused, unconnected_gradients=tj.UnconnectedGradients.ZERO)
+    np.testing.assert_array_equal(zero.numpy(), [0.0, 0.0])
+    assert tj.UnconnectedGradients.ZERO.value == 'zero'
+
+
+@pytest.mark.compiled
+def test_gradient_of_a_variable_with_respect_to_itself_inside_a_function():
+    w = tj.Variable(3.0)
+
+    @tj.function
+    def f():
+        with tj.GradientTape() as tape:
+            y = w * w
+        return tape.gradient([y, w], w)
+    assert float(f()) == 7.0                               # 2w + 1
