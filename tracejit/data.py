@@ -8,6 +8,10 @@ unchanged. `map` and `filter` compile their function with `tj.function`, so, as 
 traced once per element signature (Python side effects run while tracing, not per element).
 Batching slices arrays whole where it can, so a batch costs one copy, not one per element.
 """
+import collections
+import csv
+import glob
+import os
 import queue
 import threading
 
@@ -30,7 +34,7 @@ def _structure(value, what):
     """A user value as an element: the same structure with numpy arrays as leaves. Lists are
     values, as in TF (a list of numbers is one tensor), tuples and dicts are structure."""
     if isinstance(value, dict):
-        return {k: _structure(v, what) for k, v in value.items()}
+        return type(value)((k, _structure(v, what)) for k, v in value.items())
     if isinstance(value, tuple):
         items = [_structure(v, what) for v in value]
         return type(value)(*items) if hasattr(type(value), '_fields') else tuple(items)
@@ -677,3 +681,98 @@ class _Concatenate(_Transformed):
         if INFINITE_CARDINALITY in (a, b):
             return INFINITE_CARDINALITY
         return a + b if a >= 0 and b >= 0 else UNKNOWN_CARDINALITY
+
+
+# ---------------------------------------------------------------------------- CSV files
+
+class experimental:  # noqa: N801 (TF's namespace: tj.data.experimental.make_csv_dataset)
+    """tf.data.experimental: reading CSV files."""
+
+    @staticmethod
+    def make_csv_dataset(file_pattern, batch_size, column_names=None, column_defaults=None,
+                         label_name=None, select_columns=None, field_delim=',',
+                         use_quote_delim=True, na_value='', header=True, num_epochs=None,
+                         shuffle=True, shuffle_buffer_size=10000, shuffle_seed=None,
+                         prefetch_buffer_size=None, num_parallel_reads=None, sloppy=False,
+                         num_rows_for_inference=100, compression_type=None,
+                         ignore_errors=False):
+        """Batches of (features, label) from CSV files, as TF's make_csv_dataset: features an
+        OrderedDict of columns (int32 where every value is an integer, else float32), the
+        label the `label_name` column; repeated `num_epochs` times (None: forever)."""
+        columns = _read_csv(_csv_files(file_pattern), column_names, header, field_delim,
+                            use_quote_delim, na_value, column_defaults)
+        if select_columns is not None:
+            columns = collections.OrderedDict((name, columns[name])
+                                              for name in _known(select_columns, columns))
+        if label_name is not None:
+            _known([label_name], columns)
+            label = columns.pop(label_name)
+            dataset = Dataset.from_tensor_slices((columns, label))
+        else:
+            dataset = Dataset.from_tensor_slices(columns)
+        if shuffle:
+            dataset = dataset.shuffle(shuffle_buffer_size, seed=shuffle_seed)
+        return dataset.repeat(num_epochs).batch(batch_size)
+
+
+def _csv_files(pattern):
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    files = sorted(f for p in patterns for f in (glob.glob(p) or [p]))
+    for f in files:
+        if not os.path.isfile(f):
+            raise errors.InvalidArgumentError(f'make_csv_dataset: no file matches {f!r}')
+    return files
+
+
+def _known(names, columns):
+    for name in names:
+        if name not in columns:
+            raise ValueError(f'make_csv_dataset: no column {name!r}; the columns are '
+                             f'{list(columns)}')
+    return names
+
+
+def _read_csv(files, column_names, header, delimiter, quoting, na_value, defaults):
+    rows, names = [], column_names
+    for path in files:
+        with open(path, newline='', encoding='utf-8') as f:
+            reader = csv.reader(f, delimiter=delimiter,
+                                quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
+            lines = [line for line in reader if line]
+        if header:
+            names = names or lines[0]
+            lines = lines[1:]
+        rows.extend((path, k + 1 + bool(header), line) for k, line in enumerate(lines))
+    if names is None:
+        raise ValueError('make_csv_dataset: the files have no header; pass column_names')
+    table = collections.OrderedDict((name, []) for name in names)
+    for path, number, line in rows:
+        if len(line) != len(names):
+            raise errors.InvalidArgumentError(
+                f'{path}, line {number}: {len(line)} fields, expected {len(names)}')
+        for k, (name, field) in enumerate(zip(names, line)):
+            if field == na_value:
+                if defaults is None:
+                    raise errors.InvalidArgumentError(
+                        f'{path}, line {number}: column {name!r} is empty; pass '
+                        'column_defaults')
+                field = str(defaults[k])
+            table[name].append(field)
+    return collections.OrderedDict((name, _column(name, values)) for name, values in
+                                   table.items())
+
+
+def _column(name, values):
+    try:
+        as_int = np.array([int(v) for v in values], np.int64)
+        if np.all(np.abs(as_int) < 2 ** 31):
+            return as_int.astype(np.int32)
+        return as_int
+    except ValueError:
+        pass
+    try:
+        return np.array([float(v) for v in values], np.float32)
+    except ValueError:
+        raise errors.InvalidArgumentError(
+            f'make_csv_dataset: column {name!r} is not numeric (e.g. {values[0]!r}); only '
+            'numeric columns are supported') from None

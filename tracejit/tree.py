@@ -1,9 +1,10 @@
 """Pytrees: nested tuples, lists, dicts and namedtuples flattened into leaves and a structure.
 
 The structure (`TreeDef`) is hashable, so it can be part of a compiled function's cache key.
-Dict keys are sorted, as in JAX, so two dicts with the same keys always flatten the same way.
-`None` is an empty subtree.
+Dict keys are sorted, as in JAX, so two dicts with the same keys always flatten the same way;
+an OrderedDict keeps its insertion order (as JAX and TF do). `None` is an empty subtree.
 """
+import collections
 
 
 class TreeDef:
@@ -57,7 +58,9 @@ def _flatten(tree, leaves, is_leaf):
     if type(tree) in (tuple, list):
         return TreeDef(type(tree).__name__, None, [_flatten(c, leaves, is_leaf) for c in tree])
     if isinstance(tree, dict):
-        keys = sorted(tree, key=_sort_key)
+        # a dict's leaves in sorted key order (JAX, TF); an OrderedDict keeps its own order
+        keys = list(tree) if isinstance(tree, collections.OrderedDict) else \
+            sorted(tree, key=_sort_key)
         return TreeDef(('dict', type(tree)), tuple(keys),
                        [_flatten(tree[k], leaves, is_leaf) for k in keys])
     leaves.append(tree)
