@@ -32,8 +32,8 @@ def test_slices_of_a_tuple_a_dict_and_lists():
     assert isinstance(first[0], tj.Tensor) and first[0].shape == (2,)
     assert ds.element_spec == (tj.TensorSpec((2,), tj.float32), tj.TensorSpec((), tj.int64))
     d = Dataset.from_tensor_slices({'a': [1, 2, 3], 'b': [[1.5], [2.5], [3.5]]})
-    assert _values(d)[2] == {'a': 3, 'b': np.array([3.5], np.float32)} or \
-        (_values(d)[2]['a'] == 3 and _values(d)[2]['b'].tolist() == [3.5])
+    third = _values(d)[2]
+    assert sorted(third) == ['a', 'b'] and third['a'] == 3 and third['b'].tolist() == [3.5]
     assert d.element_spec['a'].dtype == tj.int32 and d.element_spec['b'].dtype == tj.float32
     # a list is one tensor (sliced), as in TF; a namedtuple keeps its type
     assert _values(Dataset.from_tensor_slices([[1, 2], [3, 4]]))[1].tolist() == [3, 4]
@@ -122,6 +122,12 @@ def test_padded_batch_pads_to_the_longest_or_the_given_shape():
     assert fixed[0].tolist() == [[1, -1, -1, -1], [1, 2, 3, -1], [1, 2, -1, -1]]
     with pytest.raises(errors.InvalidArgumentError, match='does not fit'):
         _values(ds.padded_batch(3, padded_shapes=[2]))
+    with pytest.raises(errors.InvalidArgumentError, match='cannot be padded'):
+        _values(ds.padded_batch(3, padded_shapes=[2, 2]))
+    assert ds.padded_batch(2, padded_shapes=[4]).element_spec == \
+        tj.TensorSpec([None, 4], tj.int64)
+    assert ds.padded_batch(2, drop_remainder=True).element_spec == \
+        tj.TensorSpec([2, None], tj.int64)
 
 
 def test_unbatch_undoes_batch():
@@ -192,7 +198,13 @@ def test_prefetch_yields_the_same_elements_and_raises_the_sources_errors():
     before = threading.active_count()
     for _ in zip(range(2), Dataset.range(10 ** 6).prefetch(1).as_numpy_iterator()):
         pass
-    for _ in range(50):                                   # the producer stops once abandoned
+    it = Dataset.range(2).prefetch(1).as_numpy_iterator()    # the reader leaves at the end
+    next(it)
+    del it
+    it = ds.prefetch(1).as_numpy_iterator()                  # ... or before the source raises
+    next(it)
+    del it
+    for _ in range(100):                                  # the producers stop once abandoned
         if threading.active_count() <= before:
             break
         threading.Event().wait(0.02)
@@ -401,3 +413,95 @@ def test_the_custom_training_walkthrough_pattern(tmp_path):
     restored.build((None, 4))
     restored.load_weights(str(tmp_path / 'w.npz'))
     np.testing.assert_array_equal(restored.predict(x.numpy()), model.predict(x.numpy()))
+
+
+# ----------------------------------------------------------------------------- edge cases
+
+def _generator(values, spec=tj.TensorSpec([], tj.int64)):
+    return Dataset.from_generator(lambda: iter(values), output_signature=spec)
+
+
+def test_cardinalities_follow_tf_for_unknown_and_infinite_inputs():
+    unknown = _generator([1, 2])
+    assert int(Dataset.zip((Dataset.range(5), unknown)).cardinality()) == \
+        tj.data.UNKNOWN_CARDINALITY
+    assert int(Dataset.zip((Dataset.range(5), Dataset.range(3).repeat())).cardinality()) == 5
+    assert int(unknown.repeat().cardinality()) == tj.data.INFINITE_CARDINALITY
+    assert int(unknown.repeat(0).cardinality()) == 0 and _values(unknown.repeat(0)) == []
+    assert int(Dataset.range(3).repeat().filter(lambda v: v > 0).cardinality()) == \
+        tj.data.UNKNOWN_CARDINALITY
+    assert _values(Dataset.zip(Dataset.range(2))) == [0, 1]
+    with pytest.raises(ValueError, match='at least one'):
+        Dataset.zip(())
+
+
+def test_take_reads_no_element_past_its_count():
+    def gen():
+        yield 1
+        raise RuntimeError('read one too many')
+    ds = Dataset.from_generator(gen, output_signature=tj.TensorSpec([], tj.int64))
+    assert _values(ds.take(1)) == [1] and _values(ds.take(0)) == []
+
+
+def test_from_generator_with_output_types_and_shapes():
+    ds = Dataset.from_generator(lambda: iter([1.0, 2.0]), output_types=tj.float64)
+    assert _values(ds) == [1.0, 2.0] and ds.element_spec == tj.TensorSpec(None, tj.float64)
+    pairs = Dataset.from_generator(lambda: iter([([1, 2], 0.5)]),
+                                   output_types=(tj.int64, tj.float32),
+                                   output_shapes=([2], []))
+    (a, b), = _values(pairs)
+    assert a.tolist() == [1, 2] and b == np.float32(0.5)
+    with pytest.raises(ValueError, match='2 output_shapes for 1'):
+        Dataset.from_generator(lambda: iter([]), output_types=(tj.int64,),
+                               output_shapes=([2], []))
+
+
+def test_concatenate_refuses_different_element_types():
+    with pytest.raises(TypeError, match='different element types'):
+        Dataset.range(2).concatenate(Dataset.from_tensors(np.float32(1.5)))
+    both = Dataset.from_tensors([1, 2]).concatenate(Dataset.from_tensors([3, 4, 5]))
+    assert both.element_spec == tj.TensorSpec([None], tj.int32)
+
+
+def test_shuffle_without_a_seed_follows_the_global_seed():
+    tj.random.set_seed(4)
+    first = _values(Dataset.range(30).shuffle(30))
+    tj.random.set_seed(4)
+    assert _values(Dataset.range(30).shuffle(30)) == first
+
+
+@pytest.mark.compiled
+def test_map_returning_a_list_gives_a_tuple():
+    ds = Dataset.range(2).map(lambda x: [x, tj.cast(x, tj.float32) * 1.5])
+    assert _values(ds) == [(0, 0.0), (1, 1.5)]
+    assert _values(ds)[1][0].dtype == np.int64
+
+
+@pytest.mark.compiled
+def test_keras_on_datasets_at_the_edges():
+    x, y = _regression(64)
+    ds = Dataset.from_tensor_slices((x, y)).batch(16)        # 4 batches
+    model = _model()
+    history = model.fit(ds, epochs=3, steps_per_epoch=4, verbose=0)
+    assert len(history.history['loss']) == 3 and min(history.history['loss']) > 0
+    arrays = _model()
+    arrays.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    for a, b in zip(arrays.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)    # 3 full passes, as on arrays
+    with pytest.raises(ValueError, match='no batches'):
+        model.fit(ds.take(0), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match='no batches'):
+        model.fit(ds.filter(lambda a, b: False), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match='pass steps'):
+        model.evaluate(ds.repeat(), verbose=0)
+    with pytest.raises(ValueError, match='pass steps'):
+        model.predict(ds.repeat())
+    with pytest.raises(ValueError, match='pass validation_steps'):
+        model.fit(ds, epochs=1, verbose=0, validation_data=ds.repeat())
+    with pytest.raises(ValueError, match='steps must'):
+        model.evaluate(ds, steps=0, verbose=0)
+    assert len(model.predict(ds.repeat(), steps=2)) == 32
+    on_arrays = model.fit(x, y, epochs=1, verbose=0, validation_data=ds)   # a dataset as
+    assert 'val_loss' in on_arrays.history                                # validation data
+    assert on_arrays.history['val_loss'][0] == pytest.approx(
+        model.evaluate(ds, verbose=0)[0], rel=1e-6)

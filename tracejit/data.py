@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from . import errors, tree
+from . import dtypes, errors, random, tree
 from .function import function
 from .spec import TensorSpec
 from .tensor import Tensor, TensorOps
@@ -122,16 +122,23 @@ class Dataset:
         if output_signature is None:
             if output_types is None:
                 raise TypeError('from_generator needs output_signature (or output_types)')
-            shapes = output_shapes if output_shapes is not None else tree.tree_map(
-                lambda _: None, output_types)
-            output_signature = tree.tree_map(lambda t, s: TensorSpec(s, t), output_types,
-                                             shapes)
+            types, treedef = tree.flatten(output_types, is_leaf=_is_dtype)
+            shapes = [None] * len(types) if output_shapes is None else \
+                [output_shapes] if treedef == tree.LEAF else \
+                tree.flatten(output_shapes, is_leaf=_is_shape)[0]
+            if len(shapes) != len(types):
+                raise ValueError(f'from_generator: {len(shapes)} output_shapes for '
+                                 f'{len(types)} output_types')
+            output_signature = tree.unflatten(treedef, [TensorSpec(s, t)
+                                                        for t, s in zip(types, shapes)])
         return _Generator(generator, tuple(args or ()), output_signature)
 
     @staticmethod
     def zip(*datasets, name=None):
-        if len(datasets) == 1 and isinstance(datasets[0], (tuple, dict)):
-            datasets = datasets[0]
+        if len(datasets) == 1:
+            datasets = datasets[0]       # zip((a, b)), zip({'a': a}), or zip(a): a itself
+        if isinstance(datasets, (tuple, list, dict)) and not datasets:
+            raise ValueError('Dataset.zip needs at least one dataset')
         return _Zip(datasets)
 
     # -- transformations --------------------------------------------------------------------
@@ -182,6 +189,19 @@ class Dataset:
 
     def concatenate(self, dataset, name=None):
         return _Concatenate(self, dataset)
+
+
+def _is_dtype(value):
+    try:
+        dtypes.as_dtype(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_shape(value):
+    return value is None or isinstance(value, list) or (
+        isinstance(value, tuple) and all(d is None or isinstance(d, int) for d in value))
 
 
 def _positive(value, what):
@@ -303,10 +323,10 @@ class _Zip(Dataset):
 
     def _count(self):
         counts = [d._count() for d in self.parts]
+        if UNKNOWN_CARDINALITY in counts:
+            return UNKNOWN_CARDINALITY
         finite = [c for c in counts if c >= 0]
-        if finite:
-            return min(finite)
-        return UNKNOWN_CARDINALITY if UNKNOWN_CARDINALITY in counts else INFINITE_CARDINALITY
+        return min(finite) if finite else INFINITE_CARDINALITY
 
     def _spec(self):
         return tree.unflatten(self.treedef, [d._spec() for d in self.parts])
@@ -337,7 +357,8 @@ class _Map(_Transformed):
         for element in self.source._elements():
             args = element if isinstance(element, tuple) and not hasattr(element, '_fields') \
                 else (element,)
-            yield _structure(self.compiled(*args), 'map output')
+            out = self.compiled(*args)
+            yield _structure(tuple(out) if isinstance(out, list) else out, 'map output')
 
     def _spec(self):
         first = next(iter(self._elements()), None)
@@ -363,7 +384,7 @@ class _Filter(_Transformed):
                 yield element
 
     def _count(self):
-        return UNKNOWN_CARDINALITY if self.source._count() >= 0 else self.source._count()
+        return UNKNOWN_CARDINALITY   # as TF: even of an infinite dataset (all may be dropped)
 
 
 def _stack(elements, what):
@@ -454,6 +475,11 @@ class _PaddedBatch(_Batch):
         values = _per_component(self.padding_values, len(leaves[0]), default=0)
         out = []
         for column, shape, value in zip(zip(*leaves), shapes, values):
+            if len({c.ndim for c in column}) > 1 or (shape is not None
+                                                    and len(shape) != column[0].ndim):
+                raise errors.InvalidArgumentError(
+                    f'padded_batch: components of ranks {sorted({c.ndim for c in column})} '
+                    f'cannot be padded to {shape}')
             widest = np.max([c.shape for c in column], axis=0) if column[0].ndim else ()
             target = tuple(w if s is None or s == -1 else int(s)
                            for w, s in zip(widest, shape if shape is not None
@@ -470,8 +496,13 @@ class _PaddedBatch(_Batch):
 
     def _spec(self):
         size = self.size if self.drop_remainder else None
-        return tree.tree_map(lambda s: TensorSpec((size,) + tuple(None for _ in s.shape),
-                                                  s.dtype), self.source._spec())
+        specs, treedef = tree.flatten(self.source._spec())
+        shapes = _per_component(self.padded_shapes, len(specs))
+        return tree.unflatten(treedef, [
+            TensorSpec(None if s.shape is None and p is None else (size,) + tuple(
+                None if d is None or d == -1 else int(d)
+                for d in (p if p is not None else [None] * len(s.shape))), s.dtype)
+            for s, p in zip(specs, shapes)])
 
 
 class _Unbatch(_Transformed):
@@ -481,6 +512,10 @@ class _Unbatch(_Transformed):
             if any(leaf.ndim == 0 for leaf in leaves):
                 raise errors.InvalidArgumentError('unbatch: every component must have rank '
                                                   '>= 1, got a scalar')
+            if len({leaf.shape[0] for leaf in leaves}) > 1:
+                raise errors.InvalidArgumentError(
+                    'unbatch: the components have different first dimensions: '
+                    f'{" vs ".join(str(leaf.shape) for leaf in leaves)}')
             for i in range(leaves[0].shape[0]):
                 yield tree.unflatten(treedef, [leaf[i, ...] for leaf in leaves])
 
@@ -499,7 +534,9 @@ class _Shuffle(_Transformed):
     def __init__(self, source, buffer_size, seed, reshuffle):
         super().__init__(source)
         self.buffer_size, self.reshuffle = buffer_size, reshuffle
-        self.seed = np.random.SeedSequence(seed).entropy if seed is None else int(seed)
+        # no seed: one drawn from tj.random, so tj.random.set_seed makes the order reproducible
+        self.seed = int(np.asarray(random.uniform([], 0, 2.0 ** 31))) if seed is None \
+            else int(seed)
         self.epoch = 0
 
     def _rng(self):
@@ -550,9 +587,10 @@ class _Repeat(_Transformed):
 
     def _count(self):
         n = self.source._count()
+        if self.count == 0 or n == 0:
+            return 0
         if self.count < 0:
-            return 0 if n == 0 else INFINITE_CARDINALITY if n >= 0 or n == INFINITE_CARDINALITY \
-                else UNKNOWN_CARDINALITY
+            return INFINITE_CARDINALITY   # as TF, also when the size of one pass is unknown
         return n * self.count if n >= 0 else n
 
 
@@ -562,10 +600,12 @@ class _Take(_Transformed):
         self.count = count
 
     def _elements(self):
-        for k, element in enumerate(self.source._elements()):
-            if 0 <= self.count <= k:
-                return
+        if self.count == 0:
+            return
+        for k, element in enumerate(self.source._elements(), 1):
             yield element
+            if k == self.count:   # stop without reading the next element
+                return
 
     def _count(self):
         n = self.source._count()
@@ -623,20 +663,24 @@ class _Prefetch(_Transformed):
     def _elements(self):
         ready, stop = queue.Queue(self.buffer_size), threading.Event()
 
+        def offer(item):
+            """Put `item` unless the reader has gone (then the thread ends)."""
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce():
             try:
                 for element in self.source._elements():
-                    while not stop.is_set():
-                        try:
-                            ready.put((True, element), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not offer((True, element)):
                         return
-                ready.put((True, self._DONE))
+                offer((True, self._DONE))
             except BaseException as e:  # noqa: BLE001 (raised in the consumer, below)
-                ready.put((False, e))
+                offer((False, e))
 
         thread = threading.Thread(target=produce, daemon=True, name='tracejit-prefetch')
         thread.start()
@@ -670,6 +714,10 @@ class _Concatenate(_Transformed):
         super().__init__(source)
         if not isinstance(other, Dataset):
             raise TypeError(f'concatenate takes a Dataset, got {type(other).__name__}')
+        mine, theirs = tree.flatten(source._spec()), tree.flatten(other._spec())
+        if mine[1] != theirs[1] or [s.dtype for s in mine[0]] != [s.dtype for s in theirs[0]]:
+            raise TypeError(f'concatenate: the datasets have different element types: '
+                            f'{source._spec()} vs {other._spec()}')
         self.other = other
 
     def _elements(self):
@@ -681,6 +729,10 @@ class _Concatenate(_Transformed):
         if INFINITE_CARDINALITY in (a, b):
             return INFINITE_CARDINALITY
         return a + b if a >= 0 and b >= 0 else UNKNOWN_CARDINALITY
+
+    def _spec(self):
+        return tree.tree_map(lambda a, b: a.most_specific_common_supertype(b),
+                             self.source._spec(), self.other._spec())
 
 
 # ---------------------------------------------------------------------------- CSV files

@@ -21,6 +21,9 @@ class TensorSpec:
 
     def is_compatible_with(self, value):
         """Whether `value` (an array, a tensor or a TensorSpec) fits this spec."""
+        if not isinstance(value, TensorSpec) and not hasattr(value, 'dtype'):
+            value = np.asarray(value, dtype=self.dtype.np if isinstance(value, (int, float))
+                               else None)   # a Python number fits any numeric dtype
         shape = value.shape if isinstance(value, TensorSpec) else tuple(np.shape(value))
         dtype = dtypes.as_dtype(value.dtype)
         if dtype != self.dtype:

@@ -192,7 +192,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                                 validation_steps, validation_split)
     else:
         source = _ArrayEpochs(model, x, y, batch_size, shuffle, validation_data,
-                              validation_split)
+                              validation_split, validation_steps)
     history = callbacks_module.History()
     logger = {1: callbacks_module.ProgbarLogger, 2: callbacks_module.EpochLogger}.get(verbose)
     logger = logger(source.steps, epochs) if logger else None
@@ -225,9 +225,12 @@ class _ArrayEpochs:
     """Epochs over numpy data: shuffled once per epoch into buffers every epoch reuses, then
     cut into the batch plan's slices (views)."""
 
-    def __init__(self, model, x, y, batch_size, shuffle, validation_data, validation_split):
+    def __init__(self, model, x, y, batch_size, shuffle, validation_data, validation_split,
+                 validation_steps):
         self.model, self.batch_size = model, _batch_size(batch_size)
-        self.x, self.y, self.val = _fit_data(model, x, y, validation_data, validation_split)
+        self.x, self.y, validation_data = _fit_data(model, x, y, validation_data,
+                                                    validation_split)
+        self.validate = _validator(model, validation_data, validation_steps, self.batch_size)
         self.steps = math.ceil(len(self.x) / self.batch_size)
         self.plan = batch_plan(model, self.x, self.y, self.batch_size)
         self.rng = np.random.default_rng(_seed_from_tj_random()) if shuffle else None
@@ -243,9 +246,6 @@ class _ArrayEpochs:
             xs, ys = self.xs, self.ys
         _run_epoch(self.model, xs, ys, self.plan, cbs)
 
-    def validate(self):
-        return None if self.val is None else evaluate_arrays(self.model, *self.val,
-                                                             self.batch_size)
 
 
 class _DatasetEpochs:
@@ -269,12 +269,16 @@ class _DatasetEpochs:
         count = dataset._count()
         if self.limit is None and count == INFINITE_CARDINALITY:
             raise ValueError('the dataset is infinite (repeat()): pass steps_per_epoch')
+        if count == 0:
+            raise ValueError('the dataset has no batches to train on')
         self.steps = self.limit if self.limit is not None else count if count >= 0 else None
         self.iterator = None
-        self.val, self.validation_steps = validation_data, validation_steps
+        self.validate = _validator(model, validation_data, validation_steps, _batch_size(None))
 
     def _batches(self):
-        if self.limit is None:
+        # a new pass each epoch, unless steps_per_epoch takes fewer batches than one pass holds
+        # (then one iterator goes on across epochs), as Keras decides
+        if self.limit is None or self.limit == self.dataset._count():
             return iter(self.dataset._elements())
         if self.iterator is None:
             self.iterator = iter(self.dataset._elements())
@@ -291,28 +295,22 @@ class _DatasetEpochs:
                 cbs.on_train_batch_end(batch, logs)
             if self.model.stop_training:
                 return
+        if batch < 0 and self.limit is None:
+            raise ValueError('the dataset has no batches to train on')
         if self.limit is not None and batch + 1 < self.limit:
             warnings.warn(f'the dataset ran out of data after {batch + 1} of {self.limit} '
                           'steps_per_epoch; use repeat() to train longer', RuntimeWarning,
                           stacklevel=4)
             self.model.stop_training = True
 
-    def validate(self):
-        if self.val is None:
-            return None
-        if isinstance(self.val, Dataset):
-            return evaluate_batches(self.model, _limited(self.val, self.validation_steps))
-        if not isinstance(self.val, (tuple, list)) or len(self.val) != 2:
-            raise ValueError('validation_data must be a dataset or a pair (x_val, y_val)')
-        x, y = as_input(self.val[0], 'validation x'), as_input(self.val[1], 'validation y')
-        check_pair(x, y, ' in validation_data')
-        return evaluate_arrays(self.model, x, y, _batch_size(None))
 
-
-def _limited(dataset, steps):
-    batches = dataset._elements()
-    return batches if steps is None else itertools.islice(
-        batches, _whole_number(steps, 'validation_steps', 1))
+def _limited(dataset, steps, what='steps'):
+    """The dataset's batches, `steps` of them at most; an infinite dataset needs `steps`."""
+    if steps is None:
+        if dataset._count() == INFINITE_CARDINALITY:
+            raise ValueError(f'the dataset is infinite (repeat()): pass {what}')
+        return dataset._elements()
+    return itertools.islice(dataset._elements(), _whole_number(steps, what, 1))
 
 
 def dataset_pairs(model, batches):
@@ -341,16 +339,27 @@ def _fit_data(model, x, y, validation_data, validation_split):
         split = int(len(x) * (1 - validation_split))
         x, y, validation_data = x[:split], y[:split], (x[split:], y[split:])
         check_pair(x, y, ' after validation_split')
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError('validation_data must be a pair (x_val, y_val)')
-        val = as_input(validation_data[0], 'validation x'), as_input(validation_data[1],
-                                                                     'validation y')
-        check_pair(*val, ' in validation_data')
-        model._check_data_shape(val[0].shape)
     model._check_data_shape(x.shape)
-    return x, y, val
+    return x, y, validation_data
+
+
+def _validator(model, validation_data, validation_steps, batch_size):
+    """A function giving the validation metrics after an epoch (None without validation
+    data); the data is checked now, before any step."""
+    if validation_data is None:
+        return lambda: None
+    if isinstance(validation_data, Dataset):
+        if validation_steps is None and validation_data._count() == INFINITE_CARDINALITY:
+            raise ValueError('validation_data is infinite (repeat()): pass validation_steps')
+        return lambda: evaluate_batches(model, _limited(validation_data, validation_steps,
+                                                        'validation_steps'))
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError('validation_data must be a dataset or a pair (x_val, y_val)')
+    x, y = as_input(validation_data[0], 'validation x'), as_input(validation_data[1],
+                                                                  'validation y')
+    check_pair(x, y, ' in validation_data')
+    model._check_data_shape(x.shape)
+    return lambda: evaluate_arrays(model, x, y, batch_size)
 
 
 def _seed_from_tj_random():
