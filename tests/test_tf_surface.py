@@ -76,3 +76,23 @@ def test_gradient_of_a_variable_with_respect_to_itself_inside_a_function():
             y = w * w
         return tape.gradient([y, w], w)
     assert float(f()) == 7.0                               # 2w + 1
+
+
+@pytest.mark.compiled
+def test_a_function_returns_python_numbers_as_tensors_of_tfs_dtypes():
+    out = tj.function(lambda: (3, 1.5, True, None, 'name'))()
+    assert [type(v) for v in out[:3]] == [tj.Tensor] * 3
+    assert [v.dtype for v in out[:3]] == [tj.int32, tj.float32, tj.bool]
+    assert [v.numpy().item() for v in out[:3]] == [3, 1.5, True]
+    assert out[3:] == (None, 'name')
+
+
+@pytest.mark.compiled
+def test_a_list_of_floats_is_one_traced_argument():
+    f = tj.function(lambda x: tj.reduce_sum(x * x))
+    assert float(f([1.0, 2.0, 3.0])) == 14.0
+    assert float(f([[4.0, 5], [6, 7]])) == 126.0        # nested, ints among the floats
+    assert float(f([1.5, 0.5, 2.0])) == 6.5
+    assert f.cache_info()['traces'] == 2                 # one per shape, not per value
+    ints = tj.function(lambda shape: tj.zeros(shape))   # a list of ints stays static (a shape)
+    assert ints([2, 3]).shape == (2, 3) and ints([4]).shape == (4,)

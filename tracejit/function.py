@@ -214,6 +214,8 @@ class Function:
             leaves, treedef = tree.flatten(out, is_leaf=_is_leaf)
             traced, static = [], []
             for leaf in leaves:
+                if isinstance(leaf, (bool, int, float, np.generic)) or _is_float_list(leaf):
+                    leaf = tracing.to_array(leaf, 'returned value')   # a Tensor, as TF returns
                 if isinstance(leaf, (Variable, Tensor, Tracer, np.ndarray)):
                     traced.append(tracing.as_operand(leaf))
                     static.append(_TRACED)
@@ -330,11 +332,31 @@ jit = function
 # -------------------------------------------------------------------------------- leaves
 
 def _is_leaf(x):
-    return isinstance(x, (TensorOps, np.ndarray))
+    return isinstance(x, (TensorOps, np.ndarray)) or _is_float_list(x)
+
+
+def _is_float_list(x):
+    """A (nested) list of Python numbers with at least one float: one traced array, as TF's
+    tensors of a list argument, instead of one traced scalar per element."""
+    if type(x) is not list or not x:
+        return False
+    numbers = list(_numbers(x))
+    return all(isinstance(n, (int, float)) for n in numbers) and any(
+        isinstance(n, float) for n in numbers)
+
+
+def _numbers(x):
+    for item in x:
+        if type(item) is list:
+            yield from _numbers(item)
+        else:
+            yield item
 
 
 def _classify(leaf, name):
     """('dynamic', _Dynamic) for traced leaves, ('static', key-able value) otherwise."""
+    if type(leaf) is list:   # a list of floats (see _is_float_list): float32, as TF
+        leaf = tracing.to_array(leaf, f'argument {name!r}')
     if isinstance(leaf, Variable):
         return 'static', leaf
     if isinstance(leaf, Tensor):
@@ -358,6 +380,8 @@ def _dynamic_value(leaf):
     (kernels view them flat, and Numba would compile again for a read-only array's type)."""
     if isinstance(leaf, Tensor):
         leaf = leaf._value      # eager results may be views: transposed, read-only
+    elif type(leaf) is list:
+        leaf = tracing.to_array(leaf, 'argument')
     if isinstance(leaf, np.ndarray):
         leaf = dtypes.to_canonical(leaf, 'argument')
         if not leaf.flags.c_contiguous:
