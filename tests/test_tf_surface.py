@@ -96,3 +96,23 @@ def test_a_list_of_floats_is_one_traced_argument():
     assert f.cache_info()['traces'] == 2                 # one per shape, not per value
     ints = tj.function(lambda shape: tj.zeros(shape))   # a list of ints stays static (a shape)
     assert ints([2, 3]).shape == (2, 3) and ints([4]).shape == (4,)
+
+
+@pytest.mark.compiled
+def test_init_scope_runs_eagerly_inside_a_trace():
+    seen = []
+
+    @tj.function
+    def f(x):
+        with tj.init_scope():
+            eager = tj.constant([1.0, 2.0]) * 3.0      # a concrete value while tracing
+            seen.append(eager.numpy().tolist())
+        return x + eager
+    np.testing.assert_array_equal(f(np.ones(2, np.float32)).numpy(), [4.0, 7.0])
+    assert seen == [[3.0, 6.0]]
+    w = tj.Variable(2.0)
+    with tj.GradientTape(persistent=True) as tape:
+        y = w * w
+        with tj.init_scope():
+            hidden = w * 10.0                           # unseen by the tape
+    assert float(tape.gradient(y, w)) == 4.0 and tape.gradient(hidden, w) is None

@@ -35,6 +35,7 @@ from .ops import (  # noqa: F401
 from .random import normal as random_normal, uniform as random_uniform  # noqa: F401
 from .config import device  # noqa: F401
 from .spec import TensorSpec  # noqa: F401
+from .tracing import init_scope  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401
 from . import keras  # noqa: F401
