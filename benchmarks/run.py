@@ -235,6 +235,29 @@ def timing_rows(problem, results, floor, meter):
     return rows
 
 
+# tracejit's steady-state targets: (workload, reference, most time / reference allowed)
+TARGETS = [('W1', 'jax', 0.25), ('W2', 'jax', 0.25), ('W3', 'jax', 0.6), ('W3', 'floor', 1.3),
+           ('W4', 'jax', 0.8), ('W5', 'floor', 1.1)]
+
+
+def target_rows(measured):
+    """One row per target whose workload ran: {workload: (results, floor)} -> table rows."""
+    rows = []
+    for workload, reference, target in TARGETS:
+        if workload not in measured:
+            continue
+        results, floor = measured[workload]
+        mine = results.get('tracejit', (None,))[0]
+        theirs = floor[0] if reference == 'floor' and floor else \
+            results.get(reference, (None,))[0]
+        if mine is None or theirs is None:
+            continue
+        ratio = mine / theirs
+        rows.append([workload, reference, f'{ratio:.2f}x', f'<= {target}x',
+                     'met' if ratio <= target else 'not met'])
+    return rows
+
+
 def train_accuracy(problem, impls):
     """W3: train each implementation for `epochs` shuffled epochs, report test accuracy."""
     ex = problem.extra
@@ -360,7 +383,7 @@ def main(argv=None):
     args = parse_args(argv)
     impls = load_impls(args.impls)
     print('\n'.join(environment_report(impls)))
-    rows, check_rows, all_ok, accuracies = [], [], True, {}
+    rows, check_rows, all_ok, accuracies, measured = [], [], True, {}, {}
     for name in (w for w in args.workloads if w in wl.PROBLEMS):
         try:
             problem = wl.PROBLEMS[name](quick=args.quick)
@@ -378,6 +401,7 @@ def main(argv=None):
             time.sleep(SETTLE_S)
             floor = problem.floor() if problem.floor else None
         rows += timing_rows(problem, results, floor, meter)
+        measured[name] = (results, floor)
         if floor:
             print(f'  {name} floor: {fmt_us(floor[0])} µs ({floor[1]})')
         print(f'  {name} background CPU use: {meter.describe()}')
@@ -397,6 +421,10 @@ def main(argv=None):
                     'µs per training step (median over repeats x steps; spread = half IQR; '
                     'ratio = time / time of numpy, jax or the floor;\n'
                     'bg cores = cores other processes kept busy meanwhile, ! = unreliable)')
+    targets = target_rows(measured)
+    if targets:
+        print_table(['workload', 'vs', 'tracejit', 'target', ''], targets,
+                    'tracejit against its steady-state targets (this run)')
     if accuracies:
         accs, epochs = accuracies
         print(f'\nW3 test accuracy after {epochs} epochs: ' +
