@@ -116,3 +116,24 @@ def test_init_scope_runs_eagerly_inside_a_trace():
         with tj.init_scope():
             hidden = w * 10.0                           # unseen by the tape
     assert float(tape.gradient(y, w)) == 4.0 and tape.gradient(hidden, w) is None
+
+
+@pytest.mark.compiled
+def test_a_leaked_traced_value_raises_what_tf_raises():
+    leak = []
+
+    @tj.function
+    def f(x):
+        leak.append(x * 2.0)
+        return x
+    f(np.ones(2, np.float32))
+    with pytest.raises(TypeError, match='finished tracing') as eager:
+        leak[0] + 1.0
+    assert isinstance(eager.value, errors.LeakedTensorError)
+
+    @tj.function
+    def g(x):
+        return x + leak[0]
+    with pytest.raises(ValueError, match='escaped from another compiled function') as other:
+        g(np.ones(2, np.float32))
+    assert isinstance(other.value, errors.InaccessibleTensorError)

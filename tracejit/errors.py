@@ -37,6 +37,15 @@ class FailedPreconditionError(TracejitError, RuntimeError):
     """Something had to happen first: an uninitialised variable, a closed session."""
 
 
+class InaccessibleTensorError(TracejitError, ValueError):
+    """A traced value of one compiled function used in another (TensorFlow's name for it)."""
+
+
+class LeakedTensorError(TracejitError, TypeError):
+    """A traced value used after its compiled function finished tracing (TensorFlow raises a
+    TypeError here)."""
+
+
 class CompilationError(TracejitError, RuntimeError):
     """Numba failed on generated source; the message names the generated file."""
 

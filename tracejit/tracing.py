@@ -99,7 +99,7 @@ class Trace:
         """The graph value for an operand: a tracer's var, or a constant for eager data."""
         if isinstance(value, Tracer):
             if value.trace is not self:
-                raise errors.TracejitError(errors.at_user_line(
+                raise errors.InaccessibleTensorError(errors.at_user_line(
                     'a traced value escaped from another compiled function or graph and cannot '
                     'be used here; return it from that function instead of storing it'))
             return value.var
@@ -214,7 +214,7 @@ def bind(prim, *args, **params):
         if isinstance(a, Tracer):
             trace = a.trace
             if not trace.active:
-                raise errors.TracejitError(errors.at_user_line(
+                raise errors.LeakedTensorError(errors.at_user_line(
                     'a traced value was used after its compiled function finished tracing; '
                     'return it from the function instead of keeping a reference to it'))
             break
