@@ -137,3 +137,18 @@ def test_a_leaked_traced_value_raises_what_tf_raises():
     with pytest.raises(ValueError, match='escaped from another compiled function') as other:
         g(np.ones(2, np.float32))
     assert isinstance(other.value, errors.InaccessibleTensorError)
+
+
+def test_shape_errors_of_ops_are_invalid_argument_errors():
+    with pytest.raises(tj.errors.InvalidArgumentError, match='incompatible shapes'):
+        tj.constant([1.0, 2.0]) + tj.constant([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        tj.reshape(tj.constant([1.0, 2.0]), [3])
+
+
+def test_gradients_with_respect_to_integer_tensors_are_none():
+    x = tj.constant([1, 2])
+    with tj.GradientTape() as tape:
+        tape.watch(x)
+        y = tj.cast(x, tj.float32) * 2.0
+    assert tape.gradient(y, x) is None

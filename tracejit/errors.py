@@ -13,10 +13,6 @@ class TracejitError(Exception):
     """Base class of tracejit's own exceptions."""
 
 
-class ShapeError(TracejitError, ValueError):
-    """Operand shapes do not fit the op (TensorFlow raises InvalidArgumentError here)."""
-
-
 class DTypeError(TracejitError, TypeError):
     """Operand dtypes do not fit the op."""
 
@@ -27,6 +23,10 @@ class ConcretizationError(TracejitError, TypeError):
 
 class InvalidArgumentError(TracejitError, ValueError):
     """A bad argument value (TensorFlow's name for it)."""
+
+
+class ShapeError(InvalidArgumentError):
+    """Operand shapes do not fit the op: an InvalidArgumentError, as TensorFlow raises."""
 
 
 class DataLossError(TracejitError, ValueError):
