@@ -551,3 +551,16 @@ def test_floormod_and_the_percent_operator_follow_python():
     x = np.array([-7.5, 2.25, 5.0, -0.5], np.float32)
     np.testing.assert_allclose(tj.math.floormod(x, 2.0).numpy(), np.mod(x, 2.0), rtol=1e-6)
     assert tj.math.mod is tj.math.floormod
+
+
+def test_floormod_gradient_and_special_values():
+    """d/dx = 1 and d/dy = -floor(x / y) (TF's rule); inf gives NaN, as numpy."""
+    x = tj.constant([7.5, -2.5, 3.0])
+    y = tj.constant([2.0, 2.0, -4.0])
+    with tj.GradientTape(persistent=True) as tape:
+        tape.watch([x, y])
+        r = tj.math.floormod(x, y)
+    np.testing.assert_array_equal(tape.gradient(r, x).numpy(), [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(tape.gradient(r, y).numpy(), -np.floor(x.numpy() / y.numpy()))
+    special = tj.math.floormod(tj.constant([np.inf, 0.0, -0.0]), 2.0).numpy()
+    assert np.isnan(special[0]) and special[1] == 0.0 and special[2] == 0.0

@@ -136,7 +136,6 @@ class GradientTape:
         self._watch_accessed = watch_accessed_variables
         self._watched = set()        # uids of values that depend on a watched source
         self._var_reads = {}         # id(Variable) -> (Variable, [uid of each read])
-        self._target_reads = {}      # id(Variable) -> [uid of its reads as a target of gradient]
         self._watched_vars = {}      # id(Variable) -> Variable explicitly watched
         self._entries = []
         self._recording = False
@@ -215,17 +214,17 @@ class GradientTape:
         leaves = tree.leaves(target)
         targets = [operands.operand(t, 'target') for t in leaves]
         # a Variable target is read here, after recording: its own gradient is 1, as in TF
-        self._target_reads = {}
+        target_reads = {}   # id(Variable) -> [uid of each read of it as a target]
         for leaf, value in zip(leaves, targets):
             if isinstance(leaf, Variable):
-                self._target_reads.setdefault(id(leaf), []).append(value._uid)
+                target_reads.setdefault(id(leaf), []).append(value._uid)
         if output_gradients is not None:
             output_gradients = tree.leaves(output_gradients)
         source_leaves, treedef = tree.flatten(sources)
         # as in TF, a persistent tape still in its `with` block records the gradient computation
         # too, so that one tape can differentiate its own gradients (higher order)
         with contextlib.nullcontext() if self._persistent else self.stop_recording():
-            grads = self._gradients(targets, output_gradients, source_leaves)
+            grads = self._gradients(targets, output_gradients, source_leaves, target_reads)
             grads = [_finish(g, s, unconnected) for g, s in zip(grads, source_leaves)]
         return tree.unflatten(treedef, grads)
 
@@ -236,7 +235,7 @@ class GradientTape:
                 '(or jacobians); use GradientTape(persistent=True) to call it more than once'))
         self._used = True
 
-    def _gradients(self, targets, output_gradients, sources):
+    def _gradients(self, targets, output_gradients, sources, target_reads=None):
         for s in sources:
             if s is None or not (isinstance(s, Variable) or _has_uid(s)):
                 raise TypeError(errors.at_user_line(
@@ -245,14 +244,14 @@ class GradientTape:
         targets = [t if _has_uid(t) else ops.constant(t) for t in targets]
         cts = backward(list(self._entries), _seed_cts(targets, output_gradients, key), key,
                        lambda a: getattr(a, '_uid', None) in self._watched)
-        return [self._source_ct(s, cts) for s in sources]
+        return [self._source_ct(s, cts, target_reads or {}) for s in sources]
 
-    def _source_ct(self, source, cts):
+    def _source_ct(self, source, cts, target_reads):
         if not isinstance(source, Variable):
             return cts.get(source._uid)
         total = None
         reads = self._var_reads.get(id(source), (None, []))[1]
-        for uid in list(reads) + self._target_reads.get(id(source), []):
+        for uid in list(reads) + target_reads.get(id(source), []):
             if uid in cts:
                 total = cts[uid] if total is None else ops.add(total, cts[uid])
         return total

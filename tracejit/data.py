@@ -55,10 +55,10 @@ def _spec_of(element):
     return tree.tree_map(TensorSpec.from_array, element)
 
 
-def _call(fn, element):
+def _arguments(element):
     """TF's convention: a tuple element is unpacked into the function's arguments."""
-    return fn(*element) if isinstance(element, tuple) and not hasattr(element, '_fields') \
-        else fn(element)
+    return element if isinstance(element, tuple) and not hasattr(element, '_fields') \
+        else (element,)
 
 
 def _cardinality(n):
@@ -350,14 +350,11 @@ class _Transformed(Dataset):
 class _Map(_Transformed):
     def __init__(self, source, fn):
         super().__init__(source)
-        self.fn, self.compiled = fn, function(lambda *args: _call(fn, args[0] if len(args) == 1
-                                                                  else args))
+        self.compiled = function(fn)
 
     def _elements(self):
         for element in self.source._elements():
-            args = element if isinstance(element, tuple) and not hasattr(element, '_fields') \
-                else (element,)
-            out = self.compiled(*args)
+            out = self.compiled(*_arguments(element))
             yield _structure(tuple(out) if isinstance(out, list) else out, 'map output')
 
     def _spec(self):
@@ -368,14 +365,11 @@ class _Map(_Transformed):
 class _Filter(_Transformed):
     def __init__(self, source, predicate):
         super().__init__(source)
-        self.compiled = function(lambda *args: _call(predicate, args[0] if len(args) == 1
-                                                     else args))
+        self.compiled = function(predicate)
 
     def _elements(self):
         for element in self.source._elements():
-            args = element if isinstance(element, tuple) and not hasattr(element, '_fields') \
-                else (element,)
-            keep = np.asarray(self.compiled(*args))
+            keep = np.asarray(self.compiled(*_arguments(element)))
             if keep.shape != () or keep.dtype != np.bool_:
                 raise errors.InvalidArgumentError(
                     f'filter: the predicate must return a scalar bool, got '
@@ -420,14 +414,21 @@ class _Batch(_Transformed):
                 if len(chunk) == self.size or not self.drop_remainder:
                     yield source._rows(chunk)
             return
+        yield from self._groups()
+
+    def _groups(self):
+        """Batches of `size` elements one by one, each combined by `_combine`."""
         pending = []
         for element in self.source._elements():
             pending.append(element)
             if len(pending) == self.size:
-                yield _stack(pending, 'batch')
+                yield self._combine(pending)
                 pending = []
         if pending and not self.drop_remainder:
-            yield _stack(pending, 'batch')
+            yield self._combine(pending)
+
+    def _combine(self, elements):
+        return _stack(elements, 'batch')
 
     def _count(self):
         n = self.source._count()
@@ -459,16 +460,10 @@ class _PaddedBatch(_Batch):
         self.padded_shapes, self.padding_values = padded_shapes, padding_values
 
     def _elements(self):
-        pending = []
-        for element in self.source._elements():
-            pending.append(element)
-            if len(pending) == self.size:
-                yield self._padded(pending)
-                pending = []
-        if pending and not self.drop_remainder:
-            yield self._padded(pending)
+        return self._groups()
 
-    def _padded(self, elements):
+    def _combine(self, elements):
+        """The elements padded to a common shape (or `padded_shapes`), stacked."""
         leaves = [tree.flatten(e)[0] for e in elements]
         treedef = tree.flatten(elements[0])[1]
         shapes = _per_component(self.padded_shapes, len(leaves[0]))
