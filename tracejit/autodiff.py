@@ -98,9 +98,10 @@ def _has_uid(x):
 def _seed_cts(targets, output_gradients, key):
     cts = {}
     for i, t in enumerate(targets):
-        seed = ops.ones_like(t) if output_gradients is None else operands.operand(output_gradients[i])
-        seed = operands.cast_to(seed, operands.dtype_of(t)) if not isinstance(seed, np.ndarray) else \
-            seed.astype(operands.dtype_of(t))
+        seed = ops.ones_like(t) if output_gradients is None else \
+            operands.operand(output_gradients[i])
+        dtype = operands.dtype_of(t)
+        seed = seed.astype(dtype) if isinstance(seed, np.ndarray) else operands.cast_to(seed, dtype)
         k = key(t)
         cts[k] = seed if k not in cts else ops.add(cts[k], seed)
     return cts

@@ -20,7 +20,8 @@ class Kernel:
     def __init__(self, fn, lowered, graph, checked_inputs=frozenset()):
         self.fn, self.lowered = fn, lowered
         self.source_path = getattr(fn, 'source_path', '<memory>')
-        state = tuple(v.buffer.reshape(1) if var.shape == () else v.buffer for v, var in graph.state)
+        state = tuple(v.buffer.reshape(1) if var.shape == () else v.buffer
+                      for v, var in graph.state)
         self.tail = state + (lowered.dims, lowered.fconsts, lowered.iconsts) + tuple(
             lowered.array_consts)
         self.scalar_positions = [i for i, v in enumerate(graph.inputs) if v.shape == ()]
