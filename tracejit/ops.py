@@ -516,6 +516,11 @@ def scatter_add(updates, indices, axis, size):
                 size=int(size))
 
 
+def allreduce_sum(x, comm, timeout):
+    """The sum of `x` over the processes of MPI communicator handle `comm` (tj.distribute's)."""
+    return bind(P.REGISTRY['allreduce_sum'], operand(x), comm=int(comm), timeout=float(timeout))
+
+
 def slice_(x, slices):
     return bind(P.REGISTRY['slice'], operand(x), slices=tuple(slices))
 

@@ -70,7 +70,8 @@ def constant_folding(graph):
     """Evaluate nodes whose operands are all constants (unless that would expand data)."""
     def rule(node, out):
         values = [_const(out, v) for v in node.inputs]
-        if not node.inputs or any(v is None for v in values) or node.prim.kind == 'source':
+        if not node.inputs or any(v is None for v in values) or node.prim.kind in (
+                'source', 'collective'):  # a collective's value comes from other processes
             return None
         result = node.outputs[0]
         if result.size > FOLD_MAX_SIZE or result.size > max(v.size for v in values):

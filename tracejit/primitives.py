@@ -6,12 +6,14 @@ of each differentiable primitive (written with ops, which are built on this modu
 builds the public API from these; the tests loop over `REGISTRY`. This module imports nothing
 of tracejit's but errors.
 """
+import time
+
 import numpy as np
 
 from . import errors
 
 REGISTRY = {}
-KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source')
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'collective')
 
 
 class Primitive:
@@ -261,6 +263,29 @@ def _random_uniform(key, *, shape, dtype):
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 
+def _allreduce_rule(x, *, comm, timeout):
+    if np.dtype(x.dtype).kind not in 'iuf':
+        raise errors.DTypeError(f'allreduce needs a numeric operand, got {np.dtype(x.dtype).name}')
+    return [(tuple(x.shape), np.dtype(x.dtype), False)]
+
+
+def _allreduce_sum(x, *, comm, timeout):
+    """The sum of `x` over the processes of the MPI communicator `comm` (a handle; 0 is this
+    process alone), waited for at most `timeout` seconds. Eager collectives are mpi4py's."""
+    if comm == 0:
+        return x.copy()
+    from mpi4py import MPI
+    out = np.empty(x.shape, x.dtype)
+    request = MPI.Comm.fromhandle(comm).Iallreduce(np.ascontiguousarray(x), out, MPI.SUM)
+    deadline = time.monotonic() + timeout
+    while not request.Test():
+        if time.monotonic() > deadline:
+            raise errors.DeadlineExceededError(
+                f'allreduce timed out after {timeout:g} s: another rank died, stopped early or '
+                f'runs a different step (TRACEJIT_DISTRIBUTE_TIMEOUT sets the limit)')
+    return out
+
+
 def _rowwise_rule(x):
     if len(x.shape) < 1 or np.dtype(x.dtype).kind != 'f':
         raise errors.DTypeError(f'needs a floating-point operand of rank >= 1, got '
@@ -356,6 +381,8 @@ Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
+
+Primitive('allreduce_sum', _allreduce_sum, _allreduce_rule, 'collective', 'allreduce_sum')
 
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')

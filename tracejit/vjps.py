@@ -99,6 +99,7 @@ defvjp('unslice', lambda ct, out, u, *, shape, slices: o.slice_(ct, slices))
 defvjp('concat', all_inputs=_concat_vjp)
 defvjp('gather', lambda ct, out, x, i, *, axis: o.scatter_add(ct, i, axis, x.shape[axis]), _zero)
 defvjp('scatter_add', lambda ct, out, u, i, *, axis, size: o.gather(ct, i, axis=axis), _zero)
+defvjp('allreduce_sum', lambda ct, out, x, *, comm, timeout: o.allreduce_sum(ct, comm, timeout))
 defvjp('matmul', _matmul_vjp_a, _matmul_vjp_b)
 defvjp('log_softmax',
        lambda ct, out, x: ct - o.exp(out) * o.reduce_sum(ct, axis=-1, keepdims=True))

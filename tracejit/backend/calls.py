@@ -5,6 +5,7 @@ their operand as (before, axis, after) so one helper in `kernels.py` serves ever
 """
 import numpy as np
 
+from . import mpi_library
 from .blocks import np_type
 
 
@@ -146,3 +147,24 @@ def identity(cg, node, name):
     """A reduction over no axes of a 0-d value."""
     cg.emit(f'{name} = {cg.ref(node.inputs[0])}')
 
+
+
+def allreduce_sum(cg, node, name):
+    """The sum over MPI processes, by mpi_kernels.allreduce_sum from inside the kernel. The
+    library's function pointers, the handles and the deadline are per-process constants read
+    from `ic`/`fc`, so the source stays the same in every process (communicator 0: this
+    process alone, a copy)."""
+    x, out = node.inputs[0], node.outputs[0]
+    send, recv = cg.fresh('m'), cg.fresh('m')
+    cg.emit(f'{send} = np.ascontiguousarray({_as_array(cg, x)}).reshape({cg.size(x)})')
+    if node.params['comm'] == 0:
+        cg.emit(f'{recv} = {send}.copy()')
+    else:
+        base = len(cg.iconsts)
+        cg.iconsts.extend(mpi_library.function_addresses() + mpi_library.sum_handles(out.dtype)
+                          + [node.params['comm']])
+        cg.fconsts.append(node.params['timeout'])
+        cg.emit(f'{recv} = np.empty({cg.size(x)}, {np_type(out.dtype)})')
+        cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, ic[{base}:{base + 3}], '
+                f'ic[{base + 3}:{base + 6}], fc[{len(cg.fconsts) - 1}])')
+    _finish(cg, out, name, recv)

@@ -18,6 +18,7 @@ from numba import types
 
 from .fastmath import exp32, log32
 from .fpflags import FASTMATH
+from .mpi_kernels import allreduce_sum32, allreduce_sum64  # noqa: F401 (kernels call K.*)
 
 _jit = numba.njit(inline='always', error_model='numpy')
 _cached = numba.njit(cache=True, error_model='numpy', nogil=True)

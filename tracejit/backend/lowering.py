@@ -75,6 +75,7 @@ BY_NAME = {
     'gather': Lowering(dims.gather, emit=calls.gather, checks_indices=True),
     'scatter_add': Lowering(dims.scatter_add, emit=calls.scatter_add),
     'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
+    'allreduce_sum': Lowering(dims.aligned, emit=calls.allreduce_sum),
 }
 
 

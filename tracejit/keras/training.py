@@ -195,7 +195,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                               validation_split, validation_steps)
     history = callbacks_module.History()
     logger = {1: callbacks_module.ProgbarLogger, 2: callbacks_module.EpochLogger}.get(verbose)
-    logger = logger(source.steps, epochs) if logger else None
+    logger = logger(source.steps, epochs) if logger and callbacks_module.is_chief() else None
     cbs = callbacks_module.CallbackList(
         list(callbacks or []) + [history] + ([logger] if logger else []), model,
         {'epochs': epochs, 'steps': source.steps, 'verbose': verbose})
