@@ -12,16 +12,16 @@ def _structure(variables):
             for k, v in enumerate(variables)]
 
 
-def _mismatch(root, mine):
-    """A sentence naming the first difference between two structures, or None."""
-    for k, (a, b) in enumerate(zip(root, mine)):
+def _mismatch(root, other, rank):
+    """A sentence naming the first difference between the root's structure and rank's."""
+    for k, (a, b) in enumerate(zip(root, other)):
         if a != b:
-            return (f'variable {k} is {b[0]!r} of shape {b[1]} {np.dtype(b[2]).name} here but '
-                    f'{a[0]!r} of shape {a[1]} {np.dtype(a[2]).name} on the root')
-    if len(root) != len(mine):
-        extra = (root if len(root) > len(mine) else mine)[min(len(root), len(mine))][0]
-        return (f'{len(mine)} variables here but {len(root)} on the root (first unmatched: '
-                f'{extra!r})')
+            return (f'variable {k} is {b[0]!r} of shape {b[1]} {np.dtype(b[2]).name} on rank '
+                    f'{rank} but {a[0]!r} of shape {a[1]} {np.dtype(a[2]).name} on the root')
+    if len(root) != len(other):
+        extra = (root if len(root) > len(other) else other)[min(len(root), len(other))][0]
+        return (f'rank {rank} has {len(other)} variables, the root {len(root)} (the first '
+                f'without a match: {extra!r})')
     return None
 
 
@@ -35,13 +35,13 @@ def broadcast_variables(variables, root_rank=0):
         return
     structures = collectives.gather_objects(_structure(variables))
     for rank, structure in enumerate(structures):
-        problem = _mismatch(structures[root_rank], structure)
+        problem = _mismatch(structures[root_rank], structure, rank)
         if problem:
             raise errors.InvalidArgumentError(
-                f'broadcast_variables: the model differs between processes: on rank {rank}, '
-                f'{problem}; build the same model on every process')
+                f'broadcast_variables: the model differs between processes: {problem}; build '
+                f'the same model on every process')
     comm = world.communicator()
-    buffers = [np.ascontiguousarray(v.numpy()) for v in variables]
+    buffers = [np.array(v.numpy(), order='C') for v in variables]
     requests = [comm.Ibcast(b, root=root_rank) for b in buffers]
     for request in requests:
         collectives.wait(request, 'broadcast_variables')

@@ -110,7 +110,7 @@ def broadcast(tensor, root_rank, name=None):
     if world.size() == 1:
         return ops.identity(tensor)
     if not isinstance(tensor, Tracer):
-        value = np.ascontiguousarray(ops.convert_to_tensor(tensor).numpy())
+        value = np.array(ops.convert_to_tensor(tensor).numpy(), order='C')
         wait(world.communicator().Ibcast(value, root=root_rank), 'broadcast')
         return ops.convert_to_tensor(value)
     return _sum(tensor if world.rank() == root_rank else ops.zeros_like(tensor))
