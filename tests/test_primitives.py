@@ -430,6 +430,9 @@ SPECS = {
                    (np.float64, np.float32, np.int32)),
     'log_softmax': Spec([Case([A(s)]) for s in [(4,), (3, 4), (2, 3, 5), (1, 1)]],
                         _log_softmax_ref, tj.nn.log_softmax, FLOATS),
+    'allreduce_sum': Spec([Case([A(s)], {'comm': 0, 'timeout': 10.0}) for s in UNARY_SHAPES],
+                          lambda x, *, comm, timeout: x, ops.allreduce_sum, NUMBERS,
+                          compiled=(0, 2)),  # comm 0: this process alone (mpiexec: test_distribute)
     'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
         ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32),
         ((5,), 0, np.int32),

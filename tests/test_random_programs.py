@@ -196,6 +196,7 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
     'where': _bin(lambda x, y: tj.where(x > y, x * 2.0, y - 1.0),
                   lambda x, y: np.where(x > y, x * 2.0, y - 1.0), _gap),
     'sqdiff': _bin(tj.squared_difference, lambda x, y: (x - y) ** 2),
+    'allreduce': _ew(lambda x: tj.distribute.allreduce(x, op=tj.distribute.Sum), lambda x: x),
     'neg': _ew(tj.negative, np.negative),
     'tanh': _ew(tj.tanh, np.tanh),
     'sin': _ew(tj.sin, np.sin),
