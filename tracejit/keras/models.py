@@ -9,7 +9,7 @@ layer calls recorded on `keras.Input`s (see functional.py).
 """
 import numpy as np
 
-from . import (functional, layers as layers_module, losses, metrics as metrics_module,
+from . import (compile_utils, functional, layers as layers_module, metrics as metrics_module,
                optimizers, saving, summary as summary_module, training)
 from .layers import Layer, unique_name
 
@@ -86,16 +86,23 @@ class Model(Layer):
 
     # -- training configuration -------------------------------------------------------------
 
-    def compile(self, optimizer='rmsprop', loss=None, metrics=None, run_eagerly=False,
-                steps_per_execution=1):
+    def compile(self, optimizer='rmsprop', loss=None, metrics=None, loss_weights=None,
+                run_eagerly=False, steps_per_execution=1):
         """Choose optimizer, loss and metrics (objects or names: 'adam', 'mse',
-        'sparse_categorical_crossentropy', 'accuracy', ...)."""
+        'sparse_categorical_crossentropy', 'accuracy', ...). Models with several outputs take
+        a loss, `loss_weights` and metrics per output, as lists or dicts by output name
+        (see compile_utils)."""
         if loss is None:
             raise ValueError('compile needs a loss, e.g. loss="mse"')
+        names = getattr(self, 'output_names', None) or ['output']
         self.optimizer = optimizers.get(optimizer)
-        self.compiled_loss = losses.as_loss(loss)
+        self.compiled_loss = compile_utils.OutputLosses(loss, loss_weights, names)
         self.loss_tracker = metrics_module.Mean('loss')
-        self.compiled_metrics = [metrics_module.as_metric(m) for m in (metrics or [])]
+        self.output_metrics = compile_utils.OutputMetrics(metrics, names)
+        trackers = [t for t in self.compiled_loss.trackers if t is not None]
+        self.compiled_metrics = sorted(trackers + self.output_metrics.metrics,
+                                       key=lambda m: m.name) if trackers else \
+            self.output_metrics.metrics
         self.run_eagerly = bool(run_eagerly)
         self._steps_per_execution = training._whole_number(steps_per_execution,
                                                            'steps_per_execution', 1)
