@@ -82,3 +82,28 @@ def dropout(x, rate, noise_shape=None, seed=None, name=None):
     x = operands.operand(x)
     keep = ops.greater_equal(random.uniform(noise_shape or x.shape, dtype=operands.dtype_of(x)), rate)
     return ops.where(keep, x * (1.0 / (1.0 - float(rate))), ops.zeros_like(x))
+
+
+def moments(x, axes, shift=None, keepdims=False, name=None):
+    """(mean, variance) of `x` over `axes`, as TensorFlow computes them: the variance is the
+    mean squared distance to stop_gradient(mean), whose gradient is the same (the distances
+    sum to zero) and needs no pass through the mean."""
+    x = operands.operand(x, 'x')
+    axes = [axes] if isinstance(axes, int) else list(axes)
+    mean = ops.reduce_mean(x, axis=axes, keepdims=True)
+    variance = ops.reduce_mean(ops.squared_difference(x, ops.stop_gradient(mean)), axis=axes,
+                               keepdims=True)
+    if not keepdims:
+        mean, variance = ops.squeeze(mean, axes), ops.squeeze(variance, axes)
+    return mean, variance
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
+    """(x - mean) * scale / sqrt(variance + variance_epsilon) + offset, arranged as TensorFlow
+    arranges it: x * inv + (offset - mean * inv) with inv = scale * rsqrt(variance + eps)."""
+    x = operands.operand(x, 'x')
+    inv = ops.rsqrt(ops.add(variance, variance_epsilon))
+    if scale is not None:
+        inv = inv * scale
+    shift = -mean * inv if offset is None else offset - mean * inv
+    return x * ops.cast(inv, operands.dtype_of(x)) + ops.cast(shift, operands.dtype_of(x))
