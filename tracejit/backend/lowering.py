@@ -75,6 +75,9 @@ BY_NAME = {
     'gather': Lowering(dims.gather, emit=calls.gather, checks_indices=True),
     'scatter_add': Lowering(dims.scatter_add, emit=calls.scatter_add),
     'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
+    'im2col': Lowering(dims.batch_and_channels, emit=calls.im2col),
+    'col2im': Lowering(dims.batch_and_channels, emit=calls.col2im),
+    'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool_argmax),
 }
 
 
