@@ -110,3 +110,12 @@ def test_bad_arguments_are_refused():
     conv(np.zeros((1, 5, 5, 3), np.float32))
     with pytest.raises(errors.ShapeError, match='axis -1'):
         conv(np.zeros((1, 5, 5, 4), np.float32))
+
+
+@pytest.mark.compiled
+def test_digits_cnn_reaches_97_percent_through_fit():
+    """The benchmark's digits CNN (benchmarks/conv.py), 8 epochs instead of 15."""
+    pytest.importorskip('sklearn')
+    from benchmarks.conv import digits_cnn
+    accuracy, _ = digits_cnn(epochs=8)
+    assert accuracy >= 0.97
