@@ -260,6 +260,58 @@ def _log_softmax_ref(x):
     return (np.log(e / e.sum(axis=-1, keepdims=True))).astype(x.dtype)
 
 
+def _window_axis(size, k, stride, dilation, padding):
+    """(output size, padding before) of one axis: TF's documented SAME/VALID arithmetic."""
+    span = (k - 1) * dilation + 1
+    if padding == 'VALID':
+        return (size - span) // stride + 1, 0
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + span - size, 0) // 2
+
+
+def _window_taps(shape, ksize, strides, dilations, padding):
+    """[((i, j, p, q), (r, s) or None)]: each output position's taps and where they read
+    (None over the padding)."""
+    (oh, top), (ow, left) = (_window_axis(shape[1 + a], ksize[a], strides[a], dilations[a],
+                                          padding) for a in range(2))
+    taps = []
+    for i, j, p, q in np.ndindex(oh, ow, *ksize):
+        r, s = i * strides[0] + p * dilations[0] - top, j * strides[1] + q * dilations[1] - left
+        inside = 0 <= r < shape[1] and 0 <= s < shape[2]
+        taps.append(((i, j, p, q), (r, s) if inside else None))
+    return (oh, ow), taps
+
+
+def _im2col_ref(x, *, ksize, strides, dilations, padding):
+    (oh, ow), taps = _window_taps(x.shape, ksize, strides, dilations, padding)
+    out = np.zeros((x.shape[0], oh, ow) + tuple(ksize) + (x.shape[3],), x.dtype)
+    for (i, j, p, q), at in taps:
+        if at is not None:
+            out[:, i, j, p, q, :] = x[:, at[0], at[1], :]
+    return out
+
+
+def _col2im_ref(u, *, size, ksize, strides, dilations, padding):
+    shape = (u.shape[0],) + tuple(size) + (u.shape[5],)
+    out = np.zeros(shape, u.dtype)
+    for (i, j, p, q), at in _window_taps(shape, ksize, strides, dilations, padding)[1]:
+        if at is not None:
+            out[:, at[0], at[1], :] += u[:, i, j, p, q, :]
+    return out
+
+
+def _pool_argmax_ref(x, *, ksize, strides, padding):
+    """For each window and channel, the flat index of its first largest tap."""
+    (oh, ow), taps = _window_taps(x.shape, ksize, strides, (1, 1), padding)
+    n, h, w, c = x.shape
+    out = np.zeros((n, oh, ow, c), np.int64)
+    for b, i, j, ch in np.ndindex(n, oh, ow, c):
+        inside = [at for (ti, tj, _, _), at in taps if (ti, tj) == (i, j) and at is not None]
+        flat = [((b * h + r) * w + s) * c + ch for r, s in inside]
+        out[b, i, j, ch] = flat[int(np.argmax([x[b, r, s, ch] for r, s in inside]))]
+    return out
+
+
 # ---------------------------------------------------------------------------- the table
 
 # The done-means shapes (), (3, 1), (1, 4), (3, 4) for every elementwise primitive: unary ones
@@ -337,6 +389,32 @@ MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((2, 4, 3), (2, 4, 5), True, False),
     ((1, 1), (1, 3), False, False),
 ]
+
+
+WINDOW_CASES = [  # (image shape, ksize, strides, dilations, padding): odd sizes, batch 1
+    ((2, 5, 4, 3), (3, 2), (1, 1), (1, 1), 'SAME'),
+    ((1, 7, 6, 2), (3, 3), (2, 2), (1, 1), 'VALID'),
+    ((2, 6, 7, 1), (2, 3), (2, 3), (1, 1), 'SAME'),
+    ((1, 7, 7, 2), (3, 2), (1, 1), (2, 3), 'SAME'),
+    ((2, 5, 6, 2), (2, 2), (2, 1), (2, 1), 'VALID'),
+    ((1, 3, 3, 1), (1, 1), (2, 2), (1, 1), 'SAME'),
+]
+POOL_CASES = [  # (image shape, ksize, strides, padding)
+    ((2, 4, 4, 3), (2, 2), (2, 2), 'VALID'),
+    ((1, 5, 5, 2), (3, 3), (2, 2), 'SAME'),
+    ((2, 5, 4, 1), (3, 2), (1, 1), 'SAME'),
+    ((1, 7, 5, 2), (2, 3), (3, 2), 'VALID'),
+]
+
+
+def _window_params(ksize, strides, dilations, padding):
+    return {'ksize': ksize, 'strides': strides, 'dilations': dilations, 'padding': padding}
+
+
+def _windows_shape(shape, ksize, strides, dilations, padding):
+    (oh, _), (ow, _) = (_window_axis(shape[1 + a], ksize[a], strides[a], dilations[a], padding)
+                        for a in range(2))
+    return (shape[0], oh, ow) + tuple(ksize) + (shape[3],)
 
 CONVERT_TARGETS = (np.float32, np.float64, np.int32, np.bool_)
 
@@ -433,6 +511,15 @@ SPECS = {
     'allreduce_sum': Spec([Case([A(s)], {'comm': 0, 'timeout': 10.0}) for s in UNARY_SHAPES],
                           lambda x, *, comm, timeout: x, ops.allreduce_sum, NUMBERS,
                           compiled=(0, 2)),  # comm 0: this process alone (mpiexec: test_distribute)
+    'im2col': Spec([Case([A(shape)], _window_params(*window)) for shape, *window in WINDOW_CASES],
+                   _im2col_ref, compiled=(0, 1, 3)),
+    'col2im': Spec([Case([A(_windows_shape(shape, *window))],
+                         dict(_window_params(*window), size=shape[1:3]))
+                    for shape, *window in WINDOW_CASES], _col2im_ref, compiled=(1, 3)),
+    'pool_argmax': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
+                         for shape, k, st, pad in POOL_CASES], _pool_argmax_ref,
+                        out_dtype=lambda dtype, params: np.dtype(np.int64), order=0,
+                        compiled=(0, 1)),
     'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
         ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32),
         ((5,), 0, np.int32),
@@ -758,6 +845,11 @@ SPECIAL_POINTS = {
     'slice': ([[INF, 1.0, 2.0]], {'slices': ((0, 3, 2),)}, [[1.0, 0.0, 1.0]]),
     'unslice': ([[INF, 1.0]], {'shape': (3,), 'slices': ((0, 3, 2),)}, [[1.0, 1.0]]),
     'concat': ([[INF], [1.0, -INF]], {'axis': 0}, [[1.0], [1.0, 1.0]]),
+    'im2col': ([[[[[INF], [1.0]]]]], _window_params((1, 2), (1, 1), (1, 1), 'SAME'),
+               [[[[[1.0], [2.0]]]]]),
+    'col2im': ([[[[[[[INF], [1.0]]], [[[2.0], [-INF]]]]]]],
+               dict(_window_params((1, 2), (1, 1), (1, 1), 'SAME'), size=(1, 2)),
+               [[[[[[[1.0], [1.0]]], [[[1.0], [0.0]]]]]]]),
 }
 
 

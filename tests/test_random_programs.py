@@ -177,6 +177,70 @@ def _to_integer(x):
     return float(np.min(np.abs(x - np.round(x)), initial=np.inf))
 
 
+def _np_windows(x, k, stride, padding, fill):
+    """{output position: the image's taps of its window} of a 2-D `x` (one channel), TF's
+    SAME/VALID geometry; padded taps are `fill`."""
+    out = {}
+    sizes = []
+    for a in range(2):
+        span = k[a]
+        n = -(-x.shape[a] // stride[a]) if padding == 'SAME' else (x.shape[a] - span) // stride[a] + 1
+        before = max((n - 1) * stride[a] + span - x.shape[a], 0) // 2 if padding == 'SAME' else 0
+        sizes.append((n, before))
+    (oh, top), (ow, left) = sizes
+    for i, j in np.ndindex(oh, ow):
+        taps = [x[r, c] if 0 <= r < x.shape[0] and 0 <= c < x.shape[1] else fill
+                for r in range(i * stride[0] - top, i * stride[0] - top + k[0])
+                for c in range(j * stride[1] - left, j * stride[1] - left + k[1])]
+        out[(i, j)] = taps
+    return out, (oh, ow)
+
+
+def _window_choices(shape, kernel=None):
+    """(strides, padding) choices for a 2-D image and a window of shape `kernel`."""
+    if len(shape) != 2 or (kernel is not None and len(kernel) != 2):
+        return []
+    k = kernel or (2, 2)
+    out = [((1, 1), 'SAME'), ((2, 1), 'SAME')]
+    if all(k[a] <= shape[a] for a in range(2)):
+        out.append(((1, 2), 'VALID'))
+    return out
+
+
+def _tj_conv(p, x, y):
+    out = tj.nn.conv2d(tj.reshape(x, (1,) + tuple(x.shape) + (1,)),
+                       tj.reshape(y, tuple(y.shape) + (1, 1)), p[0], p[1])
+    return tj.reshape(out, out.shape[1:3])
+
+
+def _np_conv(p, x, y):
+    """Cross-correlation of the zero-padded image with the kernel."""
+    windows, shape = _np_windows(x, y.shape, p[0], p[1], 0.0)
+    return np.array([np.dot(windows[ij], y.ravel()) for ij in np.ndindex(shape)]).reshape(shape)
+
+
+def _tj_pool(fn):
+    def apply(p, x):
+        out = fn(tj.reshape(x, (1,) + tuple(x.shape) + (1,)), 2, p[0], p[1])
+        return tj.reshape(out, out.shape[1:3])
+    return apply
+
+
+def _np_pool(reduce):
+    def apply(p, x):
+        windows, shape = _np_windows(x, (2, 2), p[0], p[1], None)
+        return np.array([reduce([v for v in windows[ij] if v is not None])
+                         for ij in np.ndindex(shape)]).reshape(shape)
+    return apply
+
+
+def _pool_gap(p, x):
+    """Smallest gap between the two largest taps of a window (a max-pool tie is a kink)."""
+    windows, _ = _np_windows(np.asarray(x), (2, 2), p[0], p[1], None)
+    gaps = [np.diff(sorted(v for v in taps if v is not None))[-1:] for taps in windows.values()]
+    return float(np.min(np.concatenate(gaps), initial=np.inf))
+
+
 COMPARE = {'eq': (tj.equal, np.equal), 'ne': (tj.not_equal, np.not_equal),
            'lt': (tj.less, np.less), 'le': (tj.less_equal, np.less_equal),
            'gt': (tj.greater, np.greater), 'ge': (tj.greater_equal, np.greater_equal)}
@@ -270,6 +334,10 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
                       lambda p, x: np.log(_np_softmax(x, p)),
                       lambda s: list(range(-len(s), len(s)))),
     'stop_gradient': Op(1, lambda p, x: x * tj.stop_gradient(x), lambda p, x: x * x, fd=False),
+    # convolution and pooling (im2col, col2im, pool_argmax) over a one-channel image
+    'conv2d': Op(2, _tj_conv, _np_conv, lambda sx, sy: _window_choices(sx, sy)),
+    'max_pool': Op(1, _tj_pool(tj.nn.max_pool2d), _np_pool(max), _window_choices, _pool_gap),
+    'avg_pool': Op(1, _tj_pool(tj.nn.avg_pool2d), _np_pool(np.mean), _window_choices),
 }
 
 

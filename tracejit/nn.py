@@ -1,5 +1,7 @@
 """tj.nn: activations and losses with logits, written so that |x| ~ 1e4 never overflows."""
 from . import errors, operands, ops
+from .conv import (avg_pool, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: F401 (public names)
+                   conv2d_transpose, depthwise_conv2d, max_pool, max_pool1d, max_pool2d)
 from .tracing import require_in_range
 from .ops import log_softmax, relu, sigmoid, softmax, softplus, tanh  # noqa: F401 (public names)
 

@@ -8,7 +8,7 @@ max/min send a tie's cotangent to the first argument.
 """
 import numpy as np
 
-from . import ops as o
+from . import conv, ops as o
 from .primitives import REGISTRY
 
 
@@ -103,3 +103,7 @@ defvjp('allreduce_sum', lambda ct, out, x, *, comm, timeout: o.allreduce_sum(ct,
 defvjp('matmul', _matmul_vjp_a, _matmul_vjp_b)
 defvjp('log_softmax',
        lambda ct, out, x: ct - o.exp(out) * o.reduce_sum(ct, axis=-1, keepdims=True))
+
+# windows (convolution and pooling): im2col and col2im are each other's transposes
+defvjp('im2col', lambda ct, out, x, **window: conv.windows_transpose(ct, x.shape[1:3], **window))
+defvjp('col2im', lambda ct, out, u, *, size, **window: conv.windows(ct, **window))

@@ -168,3 +168,30 @@ def allreduce_sum(cg, node, name):
         cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, ic[{base}:{base + 3}], '
                 f'ic[{base + 3}:{base + 6}], fc[{len(cg.fconsts) - 1}])')
     _finish(cg, out, name, recv)
+def _window_args(node):
+    """The literal stride, dilation and SAME-flag arguments of a window helper."""
+    p = node.params
+    dilations = p.get('dilations', (1, 1))
+    return (f'{p["strides"][0]}, {p["strides"][1]}, {dilations[0]}, {dilations[1]}, '
+            f'{p["padding"] == "SAME"}')
+
+
+def im2col(cg, node, name):
+    x, out = node.inputs[0], node.outputs[0]
+    cg.emit(f'{name} = np.empty({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.im2col(np.ascontiguousarray({cg.ref(x)}), {name}, {_window_args(node)})')
+
+
+def col2im(cg, node, name):
+    u, out = node.inputs[0], node.outputs[0]
+    cg.emit(f'{name} = np.zeros({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.col2im(np.ascontiguousarray({cg.ref(u)}), {name}, {_window_args(node)})')
+
+
+def pool_argmax(cg, node, name):
+    x, out = node.inputs[0], node.outputs[0]
+    kh, kw = node.params['ksize']
+    sh, sw = node.params['strides']
+    cg.emit(f'{name} = np.empty({cg.shape(out)}, np.int64)')
+    cg.emit(f'K.pool_argmax(np.ascontiguousarray({cg.ref(x)}), {name}, {kh}, {kw}, {sh}, {sw}, '
+            f'{node.params["padding"] == "SAME"})')

@@ -150,3 +150,10 @@ def scatter_add(node):
     for k in range(axis + 1, out.ndim):
         yield (out, k), (u, k - 1 + idx.ndim)
 
+
+
+def batch_and_channels(node):
+    """Window ops (im2col, col2im, pool_argmax) keep the NHWC batch and channel axes."""
+    x, out = node.inputs[0], node.outputs[0]
+    yield (out, 0), (x, 0)
+    yield (out, out.ndim - 1), (x, x.ndim - 1)

@@ -249,3 +249,111 @@ def argreduce3(x, out, largest):
                     best, where = v, k
             out[a, b] = where
     return out
+
+
+# ---------------------------------------------------------------------------- windows
+# NHWC convolution windows on flat views: for one output position and one window row, the
+# taps of a window that lies inside the image are kw * C contiguous elements (undilated), copied
+# as one run; taps over the padding are zeros. Sizes come from the arrays, pads from the sizes.
+
+@_jit
+def _pad_before(size, out, k, stride, dilation, same):
+    """TF's SAME padding before an axis (0 for VALID), from the input and output sizes."""
+    if not same:
+        return 0
+    return max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0) // 2
+
+
+@_cached
+def im2col(x, out, sh, sw, dh, dw, same):
+    """out[b, i, j, p, q, :] = x[b, i*sh + p*dh - top, j*sw + q*dw - left, :] (0 outside)."""
+    n, h, w, c = x.shape
+    oh, ow, kh, kw = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    top, left = _pad_before(h, oh, kh, sh, dh, same), _pad_before(w, ow, kw, sw, dw, same)
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    run = kw * c
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for p in range(kh):
+                    o = (((b * oh + i) * ow + j) * kh + p) * run
+                    r = i * sh + p * dh - top
+                    s0 = j * sw - left
+                    if r < 0 or r >= h:
+                        for t in range(run):
+                            of[o + t] = 0
+                    elif dw == 1 and s0 >= 0 and s0 + kw <= w:
+                        src = ((b * h + r) * w + s0) * c
+                        for t in range(run):
+                            of[o + t] = xf[src + t]
+                    else:
+                        for q in range(kw):
+                            s = s0 + q * dw
+                            src = ((b * h + r) * w + s) * c
+                            inside = 0 <= s < w
+                            for t in range(c):
+                                of[o + q * c + t] = xf[src + t] if inside else 0
+    return out
+
+
+@_cached
+def col2im(u, out, sh, sw, dh, dw, same):
+    """The transpose of im2col: out (zeroed by the caller) += each window at its place."""
+    n, h, w, c = out.shape
+    oh, ow, kh, kw = u.shape[1], u.shape[2], u.shape[3], u.shape[4]
+    top, left = _pad_before(h, oh, kh, sh, dh, same), _pad_before(w, ow, kw, sw, dw, same)
+    uf, of = u.reshape(u.size), out.reshape(out.size)
+    run = kw * c
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for p in range(kh):
+                    o = (((b * oh + i) * ow + j) * kh + p) * run
+                    r = i * sh + p * dh - top
+                    s0 = j * sw - left
+                    if r < 0 or r >= h:
+                        continue
+                    if dw == 1 and s0 >= 0 and s0 + kw <= w:
+                        dst = ((b * h + r) * w + s0) * c
+                        for t in range(run):
+                            of[dst + t] += uf[o + t]
+                    else:
+                        for q in range(kw):
+                            s = s0 + q * dw
+                            if 0 <= s < w:
+                                dst = ((b * h + r) * w + s) * c
+                                for t in range(c):
+                                    of[dst + t] += uf[o + q * c + t]
+    return out
+
+
+@_cached
+def pool_argmax(x, out, kh, kw, sh, sw, same):
+    """out[b, i, j, ch] = flat index into x of the first maximum of the window (row-major
+    window order, replaced only by a strictly larger value: TF's MaxPoolGrad rule)."""
+    n, h, w, c = x.shape
+    oh, ow = out.shape[1], out.shape[2]
+    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    peak = np.empty(c, x.dtype)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                o = ((b * oh + i) * ow + j) * c
+                for t in range(c):
+                    of[o + t] = -1
+                for p in range(kh):
+                    r = i * sh + p - top
+                    if r < 0 or r >= h:
+                        continue
+                    for q in range(kw):
+                        s = j * sw + q - left
+                        if s < 0 or s >= w:
+                            continue
+                        src = ((b * h + r) * w + s) * c
+                        for t in range(c):
+                            v = xf[src + t]
+                            if of[o + t] < 0 or peak[t] < v:
+                                peak[t] = v
+                                of[o + t] = src + t
+    return out

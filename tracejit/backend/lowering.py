@@ -76,6 +76,9 @@ BY_NAME = {
     'scatter_add': Lowering(dims.scatter_add, emit=calls.scatter_add),
     'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
     'allreduce_sum': Lowering(dims.aligned, emit=calls.allreduce_sum),
+    'im2col': Lowering(dims.batch_and_channels, emit=calls.im2col),
+    'col2im': Lowering(dims.batch_and_channels, emit=calls.col2im),
+    'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool_argmax),
 }
 
 

@@ -4,6 +4,12 @@
 from .. import nn, ops
 from . import activations, initializers
 from .base_layer import InputSpec, Layer, unique_name  # noqa: F401 (public names)
+from .conv_layers import (  # noqa: F401 (public names)
+    AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D, Conv2D, Conv2DTranspose,
+    Convolution1D, Convolution2D, Convolution2DTranspose, DepthwiseConv2D, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D,
+    UpSampling2D, ZeroPadding2D)
 
 
 class Dense(Layer):
