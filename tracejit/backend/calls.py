@@ -146,3 +146,31 @@ def identity(cg, node, name):
     """A reduction over no axes of a 0-d value."""
     cg.emit(f'{name} = {cg.ref(node.inputs[0])}')
 
+
+
+SCATTER_MODES = {'update': 0, 'add': 1, 'max': 2, 'min': 3}  # kernels.scatter_rows2's codes
+
+
+def scatter_rows(cg, node, name):
+    """Rows written into a copy of the base, or into the Variable's own buffer when the
+    codegen found that legal (cg.inplace: nothing reads the old value afterwards)."""
+    base, idx, upd = node.inputs
+    depth = node.params['depth']
+    rows, row = cg.size(base, range(depth)), cg.size(base, range(depth, base.ndim))
+    k = cg.size(idx)
+    target = cg.inplace.get(node.outputs[0])
+    cg.emit(f'{name} = {target}' if target is not None else f'{name} = {cg.ref(base)}.copy()')
+    cg.emit(f'K.scatter_rows2({name}.reshape(({rows}, {row})), {cg.ref(idx)}.reshape({k}), '
+            f'np.ascontiguousarray({cg.ref(upd)}).reshape(({k}, {row})), '
+            f'{SCATTER_MODES[node.params["mode"]]})')
+
+
+def sum_duplicates(cg, node, name):
+    u, idx = node.inputs
+    out = node.outputs[0]
+    k, row = cg.size(u, range(1)), cg.size(u, range(1, u.ndim))
+    out2 = cg.fresh('g')
+    cg.emit(f'{out2} = np.empty(({k}, {row}), {np_type(out.dtype)})')
+    cg.emit(f'K.sum_duplicates2(np.ascontiguousarray({cg.ref(u)}).reshape(({k}, {row})), '
+            f'{cg.ref(idx)}.reshape({k}), {out2})')
+    _finish(cg, out, name, out2)

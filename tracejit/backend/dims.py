@@ -150,3 +150,20 @@ def scatter_add(node):
     for k in range(axis + 1, out.ndim):
         yield (out, k), (u, k - 1 + idx.ndim)
 
+
+
+def scatter_rows(node):
+    base, idx, upd = node.inputs
+    out, depth = node.outputs[0], node.params['depth']
+    for k in range(out.ndim):
+        yield (out, k), (base, k)
+    yield (upd, 0), (idx, 0)
+    for k in range(depth, base.ndim):
+        yield (upd, 1 + k - depth), (base, k)
+
+
+def sum_duplicates(node):
+    u, idx = node.inputs
+    for k in range(u.ndim):
+        yield (node.outputs[0], k), (u, k)
+    yield (u, 0), (idx, 0)
