@@ -77,3 +77,6 @@ class Dropout(Layer):
         noise_shape = None if self.noise_shape is None else tuple(
             size if d is None else d for d, size in zip(self.noise_shape, inputs.shape))
         return nn.dropout(inputs, self.rate, noise_shape=noise_shape)
+
+
+from .embedding import Embedding  # noqa: E402,F401
