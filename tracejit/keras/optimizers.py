@@ -9,7 +9,9 @@ retrace. Slots (momenta, moving averages) are Variables created on first use, wh
 Sparse gradients (IndexedSlices, from embedding lookups and gathers) are applied as Keras 3
 applies them: SGD without momentum subtracts the rows it was given (`scatter_sub`, so a step
 touches only those rows); every other rule here reads its slots densely and takes the dense
-gradient, giving exactly dense Adam's numbers. LazyAdam updates only the rows seen.
+gradient, giving exactly dense Adam's numbers. (Keras 3 squares each slice before adding
+repeated rows up, so its Adam on repeated ids differs from dense Adam; ours does not.)
+LazyAdam updates only the rows seen.
 """
 import logging
 import numbers
