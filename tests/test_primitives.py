@@ -223,6 +223,28 @@ def _scatter_add_ref(u, indices, *, axis, size):
     return out
 
 
+def _scatter_rows_ref(base, indices, updates, *, mode, depth):
+    """Row by row, in order: rows of `base` over its first `depth` axes, as nested indices."""
+    out = base.copy()
+    lead = base.shape[:depth]
+    combine = {'update': lambda old, new: new, 'add': lambda old, new: old + new,
+               'max': lambda old, new: np.where(new > old, new, old),
+               'min': lambda old, new: np.where(new < old, new, old)}[mode]
+    for j, row in enumerate(indices):
+        target = np.unravel_index(int(row), lead)
+        out[target] = combine(out[target], updates[j])
+    return out
+
+
+def _sum_duplicates_ref(values, indices):
+    out = np.zeros_like(values)
+    for j, i in enumerate(indices):
+        for jj, ii in enumerate(indices):
+            if ii == i:
+                out[j] = out[j] + values[jj]
+    return out
+
+
 def _matmul_ref(a, b, *, transpose_a, transpose_b):
     a = np.swapaxes(a, -1, -2) if transpose_a else a
     b = np.swapaxes(b, -1, -2) if transpose_b else b
@@ -379,6 +401,17 @@ GATHER_CASES = [  # (operand shape, indices, axis)
     ((4,), np.array(2), 0),
 ]
 
+SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base and updates)
+    ((5, 3), [4, 0, 2, 2], 1, 'add', (_signed, _signed)),      # a repeated row adds up
+    ((5, 3), [1, 4, 0], 1, 'update', (_signed, _signed)),
+    ((1, 3), [0], 1, 'update', (_signed, _signed)),            # one row, id 0
+    ((6,), [0, 5, 5], 1, 'add', (_signed, _signed)),
+    ((2, 3, 4), [5, 0, 3], 2, 'add', (_signed, _signed)),      # n-d indices as row numbers
+    ((4, 3), [3, 1], 1, 'max', (_grid(0.25), _grid(0.75))),
+    ((4, 3), [0, 2], 1, 'min', (_grid(0.25), _grid(0.75))),
+]
+SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0])]
+
 MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((3, 4), (4, 2), False, False),
     ((4, 3), (4, 2), True, False),
@@ -503,6 +536,15 @@ SPECS = {
     'scatter_add': Spec([Case([A(s[:axis] + i.shape + s[axis + 1:]), Fixed(i, i.dtype)],
                               {'axis': axis, 'size': s[axis]}) for s, i, axis in GATHER_CASES],
                         _scatter_add_ref, ops.scatter_add, NUMBERS),
+    'scatter_rows': Spec([Case([A(shape, domains[0]), Fixed(rows),
+                                A((len(rows),) + shape[depth:], domains[1])],
+                               {'mode': mode, 'depth': depth})
+                          for shape, rows, depth, mode, domains in SCATTER_ROWS_CASES],
+                         _scatter_rows_ref,
+                         lambda b, i, u, *, mode, depth: ops.scatter_rows(b, i, u, mode, depth),
+                         NUMBERS, compiled=(0, 4, 5)),
+    'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
+                           _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0,)),
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),
@@ -835,6 +877,11 @@ SPECIAL_POINTS = {
     'gather': ([[1.0, INF, 3.0], Fixed([1, 1, 0])], {'axis': 0}, [[1.0, 2.0, 0.0], None]),
     'scatter_add': ([[INF, 1.0, 2.0], Fixed([1, 1, 0])], {'axis': 0, 'size': 3},
                     [[1.0, 1.0, 1.0], None]),
+    'scatter_rows': ([[[1.0, 2.0, INF]], Fixed([0]), [[1.0, 3.0, 0.0]]],
+                     {'mode': 'max', 'depth': 1},   # a tie splits the gradient (TF's rule)
+                     [[[0.5, 0.0, 1.0]], None, [[0.5, 1.0, 0.0]]]),
+    'sum_duplicates': ([[[INF, 1.0], [2.0, 3.0]], Fixed([1, 1])], {}, [[[2.0, 2.0], [2.0, 2.0]],
+                                                                       None]),
     'matmul': ([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 4.0]]],
                {'transpose_a': False, 'transpose_b': False},
                [[[3.0, 7.0], [3.0, 7.0]], [[4.0, 4.0], [6.0, 6.0]]]),

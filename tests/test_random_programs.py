@@ -171,6 +171,28 @@ def _gather_params(shape):
             ([0], [n - 1, 0, n - 1], [shape[ax] - 1] * 2) if max(idx) < shape[ax]]
 
 
+def _row_params(shape):
+    """Row indices for scatters over axis 0: one row, two rows, a repeated row (added)."""
+    if not shape:
+        return []
+    n = shape[0]
+    return [p for p in [((0,), 'update'), ((n - 1, 0), 'add'), ((n - 1, n - 1), 'add')]
+            if len(set(p[0])) == len(p[0]) or p[1] == 'add']
+
+
+def _np_scatter_rows(p, x):
+    """Rows p[0] of x set to (update) or increased by (add) twice the row gathered."""
+    out = x.copy()
+    for row in p[0]:
+        out[row] = 2.0 * x[row] if p[1] == 'update' else out[row] + 2.0 * x[row]
+    return out
+
+
+def _np_sum_duplicates(p, x):
+    ids = np.asarray(p)
+    return np.stack([x[ids == i].sum(axis=0) for i in ids]) if ids.size else x
+
+
 def _to_integer(x):
     """Distance of `x` from the nearest integer (the kinks of floor and of a cast to int)."""
     x = np.asarray(x)
@@ -294,6 +316,12 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
                 lambda s: list(range(-s[-1], s[-1])) if s else []),
     'gather': Op(1, lambda p, x: tj.gather(x, np.array(p[0]), axis=p[1]),
                  lambda p, x: np.take(x, np.array(p[0]), axis=p[1]), _gather_params),
+    'scatter_rows': Op(1, lambda p, x: tj.ops.scatter_rows(
+                           x, np.array(p[0]), tj.gather(x, np.array(p[0])) * 2.0, p[1]),
+                       _np_scatter_rows, _row_params),
+    'sum_duplicates': Op(1, lambda p, x: tj.ops.sum_duplicates(x, np.array(p, np.int32)),
+                         _np_sum_duplicates,
+                         lambda s: [tuple(i % 2 for i in range(s[0]))] if s else []),
     'tile': Op(1, lambda p, x: tj.tile(x, p), lambda p, x: np.tile(x, p),
                lambda s: [m for m in itertools.product((1, 2), repeat=len(s)) if 2 in m][:3]),
     'broadcast_to': Op(1, lambda p, x: tj.broadcast_to(x, p), lambda p, x: np.broadcast_to(x, p),
@@ -466,8 +494,9 @@ def _tape_gradient(program, us, ts):
     with tj.GradientTape() as tape:
         tape.watch(list(ts))
         outs = program.run(ts, 'tj')
-    return tape.gradient(list(outs), list(ts), output_gradients=[tj.constant(u) for u in us],
-                         unconnected_gradients='zero')
+    grads = tape.gradient(list(outs), list(ts), output_gradients=[tj.constant(u) for u in us],
+                          unconnected_gradients='zero')
+    return [tj.convert_to_tensor(g) for g in grads]   # a gather's gradient is IndexedSlices
 
 
 def _check_gradients(program):

@@ -21,6 +21,9 @@ from . import linalg, math  # noqa: F401
 from .autodiff import (GradientTape, UnconnectedGradients, custom_gradient, grad,  # noqa: F401
                        gradients, value_and_grad)
 from .debug import graph_to_dot  # noqa: F401
+from .indexed_slices import IndexedSlices  # noqa: F401
+from .scatter import (scatter_nd, tensor_scatter_nd_add, tensor_scatter_nd_max,  # noqa: F401
+                      tensor_scatter_nd_min, tensor_scatter_nd_sub, tensor_scatter_nd_update)
 from .dtypes import DType, as_dtype, bool_ as bool, float32, float64, int32, int64, string  # noqa: F401,A004
 from .function import Function, function, jit  # noqa: F401
 from .ops import (  # noqa: F401

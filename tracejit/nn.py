@@ -109,3 +109,23 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
         inv = inv * scale
     shift = -mean * inv if offset is None else offset - mean * inv
     return x * ops.cast(inv, operands.dtype_of(x)) + ops.cast(shift, operands.dtype_of(x))
+
+
+def embedding_lookup(params, ids, max_norm=None, name=None):
+    """TF's embedding_lookup for one table: rows `ids` of `params`, ids of any shape in
+    [0, rows) (an id outside is an InvalidArgumentError). Its gradient with respect to the
+    table is IndexedSlices, which optimizers apply to the rows looked up."""
+    if isinstance(params, (list, tuple)):
+        if len(params) != 1:
+            raise errors.InvalidArgumentError(errors.at_user_line(
+                'embedding_lookup: sharded tables (a list of several params) are not supported'))
+        params = params[0]
+    if max_norm is not None:
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            'embedding_lookup: max_norm is not supported'))
+    params = operands.operand(params, 'params')
+    ids = operands.operand(ids, 'ids')
+    rows = tuple(params.shape)[0]
+    require_in_range(ids, 0, rows, f'embedding_lookup: ids must be in [0, {rows}) for params '
+                                   f'of shape {tuple(params.shape)}')
+    return ops.gather(params, ids)

@@ -11,7 +11,8 @@ import numpy as np
 from . import dtypes, errors, primitives as P
 from .operands import SCALARS, cast_to, dtype_of, is_weak, operand
 from .tensor import Tensor, TensorOps
-from .tracing import Tracer, bind, current_trace, in_branch, require_in_range, to_array
+from .tracing import (Tracer, bind, converted, current_trace, in_branch, require_in_range,
+                      to_array)
 from .tree import flatten, unflatten
 from .variables import Variable
 
@@ -66,6 +67,7 @@ def constant(value, dtype=None, shape=None, name=None):
 
 
 def convert_to_tensor(value, dtype=None, name=None):
+    value = converted(value)
     if isinstance(value, (Tensor, Tracer)):
         return cast(value, dtype) if dtype is not None else value
     if isinstance(value, Variable):
@@ -519,6 +521,18 @@ def scatter_add(updates, indices, axis, size):
 def allreduce_sum(x, comm, timeout):
     """The sum of `x` over the processes of MPI communicator handle `comm` (tj.distribute's)."""
     return bind(P.REGISTRY['allreduce_sum'], operand(x), comm=int(comm), timeout=float(timeout))
+
+
+def scatter_rows(base, indices, updates, mode, depth=1):
+    """`base` with rows indices[j] (over its first `depth` axes) set to, or combined by `mode`
+    ('update', 'add', 'max', 'min') with, updates[j]: the primitive behind every scatter."""
+    return bind(P.REGISTRY['scatter_rows'], operand(base), operand(indices), operand(updates),
+                mode=mode, depth=int(depth))
+
+
+def sum_duplicates(values, indices):
+    """Each row of `values` replaced by the sum of the rows that share its index."""
+    return bind(P.REGISTRY['sum_duplicates'], operand(values), operand(indices))
 
 
 def slice_(x, slices):

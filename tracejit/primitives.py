@@ -203,6 +203,34 @@ def _convert_rule(x, *, dtype):
     return [(tuple(x.shape), np.dtype(dtype), False)]
 
 
+# -- row scatters into a tensor (Variable.scatter_*, tensor_scatter_nd_*, sparse optimizer
+#    updates) and the duplicate-summing of sparse gradients (LazyAdam)
+
+SCATTER_MODES = ('update', 'add', 'max', 'min')
+
+
+def _scatter_rows_rule(base, indices, updates, *, mode, depth):
+    _check_indices(indices)
+    if mode not in SCATTER_MODES:
+        raise errors.InvalidArgumentError(f'scatter mode must be one of {SCATTER_MODES}')
+    dtype = _same_dtype([base, updates])
+    shape = tuple(base.shape)
+    if len(indices.shape) != 1 or not 1 <= depth <= len(shape) \
+            or tuple(updates.shape) != tuple(indices.shape) + shape[depth:]:
+        raise errors.ShapeError(
+            f'updates of shape {tuple(updates.shape)} do not fit indices of shape '
+            f'{tuple(indices.shape)} into rows of shape {shape[depth:]} of {shape}')
+    return [(shape, dtype, False)]
+
+
+def _sum_duplicates_rule(values, indices):
+    _check_indices(indices)
+    if len(indices.shape) != 1 or tuple(values.shape[:1]) != tuple(indices.shape):
+        raise errors.ShapeError(f'values of shape {tuple(values.shape)} do not match indices of '
+                                f'shape {tuple(indices.shape)}')
+    return [(tuple(values.shape), np.dtype(values.dtype), False)]
+
+
 # ---------------------------------------------------------------------------- numpy rules
 
 def _slices(slices):
@@ -231,6 +259,30 @@ def _gather(x, i, *, axis):
     if i.size and (i.min() < -n or i.max() >= n):
         raise IndexError('gather: an index computed inside the compiled step is out of range')
     return np.take(x, i, axis=axis)
+
+
+def _scatter_rows(base, indices, updates, *, mode, depth):
+    """A copy of `base` viewed as (rows, row) over its first `depth` axes, with row indices[j]
+    set to (or combined with) updates[j] in order: the last of repeated updates wins."""
+    rows = int(np.prod(base.shape[:depth], dtype=np.int64))
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    out = np.array(base).reshape((rows,) + base.shape[depth:])
+    if mode == 'update':
+        for j, i in enumerate(indices):
+            out[i] = updates[j]
+    else:
+        {'add': np.add, 'max': np.maximum, 'min': np.minimum}[mode].at(out, indices, updates)
+    return out.reshape(base.shape)
+
+
+def _sum_duplicates(values, indices):
+    """Each row replaced by the sum of the rows with the same index (in index order)."""
+    _, inverse = np.unique(indices, return_inverse=True)
+    sums = np.zeros((int(inverse.max()) + 1 if inverse.size else 0,) + values.shape[1:],
+                    values.dtype)
+    np.add.at(sums, inverse.reshape(-1), values)
+    return sums[inverse.reshape(-1)]
 
 
 def _matmul(a, b, *, transpose_a, transpose_b):
@@ -379,6 +431,8 @@ Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rul
           'concat')
 Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
+Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_rows')
+Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 

@@ -168,6 +168,8 @@ def allreduce_sum(cg, node, name):
         cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, ic[{base}:{base + 3}], '
                 f'ic[{base + 3}:{base + 6}], fc[{len(cg.fconsts) - 1}])')
     _finish(cg, out, name, recv)
+
+
 def _window_args(node):
     """The literal stride, dilation and SAME-flag arguments of a window helper."""
     p = node.params
@@ -195,3 +197,29 @@ def pool_argmax(cg, node, name):
     cg.emit(f'{name} = np.empty({cg.shape(out)}, np.int64)')
     cg.emit(f'K.pool_argmax(np.ascontiguousarray({cg.ref(x)}), {name}, {kh}, {kw}, {sh}, {sw}, '
             f'{node.params["padding"] == "SAME"})')
+SCATTER_MODES = {'update': 0, 'add': 1, 'max': 2, 'min': 3}  # kernels.scatter_rows2's codes
+
+
+def scatter_rows(cg, node, name):
+    """Rows written into a copy of the base, or into the Variable's own buffer when the
+    codegen found that legal (cg.inplace: nothing reads the old value afterwards)."""
+    base, idx, upd = node.inputs
+    depth = node.params['depth']
+    rows, row = cg.size(base, range(depth)), cg.size(base, range(depth, base.ndim))
+    k = cg.size(idx)
+    target = cg.inplace.get(node.outputs[0])
+    cg.emit(f'{name} = {target}' if target is not None else f'{name} = {cg.ref(base)}.copy()')
+    cg.emit(f'K.scatter_rows2({name}.reshape(({rows}, {row})), {cg.ref(idx)}.reshape({k}), '
+            f'np.ascontiguousarray({cg.ref(upd)}).reshape(({k}, {row})), '
+            f'{SCATTER_MODES[node.params["mode"]]})')
+
+
+def sum_duplicates(cg, node, name):
+    u, idx = node.inputs
+    out = node.outputs[0]
+    k, row = cg.size(u, range(1)), cg.size(u, range(1, u.ndim))
+    out2 = cg.fresh('g')
+    cg.emit(f'{out2} = np.empty(({k}, {row}), {np_type(out.dtype)})')
+    cg.emit(f'K.sum_duplicates2(np.ascontiguousarray({cg.ref(u)}).reshape(({k}, {row})), '
+            f'{cg.ref(idx)}.reshape({k}), {out2})')
+    _finish(cg, out, name, out2)

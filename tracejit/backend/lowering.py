@@ -7,7 +7,8 @@ max or min reduction fuses into the loop of its operand, combining with `accumul
 called when it has nothing to loop over. `dims` unites the axes the primitive forces equal
 (dims.py). `needs_index`: the expression reads the loop's multi-dimensional index, so its loop
 cannot be flattened. `checks_indices`: the kernel checks the indices (input 1) and raises for
-one out of range.
+one out of range. `writes_base`: the result is input 0 with some rows changed, which the
+codegen may write into that input's Variable buffer in place.
 
 An entry is found by the primitive's name, else by its kind: a new elementwise primitive needs
 nothing here, since its registry template is its expression.
@@ -20,10 +21,11 @@ from .blocks import np_type
 
 class Lowering:
     def __init__(self, dims=None, expression=None, emit=None, accumulate=None,
-                 needs_index=False, checks_indices=False):
+                 needs_index=False, checks_indices=False, writes_base=False):
         self.dims, self.expression, self.emit = dims, expression, emit
         self.accumulate, self.needs_index = accumulate, needs_index
         self.checks_indices = checks_indices
+        self.writes_base = writes_base
 
     @property
     def looped(self):
@@ -79,6 +81,9 @@ BY_NAME = {
     'im2col': Lowering(dims.batch_and_channels, emit=calls.im2col),
     'col2im': Lowering(dims.batch_and_channels, emit=calls.col2im),
     'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool_argmax),
+    'scatter_rows': Lowering(dims.scatter_rows, emit=calls.scatter_rows, checks_indices=True,
+                             writes_base=True),
+    'sum_duplicates': Lowering(dims.sum_duplicates, emit=calls.sum_duplicates),
 }
 
 

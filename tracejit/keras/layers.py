@@ -91,3 +91,4 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,  # 
                       Subtract, add, average, concatenate, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, LayerNormalization  # noqa: E402,F401
 from .reshaping import Permute, RepeatVector, Reshape  # noqa: E402,F401
+from .embedding import Embedding  # noqa: E402,F401
