@@ -11,7 +11,7 @@ import numpy as np
 from . import errors
 
 REGISTRY = {}
-KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source')
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'host')
 
 
 class Primitive:
@@ -197,6 +197,12 @@ def _random_rule(key, *, shape, dtype):
     return _source_rule(shape=shape, dtype=dtype)
 
 
+def _host_rule(order, *operands, call):
+    """A call back into Python (`callbacks.HostCall`): its outputs are what it declares.
+    Input 0 only orders it after the previous host call (its first output, or a constant)."""
+    return [(tuple(shape), np.dtype(dtype), False) for shape, dtype in call.out_avals]
+
+
 def _convert_rule(x, *, dtype):
     return [(tuple(x.shape), np.dtype(dtype), False)]
 
@@ -358,4 +364,7 @@ Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
+# side effects at run time (tj.print, py_function, assertions): every pass keeps them, in order
+nondiff('host_call', lambda order, *operands, call: tuple(call(list(operands))), _host_rule,
+        'host', 'host_call')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')

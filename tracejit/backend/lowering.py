@@ -7,23 +7,23 @@ max or min reduction fuses into the loop of its operand, combining with `accumul
 called when it has nothing to loop over. `dims` unites the axes the primitive forces equal
 (dims.py). `needs_index`: the expression reads the loop's multi-dimensional index, so its loop
 cannot be flattened. `checks_indices`: the kernel checks the indices (input 1) and raises for
-one out of range.
+one out of range. `raises`: the node may raise for any reason (a call back into Python).
 
 An entry is found by the primitive's name, else by its kind: a new elementwise primitive needs
 nothing here, since its registry template is its expression.
 """
 import numpy as np
 
-from . import calls, dims
+from . import calls, dims, hostcalls
 from .blocks import np_type
 
 
 class Lowering:
     def __init__(self, dims=None, expression=None, emit=None, accumulate=None,
-                 needs_index=False, checks_indices=False):
+                 needs_index=False, checks_indices=False, raises=False):
         self.dims, self.expression, self.emit = dims, expression, emit
         self.accumulate, self.needs_index = accumulate, needs_index
-        self.checks_indices = checks_indices
+        self.checks_indices, self.raises = checks_indices, raises
 
     @property
     def looped(self):
@@ -75,6 +75,7 @@ BY_NAME = {
     'gather': Lowering(dims.gather, emit=calls.gather, checks_indices=True),
     'scatter_add': Lowering(dims.scatter_add, emit=calls.scatter_add),
     'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
+    'host_call': Lowering(hostcalls.unrelated_dims, emit=hostcalls.host_call, raises=True),
 }
 
 

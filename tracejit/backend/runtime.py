@@ -107,10 +107,12 @@ class Kernel:
 
 
 def _may_raise(graph, checked_inputs):
-    """Whether the kernel can fail at run time: a node checking indices (a gather) that are not
-    an argument range-checked before the call (`checked_inputs`: positions; see
-    tracing.require_in_range)."""
+    """Whether the kernel can fail at run time: a node that may raise (a call back into
+    Python), or one checking indices (a gather) that are not an argument range-checked before
+    the call (`checked_inputs`: positions; see tracing.require_in_range)."""
     producers = graph.producers()
+    if any(lowering_of(node.prim).raises for node in graph.nodes):
+        return True
     return any(lowering_of(node.prim).checks_indices
                and graph.input_position(node.inputs[1], producers) not in checked_inputs
                for node in graph.nodes)
