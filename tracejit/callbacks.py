@@ -46,7 +46,7 @@ class HostCall:
 
     def _checked(self, k, result):
         shape, dtype = self.out_avals[k]
-        array = np.ascontiguousarray(np.asarray(result, dtype))
+        array = np.asarray(result, dtype, order='C')
         if array.shape != shape:
             raise errors.InvalidArgumentError(
                 f'{self.name} returned an output {k} of shape {array.shape}, but the compiled '
@@ -59,9 +59,10 @@ class HostCall:
 
 
 def invoke(token, operands):
-    """Run host call `token` on a kernel's operands; the outputs as object mode wants them:
-    C-contiguous arrays of the declared dtypes, Python scalars for 0-d outputs."""
-    results = _calls[token](list(operands))
+    """Run host call `token` on a kernel's operands (the order input first, unused); the
+    outputs as object mode wants them: C-contiguous arrays of the declared dtypes, Python
+    scalars for 0-d outputs."""
+    results = _calls[token](list(operands[1:]))
     return tuple(r if r.ndim else r[()] for r in results)
 
 

@@ -35,14 +35,22 @@ def host_call(cg, node, name):
         else:
             cg.names[var] = out
     token = cg.const_scalar(np.asarray(call.token, np.int64))
-    operands = ''.join(f'{cg.ref(v)}, ' for v in node.inputs[1:])
+    # the order input goes in too: Numba refuses annotations of values nothing reads after
+    # the block, so every output but those nothing reads is read, the order ones included
+    operands = ''.join(f'{cg.ref(v)}, ' for v in node.inputs)
+    read = [(var, out) for var, out in zip(node.outputs, names) if cg.readers.get(var)]
+    targets = [out if cg.readers.get(var) else '_' for var, out in zip(node.outputs, names)]
+    start = len(cg.block)
     depth = 1
     if call.guarded:  # outputs of a guarded call are 0-d placeholders while it does not run
-        for var, out in zip(node.outputs, names):
+        for var, out in read:
             cg.emit(f'{out} = {np_type(var.dtype)}(0)', defines=(out,))
         cg.emit(f'if not {cg.ref(node.inputs[1])}:')
         depth = 2
-    types = ', '.join(f"{out}='{numba_type(var)}'" for var, out in zip(node.outputs, names))
+    types = ', '.join(f"{out}='{numba_type(var)}'" for var, out in read)
     cg.emit(f'with numba.objmode({types}):', depth)
-    cg.emit(f'{", ".join(names)}, = K.host_invoke({token}, ({operands}))', depth + 1,
-            tuple(names))
+    cg.emit(f'{", ".join(targets)}, = K.host_invoke({token}, ({operands}))', depth + 1,
+            tuple(out for _, out in read))
+    # a helper function of its own: Numba miscompiles a kernel body holding an object-mode
+    # block after a conditional one ("Instruction does not dominate all uses")
+    cg.extract_helper(start, [out for _, out in read])
