@@ -17,6 +17,7 @@ import pytest
 import tracejit as tj
 from tracejit import ir, ops
 from tracejit import primitives as P
+from tracejit.callbacks import HostCall
 from tracejit.tracing import bind
 
 from gradcheck import check_grads
@@ -340,6 +341,12 @@ MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
 
 CONVERT_TARGETS = (np.float32, np.float64, np.int32, np.bool_)
 
+
+def _host_double(shape):
+    """A host call (Python at run time) returning twice its operand in float64."""
+    return HostCall(lambda values: [np.asarray(values[0], np.float64) * 2],
+                    [(shape, np.float64)], name='double')
+
 SPECS = {
     'neg': unary(lambda x: 0 - x, tj.negative, dtypes=NUMBERS),
     'exp': unary(np.exp, tj.exp),
@@ -430,6 +437,10 @@ SPECS = {
                    (np.float64, np.float32, np.int32)),
     'log_softmax': Spec([Case([A(s)]) for s in [(4,), (3, 4), (2, 3, 5), (1, 1)]],
                         _log_softmax_ref, tj.nn.log_softmax, FLOATS),
+    'host_call': Spec([Case([Fixed(0, np.int64), A(shape)], {'call': _host_double(shape)})
+                       for shape in [(3, 4), ()]], lambda order, x, *, call: 2 * x,
+                      out_dtype=lambda dtype, params: np.dtype(np.float64), order=0,
+                      compiled=(0,)),
     'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
         ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32),
         ((5,), 0, np.int32),

@@ -14,28 +14,35 @@ from . import callbacks, dtypes, errors, ops, printing, tracing
 from .tracing import Tracer
 
 
-def _concrete(*values):
-    return not any(isinstance(tracing.as_operand(v), Tracer) for v in values)
+def _constant(value):
+    """The numpy value of a Tensor, array or a trace's constant; None for a traced value."""
+    value = tracing.as_operand(value)
+    if isinstance(value, Tracer):
+        return value.trace.graph.consts.get(value.var)
+    return np.asarray(value._value if hasattr(value, '_value') else value)
 
 
 def _all(condition):
     return ops.equal(ops.reduce_sum(ops.cast(ops.logical_not(condition), dtypes.int32)), 0)
 
 
-def _require(condition, data, describe):
-    """Raise InvalidArgumentError(describe(*numpy data)) unless `condition` (bool scalar)
-    holds: now for concrete values, else each time the compiled step runs."""
-    if _concrete(condition, *data):
-        if not bool(np.asarray(tracing.as_operand(condition))):
-            raise errors.InvalidArgumentError(errors.at_user_line(describe(*(
-                np.asarray(tracing.as_operand(d)) for d in data))))
+def _require(condition_of, data, describe):
+    """Raise InvalidArgumentError(describe(*numpy data)) unless `condition_of(*data)` (a bool
+    tensor) holds everywhere: now for concrete data, else each time the compiled step runs."""
+    values = [_constant(d) for d in data]
+    if all(v is not None for v in values):
+        with tracing.init_scope():
+            holds = bool(_all(condition_of(*values)).numpy())
+        if not holds:
+            raise errors.InvalidArgumentError(errors.at_user_line(describe(*values)))
         return
 
-    def fail(values):
-        raise errors.InvalidArgumentError(describe(*(np.asarray(v) for v in values[1:])))
-    operands = [tracing.as_operand(x) for x in (condition, *data)]
+    def fail(arrays):
+        raise errors.InvalidArgumentError(describe(*(np.asarray(a) for a in arrays[1:])))
+    operands = [tracing.as_operand(x) for x in data]
     callbacks.emit(tracing.current_trace(),
-                   callbacks.HostCall(fail, name='assert', guarded=True), operands)
+                   callbacks.HostCall(fail, name='assert', guarded=True),
+                   [_all(condition_of(*operands)), *operands])
 
 
 def _head(value, summarize):
@@ -53,7 +60,7 @@ def _comparison(symbol, op):
             ny, ty = _head(yv, summarize)
             return (f'{message + chr(10) if message else ""}Condition x {symbol} y did not '
                     f'hold.\nFirst {nx} elements of x:\n{tx}\nFirst {ny} elements of y:\n{ty}')
-        _require(_all(op(x, y)), [x, y], describe)
+        _require(op, [x, y], describe)
     check.__name__ = f'assert_{op.__name__}'
     check.__doc__ = f'Raise InvalidArgumentError unless x {symbol} y everywhere (broadcast).'
     return check
@@ -75,7 +82,7 @@ def _sign_check(symbol, op):
             n, text = _head(xv, summarize)
             return (f'{message + chr(10) if message else ""}Condition x {symbol} 0 did not '
                     f'hold.\nFirst {n} elements of x:\n{text}')
-        _require(_all(op(x, ops.zeros_like(x))), [x], describe)
+        _require(lambda v: op(v, ops.zeros_like(v)), [x], describe)
     check.__doc__ = f'Raise InvalidArgumentError unless x {symbol} 0 everywhere.'
     return check
 
@@ -91,7 +98,6 @@ def assert_near(x, y, rtol=None, atol=None, message=None, summarize=None, name=N
     x, y = tracing.as_operand(x), tracing.as_operand(y)
     eps = 10 * np.finfo(dtypes.as_np_dtype(x.dtype)).eps
     rtol, atol = eps if rtol is None else rtol, eps if atol is None else atol
-    close = ops.less_equal(ops.abs(x - y), atol + rtol * ops.abs(y))
 
     def describe(xv, yv):
         _, tx = _head(xv, summarize)
@@ -99,7 +105,8 @@ def assert_near(x, y, rtol=None, atol=None, message=None, summarize=None, name=N
         return (f'{message + chr(10) if message else ""}x and y not equal to tolerance '
                 f'rtol = {rtol}, atol = {atol}\nx (shape={xv.shape} dtype={xv.dtype}) = '
                 f'{tx}\ny (shape={yv.shape} dtype={yv.dtype}) = {ty}')
-    _require(_all(close), [x, y], describe)
+    _require(lambda a, b: ops.less_equal(ops.abs(a - b), atol + rtol * ops.abs(b)), [x, y],
+             describe)
 
 
 def _numerics_text(message, value):
@@ -114,7 +121,7 @@ def check_numerics(tensor, message, name=None):
     if dtypes.as_np_dtype(x.dtype).kind != 'f':
         raise errors.DTypeError(errors.at_user_line(
             f'check_numerics needs a floating-point tensor, got {dtypes.as_dtype(x.dtype).name}'))
-    _require(_all(ops.is_finite(x)), [x], lambda v: _numerics_text(message, v))
+    _require(ops.is_finite, [x], lambda v: _numerics_text(message, v))
     return x
 
 

@@ -203,6 +203,10 @@ def _host_rule(order, *operands, call):
     return [(tuple(shape), np.dtype(dtype), False) for shape, dtype in call.out_avals]
 
 
+def _one_or_tuple(results):
+    return results[0] if len(results) == 1 else tuple(results)
+
+
 def _convert_rule(x, *, dtype):
     return [(tuple(x.shape), np.dtype(dtype), False)]
 
@@ -365,6 +369,6 @@ Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_ro
 
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
 # side effects at run time (tj.print, py_function, assertions): every pass keeps them, in order
-nondiff('host_call', lambda order, *operands, call: tuple(call(list(operands))), _host_rule,
-        'host', 'host_call')
+nondiff('host_call', lambda order, *operands, call: _one_or_tuple(call(list(operands))),
+        _host_rule, 'host', 'host_call')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')

@@ -10,22 +10,15 @@ import ctypes
 import glob
 import importlib.util
 import os
-import warnings
 
 import llvmlite.binding as llvm
 import numba
 import numpy as np
 from numba import types
-from numba.core.errors import NumbaWarning
 
 from ..callbacks import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
 from .fastmath import exp32, log32
 from .fpflags import FASTMATH
-
-# Kernels are nogil; their object-mode blocks (calls back into Python) take the GIL back, as
-# intended, and Numba warns about each of them when it compiles
-warnings.filterwarnings('ignore', message="Code running in object mode won't allow parallel",
-                        category=NumbaWarning)
 
 _jit = numba.njit(inline='always', error_model='numpy')
 _cached = numba.njit(cache=True, error_model='numpy', nogil=True)
