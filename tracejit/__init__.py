@@ -16,7 +16,7 @@ newaxis = None  # tensor[tj.newaxis] inserts an axis, as numpy's None
 # threads of the next matmul (measured 6x slower). Must be set before Numba loads OpenMP.
 _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from . import config, data, debugging, dtypes, errors, nn, random, strings  # noqa: F401
+from . import config, data, debugging, dtypes, errors, image, nn, random, strings  # noqa: F401
 from . import linalg, math  # noqa: F401
 from .autodiff import (GradientTape, UnconnectedGradients, custom_gradient, grad,  # noqa: F401
                        gradients, value_and_grad)
