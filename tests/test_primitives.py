@@ -17,6 +17,7 @@ import pytest
 import tracejit as tj
 from tracejit import ir, ops
 from tracejit import primitives as P
+from tracejit.callbacks import HostCall
 from tracejit.tracing import bind
 
 from gradcheck import check_grads
@@ -451,6 +452,12 @@ def _windows_shape(shape, ksize, strides, dilations, padding):
 
 CONVERT_TARGETS = (np.float32, np.float64, np.int32, np.bool_)
 
+
+def _host_double(shape):
+    """A host call (Python at run time) returning twice its operand in float64."""
+    return HostCall(lambda values: [np.asarray(values[0], np.float64) * 2],
+                    [(shape, np.float64)], name='double')
+
 SPECS = {
     'neg': unary(lambda x: 0 - x, tj.negative, dtypes=NUMBERS),
     'exp': unary(np.exp, tj.exp),
@@ -562,6 +569,10 @@ SPECS = {
                          for shape, k, st, pad in POOL_CASES], _pool_argmax_ref,
                         out_dtype=lambda dtype, params: np.dtype(np.int64), order=0,
                         compiled=(0, 1)),
+    'host_call': Spec([Case([Fixed(0, np.int64), A(shape)], {'call': _host_double(shape)})
+                       for shape in [(3, 4), ()]], lambda order, x, *, call: 2 * x,
+                      out_dtype=lambda dtype, params: np.dtype(np.float64), order=0,
+                      compiled=(0,)),
     'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
         ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32),
         ((5,), 0, np.int32),

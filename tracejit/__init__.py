@@ -16,7 +16,8 @@ newaxis = None  # tensor[tj.newaxis] inserts an axis, as numpy's None
 # threads of the next matmul (measured 6x slower). Must be set before Numba loads OpenMP.
 _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from . import config, data, dtypes, errors, nn, random  # noqa: F401
+from . import config, data, debugging, dtypes, errors, image, nn, random, strings  # noqa: F401
+from . import summary  # noqa: F401
 from . import linalg, math  # noqa: F401
 from .autodiff import (GradientTape, UnconnectedGradients, custom_gradient, grad,  # noqa: F401
                        gradients, value_and_grad)
@@ -39,6 +40,8 @@ from .random import normal as random_normal, uniform as random_uniform  # noqa: 
 from .config import device  # noqa: F401
 from .spec import TensorSpec  # noqa: F401
 from .tracing import init_scope  # noqa: F401
+from .printing import print_ as print  # noqa: F401,A004
+from .pyfunc import numpy_function, py_function  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401
 from . import keras  # noqa: F401

@@ -8,7 +8,7 @@ import builtins
 
 import numpy as np
 
-from . import dtypes, errors, primitives as P
+from . import dtypes, errors, primitives as P, strings
 from .operands import SCALARS, cast_to, dtype_of, is_weak, operand
 from .tensor import Tensor, TensorOps
 from .tracing import (Tracer, bind, converted, current_trace, in_branch, require_in_range,
@@ -52,8 +52,8 @@ def constant(value, dtype=None, shape=None, name=None):
         if isinstance(value, Tracer):
             out = cast(value, dtype) if dtype is not None else value
             return reshape(out, shape) if shape is not None else out
-    if dtype is not None and dtypes.as_np_dtype(dtype).kind in 'US':
-        return Tensor(np.asarray(value, dtype=np.str_))
+    if strings.is_text(value) or dtype is not None and dtypes.as_np_dtype(dtype).kind in 'US':
+        return strings.constant(value, shape)   # eager even in a trace: kernels hold numbers
     array = to_array(value, 'constant value', dtype)
     if shape is not None:
         shape = tuple(int(d) for d in shape)
@@ -183,8 +183,18 @@ def relu(features, name=None): return _nary('relu', features)
 def sin(x, name=None): return _nary('sin', x, float_only=True)
 def cos(x, name=None): return _nary('cos', x, float_only=True)
 def floor(x, name=None): return _nary('floor', x, float_only=True)
-def equal(x, y, name=None): return _nary('eq', x, y)
-def not_equal(x, y, name=None): return _nary('ne', x, y)
+
+
+def equal(x, y, name=None):
+    return strings.equal(x, y) if strings.is_text(x) or strings.is_text(y) else _nary('eq', x, y)
+
+
+def not_equal(x, y, name=None):
+    if strings.is_text(x) or strings.is_text(y):
+        return strings.not_equal(x, y)
+    return _nary('ne', x, y)
+
+
 def less(x, y, name=None): return _nary('lt', x, y)
 def less_equal(x, y, name=None): return _nary('le', x, y)
 def greater(x, y, name=None): return _nary('gt', x, y)

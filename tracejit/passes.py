@@ -52,12 +52,18 @@ def _same_type(a, b):
 
 # -------------------------------------------------------------------------------- passes
 
+def _has_effects(node):
+    """Host calls (tj.print, py_function, assertions) run for their side effects."""
+    return node.prim.kind == 'host'
+
+
 def dead_code_elimination(graph):
-    """Drop nodes whose outputs reach neither an output nor a Variable update."""
+    """Drop nodes whose outputs reach neither an output nor a Variable update, unless they
+    have side effects."""
     live = set(graph.outputs) | {v for _, v in graph.updates}
     kept = []
     for node in reversed(graph.nodes):
-        if any(out in live for out in node.outputs):
+        if _has_effects(node) or any(out in live for out in node.outputs):
             kept.append(node)
             live.update(node.inputs)
     out = _copy(graph)
@@ -71,7 +77,7 @@ def constant_folding(graph):
     def rule(node, out):
         values = [_const(out, v) for v in node.inputs]
         if not node.inputs or any(v is None for v in values) or node.prim.kind in (
-                'source', 'collective'):  # a collective's value comes from other processes
+                'source', 'collective') or _has_effects(node):  # collective: other processes'
             return None
         result = node.outputs[0]
         if result.size > FOLD_MAX_SIZE or result.size > max(v.size for v in values):
@@ -184,7 +190,7 @@ def common_subexpression_elimination(graph):
     seen = {}
 
     def rule(node, out):
-        if node.prim.name == 'random_uniform':
+        if node.prim.name == 'random_uniform' or _has_effects(node):
             return None
         key = (node.prim.name, tuple(id(v) for v in node.inputs),
                tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))

@@ -13,7 +13,8 @@ import numpy as np
 from . import errors
 
 REGISTRY = {}
-KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'collective')
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'collective',
+         'host')
 
 
 class Primitive:
@@ -197,6 +198,16 @@ def _random_rule(key, *, shape, dtype):
     if np.dtype(key.dtype) != np.int64 or tuple(key.shape) != ():
         raise errors.DTypeError('random key must be an int64 scalar')
     return _source_rule(shape=shape, dtype=dtype)
+
+
+def _host_rule(order, *operands, call):
+    """A call back into Python (`callbacks.HostCall`): its outputs are what it declares.
+    Input 0 only orders it after the previous host call (its first output, or a constant)."""
+    return [(tuple(shape), np.dtype(dtype), False) for shape, dtype in call.out_avals]
+
+
+def _one_or_tuple(results):
+    return results[0] if len(results) == 1 else tuple(results)
 
 
 def _convert_rule(x, *, dtype):
@@ -439,6 +450,9 @@ Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_ro
 Primitive('allreduce_sum', _allreduce_sum, _allreduce_rule, 'collective', 'allreduce_sum')
 
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
+# side effects at run time (tj.print, py_function, assertions): every pass keeps them, in order
+nondiff('host_call', lambda order, *operands, call: _one_or_tuple(call(list(operands))),
+        _host_rule, 'host', 'host_call')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')
 
 

@@ -388,6 +388,11 @@ class Codegen:
         else:
             self.emit(call, depth)
 
+    def extract_helper(self, start, results):
+        """Move the statements since `start` into a (shared) serial helper function and call
+        it; `results`: the marked names it assigns that later code reads."""
+        self._extract_helper(start, results, False)
+
     def _extract_helper(self, start, results, parallel, emit_call=True):
         """Move the statements since `start` into a helper function, shared by every loop with
         the same text up to names: Numba's compile time grows faster than the size of a

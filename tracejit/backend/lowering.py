@@ -8,24 +8,23 @@ called when it has nothing to loop over. `dims` unites the axes the primitive fo
 (dims.py). `needs_index`: the expression reads the loop's multi-dimensional index, so its loop
 cannot be flattened. `checks_indices`: the kernel checks the indices (input 1) and raises for
 one out of range. `writes_base`: the result is input 0 with some rows changed, which the
-codegen may write into that input's Variable buffer in place.
+codegen may write into that input's Variable buffer in place. `raises`: the node may raise for any reason (a call back into Python).
 
 An entry is found by the primitive's name, else by its kind: a new elementwise primitive needs
 nothing here, since its registry template is its expression.
 """
 import numpy as np
 
-from . import calls, dims
+from . import calls, dims, hostcalls
 from .blocks import np_type
 
 
 class Lowering:
     def __init__(self, dims=None, expression=None, emit=None, accumulate=None,
-                 needs_index=False, checks_indices=False, writes_base=False):
+                 needs_index=False, checks_indices=False, writes_base=False, raises=False):
         self.dims, self.expression, self.emit = dims, expression, emit
         self.accumulate, self.needs_index = accumulate, needs_index
-        self.checks_indices = checks_indices
-        self.writes_base = writes_base
+        self.checks_indices, self.writes_base, self.raises = checks_indices, writes_base, raises
 
     @property
     def looped(self):
@@ -84,6 +83,7 @@ BY_NAME = {
     'scatter_rows': Lowering(dims.scatter_rows, emit=calls.scatter_rows, checks_indices=True,
                              writes_base=True),
     'sum_duplicates': Lowering(dims.sum_duplicates, emit=calls.sum_duplicates),
+    'host_call': Lowering(hostcalls.unrelated_dims, emit=hostcalls.host_call, raises=True),
 }
 
 
