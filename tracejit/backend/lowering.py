@@ -8,7 +8,8 @@ called when it has nothing to loop over. `dims` unites the axes the primitive fo
 (dims.py). `needs_index`: the expression reads the loop's multi-dimensional index, so its loop
 cannot be flattened. `checks_indices`: the kernel checks the indices (input 1) and raises for
 one out of range. `writes_base`: the result is input 0 with some rows changed, which the
-codegen may write into that input's Variable buffer in place. `raises`: the node may raise for any reason (a call back into Python).
+codegen may write into that input's Variable buffer in place. `raises`: the node may raise
+for any reason (a call back into Python).
 
 An entry is found by the primitive's name, else by its kind: a new elementwise primitive needs
 nothing here, since its registry template is its expression.
