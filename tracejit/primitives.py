@@ -11,7 +11,7 @@ import numpy as np
 from . import errors
 
 REGISTRY = {}
-KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source')
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'control')
 
 
 class Primitive:
