@@ -27,6 +27,8 @@ class SubTrace(Trace):
     def to_var(self, value):
         if isinstance(value, Tracer) and value.trace is not self and self.encloses(value.trace):
             return self.capture(value)
+        if isinstance(value, Tensor) and self.parent is None:
+            return self.capture(value)   # eager: an operand, so tapes see gradients flow into it
         return super().to_var(value)
 
     def capture(self, value):

@@ -150,3 +150,8 @@ def scatter_add(node):
     for k in range(axis + 1, out.ndim):
         yield (out, k), (u, k - 1 + idx.ndim)
 
+
+
+def independent(node):
+    """No axes tied: a control-flow node's sub-graphs have dims of their own."""
+    return ()

@@ -14,7 +14,7 @@ nothing here, since its registry template is its expression.
 """
 import numpy as np
 
-from . import calls, dims
+from . import calls, control, dims
 from .blocks import np_type
 
 
@@ -75,6 +75,10 @@ BY_NAME = {
     'gather': Lowering(dims.gather, emit=calls.gather, checks_indices=True),
     'scatter_add': Lowering(dims.scatter_add, emit=calls.scatter_add),
     'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
+    # control flow: sub-graphs lowered to functions of their own (control.py)
+    'cond': Lowering(dims.independent, emit=control.cond),
+    'while': Lowering(dims.independent, emit=control.while_loop),
+    'scan': Lowering(dims.independent, emit=control.scan),
 }
 
 
