@@ -394,22 +394,6 @@ def _float_positions(vars_):
     return [i for i, v in enumerate(vars_) if _is_float(v)]
 
 
-def _cond_vjp(cts, outs, index, *operands, branches):
-    diff_in = _float_positions(operands)
-    diff_out = [j for j in _float_positions(outs) if cts[j] is not None]
-    if not diff_in or not diff_out:
-        return [None] * (1 + len(operands))
-    out_cts = [cts[j] for j in diff_out]
-    avals = [_value_aval(v) for v in list(operands) + out_cts]
-    graphs = tuple(record(_vjp_graph(b, diff_in, diff_out), avals, 'a cond gradient').graph
-                   for b in branches)
-    grads = _outs(bind(COND, index, *operands, *out_cts, branches=graphs))
-    result = [None] * len(operands)
-    for i, g in zip(diff_in, grads):
-        result[i] = g
-    return [None] + result
-
-
 def _value_aval(v):
     if isinstance(v, np.ndarray):
         return tuple(v.shape), v.dtype, False
@@ -422,68 +406,61 @@ def _row_aval(v):
     return shape[1:], dtype, False
 
 
+def _cond_vjp(cts, outs, index, *operands, branches):
+    """A cond of the branches' VJPs: the taken branch's forward is recomputed inside it."""
+    diff_in = _float_positions(operands)
+    diff_out = [j for j in _float_positions(outs) if cts[j] is not None]
+    if not diff_in or not diff_out:
+        return [None] * (1 + len(operands))
+    out_cts = [cts[j] for j in diff_out]
+    grads = switch(index, [lambda b=b: _vjp_graph(b, diff_in, diff_out)(*operands, *out_cts)
+                           for b in branches], 'a tj.cond gradient')
+    result = [None] * len(operands)
+    for i, g in zip(diff_in, grads):
+        result[i] = g
+    return [None] + result
+
+
 def _scan_vjp(cts, outs, *args, body, num_consts, num_carry, length, reverse):
+    """A scan in the other direction over the stacked carries (residuals), the xs and the ys'
+    cotangents, carrying the carry's cotangent and the consts' accumulated cotangents."""
     split = num_consts + num_carry
     consts, init, xs = list(args[:num_consts]), list(args[num_consts:split]), list(args[split:])
-    diff_consts = _float_positions(consts)
-    diff_carry = _float_positions(init)
-    diff_xs = _float_positions(xs)
+    diff_consts, diff_carry, diff_xs = (_float_positions(consts), _float_positions(init),
+                                        _float_positions(xs))
     diff_ys = _float_positions(outs[num_carry:])
     if not (diff_consts or diff_carry or diff_xs) or all(c is None for c in cts):
         return [None] * len(args)
-    carries = _stacked_carries(args, body, num_consts, num_carry, length, reverse)
-    carry_cts = _zeros_for([cts[i] for i in diff_carry], [outs[i] for i in diff_carry])
-    y_cts = _zeros_for([cts[num_carry + j] for j in diff_ys], [outs[num_carry + j]
-                                                             for j in diff_ys])
-    acc = [ops.zeros_like(consts[i]) for i in diff_consts]
-    n_ct, n_acc = len(carry_cts), len(acc)
-    vjp = _vjp_graph(body, diff_consts + [num_consts + i for i in diff_carry]
-                     + [split + i for i in diff_xs],
-                     diff_carry + [num_carry + j for j in diff_ys])
 
-    def backward_step(*a):
-        c, ct, ac = a[:num_consts], a[num_consts:num_consts + n_ct], \
-            a[num_consts + n_ct:num_consts + n_ct + n_acc]
-        rest = a[num_consts + n_ct + n_acc:]
-        carry_i, x_i, ct_y = rest[:num_carry], rest[num_carry:num_carry + len(xs)], \
-            rest[num_carry + len(xs):]
-        grads = vjp(*c, *carry_i, *x_i, *ct, *ct_y)
+    def forward(carry, x):
+        return call_graph(body, consts + carry + x)[:num_carry], carry
+    _, carries = scan_flat(forward, init, xs, length, reverse, 'a tj.scan gradient')
+    carry_cts = _zeros_for([cts[i] for i in diff_carry], [outs[i] for i in diff_carry])
+    y_cts = _zeros_for([cts[num_carry + j] for j in diff_ys],
+                       [outs[num_carry + j] for j in diff_ys])
+    n_ct, n_acc = len(carry_cts), len(diff_consts)
+    vjp = _vjp_graph(body, diff_consts + [num_consts + i for i in diff_carry]
+                     + [split + i for i in diff_xs], diff_carry + [num_carry + j for j in diff_ys])
+
+    def backward(state, rows):
+        ct, acc = state[:n_ct], state[n_ct:]
+        carry_i, x_i = rows[:num_carry], rows[num_carry:num_carry + len(xs)]
+        grads = vjp(*consts, *carry_i, *x_i, *ct, *rows[num_carry + len(xs):])
         g_consts, g_carry = grads[:n_acc], grads[n_acc:n_acc + n_ct]
-        return list(g_carry) + [ops.add(x, y) for x, y in zip(ac, g_consts)], \
+        return list(g_carry) + [ops.add(a, g) for a, g in zip(acc, g_consts)], \
             list(grads[n_acc + n_ct:])
 
-    step_avals = ([_value_aval(v) for v in consts + carry_cts + acc]
-                  + [_row_aval(v) for v in carries + xs + y_cts])
-    rec = record(lambda *a: backward_step(*a), step_avals, 'a scan gradient')
-    rec.graph.inputs = rec.graph.inputs[:rec.num_explicit]
-    results = _outs(bind(SCAN, *consts, *carry_cts, *acc, *carries, *xs, *y_cts, body=rec.graph,
-                         num_consts=num_consts, num_carry=n_ct + n_acc, length=length,
-                         reverse=not reverse))
+    acc = [ops.zeros_like(consts[i]) for i in diff_consts]
+    state, g_xs = scan_flat(backward, carry_cts + acc, carries + xs + y_cts, length,
+                            not reverse, 'a tj.scan gradient')
     result = [None] * len(args)
-    for i, g in zip(diff_consts, results[n_ct:n_ct + n_acc]):
+    for i, g in zip(diff_consts, state[n_ct:]):
         result[i] = g
-    for i, g in zip(diff_carry, results[:n_ct]):
+    for i, g in zip(diff_carry, state[:n_ct]):
         result[num_consts + i] = g
-    for i, g in zip(diff_xs, results[n_ct + n_acc:]):
+    for i, g in zip(diff_xs, g_xs):
         result[split + i] = g
     return result
-
-
-def _stacked_carries(args, body, num_consts, num_carry, length, reverse):
-    """The carry each iteration starts from, stacked (the residuals of the backward scan): a
-    scan of the body that also outputs its input carry."""
-    split = num_consts + num_carry
-
-    def step(*a):
-        outs = call_graph(body, list(a))
-        return outs[:num_carry], list(a[num_consts:split])
-
-    avals = [_value_aval(v) for v in args[:split]] + [_row_aval(v) for v in args[split:]]
-    rec = record(step, avals, 'a scan gradient')
-    rec.graph.inputs = rec.graph.inputs[:rec.num_explicit]
-    outs = _outs(bind(SCAN, *args, body=rec.graph, num_consts=num_consts, num_carry=num_carry,
-                      length=length, reverse=reverse))
-    return outs[num_carry:]
 
 
 def _while_vjp(cts, outs, *args, cond_graph, body_graph, num_consts, max_iter):

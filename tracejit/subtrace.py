@@ -27,16 +27,24 @@ class SubTrace(Trace):
     def to_var(self, value):
         if isinstance(value, Tracer) and value.trace is not self and self.encloses(value.trace):
             return self.capture(value)
-        if isinstance(value, Tensor) and self.parent is None:
-            return self.capture(value)   # eager: an operand, so tapes see gradients flow into it
+        if isinstance(value, Tensor) and self.in_eager_code():
+            return self.capture(value)   # an operand, so tapes see gradients flow into it
         return super().to_var(value)
+
+    def in_eager_code(self):
+        """Whether the outermost enclosing trace is a sub-graph of eager code."""
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        return isinstance(root, SubTrace)
 
     def capture(self, value):
         """The input Var standing for `value`, a tensor of an enclosing level."""
         var = self._capture_of.get(value._uid)
         if var is None:
             outer = value
-            if isinstance(value, Tracer) and value.trace is not self.parent:
+            if self.parent is not None and not (isinstance(value, Tracer)
+                                                and value.trace is self.parent):
                 outer = Tracer(self.parent, self.parent.to_var(value))   # through each level
             var = ir.Var(value.shape, np.dtype(value.dtype.np), getattr(value, 'weak', False))
             self.graph.inputs.append(var)
