@@ -119,7 +119,11 @@ def constant_folding(graph):
         result = node.outputs[0]
         if result.size > FOLD_MAX_SIZE or result.size > max(v.size for v in values):
             return None
-        return out.add_const(node.prim.run(*values, **node.params)[0])
+        try:
+            value = node.prim.run(*values, **node.params)[0]
+        except IndexError:   # a bad gather fails when (and only if) the step runs it
+            return None
+        return out.add_const(value)
     return rewrite(graph, rule)
 
 
