@@ -366,7 +366,47 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
     'conv2d': Op(2, _tj_conv, _np_conv, lambda sx, sy: _window_choices(sx, sy)),
     'max_pool': Op(1, _tj_pool(tj.nn.max_pool2d), _np_pool(max), _window_choices, _pool_gap),
     'avg_pool': Op(1, _tj_pool(tj.nn.avg_pool2d), _np_pool(np.mean), _window_choices),
+    # control flow: a real branch on the data, a bounded data-dependent loop, a scan over rows
+    'cond': Op(2, lambda p, x, y: tj.cond(tj.reduce_sum(x) > 0.0, lambda: x * y,
+                                          lambda: x - tj.sin(y)),
+               lambda p, x, y: x * y if np.sum(x) > 0.0 else x - np.sin(y), _broadcastable,
+               lambda p, x, y: abs(float(np.sum(x)))),
+    'while': Op(1, lambda p, x: tj.while_loop(
+                    lambda i, v: tj.reduce_sum(v * v) < 4.0, lambda i, v: (i + 1, v * 1.5 + 0.1),
+                    (0, x), maximum_iterations=p)[1],
+                lambda p, x: _np_while(p, x), lambda s: [1, 3],
+                lambda p, x: _np_while_margin(p, x)),
+    'scan': Op(1, lambda p, x: tj.scan(lambda a, r: tj.tanh(a * 0.8 + r), x,
+                                       initializer=tj.zeros_like(x[0]), reverse=p),
+               lambda p, x: _np_scan(p, x), lambda s: [False, True] if s else []),
 }
+
+
+def _np_while(limit, x):
+    for _ in range(limit):
+        if not np.sum(x * x) < 4.0:
+            break
+        x = x * 1.5 + 0.1
+    return x
+
+
+def _np_while_margin(limit, x):
+    """Distance of the loop condition from its switching point on the iterations run."""
+    gaps = []
+    for _ in range(limit):
+        gaps.append(abs(float(np.sum(x * x)) - 4.0))
+        if not np.sum(x * x) < 4.0:
+            break
+        x = x * 1.5 + 0.1
+    return min(gaps) if gaps else np.inf
+
+
+def _np_scan(reverse, x):
+    a, out = np.zeros_like(x[0]), np.empty_like(x)
+    for i in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
+        a = np.tanh(a * 0.8 + x[i])
+        out[i] = a
+    return out
 
 
 # ---------------------------------------------------------------------------- programs

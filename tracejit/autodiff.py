@@ -73,6 +73,8 @@ def backward(entries, cts, key, tracked):
         if isinstance(entry.prim, _CustomVJP):
             full = [c if c is not None else ops.zeros_like(o) for c, o in zip(out_cts, entry.outs)]
             in_cts = entry.prim.vjp(*full)
+        elif getattr(entry.prim, 'multiple_results', False):   # control flow: every output's ct
+            in_cts = entry.prim.vjp(out_cts, entry.outs, *entry.args, **entry.params)
         else:
             in_cts = _apply_vjp(entry, out_cts[0])
         for arg, ct in zip(entry.args, in_cts):

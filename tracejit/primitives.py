@@ -14,7 +14,7 @@ from . import errors
 
 REGISTRY = {}
 KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'collective',
-         'host')
+         'host', 'control')
 
 
 class Primitive:

@@ -110,20 +110,26 @@ class Codegen:
     # -- whole kernel ----------------------------------------------------------------------
 
     def generate(self):
-        params = self.prologue()
+        kernel_text, sizes = self.function_text()
+        helpers = ''.join(f'{_decorator(parallel)}def {name}({text}\n\n'
+                          for text, (name, parallel) in self.helpers.items())
+        source = f'{helpers}{_decorator(False)}def kernel({kernel_text}\n'
+        parallel = any(parallel for _, parallel in self.helpers.values())
+        return Lowered(source, sizes, self.fconsts, self.iconsts, self.array_consts, self.plan,
+                       parallel)
+
+    def function_text(self):
+        """(the function's text from its parameter list on, the dims array values). Nodes may
+        add parameters (`self.params`) while they are emitted: control-flow nodes pass the
+        per-trace values of their sub-graphs' functions (backend/control.py)."""
+        self.params = self.prologue()
         for group in self.plan.groups:
             getattr(self, f'emit_{group.kind}')(group)
         self.epilogue()
         sizes = self.dims.sizes()
         dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(sizes)))
-        body = self.block.render()
-        helpers = ''.join(f'{_decorator(parallel)}def {name}({text}\n\n'
-                          for text, (name, parallel) in self.helpers.items())
-        signature = ', '.join(params).replace(MARK, '')
-        source = f'{helpers}{_decorator(False)}def kernel({signature}):\n{dims}{body}\n'
-        parallel = any(parallel for _, parallel in self.helpers.values())
-        return Lowered(source, sizes, self.fconsts, self.iconsts, self.array_consts, self.plan,
-                       parallel)
+        signature = ', '.join(self.params).replace(MARK, '')
+        return f'{signature}):\n{dims}{self.block.render()}', sizes
 
     def prologue(self):
         params = []

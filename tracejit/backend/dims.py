@@ -174,3 +174,6 @@ def sum_duplicates(node):
     for k in range(u.ndim):
         yield (node.outputs[0], k), (u, k)
     yield (u, 0), (idx, 0)
+def independent(node):
+    """No axes tied: a control-flow node's sub-graphs have dims of their own."""
+    return ()

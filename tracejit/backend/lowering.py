@@ -16,7 +16,7 @@ nothing here, since its registry template is its expression.
 """
 import numpy as np
 
-from . import calls, dims, hostcalls
+from . import calls, control, dims, hostcalls
 from .blocks import np_type
 
 
@@ -85,6 +85,10 @@ BY_NAME = {
                              writes_base=True),
     'sum_duplicates': Lowering(dims.sum_duplicates, emit=calls.sum_duplicates),
     'host_call': Lowering(hostcalls.unrelated_dims, emit=hostcalls.host_call, raises=True),
+    # control flow: sub-graphs lowered to functions of their own (control.py)
+    'cond': Lowering(dims.independent, emit=control.cond),
+    'while': Lowering(dims.independent, emit=control.while_loop),
+    'scan': Lowering(dims.independent, emit=control.scan),
 }
 
 
