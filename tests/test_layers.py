@@ -360,3 +360,17 @@ def test_two_input_two_output_fit_equals_keras():
     want1, want2 = numpy_forward(weights, *x)                  # the hand-written reference
     np.testing.assert_allclose(pred1, want1, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(pred2, want2, rtol=1e-4, atol=1e-6)
+
+
+def test_sequential_takes_an_input_first_and_builds_at_once():
+    model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(4),
+                              keras.layers.BatchNormalization(), keras.layers.ReLU()])
+    assert model.built and [type(layer).__name__ for layer in model.layers] == [
+        'Dense', 'BatchNormalization', 'ReLU']
+    assert model.count_params() == 6 * 4 + 4 + 4 * 4
+    x = np.random.default_rng(5).normal(size=(3, 6)).astype(np.float32)
+    kernel, bias = model.layers[0].get_weights()
+    np.testing.assert_allclose(model(x).numpy(),
+                               np.maximum((x @ kernel + bias) / np.sqrt(1 + 1e-3), 0), rtol=1e-5)
+    with pytest.raises(ValueError, match='before the other layers'):
+        model.add(keras.Input(shape=(4,)))

@@ -12,7 +12,7 @@ import collections
 
 from .. import tree
 from .base_layer import Layer, unique_name
-from .symbolic import KerasTensor, Node, inbound_nodes
+from .symbolic import KerasTensor, Node, inbound_nodes  # noqa: F401 (KerasTensor public)
 
 
 class InputLayer(Layer):
