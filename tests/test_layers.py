@@ -374,3 +374,29 @@ def test_sequential_takes_an_input_first_and_builds_at_once():
                                np.maximum((x @ kernel + bias) / np.sqrt(1 + 1e-3), 0), rtol=1e-5)
     with pytest.raises(ValueError, match='before the other layers'):
         model.add(keras.Input(shape=(4,)))
+
+
+def test_dict_losses_weights_and_metrics_name_the_logs_as_keras():
+    """Eager steps (run_eagerly) of the fixture model with dict specs: the log names Keras
+    uses, outputs without a loss are not trained on, and the loss is the weighted sum."""
+    model = two_input_model()
+    set_fixture_weights(model, 'initial')
+    model.compile('sgd', loss={'out2': 'sparse_categorical_crossentropy'},
+                  loss_weights={'out2': 0.25}, metrics={'out1': 'mae', 'out2': ['accuracy']},
+                  run_eagerly=True)
+    x = {'a': ARRAYS['fit/xa'], 'b': ARRAYS['fit/xb']}
+    y = {'out1': ARRAYS['fit/y1'], 'out2': ARRAYS['fit/y2']}
+    logs = model.evaluate(x, y, batch_size=24, verbose=0, return_dict=True)
+    assert list(logs) == ['loss', 'out1_mae', 'out2_accuracy', 'out2_loss']
+    weights = {layer.name: layer.get_weights() for layer in model.layers}
+    pred1, pred2 = numpy_forward(weights, x['a'], x['b'])
+    labels = ARRAYS['fit/y2'][:, 0]
+    cross_entropy = -np.mean(np.log(pred2[np.arange(len(labels)), labels]))
+    assert logs['out2_loss'] == pytest.approx(cross_entropy, rel=1e-5)
+    assert logs['loss'] == pytest.approx(0.25 * cross_entropy, rel=1e-5)
+    assert logs['out1_mae'] == pytest.approx(np.mean(np.abs(pred1 - y['out1'])), rel=1e-5)
+    assert logs['out2_accuracy'] == pytest.approx(np.mean(pred2.argmax(1) == labels))
+    before = model.get_layer('out1').get_weights()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for got, want in zip(model.get_layer('out1').get_weights(), before):
+        np.testing.assert_array_equal(got, want)          # out1 has no loss: no gradient
