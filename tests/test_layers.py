@@ -242,6 +242,9 @@ def test_functional_call_matches_numpy_and_takes_lists_or_dicts():
         model({'a': xa})
     with pytest.raises(ValueError, match='2 inputs'):
         model([xa])
+    with pytest.raises(errors.ShapeError, match=r'Input "b".*expected shape=\(None, 3\), '
+                       r'found shape=\(24, 4\)'):
+        model([xa, xa])
 
 
 def test_shared_layers_nested_models_and_dict_outputs():
