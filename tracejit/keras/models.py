@@ -317,8 +317,7 @@ def deserialize_layer(entry):
     """The layer `serialize_layer` wrote: its class found by name among the Keras layers
     and models, made by `from_config`."""
     name = entry['class_name']
-    classes = {'Functional': Functional, 'Model': Functional, 'Sequential': Sequential,
-               'InputLayer': functional.InputLayer}
+    classes = {'Functional': Functional, 'Model': Functional, 'Sequential': Sequential}
     cls = classes.get(name) or getattr(layers_module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise ValueError(f'unknown layer class {name!r} in the model config')
