@@ -404,3 +404,19 @@ def test_dict_losses_weights_and_metrics_name_the_logs_as_keras():
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     for got, want in zip(model.get_layer('out1').get_weights(), before):
         np.testing.assert_array_equal(got, want)          # out1 has no loss: no gradient
+
+
+def test_the_training_flag_reaches_layers_of_a_functional_model():
+    inputs = keras.Input(shape=(40,))
+    dropped = keras.layers.Dropout(0.5, name='drop')(inputs)
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name='bn')(dropped))
+    x = np.ones((6, 40), np.float32)
+    np.testing.assert_allclose(model(x).numpy(), x / np.sqrt(1 + 1e-3), rtol=1e-6)
+    np.testing.assert_array_equal(model.get_layer('bn').moving_mean.numpy(), 0.0)
+    model(x, training=True)                              # dropout active, batch statistics
+    moving = model.get_layer('bn').moving_mean.numpy()
+    assert np.all(moving >= 0) and np.any(moving != moving[0]) and moving.max() <= 0.02
+    # a training=True given at construction holds unless the model's call says otherwise
+    always = keras.Model(inputs, keras.layers.Dropout(0.5)(inputs, training=True))
+    assert np.any(always(x).numpy() == 0)
+    assert not np.any(always(x, training=False).numpy() == 0)
