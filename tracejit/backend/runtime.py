@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from .. import errors
+from .. import errors, ir
 from . import compiler
 from .lowering import lowering_of
 from .parallel import launch_lock
@@ -121,4 +121,5 @@ def _may_raise(graph, checked_inputs):
         return True
     return any(lowering_of(node.prim).checks_indices
                and graph.input_position(node.inputs[1], producers) not in checked_inputs
+               or any(_may_raise(sub, frozenset()) for sub in ir.subgraphs(node))
                for node in graph.nodes)
