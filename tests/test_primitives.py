@@ -758,6 +758,7 @@ SPECIAL_POINTS = {
     'slice': ([[INF, 1.0, 2.0]], {'slices': ((0, 3, 2),)}, [[1.0, 0.0, 1.0]]),
     'unslice': ([[INF, 1.0]], {'shape': (3,), 'slices': ((0, 3, 2),)}, [[1.0, 1.0]]),
     'concat': ([[INF], [1.0, -INF]], {'axis': 0}, [[1.0], [1.0, 1.0]]),
+    'allreduce_sum': ([[INF, -0.0, np.nan]], {'comm': 0, 'timeout': 10.0}, [[1.0, 1.0, 1.0]]),
 }
 
 
