@@ -103,10 +103,12 @@ def report(problem, times, count):
     spread = {name: float(np.subtract(*np.percentile(t, [75, 25])) / 2 / np.median(t))
               for name, t in times.items()}
     share = us['distributed'] - us['local']
-    print(f'{problem.name}  {problem.title}: gradients {count} floats ({count * 4 / 2**20:.2f} MiB)')
+    mib = count * 4 / 2**20
+    print(f'{problem.name}  {problem.title}: gradients {count} floats ({mib:.2f} MiB)')
     for name in ('alone', 'local', 'distributed', 'mpi4py'):
         print(f'  {name:12s} {us[name]:10.1f} us   +-{100 * spread[name]:4.1f}%')
-    print(f'  throughput scaling 2 x alone / distributed = {2 * us["alone"] / us["distributed"]:.2f}x'
+    scaling = 2 * us['alone'] / us['distributed']
+    print(f'  throughput scaling 2 x alone / distributed = {scaling:.2f}x'
           f'   (both cores busy, no communication: 2 x alone / local = '
           f'{2 * us["alone"] / us["local"]:.2f}x)')
     print(f'  allreduce share = distributed - local = {share:.1f} us = '

@@ -8,9 +8,9 @@ MPI_Allreduce polls the same way; after SPINS polls this one also yields its cor
 (sched_yield), so on a machine with more busy processes than cores the peer it waits for gets
 to run: polling alone made a 38 KiB allreduce 10-70x slower there.
 
-`fns` holds the addresses of (MPI_Iallreduce, MPI_Test, MPI_Wtime, sched_yield), `handles` (datatype, op,
-communicator); a handle is an integer of `bits` bits (32 for MPICH, 64 for Open MPI), passed
-as an int64 and narrowed here, so one kernel source serves both.
+`fns` holds the addresses of (MPI_Iallreduce, MPI_Test, MPI_Wtime, sched_yield), `handles`
+(datatype, op, communicator); a handle is an integer of `bits` bits (32 for MPICH, 64 for Open
+MPI), passed as an int64 and narrowed here, so one kernel source serves both.
 """
 import numba
 import numpy as np
