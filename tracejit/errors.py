@@ -59,6 +59,10 @@ class CompilationError(TracejitError, RuntimeError):
     """Numba failed on generated source; the message names the generated file."""
 
 
+class UnimplementedError(TracejitError, NotImplementedError):
+    """A TensorFlow feature that tracejit does not support here (TensorFlow's name for it)."""
+
+
 def user_frame():
     """The innermost stack frame that is not tracejit's own code (None if there is none)."""
     frame = sys._getframe(1)
