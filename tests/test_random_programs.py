@@ -322,6 +322,8 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
     'sum_duplicates': Op(1, lambda p, x: tj.ops.sum_duplicates(x, np.array(p, np.int32)),
                          _np_sum_duplicates,
                          lambda s: [tuple(i % 2 for i in range(s[0]))] if s else []),
+    'py_function': Op(1, lambda p, x: tj.py_function(lambda a: tj.sin(a) * 2.0, [x], x.dtype),
+                      lambda p, x: np.sin(x) * 2.0),   # a host call back into Python
     'tile': Op(1, lambda p, x: tj.tile(x, p), lambda p, x: np.tile(x, p),
                lambda s: [m for m in itertools.product((1, 2), repeat=len(s)) if 2 in m][:3]),
     'broadcast_to': Op(1, lambda p, x: tj.broadcast_to(x, p), lambda p, x: np.broadcast_to(x, p),
