@@ -3,9 +3,9 @@
 Everything is written over three primitives (primitives.py, "windows"): a convolution is
 `im2col` (each output position's window as a row) times the filter matrix, so it runs as one
 BLAS matmul and its gradients are a matmul (filter) and a matmul plus `col2im` (input); a
-depthwise convolution multiplies the windows by the filter and sums them; max pooling gathers
-each window's first maximum found by `pool_argmax` (its gradient is the matching scatter, as
-TF's MaxPoolGrad); average pooling sums the windows and divides by the number of taps inside
+depthwise convolution multiplies the windows by the filter and sums them; max pooling is its
+own primitive, whose gradient scatters into each window's first maximum found by `pool_argmax`
+(TF's MaxPoolGrad); average pooling sums the windows and divides by the number of taps inside
 the image (TF's SAME rule). 1-D ops insert a unit height. Images are NHWC; NCHW ('NCW') inputs
 are transposed around the NHWC computation.
 """
@@ -195,9 +195,15 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # noqa:
 # ---------------------------------------------------------------------------- pooling
 
 def _max_pool_nhwc(x, ksize, strides, padding):
+    return bind(P.REGISTRY['max_pool'], x, ksize=ksize, strides=strides, padding=padding)
+
+
+def max_pool_grad(ct, x, ksize, strides, padding):
+    """The VJP of max pooling: each window's cotangent added at its first maximum."""
     index = bind(P.REGISTRY['pool_argmax'], x, ksize=ksize, strides=strides, padding=padding)
-    flat = bind(P.REGISTRY['gather'], ops.reshape(x, (-1,)), ops.reshape(index, (-1,)), axis=0)
-    return ops.reshape(flat, index.shape)
+    size = int(np.prod(x.shape))
+    flat = ops.scatter_add(ops.reshape(ct, (-1,)), ops.reshape(index, (-1,)), 0, size)
+    return ops.reshape(flat, x.shape)
 
 
 def _avg_pool_nhwc(x, ksize, strides, padding):

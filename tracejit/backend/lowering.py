@@ -77,7 +77,8 @@ BY_NAME = {
     'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
     'im2col': Lowering(dims.batch_and_channels, emit=calls.im2col),
     'col2im': Lowering(dims.batch_and_channels, emit=calls.col2im),
-    'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool_argmax),
+    'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool('pool_argmax')),
+    'max_pool': Lowering(dims.batch_and_channels, emit=calls.pool('max_pool')),
 }
 
 
