@@ -366,9 +366,9 @@ nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_unifo
 # a (N, OH, OW, KH, KW, C) array (zeros where the window hangs over the padding), so a
 # convolution is one matmul; `col2im`, its transpose, adds windows back into an image.
 # `max_pool` takes each window's maximum; `pool_argmax` finds each window's first maximum (TF's
-# MaxPoolGrad tie rule) as a flat index into the image, so max pooling's gradient is a scatter. Padding is 'SAME' or
-# 'VALID' with TF's arithmetic; pad sizes are derived from the array sizes wherever they are
-# needed, so a kernel stays generic in them.
+# MaxPoolGrad tie rule) as a flat index into the image, so max pooling's gradient is a
+# scatter. Padding is 'SAME' or 'VALID' with TF's arithmetic; pad sizes are derived from the
+# array sizes wherever they are needed, so a kernel stays generic in them.
 
 def window_geometry(size, k, stride, dilation, padding):
     """(output size, padding before) of one spatial axis, as TensorFlow computes them."""
