@@ -17,6 +17,7 @@ import pytest
 import tracejit as tj
 from tracejit import ir, ops
 from tracejit import primitives as P
+from tracejit.callbacks import HostCall
 from tracejit.tracing import bind
 
 from gradcheck import check_grads
@@ -223,6 +224,28 @@ def _scatter_add_ref(u, indices, *, axis, size):
     return out
 
 
+def _scatter_rows_ref(base, indices, updates, *, mode, depth):
+    """Row by row, in order: rows of `base` over its first `depth` axes, as nested indices."""
+    out = base.copy()
+    lead = base.shape[:depth]
+    combine = {'update': lambda old, new: new, 'add': lambda old, new: old + new,
+               'max': lambda old, new: np.where(new > old, new, old),
+               'min': lambda old, new: np.where(new < old, new, old)}[mode]
+    for j, row in enumerate(indices):
+        target = np.unravel_index(int(row), lead)
+        out[target] = combine(out[target], updates[j])
+    return out
+
+
+def _sum_duplicates_ref(values, indices):
+    out = np.zeros_like(values)
+    for j, i in enumerate(indices):
+        for jj, ii in enumerate(indices):
+            if ii == i:
+                out[j] = out[j] + values[jj]
+    return out
+
+
 def _matmul_ref(a, b, *, transpose_a, transpose_b):
     a = np.swapaxes(a, -1, -2) if transpose_a else a
     b = np.swapaxes(b, -1, -2) if transpose_b else b
@@ -388,6 +411,17 @@ GATHER_CASES = [  # (operand shape, indices, axis)
     ((4,), np.array(2), 0),
 ]
 
+SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base and updates)
+    ((5, 3), [4, 0, 2, 2], 1, 'add', (_signed, _signed)),      # a repeated row adds up
+    ((5, 3), [1, 4, 0], 1, 'update', (_signed, _signed)),
+    ((1, 3), [0], 1, 'update', (_signed, _signed)),            # one row, id 0
+    ((6,), [0, 5, 5], 1, 'add', (_signed, _signed)),
+    ((2, 3, 4), [5, 0, 3], 2, 'add', (_signed, _signed)),      # n-d indices as row numbers
+    ((4, 3), [3, 1], 1, 'max', (_grid(0.25), _grid(0.75))),
+    ((4, 3), [0, 2], 1, 'min', (_grid(0.25), _grid(0.75))),
+]
+SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0])]
+
 MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((3, 4), (4, 2), False, False),
     ((4, 3), (4, 2), True, False),
@@ -426,6 +460,12 @@ def _windows_shape(shape, ksize, strides, dilations, padding):
     return (shape[0], oh, ow) + tuple(ksize) + (shape[3],)
 
 CONVERT_TARGETS = (np.float32, np.float64, np.int32, np.bool_)
+
+
+def _host_double(shape):
+    """A host call (Python at run time) returning twice its operand in float64."""
+    return HostCall(lambda values: [np.asarray(values[0], np.float64) * 2],
+                    [(shape, np.float64)], name='double')
 
 SPECS = {
     'neg': unary(lambda x: 0 - x, tj.negative, dtypes=NUMBERS),
@@ -512,11 +552,23 @@ SPECS = {
     'scatter_add': Spec([Case([A(s[:axis] + i.shape + s[axis + 1:]), Fixed(i, i.dtype)],
                               {'axis': axis, 'size': s[axis]}) for s, i, axis in GATHER_CASES],
                         _scatter_add_ref, ops.scatter_add, NUMBERS),
+    'scatter_rows': Spec([Case([A(shape, domains[0]), Fixed(rows),
+                                A((len(rows),) + shape[depth:], domains[1])],
+                               {'mode': mode, 'depth': depth})
+                          for shape, rows, depth, mode, domains in SCATTER_ROWS_CASES],
+                         _scatter_rows_ref,
+                         lambda b, i, u, *, mode, depth: ops.scatter_rows(b, i, u, mode, depth),
+                         NUMBERS, compiled=(0, 4, 5)),
+    'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
+                           _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0,)),
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),
     'log_softmax': Spec([Case([A(s)]) for s in [(4,), (3, 4), (2, 3, 5), (1, 1)]],
                         _log_softmax_ref, tj.nn.log_softmax, FLOATS),
+    'allreduce_sum': Spec([Case([A(s)], {'comm': 0, 'timeout': 10.0}) for s in UNARY_SHAPES],
+                          lambda x, *, comm, timeout: x, ops.allreduce_sum, NUMBERS,
+                          compiled=(0, 2)),  # comm 0: this process alone (mpiexec: test_distribute)
     'im2col': Spec([Case([A(shape)], _window_params(*window)) for shape, *window in WINDOW_CASES],
                    _im2col_ref, compiled=(0, 1, 3)),
     'col2im': Spec([Case([A(_windows_shape(shape, *window))],
@@ -528,6 +580,10 @@ SPECS = {
                         compiled=(0, 1)),
     'max_pool': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
                       for shape, k, st, pad in POOL_CASES], _max_pool_ref, compiled=(1, 3)),
+    'host_call': Spec([Case([Fixed(0, np.int64), A(shape)], {'call': _host_double(shape)})
+                       for shape in [(3, 4), ()]], lambda order, x, *, call: 2 * x,
+                      out_dtype=lambda dtype, params: np.dtype(np.float64), order=0,
+                      compiled=(0,)),
     'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
         ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32),
         ((5,), 0, np.int32),
@@ -621,8 +677,12 @@ def _arity(name):
 
 # ---------------------------------------------------------------------------- the registry
 
+# control-flow primitives (params holding sub-graphs) have their table in test_control_flow.py
+ORDINARY = sorted(name for name, prim in P.REGISTRY.items() if prim.kind != 'control')
+
+
 def test_every_primitive_has_a_spec():
-    missing = sorted(set(P.REGISTRY) - set(SPECS))
+    missing = sorted(set(ORDINARY) - set(SPECS))
     stale = sorted(set(SPECS) - set(P.REGISTRY))
     assert not missing, f'primitives without a test spec in {__file__}: {missing}'
     assert not stale, f'test specs for primitives that no longer exist: {stale}'
@@ -654,7 +714,7 @@ def test_record_is_complete(name):
         assert all(f'x{i}' in text for i in range(arity))
 
 
-@pytest.mark.parametrize('name', sorted(P.REGISTRY))
+@pytest.mark.parametrize('name', ORDINARY)
 def test_nondifferentiable_is_explicit(name):
     """Non-differentiable primitives record nothing on a tape: their outputs get no gradient."""
     prim = P.REGISTRY[name]
@@ -843,6 +903,11 @@ SPECIAL_POINTS = {
     'gather': ([[1.0, INF, 3.0], Fixed([1, 1, 0])], {'axis': 0}, [[1.0, 2.0, 0.0], None]),
     'scatter_add': ([[INF, 1.0, 2.0], Fixed([1, 1, 0])], {'axis': 0, 'size': 3},
                     [[1.0, 1.0, 1.0], None]),
+    'scatter_rows': ([[[1.0, 2.0, INF]], Fixed([0]), [[1.0, 3.0, 0.0]]],
+                     {'mode': 'max', 'depth': 1},   # a tie splits the gradient (TF's rule)
+                     [[[0.5, 0.0, 1.0]], None, [[0.5, 1.0, 0.0]]]),
+    'sum_duplicates': ([[[INF, 1.0], [2.0, 3.0]], Fixed([1, 1])], {}, [[[2.0, 2.0], [2.0, 2.0]],
+                                                                       None]),
     'matmul': ([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 4.0]]],
                {'transpose_a': False, 'transpose_b': False},
                [[[3.0, 7.0], [3.0, 7.0]], [[4.0, 4.0], [6.0, 6.0]]]),
@@ -865,7 +930,7 @@ SPECIAL_POINTS = {
 
 
 def test_every_differentiable_primitive_has_special_points():
-    differentiable = {name for name, prim in P.REGISTRY.items() if prim.differentiable}
+    differentiable = {name for name in ORDINARY if P.REGISTRY[name].differentiable}
     assert not differentiable - set(SPECIAL_POINTS), sorted(differentiable - set(SPECIAL_POINTS))
     assert not set(SPECIAL_POINTS) - differentiable
 

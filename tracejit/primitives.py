@@ -6,12 +6,15 @@ of each differentiable primitive (written with ops, which are built on this modu
 builds the public API from these; the tests loop over `REGISTRY`. This module imports nothing
 of tracejit's but errors.
 """
+import time
+
 import numpy as np
 
 from . import errors
 
 REGISTRY = {}
-KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source')
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'collective',
+         'host', 'control')
 
 
 class Primitive:
@@ -197,8 +200,46 @@ def _random_rule(key, *, shape, dtype):
     return _source_rule(shape=shape, dtype=dtype)
 
 
+def _host_rule(order, *operands, call):
+    """A call back into Python (`callbacks.HostCall`): its outputs are what it declares.
+    Input 0 only orders it after the previous host call (its first output, or a constant)."""
+    return [(tuple(shape), np.dtype(dtype), False) for shape, dtype in call.out_avals]
+
+
+def _one_or_tuple(results):
+    return results[0] if len(results) == 1 else tuple(results)
+
+
 def _convert_rule(x, *, dtype):
     return [(tuple(x.shape), np.dtype(dtype), False)]
+
+
+# -- row scatters into a tensor (Variable.scatter_*, tensor_scatter_nd_*, sparse optimizer
+#    updates) and the duplicate-summing of sparse gradients (LazyAdam)
+
+SCATTER_MODES = ('update', 'add', 'max', 'min')
+
+
+def _scatter_rows_rule(base, indices, updates, *, mode, depth):
+    _check_indices(indices)
+    if mode not in SCATTER_MODES:
+        raise errors.InvalidArgumentError(f'scatter mode must be one of {SCATTER_MODES}')
+    dtype = _same_dtype([base, updates])
+    shape = tuple(base.shape)
+    if len(indices.shape) != 1 or not 1 <= depth <= len(shape) \
+            or tuple(updates.shape) != tuple(indices.shape) + shape[depth:]:
+        raise errors.ShapeError(
+            f'updates of shape {tuple(updates.shape)} do not fit indices of shape '
+            f'{tuple(indices.shape)} into rows of shape {shape[depth:]} of {shape}')
+    return [(shape, dtype, False)]
+
+
+def _sum_duplicates_rule(values, indices):
+    _check_indices(indices)
+    if len(indices.shape) != 1 or tuple(values.shape[:1]) != tuple(indices.shape):
+        raise errors.ShapeError(f'values of shape {tuple(values.shape)} do not match indices of '
+                                f'shape {tuple(indices.shape)}')
+    return [(tuple(values.shape), np.dtype(values.dtype), False)]
 
 
 # ---------------------------------------------------------------------------- numpy rules
@@ -231,6 +272,30 @@ def _gather(x, i, *, axis):
     return np.take(x, i, axis=axis)
 
 
+def _scatter_rows(base, indices, updates, *, mode, depth):
+    """A copy of `base` viewed as (rows, row) over its first `depth` axes, with row indices[j]
+    set to (or combined with) updates[j] in order: the last of repeated updates wins."""
+    rows = int(np.prod(base.shape[:depth], dtype=np.int64))
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    out = np.array(base).reshape((rows,) + base.shape[depth:])
+    if mode == 'update':
+        for j, i in enumerate(indices):
+            out[i] = updates[j]
+    else:
+        {'add': np.add, 'max': np.maximum, 'min': np.minimum}[mode].at(out, indices, updates)
+    return out.reshape(base.shape)
+
+
+def _sum_duplicates(values, indices):
+    """Each row replaced by the sum of the rows with the same index (in index order)."""
+    _, inverse = np.unique(indices, return_inverse=True)
+    sums = np.zeros((int(inverse.max()) + 1 if inverse.size else 0,) + values.shape[1:],
+                    values.dtype)
+    np.add.at(sums, inverse.reshape(-1), values)
+    return sums[inverse.reshape(-1)]
+
+
 def _matmul(a, b, *, transpose_a, transpose_b):
     return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
                      np.swapaxes(b, -1, -2) if transpose_b else b)
@@ -259,6 +324,29 @@ def _random_uniform(key, *, shape, dtype):
     if np.dtype(dtype) == np.float32:
         return (bits >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def _allreduce_rule(x, *, comm, timeout):
+    if np.dtype(x.dtype).kind not in 'iuf':
+        raise errors.DTypeError(f'allreduce needs a numeric operand, got {np.dtype(x.dtype).name}')
+    return [(tuple(x.shape), np.dtype(x.dtype), False)]
+
+
+def _allreduce_sum(x, *, comm, timeout):
+    """The sum of `x` over the processes of the MPI communicator `comm` (a handle; 0 is this
+    process alone), waited for at most `timeout` seconds. Eager collectives are mpi4py's."""
+    if comm == 0:
+        return x.copy()
+    from mpi4py import MPI
+    out = np.empty(x.shape, x.dtype)
+    request = MPI.Comm.fromhandle(comm).Iallreduce(np.ascontiguousarray(x), out, MPI.SUM)
+    deadline = time.monotonic() + timeout
+    while not request.Test():
+        if time.monotonic() > deadline:
+            raise errors.DeadlineExceededError(
+                f'allreduce timed out after {timeout:g} s: another rank died, stopped early or '
+                f'runs a different step (TRACEJIT_DISTRIBUTE_TIMEOUT sets the limit)')
+    return out
 
 
 def _rowwise_rule(x):
@@ -354,10 +442,17 @@ Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rul
           'concat')
 Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
+Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_rows')
+Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 
+Primitive('allreduce_sum', _allreduce_sum, _allreduce_rule, 'collective', 'allreduce_sum')
+
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
+# side effects at run time (tj.print, py_function, assertions): every pass keeps them, in order
+nondiff('host_call', lambda order, *operands, call: _one_or_tuple(call(list(operands))),
+        _host_rule, 'host', 'host_call')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')
 
 

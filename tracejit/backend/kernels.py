@@ -16,8 +16,10 @@ import numba
 import numpy as np
 from numba import types
 
+from ..callbacks import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
 from .fastmath import exp32, log32
 from .fpflags import FASTMATH
+from .mpi_kernels import allreduce_sum32, allreduce_sum64  # noqa: F401 (kernels call K.*)
 
 _jit = numba.njit(inline='always', error_model='numpy')
 _cached = numba.njit(cache=True, error_model='numpy', nogil=True)
@@ -363,6 +365,81 @@ def pool_argmax(x, out, kh, kw, sh, sw, same):
                             if peak[t] < v:
                                 peak[t] = v
                                 of[o + t] = src + t
+# -- row scatters (Variable.scatter_*, sparse optimizer updates) and duplicate sums
+
+
+@_cached
+def scatter_rows2(out, idx, u, mode):
+    """out[idx[j], :] (set | add | max | min: mode 0-3) u[j, :] in order of j, for `out` as
+    (rows, row). Every index is checked before the first write: a bad one changes nothing."""
+    n, m = out.shape
+    for j in range(idx.shape[0]):
+        if idx[j] < 0 or idx[j] >= n:
+            raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    for j in range(idx.shape[0]):
+        k = idx[j]
+        if mode == 0:
+            for b in range(m):
+                out[k, b] = u[j, b]
+        elif mode == 1:
+            for b in range(m):
+                out[k, b] += u[j, b]
+        else:
+            for b in range(m):
+                x, y = out[k, b], u[j, b]
+                take = (y > x if mode == 2 else y < x) or y != y
+                out[k, b] = y if take else x
+    return out
+
+
+@_jit
+def _set_row(dst, i, src, j):
+    for b in range(dst.shape[1]):
+        dst[i, b] = src[j, b]
+
+
+@_jit
+def _add_row(dst, i, src, j):
+    for b in range(dst.shape[1]):
+        dst[i, b] += src[j, b]
+
+
+@_cached
+def sum_duplicates2(u, idx, out):
+    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'. A
+    table over the span of the indices finds each index's first row (a sort when the span is
+    much larger than the number of rows)."""
+    k = idx.shape[0]
+    if k == 0:
+        return out
+    lo, hi = idx.min(), idx.max()
+    if hi - lo > 8 * k + 4096:
+        order = np.argsort(idx, kind='mergesort')
+        first = order[0]
+        for p in range(k):
+            j = order[p]
+            if p == 0 or idx[j] != idx[first]:
+                first = j
+                _set_row(out, j, u, j)
+            else:
+                _add_row(out, first, u, j)
+        for p in range(1, k):
+            j, prev = order[p], order[p - 1]
+            if idx[j] == idx[prev]:
+                _set_row(out, j, out, prev)
+        return out
+    first_of = np.full(hi - lo + 1, -1, np.int64)
+    for j in range(k):
+        f = first_of[idx[j] - lo]
+        if f < 0:
+            first_of[idx[j] - lo] = j
+            _set_row(out, j, u, j)
+        else:
+            _add_row(out, f, u, j)
+    for j in range(k):
+        f = first_of[idx[j] - lo]
+        if f != j:
+            _set_row(out, j, out, f)
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from .. import dtypes, errors, operands, ops
 from ..tensor import TensorOps
 from ..variables import Module, Variable
-from . import initializers
+from . import initializers, symbolic
 from .backend import floatx, init_scope
 from .saving import assign_weights
 
@@ -30,7 +30,9 @@ _name_counts = collections.Counter()   # Keras names layers dense, dense_1, dens
 
 
 def _snake_case(name):
-    return re.sub(r'(?<!^)(?=[A-Z])', '_', name).lower()
+    """Keras's default layer names: BatchNormalization -> batch_normalization, ReLU -> re_lu."""
+    name = re.sub(r'(.)([A-Z][a-z]+)', r'\1_\2', name)
+    return re.sub(r'([a-z])([A-Z])', r'\1_\2', name).lower()
 
 
 def unique_name(base):
@@ -98,6 +100,8 @@ class Layer(Module):
         return inputs
 
     def __call__(self, inputs, *args, **kwargs):
+        if symbolic.is_symbolic(inputs):
+            return symbolic.call_layer(self, inputs, args, kwargs)   # functional API
         inputs = self._convert_inputs(inputs)
         shape = _shape_of(inputs)
         if not self.built:
@@ -149,6 +153,16 @@ class Layer(Module):
         if ops.is_floating(inputs) and operands.dtype_of(inputs) != self._dtype:
             inputs = ops.cast(inputs, self._dtype)
         return inputs
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def get_config(self):
+        """The constructor's arguments: `from_config(layer.get_config())` makes a twin."""
+        return {'name': self.name, 'trainable': self.trainable, 'dtype': self.dtype.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     # -- weights ----------------------------------------------------------------------------
 

@@ -83,3 +83,12 @@ class Dropout(Layer):
         noise_shape = None if self.noise_shape is None else tuple(
             size if d is None else d for d, size in zip(self.noise_shape, inputs.shape))
         return nn.dropout(inputs, self.rate, noise_shape=noise_shape)
+
+
+from .activation_layers import LeakyReLU, ReLU, Softmax  # noqa: E402,F401
+from .core_layers import Lambda, Rescaling  # noqa: E402,F401
+from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,  # noqa: E402,F401
+                      Subtract, add, average, concatenate, maximum, minimum, multiply, subtract)
+from .normalization import BatchNormalization, LayerNormalization  # noqa: E402,F401
+from .reshaping import Permute, RepeatVector, Reshape  # noqa: E402,F401
+from .embedding import Embedding  # noqa: E402,F401
