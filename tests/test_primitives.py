@@ -335,6 +335,15 @@ def _pool_argmax_ref(x, *, ksize, strides, padding):
     return out
 
 
+def _max_pool_ref(x, *, ksize, strides, padding):
+    (oh, ow), taps = _window_taps(x.shape, ksize, strides, (1, 1), padding)
+    out = np.full((x.shape[0], oh, ow, x.shape[3]), -np.inf)
+    for (i, j, _, _), at in taps:
+        if at is not None:
+            out[:, i, j] = np.maximum(out[:, i, j], x[:, at[0], at[1]])
+    return out.astype(x.dtype)
+
+
 # ---------------------------------------------------------------------------- the table
 
 # The done-means shapes (), (3, 1), (1, 4), (3, 4) for every elementwise primitive: unary ones
@@ -569,6 +578,8 @@ SPECS = {
                          for shape, k, st, pad in POOL_CASES], _pool_argmax_ref,
                         out_dtype=lambda dtype, params: np.dtype(np.int64), order=0,
                         compiled=(0, 1)),
+    'max_pool': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
+                      for shape, k, st, pad in POOL_CASES], _max_pool_ref, compiled=(1, 3)),
     'host_call': Spec([Case([Fixed(0, np.int64), A(shape)], {'call': _host_double(shape)})
                        for shape in [(3, 4), ()]], lambda order, x, *, call: 2 * x,
                       out_dtype=lambda dtype, params: np.dtype(np.float64), order=0,
@@ -910,6 +921,9 @@ SPECIAL_POINTS = {
     'allreduce_sum': ([[INF, -0.0, np.nan]], {'comm': 0, 'timeout': 10.0}, [[1.0, 1.0, 1.0]]),
     'im2col': ([[[[[INF], [1.0]]]]], _window_params((1, 2), (1, 1), (1, 1), 'SAME'),
                [[[[[1.0], [2.0]]]]]),
+    'max_pool': ([[[[[3.0], [3.0], [INF], [-INF]], [[3.0], [1.0], [INF], [-INF]]]]],
+                 {'ksize': (2, 2), 'strides': (2, 2), 'padding': 'VALID'},
+                 [[[[[1.0], [0.0], [1.0], [0.0]], [[0.0], [0.0], [0.0], [0.0]]]]]),
     'col2im': ([[[[[[[INF], [1.0]]], [[[2.0], [-INF]]]]]]],
                dict(_window_params((1, 2), (1, 1), (1, 1), 'SAME'), size=(1, 2)),
                [[[[[[[1.0], [1.0]]], [[[1.0], [0.0]]]]]]]),

@@ -3,9 +3,9 @@
 Everything is written over three primitives (primitives.py, "windows"): a convolution is
 `im2col` (each output position's window as a row) times the filter matrix, so it runs as one
 BLAS matmul and its gradients are a matmul (filter) and a matmul plus `col2im` (input); a
-depthwise convolution multiplies the windows by the filter and sums them; max pooling gathers
-each window's first maximum found by `pool_argmax` (its gradient is the matching scatter, as
-TF's MaxPoolGrad); average pooling sums the windows and divides by the number of taps inside
+depthwise convolution multiplies the windows by the filter and sums them; max pooling is its
+own primitive, whose gradient scatters into each window's first maximum found by `pool_argmax`
+(TF's MaxPoolGrad); average pooling sums the windows and divides by the number of taps inside
 the image (TF's SAME rule). 1-D ops insert a unit height. Images are NHWC; NCHW ('NCW') inputs
 are transposed around the NHWC computation.
 """
@@ -22,18 +22,19 @@ def _fail(message, cls=errors.InvalidArgumentError):
     raise cls(errors.at_user_line(message))
 
 
-def _spatial(value, what, rank=2, default=None):
-    """TF's forms of strides/dilations/ksize: an int, `rank` ints, or rank + 2 ints with 1 at
-    the batch and channel positions (NHWC order)."""
+def _spatial(value, what, rank=2, default=None, channels_last=True):
+    """TF's forms of strides/dilations/ksize: an int, `rank` ints, or rank + 2 ints in the data
+    format's order with 1 at the batch and channel positions."""
     if value is None:
         value = default
     values = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
     if len(values) == 1:
         values = values * rank
     elif len(values) == rank + 2:
-        if values[0] != 1 or values[-1] != 1:
+        channel = -1 if channels_last else 1
+        if values[0] != 1 or values[channel] != 1:
             _fail(f'{what} {tuple(values)}: the batch and channel entries must be 1')
-        values = values[1:-1]
+        values = values[1:-1] if channels_last else values[2:]
     if len(values) != rank or any(v < 1 for v in values):
         _fail(f'{what} must be 1, {rank} or {rank + 2} positive integers, got {value!r}')
     return tuple(values)
@@ -113,9 +114,10 @@ def conv2d(input, filters, strides, padding, data_format='NHWC', dilations=None,
     x, w = _float_operands('conv2d', input, filters)
     _rank('conv2d', x, 4)
     _rank('conv2d', w, 4, 'filters')
-    strides, dilations = _spatial(strides, 'strides'), _spatial(dilations, 'dilations', default=1)
-    padding = _padding(padding)
     channels_last = _channels_last(data_format, 'NCHW', 'NHWC')
+    strides = _spatial(strides, 'strides', channels_last=channels_last)
+    dilations = _spatial(dilations, 'dilations', default=1, channels_last=channels_last)
+    padding = _padding(padding)
     return _nhwc(lambda v: _conv_nhwc(v, w, strides, dilations, padding), x, channels_last)
 
 
@@ -140,9 +142,10 @@ def conv2d_transpose(input, filters, output_shape, strides, padding='SAME',  # n
     x, w = _float_operands('conv2d_transpose', input, filters)
     _rank('conv2d_transpose', x, 4)
     _rank('conv2d_transpose', w, 4, 'filters')
-    strides, dilations = _spatial(strides, 'strides'), _spatial(dilations, 'dilations', default=1)
-    padding = _padding(padding)
     channels_last = _channels_last(data_format, 'NCHW', 'NHWC')
+    strides = _spatial(strides, 'strides', channels_last=channels_last)
+    dilations = _spatial(dilations, 'dilations', default=1, channels_last=channels_last)
+    padding = _padding(padding)
     shape = tuple(int(d) for d in np.asarray(output_shape).reshape(-1))
     if len(shape) != 4:
         _fail(f'conv2d_transpose: output_shape must have 4 entries, got {shape}')
@@ -176,7 +179,9 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # noqa:
     x, w = _float_operands('depthwise_conv2d', input, filter)
     _rank('depthwise_conv2d', x, 4)
     _rank('depthwise_conv2d', w, 4, 'filter')
-    strides, dilations = _spatial(strides, 'strides'), _spatial(dilations, 'dilations', default=1)
+    channels_last = _channels_last(data_format, 'NCHW', 'NHWC')
+    strides = _spatial(strides, 'strides', channels_last=channels_last)
+    dilations = _spatial(dilations, 'dilations', default=1, channels_last=channels_last)
     padding = _padding(padding)
 
     def depthwise(v):
@@ -189,15 +194,21 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # noqa:
         products = ops.expand_dims(patches, -1) * w
         out = ops.reduce_sum(products, axis=(3, 4))
         return ops.reshape(out, (n, oh, ow, cin * mult))
-    return _nhwc(depthwise, x, _channels_last(data_format, 'NCHW', 'NHWC'))
+    return _nhwc(depthwise, x, channels_last)
 
 
 # ---------------------------------------------------------------------------- pooling
 
 def _max_pool_nhwc(x, ksize, strides, padding):
+    return bind(P.REGISTRY['max_pool'], x, ksize=ksize, strides=strides, padding=padding)
+
+
+def max_pool_grad(ct, x, ksize, strides, padding):
+    """The VJP of max pooling: each window's cotangent added at its first maximum."""
     index = bind(P.REGISTRY['pool_argmax'], x, ksize=ksize, strides=strides, padding=padding)
-    flat = bind(P.REGISTRY['gather'], ops.reshape(x, (-1,)), ops.reshape(index, (-1,)), axis=0)
-    return ops.reshape(flat, index.shape)
+    size = int(np.prod(x.shape))
+    flat = ops.scatter_add(ops.reshape(ct, (-1,)), ops.reshape(index, (-1,)), 0, size)
+    return ops.reshape(flat, x.shape)
 
 
 def _avg_pool_nhwc(x, ksize, strides, padding):
@@ -221,7 +232,8 @@ def _pool(op, nhwc, input, ksize, strides, padding, data_format, rank):  # noqa:
     _rank(op, x, rank + 2)
     first, last = ('NCW', 'NWC') if rank == 1 else ('NCHW', 'NHWC')
     channels_last = _channels_last(data_format, first, last)
-    ksize, strides = _spatial(ksize, 'ksize', rank), _spatial(strides, 'strides', rank)
+    ksize = _spatial(ksize, 'ksize', rank, channels_last=channels_last)
+    strides = _spatial(strides, 'strides', rank, channels_last=channels_last)
     padding = _padding(padding)
     if rank == 1:
         ksize, strides = (1,) + ksize, (1,) + strides

@@ -460,10 +460,10 @@ nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_unifo
 # Convolution and pooling over NHWC images. `im2col` copies each output position's window into
 # a (N, OH, OW, KH, KW, C) array (zeros where the window hangs over the padding), so a
 # convolution is one matmul; `col2im`, its transpose, adds windows back into an image.
-# `pool_argmax` finds each window's first maximum (TF's MaxPoolGrad tie rule), as a flat index
-# into the image, so max pooling is a gather and its gradient a scatter. Padding is 'SAME' or
-# 'VALID' with TF's arithmetic; pad sizes are derived from the array sizes wherever they are
-# needed, so a kernel stays generic in them.
+# `max_pool` takes each window's maximum; `pool_argmax` finds each window's first maximum (TF's
+# MaxPoolGrad tie rule) as a flat index into the image, so max pooling's gradient is a
+# scatter. Padding is 'SAME' or 'VALID' with TF's arithmetic; pad sizes are derived from the
+# array sizes wherever they are needed, so a kernel stays generic in them.
 
 def window_geometry(size, k, stride, dilation, padding):
     """(output size, padding before) of one spatial axis, as TensorFlow computes them."""
@@ -572,6 +572,16 @@ def _pool_argmax(x, *, ksize, strides, padding):
     return best
 
 
+def _max_pool_rule(x, *, ksize, strides, padding):
+    [(shape, _, _)] = _pool_argmax_rule(x, ksize=ksize, strides=strides, padding=padding)
+    return [(shape, np.dtype(x.dtype), False)]
+
+
+def _max_pool(x, *, ksize, strides, padding):
+    return x.reshape(-1)[_pool_argmax(x, ksize=ksize, strides=strides, padding=padding)]
+
+
 Primitive('im2col', _im2col, _im2col_rule, 'layout', 'im2col')
 Primitive('col2im', _col2im, _col2im_rule, 'layout', 'col2im')
 nondiff('pool_argmax', _pool_argmax, _pool_argmax_rule, 'layout', 'pool_argmax')
+Primitive('max_pool', _max_pool, _max_pool_rule, 'layout', 'max_pool')

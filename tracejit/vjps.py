@@ -137,3 +137,4 @@ defvjp('log_softmax',
 # windows (convolution and pooling): im2col and col2im are each other's transposes
 defvjp('im2col', lambda ct, out, x, **window: conv.windows_transpose(ct, x.shape[1:3], **window))
 defvjp('col2im', lambda ct, out, u, *, size, **window: conv.windows(ct, **window))
+defvjp('max_pool', lambda ct, out, x, **window: conv.max_pool_grad(ct, x, **window))

@@ -191,13 +191,17 @@ def col2im(cg, node, name):
     cg.emit(f'K.col2im(np.ascontiguousarray({cg.ref(u)}), {name}, {_window_args(node)})')
 
 
-def pool_argmax(cg, node, name):
-    x, out = node.inputs[0], node.outputs[0]
-    kh, kw = node.params['ksize']
-    sh, sw = node.params['strides']
-    cg.emit(f'{name} = np.empty({cg.shape(out)}, np.int64)')
-    cg.emit(f'K.pool_argmax(np.ascontiguousarray({cg.ref(x)}), {name}, {kh}, {kw}, {sh}, {sw}, '
-            f'{node.params["padding"] == "SAME"})')
+def pool(helper):
+    """max_pool (the window maxima) or pool_argmax (their flat indices) through `K.<helper>`."""
+    def emit(cg, node, name):
+        x, out = node.inputs[0], node.outputs[0]
+        (kh, kw), (sh, sw) = node.params['ksize'], node.params['strides']
+        cg.emit(f'{name} = np.empty({cg.shape(out)}, {np_type(out.dtype)})')
+        cg.emit(f'K.{helper}(np.ascontiguousarray({cg.ref(x)}), {name}, {kh}, {kw}, {sh}, {sw}, '
+                f'{node.params["padding"] == "SAME"})')
+    return emit
+
+
 SCATTER_MODES = {'update': 0, 'add': 1, 'max': 2, 'min': 3}  # kernels.scatter_rows2's codes
 
 

@@ -328,6 +328,13 @@ def col2im(u, out, sh, sw, dh, dw, same):
     return out
 
 
+@_jit
+def _window_range(i, stride, k, before, size):
+    """[first, last) taps of window i that lie inside an axis of `size`."""
+    start = i * stride - before
+    return max(start, 0) - start, min(start + k, size) - start
+
+
 @_cached
 def pool_argmax(x, out, kh, kw, sh, sw, same):
     """out[b, i, j, ch] = flat index into x of the first maximum of the window (row-major
@@ -339,22 +346,23 @@ def pool_argmax(x, out, kh, kw, sh, sw, same):
     peak = np.empty(c, x.dtype)
     for b in range(n):
         for i in range(oh):
+            r0, r1 = _window_range(i, sh, kh, top, h)
             for j in range(ow):
+                q0, q1 = _window_range(j, sw, kw, left, w)
                 o = ((b * oh + i) * ow + j) * c
-                for t in range(c):
-                    of[o + t] = -1
-                for p in range(kh):
-                    r = i * sh + p - top
-                    if r < 0 or r >= h:
-                        continue
-                    for q in range(kw):
-                        s = j * sw + q - left
-                        if s < 0 or s >= w:
+                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
+                first = corner + (r0 * w + q0) * c
+                for t in range(c):   # the first tap inside the image starts each maximum
+                    peak[t] = xf[first + t]
+                    of[o + t] = first + t
+                for p in range(r0, r1):
+                    for q in range(q0, q1):
+                        src = corner + (p * w + q) * c
+                        if src == first:
                             continue
-                        src = ((b * h + r) * w + s) * c
                         for t in range(c):
                             v = xf[src + t]
-                            if of[o + t] < 0 or peak[t] < v:
+                            if peak[t] < v:
                                 peak[t] = v
                                 of[o + t] = src + t
 # -- row scatters (Variable.scatter_*, sparse optimizer updates) and duplicate sums
@@ -432,4 +440,32 @@ def sum_duplicates2(u, idx, out):
         f = first_of[idx[j] - lo]
         if f != j:
             _set_row(out, j, out, f)
+    return out
+
+
+@_cached
+def max_pool(x, out, kh, kw, sh, sw, same):
+    """out[b, i, j, ch] = the window's maximum by pool_argmax's rule (so NaNs as TF's)."""
+    n, h, w, c = x.shape
+    oh, ow = out.shape[1], out.shape[2]
+    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    for b in range(n):
+        for i in range(oh):
+            r0, r1 = _window_range(i, sh, kh, top, h)
+            for j in range(ow):
+                q0, q1 = _window_range(j, sw, kw, left, w)
+                o = ((b * oh + i) * ow + j) * c
+                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
+                first = corner + (r0 * w + q0) * c
+                for t in range(c):
+                    of[o + t] = xf[first + t]
+                for p in range(r0, r1):
+                    for q in range(q0, q1):
+                        src = corner + (p * w + q) * c
+                        if src == first:
+                            continue
+                        for t in range(c):
+                            v = xf[src + t]
+                            of[o + t] = v if of[o + t] < v else of[o + t]
     return out
