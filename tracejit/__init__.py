@@ -18,6 +18,7 @@ _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 from . import config, data, dtypes, errors, nn, random  # noqa: F401
 from . import linalg, math  # noqa: F401
+from . import train  # noqa: F401
 from .autodiff import (GradientTape, UnconnectedGradients, custom_gradient, grad,  # noqa: F401
                        gradients, value_and_grad)
 from .debug import graph_to_dot  # noqa: F401

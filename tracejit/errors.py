@@ -46,6 +46,10 @@ class LeakedTensorError(TracejitError, TypeError):
     TypeError here)."""
 
 
+class NotFoundError(TracejitError, FileNotFoundError):
+    """A file or checkpoint key that does not exist (TensorFlow's name for it)."""
+
+
 class CompilationError(TracejitError, RuntimeError):
     """Numba failed on generated source; the message names the generated file."""
 

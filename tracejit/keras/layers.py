@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from .. import dtypes, errors, nn, operands, ops
+from ..checkpoint import is_trackable
 from ..tensor import TensorOps
 from ..variables import Module, Variable
 from . import activations, initializers
@@ -68,6 +69,7 @@ class Layer(Module):
                             f'{sorted(kwargs)}')
         super().__init__(name or unique_name(_snake_case(type(self).__name__)))
         self._own_weights = []
+        self._weight_names = {}   # add_weight name -> weight: the weights' checkpoint names
         self.built = False
         self.trainable = trainable
         self.input_spec = None
@@ -172,9 +174,14 @@ class Layer(Module):
         if value.shape != shape:
             raise ValueError(f'initializer of weight {name!r} returned shape {value.shape}, '
                              f'expected {shape}')
-        weight = Variable(value, trainable=trainable, name=f'{self.name}/{name or "Variable"}',
+        local_name = name or 'Variable'
+        weight = Variable(value, trainable=trainable, name=f'{self.name}/{local_name}',
                           dtype=dtype)
+        for restore in getattr(self, '_deferred_restores', ()):   # see tracejit/checkpoint.py
+            if restore(local_name, weight):
+                break
         self._own_weights.append(weight)
+        self._weight_names.setdefault(local_name, weight)
         return weight
 
     @property
@@ -201,6 +208,20 @@ class Layer(Module):
 
     def set_weights(self, weights):
         assign_weights(self, [np.asarray(w) for w in weights], 'the given list')
+
+    # -- checkpoints (tj.train.Checkpoint) ------------------------------------------------
+
+    _accepts_deferred_restores = True   # add_weight restores values saved before it ran
+    _NOT_CHECKPOINTED = frozenset({'_own_weights', '_weight_names', '_deferred_restores'})
+
+    def _checkpoint_children(self):
+        """Weights by their add_weight names, then the attributes that hold layers, modules
+        or Variables (TF's dependency names: `kernel`, `bias`, attribute names)."""
+        found = dict(self._weight_names)
+        for name, value in vars(self).items():
+            if name not in self._NOT_CHECKPOINTED and name not in found and is_trackable(value):
+                found[name] = value
+        return found
 
     def _sublayers(self):
         """Layers held directly by this one (attributes, lists, dicts), in assignment order."""

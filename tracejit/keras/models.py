@@ -188,6 +188,19 @@ class Sequential(Model):
     def layers(self):
         return list(self._layers)
 
+    def _checkpoint_children(self):
+        """Keras's names: `layer_with_weights-{j}` for the j-th layer that has weights, and
+        `layer-{i}` for every layer (an unbuilt layer is found by the latter)."""
+        found, with_weights = {}, 0
+        for i, layer in enumerate(self._layers):
+            if layer.weights:
+                found[f'layer_with_weights-{with_weights}'] = layer
+                with_weights += 1
+            found[f'layer-{i}'] = layer
+        found.update((name, value) for name, value in super()._checkpoint_children().items()
+                     if name != '_layers')
+        return found
+
     def _check_data_shape(self, shape):
         first = self._layers[0] if self._layers else None
         if first is not None and first.built:

@@ -62,6 +62,8 @@ class Optimizer:
         self.iterations = Variable(np.zeros((), np.int64), trainable=False,
                                    name=f'{self.name}/iter')
         self._slots = {}   # id(variable) -> (variable, {slot name: slot Variable})
+        # (variable, slot name, new slot) -> True when it restored a saved value into the slot
+        self._slot_restorers = []
 
     @property
     def learning_rate(self):
@@ -79,9 +81,12 @@ class Optimizer:
         """The slot `slot_name` of `var`, created (filled with `initial_value`) on first use."""
         slots = self._slots.setdefault(id(var), (var, {}))[1]
         if slot_name not in slots:
-            slots[slot_name] = Variable(np.full(var.shape, initial_value, var.dtype.np),
-                                        trainable=False,
-                                        name=f'{var.name.split(":")[0]}/{slot_name}')
+            slot = Variable(np.full(var.shape, initial_value, var.dtype.np), trainable=False,
+                            name=f'{var.name.split(":")[0]}/{slot_name}')
+            for restore in self._slot_restorers:   # values saved before the slot existed
+                if restore(var, slot_name, slot):
+                    break
+            slots[slot_name] = slot
         return slots[slot_name]
 
     def get_slot(self, var, slot_name):
@@ -94,6 +99,15 @@ class Optimizer:
         """`iterations`, then every slot Variable."""
         return [self.iterations] + [s for _, slots in self._slots.values()
                                     for s in slots.values()]
+
+    def _checkpoint_children(self):
+        """Keras's checkpoint names of the optimizer's own Variables."""
+        return {'iter': self.iterations, 'learning_rate': self._learning_rate}
+
+    def _checkpoint_slots(self):
+        """(variable, slot name, slot) for every slot: checkpoints key them by variable."""
+        return [(var, name, slot) for var, slots in self._slots.values()
+                for name, slot in slots.items()]
 
     # -- updates ----------------------------------------------------------------------------
 
