@@ -4,7 +4,9 @@ last axis) and `Loss` classes that also average over the batch.
 With `from_logits=True` the cross-entropies use tj.nn's stable *_with_logits forms; otherwise
 probabilities are clipped to [eps, 1 - eps] (eps = 1e-7) before the log, as Keras does.
 """
-from . import backend
+import inspect
+
+from . import backend, serialization
 from .. import nn, operands, ops
 from .backend import element_count, epsilon
 
@@ -88,6 +90,13 @@ class Loss:
     def call(self, y_true, y_pred):
         raise NotImplementedError
 
+    def get_config(self):
+        return {'name': self.name, 'reduction': self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         return self._reduced(y_true, y_pred, sample_weight, None)
 
@@ -117,6 +126,19 @@ class LossFunctionWrapper(Loss):
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def get_config(self):
+        """The subclasses' arguments; a plain wrapper also names its function."""
+        config = {**super().get_config(), **self._fn_kwargs}
+        if type(self) is LossFunctionWrapper:
+            config['fn'] = serialization.serialize_keras_object(self.fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        if cls is LossFunctionWrapper:
+            config = dict(config, fn=serialization.deserialize_keras_object(config['fn']))
+        return cls(**config)
 
 
 class MeanSquaredError(LossFunctionWrapper):
@@ -168,3 +190,8 @@ def as_loss(identifier):
     """A Loss object for anything `get` accepts (what `compile(loss=...)` uses)."""
     loss = get(identifier)
     return loss if isinstance(loss, Loss) else LossFunctionWrapper(loss)
+
+
+serialization.register_builtins(
+    'keras.losses', globals(),
+    lambda obj: inspect.isfunction(obj) or isinstance(obj, type) and issubclass(obj, Loss))

@@ -8,7 +8,8 @@ static in compiled functions.
 """
 import numpy as np
 
-from . import losses, metrics as metrics_module, optimizers, saving, training
+from . import losses, metrics as metrics_module, model_file, optimizers, saving, serialization
+from . import training
 from .layers import Layer
 
 
@@ -61,6 +62,7 @@ class Model(Layer):
         if loss is None:
             raise ValueError('compile needs a loss, e.g. loss="mse"')
         self.optimizer = optimizers.get(optimizer)
+        self._compile_arguments = {'loss': loss, 'metrics': metrics}
         self.compiled_loss = losses.as_loss(loss)
         self.loss_tracker = metrics_module.Mean('loss')
         self.compiled_metrics = [metrics_module.as_metric(m) for m in (metrics or [])]
@@ -68,6 +70,28 @@ class Model(Layer):
         self._steps_per_execution = training._whole_number(steps_per_execution,
                                                            'steps_per_execution', 1)
         self._steps = training.Steps(self, self.run_eagerly)
+
+    def get_compile_config(self):
+        """compile's arguments as Keras records (None before compile)."""
+        if self.compiled_loss is None:
+            return None
+        serialize = serialization.serialize_keras_object
+        return {'optimizer': serialize(self.optimizer),
+                'loss': serialize(self._compile_arguments['loss']), 'loss_weights': None,
+                'metrics': serialize(self._compile_arguments['metrics']),
+                'weighted_metrics': None, 'run_eagerly': self.run_eagerly,
+                'steps_per_execution': self._steps_per_execution, 'jit_compile': False}
+
+    def compile_from_config(self, config):
+        """compile() with the arguments a compile config records."""
+        for option in ('loss_weights', 'weighted_metrics'):
+            if config.get(option) is not None:
+                raise ValueError(f'compile option {option} is not supported by tracejit')
+        deserialize = serialization.deserialize_keras_object
+        self.compile(optimizer=deserialize(config['optimizer']),
+                     loss=deserialize(config['loss']), metrics=deserialize(config.get('metrics')),
+                     run_eagerly=config.get('run_eagerly', False),
+                     steps_per_execution=config.get('steps_per_execution', 1))
 
     def _require_compiled(self, what):
         if self.compiled_loss is None:
@@ -135,6 +159,13 @@ class Model(Layer):
         weight count or shapes do not match this model."""
         saving.load_weights(self, filepath)
 
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Write the whole model (config, weights, compile config, optimizer state) to a
+        `.keras` file, atomically; `keras.models.load_model` reads it back."""
+        if kwargs:
+            raise TypeError(f'save got unsupported arguments {sorted(kwargs)}')
+        model_file.save_model(self, filepath, overwrite, zipped)
+
     def summary(self, line_length=65, print_fn=None):
         print_fn = print_fn or print
         if not self.built:
@@ -201,6 +232,31 @@ class Sequential(Model):
                      if name != '_layers')
         return found
 
+    config_keys = ('layers', 'build_input_shape')   # read by from_config
+
+    def get_config(self):
+        config = {**self._base_config(),
+                  'layers': [serialization.serialize_keras_object(x) for x in self._layers]}
+        if getattr(self, '_build_input_shape', None) is not None:
+            config['build_input_shape'] = list(self._build_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A Sequential of the config's layers, built for its input shape (Keras's
+        InputLayer records give that shape too)."""
+        shape = config.get('build_input_shape')
+        model = cls(name=config.get('name'))
+        model.trainable = config.get('trainable', True)
+        for record in config['layers']:
+            if isinstance(record, dict) and record.get('class_name') == 'InputLayer':
+                shape = shape or record['config'].get('batch_shape')
+                continue
+            model.add(serialization.deserialize_keras_object(record, custom_objects))
+        if shape is not None and not model.built and model.layers:
+            model.build(tuple(shape))
+        return model
+
     def _check_data_shape(self, shape):
         first = self._layers[0] if self._layers else None
         if first is not None and first.built:
@@ -211,3 +267,8 @@ class Sequential(Model):
         for layer in self._layers:
             outputs = layer(outputs, training=training)
         return outputs
+
+
+load_model = model_file.load_model
+serialization.register_builtins(
+    'keras', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Model))

@@ -13,6 +13,7 @@ import numpy as np
 from .. import errors, ops
 from ..autodiff import GradientTape
 from ..variables import Variable
+from . import serialization
 
 log = logging.getLogger('tracejit')
 
@@ -74,6 +75,14 @@ class Optimizer:
         self._learning_rate.assign(_learning_rate_value(value, self.name))
 
     lr = learning_rate
+
+    def get_config(self):
+        """The constructor's arguments, with the current learning rate."""
+        return {'name': self.name, 'learning_rate': float(self._learning_rate.numpy())}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     # -- slots ------------------------------------------------------------------------------
 
@@ -185,6 +194,9 @@ class SGD(Optimizer):
         self.momentum = _hyperparameter(momentum, self.name, 'momentum', 0, 1, 0.9)
         self.nesterov = bool(nesterov)
 
+    def get_config(self):
+        return {**super().get_config(), 'momentum': self.momentum, 'nesterov': self.nesterov}
+
     def _apply(self, grad, var, lr):
         if self.momentum == 0:
             var.assign_sub(lr * grad)
@@ -204,6 +216,10 @@ class Adam(Optimizer):
         self.beta_1 = _hyperparameter(beta_1, self.name, 'beta_1', 0, 1, 0.9)
         self.beta_2 = _hyperparameter(beta_2, self.name, 'beta_2', 0, 1, 0.999)
         self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
+
+    def get_config(self):
+        return {**super().get_config(), 'beta_1': self.beta_1, 'beta_2': self.beta_2,
+                'epsilon': self.epsilon}
 
     def _coefficient(self, lr, step):
         return lr * ops.sqrt(1.0 - ops.pow(self.beta_2, step)) / (1.0 - ops.pow(self.beta_1, step))
@@ -228,6 +244,10 @@ class RMSprop(Optimizer):
         self.momentum = _hyperparameter(momentum, self.name, 'momentum', 0, 1, 0.9)
         self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
 
+    def get_config(self):
+        return {**super().get_config(), 'rho': self.rho, 'momentum': self.momentum,
+                'epsilon': self.epsilon}
+
     def _apply(self, grad, var, lr):
         rms = self.add_slot(var, 'rms')
         rms_new = self.rho * rms.value() + (1.0 - self.rho) * ops.square(grad)
@@ -251,6 +271,11 @@ class Adagrad(Optimizer):
             initial_accumulator_value, self.name, 'initial_accumulator_value', 0, np.inf, 0.1)
         self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
 
+    def get_config(self):
+        return {**super().get_config(),
+                'initial_accumulator_value': self.initial_accumulator_value,
+                'epsilon': self.epsilon}
+
     def _apply(self, grad, var, lr):
         acc = self.add_slot(var, 'accumulator', self.initial_accumulator_value)
         acc_new = acc.value() + ops.square(grad)
@@ -262,9 +287,12 @@ _BY_NAME = {'sgd': SGD, 'adam': Adam, 'rmsprop': RMSprop, 'adagrad': Adagrad}
 
 
 def get(identifier):
-    """An optimizer for a name ('adam', 'SGD', ...), an Optimizer class, or an instance."""
+    """An optimizer for a name ('adam', 'SGD', ...), an Optimizer class, an instance, or a
+    saved record."""
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict):
+        return serialization.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
         if identifier.lower() not in _BY_NAME:
             raise ValueError(f'unknown optimizer {identifier!r}; use one of {sorted(_BY_NAME)} '
@@ -273,3 +301,7 @@ def get(identifier):
     if isinstance(identifier, type) and issubclass(identifier, Optimizer):
         return identifier()
     raise TypeError(f'optimizer must be a name or an Optimizer, got {identifier!r}')
+
+
+serialization.register_builtins(
+    'keras.optimizers', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Optimizer))
