@@ -34,6 +34,10 @@ def elu(x):
 
 
 _BY_NAME = {f.__name__: f for f in (linear, relu, sigmoid, tanh, softmax, softplus, elu)}
+# tj.nn / tj ops passed as activations (`activation=tf.nn.relu`, as the tutorials do) become
+# the activation of that name, so a saved model names them
+_SAME_AS = {nn.relu: relu, ops.sigmoid: sigmoid, ops.tanh: tanh, nn.softmax: softmax,
+            nn.softplus: softplus, nn.elu: elu}
 
 
 def get(identifier):
@@ -48,7 +52,7 @@ def get(identifier):
                              f'{sorted(_BY_NAME)} or pass a callable')
         return _BY_NAME[identifier]
     if callable(identifier):
-        return identifier
+        return _SAME_AS.get(identifier, identifier)
     raise TypeError(f'activation must be a name or a callable, got {identifier!r}')
 
 

@@ -252,8 +252,9 @@ class CSVLogger(Callback):
             with open(self.filename, encoding='utf-8', newline='') as f:
                 self._text = f.read()
             header = next(csv.reader(io.StringIO(self._text), delimiter=self.sep), None)
-            if header and header[0] == 'epoch':
-                self.keys = header[1:]
+            if header:   # Keras writes no second header, and keeps the first one's columns
+                self.keys = header[1:] if header[0] == 'epoch' else None
+        self._needs_header = not self._text
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -261,7 +262,9 @@ class CSVLogger(Callback):
         writer = csv.writer(buffer, delimiter=self.sep, lineterminator='\n')
         if self.keys is None:
             self.keys = sorted(logs)
+        if self._needs_header:
             writer.writerow(['epoch'] + self.keys)
+            self._needs_header = False
         writer.writerow([epoch] + [logs.get(k, 'NA') for k in self.keys])
         self._text += buffer.getvalue()
         text = self._text

@@ -281,6 +281,7 @@ class Layer(Module):
     def build_from_config(self, config):
         shape = config.get('input_shape')
         if shape is not None and not self.built:
+            self._build_input_shape = tuple(shape)
             self.build(tuple(shape))
 
     def _sublayers(self):

@@ -81,7 +81,7 @@ class Loss:
     """`loss(y_true, y_pred, sample_weight=None)`: per-sample values from `call`, weighted,
     then averaged over all elements ('auto'/'sum_over_batch_size'), summed, or kept ('none')."""
 
-    def __init__(self, reduction='auto', name=None):
+    def __init__(self, reduction='sum_over_batch_size', name=None):
         if reduction not in _REDUCTIONS:
             raise ValueError(f'reduction must be one of {_REDUCTIONS}, got {reduction!r}')
         self.reduction = reduction
@@ -120,7 +120,7 @@ class Loss:
 class LossFunctionWrapper(Loss):
     """A Loss around a function `fn(y_true, y_pred, **kwargs)` of per-sample values."""
 
-    def __init__(self, fn, reduction='auto', name=None, **kwargs):
+    def __init__(self, fn, reduction='sum_over_batch_size', name=None, **kwargs):
         super().__init__(reduction, name or getattr(fn, '__name__', 'loss'))
         self.fn, self._fn_kwargs = fn, kwargs
 
@@ -142,29 +142,29 @@ class LossFunctionWrapper(Loss):
 
 
 class MeanSquaredError(LossFunctionWrapper):
-    def __init__(self, reduction='auto', name='mean_squared_error'):
+    def __init__(self, reduction='sum_over_batch_size', name='mean_squared_error'):
         super().__init__(mean_squared_error, reduction, name)
 
 
 class MeanAbsoluteError(LossFunctionWrapper):
-    def __init__(self, reduction='auto', name='mean_absolute_error'):
+    def __init__(self, reduction='sum_over_batch_size', name='mean_absolute_error'):
         super().__init__(mean_absolute_error, reduction, name)
 
 
 class BinaryCrossentropy(LossFunctionWrapper):
-    def __init__(self, from_logits=False, reduction='auto', name='binary_crossentropy'):
+    def __init__(self, from_logits=False, reduction='sum_over_batch_size', name='binary_crossentropy'):
         super().__init__(binary_crossentropy, reduction, name, from_logits=from_logits)
 
 
 class CategoricalCrossentropy(LossFunctionWrapper):
-    def __init__(self, from_logits=False, axis=-1, reduction='auto',
+    def __init__(self, from_logits=False, axis=-1, reduction='sum_over_batch_size',
                  name='categorical_crossentropy'):
         super().__init__(categorical_crossentropy, reduction, name, from_logits=from_logits,
                          axis=axis)
 
 
 class SparseCategoricalCrossentropy(LossFunctionWrapper):
-    def __init__(self, from_logits=False, reduction='auto',
+    def __init__(self, from_logits=False, reduction='sum_over_batch_size',
                  name='sparse_categorical_crossentropy'):
         super().__init__(sparse_categorical_crossentropy, reduction, name,
                          from_logits=from_logits)
