@@ -504,7 +504,8 @@ def test_the_custom_training_walkthrough_restores_in_a_new_process(tmp_path):
             train_step(x, y)
         manager.save()
     fitted = build_walkthrough_model()
-    fitted.compile(keras.optimizers.Adam(0.01), loss_object, metrics=['accuracy'])
+    fitted.compile(keras.optimizers.Adam(0.01), loss_object, metrics=['accuracy'],
+                   run_eagerly=True)   # the tape loop above is the compiled half
     history = fitted.fit(train, epochs=20, verbose=0)
     assert history.history['accuracy'][-1] > 0.8
     fitted.save(str(tmp_path / 'model.keras'))
