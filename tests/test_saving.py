@@ -138,7 +138,7 @@ def test_keras_keys_are_tf_keras_names(tmp_path):
     assert layer + VALUE in keys and 'optimizer/iter' + VALUE in keys
     assert 'optimizer/learning_rate' + VALUE in keys
     assert [k for k in keys if k.startswith(layer + '/.OPTIMIZER_SLOT/')] == [
-        layer + '/.OPTIMIZER_SLOT/optimizer/m' + VALUE, layer + '/.OPTIMIZER_SLOT/optimizer/v' + VALUE]
+        f'{layer}/.OPTIMIZER_SLOT/optimizer/{slot}{VALUE}' for slot in ('m', 'v')]
     assert len(keys) == 1 + 4 * 3 + 2   # graph, 4 weights with 2 slots each, iter, lr
 
 

@@ -152,7 +152,8 @@ class MeanAbsoluteError(LossFunctionWrapper):
 
 
 class BinaryCrossentropy(LossFunctionWrapper):
-    def __init__(self, from_logits=False, reduction='sum_over_batch_size', name='binary_crossentropy'):
+    def __init__(self, from_logits=False, reduction='sum_over_batch_size',
+                 name='binary_crossentropy'):
         super().__init__(binary_crossentropy, reduction, name, from_logits=from_logits)
 
 

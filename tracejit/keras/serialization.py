@@ -257,9 +257,10 @@ def _dtype_name(value):
 
 
 def keras_arguments(cls, config):
-    """A built-in class's config with Keras's options made ours: a Keras option `cls` lacks (neither a constructor argument, nor a layer's
-    name, trainable or dtype, nor one of the class's `config_keys`) is dropped when it is off
-    (None, False, Keras's default), else refused with a ValueError naming it."""
+    """A built-in class's config with Keras's options made ours: a Keras option `cls` lacks
+    (neither a constructor argument, nor a layer's name, trainable or dtype, nor one of the
+    class's `config_keys`) is dropped when it is off (None, False, Keras's default), else
+    refused with a ValueError naming it."""
     accepted = accepted_arguments(cls) | {'name', 'trainable', 'dtype'} | set(
         getattr(cls, 'config_keys', ()))
     out = {}
