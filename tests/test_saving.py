@@ -519,3 +519,17 @@ def test_the_custom_training_walkthrough_restores_in_a_new_process(tmp_path):
     np.testing.assert_array_equal(out['checkpoint'], model(x).numpy())
     np.testing.assert_array_equal(out['keras'], fitted.predict(x))
     assert int(out['iterations']) == int(optimizer.iterations.numpy()) > 0
+
+
+@pytest.mark.compiled
+def test_a_compiled_step_sees_restored_values_without_retracing(tmp_path):
+    net = Net(2.0)
+    path = tj.train.Checkpoint(net=net).write(str(tmp_path / 'c'))
+    net.w.assign(np.zeros((2, 3), np.float32))
+    double = tj.function(lambda: net.w * 2.0)
+    np.testing.assert_array_equal(double().numpy(), np.zeros((2, 3)))
+    tj.train.Checkpoint(net=net).read(path).assert_consumed()
+    np.testing.assert_array_equal(double().numpy(), np.full((2, 3), 4.0))
+    assert double.cache_info()['traces'] == 1
+    with pytest.raises(errors.InvalidArgumentError, match='runs eagerly'):
+        tj.function(lambda: tj.train.Checkpoint(net=net).write(str(tmp_path / 'd')))()
