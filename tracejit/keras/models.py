@@ -274,7 +274,7 @@ class Sequential(Model):
         return list(self._layers)
 
     def _checkpoint_children(self):
-        return _layer_dependencies(self, self._layers, '_layers')
+        return _layer_dependencies(self, self._layers, ('_layers', '_input_layer'))
 
     config_keys = ('layers', 'build_input_shape')   # read by from_config
 
@@ -313,10 +313,11 @@ class Sequential(Model):
         return outputs
 
 
-def _layer_dependencies(model, layers, attribute):
+def _layer_dependencies(model, layers, attributes):
     """The checkpoint children of a Sequential or functional model, by Keras's names:
     `layer_with_weights-{j}` for the j-th layer that has weights and `layer-{i}` for every
-    layer (an unbuilt layer is found by the latter); the list `attribute` itself is left out."""
+    layer (an unbuilt layer is found by the latter); the `attributes` holding the layers (or
+    a Sequential's Input, which has no weights) are left out."""
     found, with_weights = {}, 0
     for i, layer in enumerate(layers):
         if layer.weights:
@@ -324,7 +325,7 @@ def _layer_dependencies(model, layers, attribute):
             with_weights += 1
         found[f'layer-{i}'] = layer
     found.update((name, value) for name, value in Model._checkpoint_children(model).items()
-                 if name != attribute)
+                 if name not in attributes)
     return found
 
 
@@ -375,7 +376,7 @@ class Functional(Model):
         summary_module.print_functional(self, self._graph, line_length, print_fn or print)
 
     def _checkpoint_children(self):
-        return _layer_dependencies(self, self._graph_layers, '_graph_layers')
+        return _layer_dependencies(self, self._graph_layers, ('_graph_layers',))
 
     def get_config(self):
         """Keras's functional config: each layer's record (with its build config) plus its
