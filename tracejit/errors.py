@@ -46,6 +46,10 @@ class LeakedTensorError(TracejitError, TypeError):
     TypeError here)."""
 
 
+class NotFoundError(TracejitError, FileNotFoundError):
+    """A file or checkpoint key that does not exist (TensorFlow's name for it)."""
+
+
 class DeadlineExceededError(TracejitError, RuntimeError):
     """A collective did not complete in time: a peer process died, stopped early or diverged
     (TensorFlow's name for a deadline that expired)."""

@@ -6,6 +6,7 @@ nodes of the step's graph that would re-draw every step), so initialisers run un
 `init_scope()`, TensorFlow's name for "step outside any graph being built".
 """
 from .. import ops
+from . import serialization
 from ..tracing import init_scope  # noqa: F401 (re-exported for the layers)
 
 _EPSILON = 1e-7
@@ -39,7 +40,10 @@ def element_count(values, batch_size=None, batch_dim=None):
 
 def lookup(identifier, functions, classes, base, kind):
     """Resolve a Keras identifier: a snake_case name gives a function, a class name a fresh
-    instance, a `base` subclass an instance; instances and callables are returned unchanged."""
+    instance, a `base` subclass an instance, a saved record its object; instances and
+    callables are returned unchanged."""
+    if isinstance(identifier, dict):
+        return serialization.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
         if identifier in functions:
             return functions[identifier]

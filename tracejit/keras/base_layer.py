@@ -15,13 +15,15 @@ import collections
 import functools
 import inspect
 import re
+import types
 
 import numpy as np
 
 from .. import dtypes, errors, operands, ops
+from ..checkpoint import is_trackable
 from ..tensor import TensorOps
 from ..variables import Module, Variable
-from . import initializers, symbolic
+from . import initializers, serialization, symbolic
 from .backend import floatx, init_scope
 from .saving import assign_weights
 
@@ -63,6 +65,11 @@ class InputSpec:
 class Layer(Module):
     """Base layer: subclasses create weights in `build(input_shape)` and compute in `call`."""
 
+    def __new__(cls, *args, **kwargs):
+        layer = super().__new__(cls)
+        layer._constructor_arguments = _bound_arguments(cls, args, kwargs)
+        return layer
+
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, input_dim=None,
                  **kwargs):
         if kwargs:
@@ -70,6 +77,7 @@ class Layer(Module):
                             f'{sorted(kwargs)}')
         super().__init__(name or unique_name(_snake_case(type(self).__name__)))
         self._own_weights = []
+        self._weight_names = {}   # add_weight name -> weight: the weights' checkpoint names
         self.built = False
         self.trainable = trainable
         self.input_spec = None
@@ -106,6 +114,8 @@ class Layer(Module):
         shape = _shape_of(inputs)
         if not self.built:
             self._check_input(shape)
+            if shape is not None and getattr(self, '_build_input_shape', None) is None:
+                self._build_input_shape = (None,) + shape[1:]
             self._maybe_build(shape)
         self._check_input(shape)
         training = self._resolve_training(args, kwargs)
@@ -154,16 +164,6 @@ class Layer(Module):
             inputs = ops.cast(inputs, self._dtype)
         return inputs
 
-    # -- configuration ------------------------------------------------------------------------
-
-    def get_config(self):
-        """The constructor's arguments: `from_config(layer.get_config())` makes a twin."""
-        return {'name': self.name, 'trainable': self.trainable, 'dtype': self.dtype.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     # -- weights ----------------------------------------------------------------------------
 
     def add_weight(self, name=None, shape=(), dtype=None, initializer=None, trainable=True,
@@ -186,9 +186,14 @@ class Layer(Module):
         if value.shape != shape:
             raise ValueError(f'initializer of weight {name!r} returned shape {value.shape}, '
                              f'expected {shape}')
-        weight = Variable(value, trainable=trainable, name=f'{self.name}/{name or "Variable"}',
+        local_name = name or 'Variable'
+        weight = Variable(value, trainable=trainable, name=f'{self.name}/{local_name}',
                           dtype=dtype)
+        for restore in getattr(self, '_deferred_restores', ()):   # see tracejit/checkpoint.py
+            if restore(local_name, weight):
+                break
         self._own_weights.append(weight)
+        self._weight_names.setdefault(local_name, weight)
         return weight
 
     @property
@@ -216,6 +221,73 @@ class Layer(Module):
     def set_weights(self, weights):
         assign_weights(self, [np.asarray(w) for w in weights], 'the given list')
 
+    # -- checkpoints (tj.train.Checkpoint) ------------------------------------------------
+
+    _accepts_deferred_restores = True   # add_weight restores values saved before it ran
+    _NOT_CHECKPOINTED = frozenset({'_own_weights', '_weight_names', '_deferred_restores',
+                                   '_constructor_arguments'})
+
+    def _checkpoint_children(self):
+        """Weights by their add_weight names, then the attributes that hold layers, modules
+        or Variables (TF's dependency names: `kernel`, `bias`, attribute names)."""
+        found = dict(self._weight_names)
+        for name, value in vars(self).items():
+            if name not in self._NOT_CHECKPOINTED and name not in found and is_trackable(value):
+                found[name] = value
+        return found
+
+    # -- configs (model.save, keras.saving) ----------------------------------------------
+
+    def _base_config(self):
+        return {'name': self.name, 'trainable': self.trainable, 'dtype': self.dtype.name}
+
+    def get_config(self):
+        """The constructor's keyword arguments, JSON-able, with `name`, `trainable` and
+        `dtype`: by default the arguments this layer was created with (Keras 3's automatic
+        config); a subclass whose arguments are not plain values overrides this."""
+        config = self._base_config()
+        overridden = type(self).get_config is not Layer.get_config
+        if self._constructor_arguments is None:
+            return config
+        for key, value in self._constructor_arguments.items():
+            if key in config:
+                continue
+            try:
+                config[key] = serialization.serialize_keras_object(value)
+            except TypeError as e:
+                if not overridden:
+                    raise NotImplementedError(
+                        f'{type(self).__name__}.get_config: the argument {key}={value!r} is '
+                        f'not serializable ({e}); override get_config() to return plain '
+                        'values for it') from None
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """`cls(**config)`; `name`, `trainable` and `dtype` are set afterwards when the
+        constructor does not take them (a subclassed model's `__init__(self)`)."""
+        accepted = serialization.accepted_arguments(cls)
+        config = dict(config)
+        base = {k: config.pop(k) for k in ('name', 'trainable', 'dtype')
+                if k in config and k not in accepted}
+        layer = cls(**config)
+        if 'name' in base:
+            layer._name = base['name']
+        if 'trainable' in base:
+            layer.trainable = base['trainable']
+        return layer
+
+    def get_build_config(self):
+        """{'input_shape': ...} of the first call or build, None before."""
+        shape = getattr(self, '_build_input_shape', None)
+        return None if shape is None else {'input_shape': list(shape)}
+
+    def build_from_config(self, config):
+        shape = config.get('input_shape')
+        if shape is not None and not self.built:
+            self._build_input_shape = tuple(shape)
+            self.build(tuple(shape))
+
     def _sublayers(self):
         """Layers held directly by this one (attributes, lists, dicts), in assignment order."""
         found = []
@@ -227,9 +299,36 @@ class Layer(Module):
 def _marks_built(build):
     @functools.wraps(build)
     def wrapper(self, input_shape):
+        if getattr(self, '_build_input_shape', None) is None and input_shape is not None:
+            self._build_input_shape = tuple(input_shape)
         build(self, input_shape)
         self.built = True
     return wrapper
+
+
+_signatures = {}
+
+
+def _bound_arguments(cls, args, kwargs):
+    """The constructor's arguments by name, defaults filled in and **kwargs merged (a
+    read-only mapping, which weight tracking does not walk); None when they do not bind, as
+    the constructor then raises."""
+    if cls not in _signatures:
+        _signatures[cls] = inspect.signature(cls.__init__)
+    signature = _signatures[cls]
+    try:
+        bound = signature.bind(None, *args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    params = list(signature.parameters.values())
+    arguments = {}
+    for param in params[1:]:
+        if param.kind is param.VAR_KEYWORD:
+            arguments.update(bound.arguments.get(param.name, {}))
+        elif param.kind is not param.VAR_POSITIONAL:
+            arguments[param.name] = bound.arguments[param.name]
+    return types.MappingProxyType(arguments)
 
 
 def _visit(values, fn):

@@ -7,11 +7,17 @@ plain dict. An exception raised by a callback (KeyboardInterrupt included) ends 
 every step is one native call that updates all weights together, so the weights are those after
 the last completed step.
 """
+import csv
+import io
 import logging
+import os
 import sys
 import time
 
 import numpy as np
+
+from ..fileio import write_atomically
+from .model_file import check_extension
 
 log = logging.getLogger('tracejit')
 
@@ -164,6 +170,117 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:
             print(f'Epoch {self.stopped_epoch + 1}: early stopping')
+
+
+def _monitor_mode(mode, monitor):
+    if mode not in ('auto', 'min', 'max'):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == 'auto':
+        return 'max' if 'acc' in monitor or monitor.startswith('fmeasure') else 'min'
+    return mode
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (`model.save`, a `.keras` file) or its weights (`save_weights`) after
+    every epoch, or every `save_freq` batches; `filepath` may hold `{epoch:02d}`, `{batch}` and
+    log names (`{val_loss:.2f}`). With `save_best_only`, only when `monitor` improved."""
+
+    def __init__(self, filepath, monitor='val_loss', verbose=0, save_best_only=False,
+                 save_weights_only=False, mode='auto', save_freq='epoch',
+                 initial_value_threshold=None):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        if not save_weights_only:
+            check_extension(self.filepath)
+        if save_freq != 'epoch' and not (isinstance(save_freq, int) and save_freq > 0):
+            raise ValueError(f"Unrecognized save_freq: {save_freq!r}; expected 'epoch' or a "
+                             'positive integer (batches)')
+        self.save_freq, self.mode = save_freq, _monitor_mode(mode, monitor)
+        self.best = initial_value_threshold if initial_value_threshold is not None else (
+            np.inf if self.mode == 'min' else -np.inf)
+        self._batches_seen, self._epoch = 0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == 'epoch':
+            return
+        self._batches_seen += 1
+        if self._batches_seen % self.save_freq == 0:
+            self._save(self._epoch, batch, dict(logs or {}))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == 'epoch':
+            self._save(epoch, None, dict(logs or {}))
+
+    def _save(self, epoch, batch, logs):
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                log.warning('Can save best model only with %s available, skipping.',
+                            self.monitor)
+                return
+            better = value < self.best if self.mode == 'min' else value > self.best
+            if not better:
+                if self.verbose:
+                    print(f'\nEpoch {epoch + 1}: {self.monitor} did not improve from '
+                          f'{self.best:.5f}')
+                return
+            if self.verbose:
+                print(f'\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} '
+                      f'to {value:.5f}, saving model to {self.filepath}')
+            self.best = value
+        path = self._path(epoch, batch, logs)
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+
+    def _path(self, epoch, batch, logs):
+        try:
+            return self.filepath.format(epoch=epoch + 1, batch=batch, **logs)
+        except KeyError as e:
+            raise KeyError(f'Failed to format the ModelCheckpoint filepath {self.filepath!r}: '
+                           f'no {e} among epoch, batch and the logs {sorted(logs)}') from None
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a CSV row (`epoch` then the log names, sorted); with
+    `append`, go on after the rows already in the file. The file is rewritten atomically
+    after each epoch, so it always holds whole rows."""
+
+    def __init__(self, filename, separator=',', append=False):
+        super().__init__()
+        self.filename, self.sep, self.append = os.fspath(filename), separator, append
+        self.keys, self._text = None, ''
+
+    def on_train_begin(self, logs=None):
+        self.keys, self._text = None, ''
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, encoding='utf-8', newline='') as f:
+                self._text = f.read()
+            header = next(csv.reader(io.StringIO(self._text), delimiter=self.sep), None)
+            if header:   # Keras writes no second header, and keeps the first one's columns
+                self.keys = header[1:] if header[0] == 'epoch' else None
+        self._needs_header = not self._text
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=self.sep, lineterminator='\n')
+        if self.keys is None:
+            self.keys = sorted(logs)
+        if self._needs_header:
+            writer.writerow(['epoch'] + self.keys)
+            self._needs_header = False
+        writer.writerow([epoch] + [logs.get(k, 'NA') for k in self.keys])
+        self._text += buffer.getvalue()
+        text = self._text
+        write_atomically(self.filename, lambda f: f.write(text))
 
 
 def format_logs(logs):

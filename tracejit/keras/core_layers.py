@@ -2,6 +2,7 @@
 import inspect
 
 from .. import ops
+from . import activations
 from .base_layer import Layer
 
 
@@ -27,9 +28,21 @@ class Lambda(Layer):
         return self.function(inputs, **self.arguments, **{k: extra[k] for k in self._passes})
 
     def get_config(self):
-        return {**super().get_config(), 'function': self.function,
+        """`function` as given (a tj op that is a Keras activation as that activation, so a
+        saved model names it); a saved record names it, or holds a registered function's
+        record: a Python lambda cannot be saved (Keras's safe mode refuses its bytecode)."""
+        return {**super().get_config(), 'function': activations.get(self.function),
                 'output_shape': self.output_shape, 'mask': self.mask,
                 'arguments': self.arguments}
+
+    @classmethod
+    def from_config(cls, config):
+        """The function of a saved record: a Keras activation's name or a registered
+        function's record."""
+        function = config.get('function')
+        if isinstance(function, (str, dict)):
+            config = dict(config, function=activations.get(function))
+        return super().from_config(config)
 
 
 class Rescaling(Layer):

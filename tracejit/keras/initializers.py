@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .. import dtypes, random
+from . import serialization
 from .backend import floatx, init_scope
 
 
@@ -21,6 +22,10 @@ class Initializer:
 
     def get_config(self):
         return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 def _dtype(dtype):
@@ -92,6 +97,9 @@ class RandomUniform(_Random):
     def __call__(self, shape, dtype=None):
         return self._uniform(_shape(shape), self.minval, self.maxval).astype(_dtype(dtype))
 
+    def get_config(self):
+        return {'minval': self.minval, 'maxval': self.maxval, 'seed': self.seed}
+
 
 class RandomNormal(_Random):
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
@@ -101,6 +109,9 @@ class RandomNormal(_Random):
     def __call__(self, shape, dtype=None):
         z = self._normal(_shape(shape))
         return (z * self.stddev + self.mean).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {'mean': self.mean, 'stddev': self.stddev, 'seed': self.seed}
 
 
 class TruncatedNormal(RandomNormal):
@@ -159,32 +170,40 @@ class VarianceScaling(_Random):
                 'seed': self.seed}
 
 
-class GlorotUniform(VarianceScaling):
+class _FixedScaling(VarianceScaling):
+    """A VarianceScaling whose scale, mode and distribution its class fixes: only `seed` is
+    configurable."""
+
+    def get_config(self):
+        return {'seed': self.seed}
+
+
+class GlorotUniform(_FixedScaling):
     def __init__(self, seed=None):
         super().__init__(1.0, 'fan_avg', 'uniform', seed)
 
 
-class GlorotNormal(VarianceScaling):
+class GlorotNormal(_FixedScaling):
     def __init__(self, seed=None):
         super().__init__(1.0, 'fan_avg', 'truncated_normal', seed)
 
 
-class HeNormal(VarianceScaling):
+class HeNormal(_FixedScaling):
     def __init__(self, seed=None):
         super().__init__(2.0, 'fan_in', 'truncated_normal', seed)
 
 
-class HeUniform(VarianceScaling):
+class HeUniform(_FixedScaling):
     def __init__(self, seed=None):
         super().__init__(2.0, 'fan_in', 'uniform', seed)
 
 
-class LecunNormal(VarianceScaling):
+class LecunNormal(_FixedScaling):
     def __init__(self, seed=None):
         super().__init__(1.0, 'fan_in', 'truncated_normal', seed)
 
 
-class LecunUniform(VarianceScaling):
+class LecunUniform(_FixedScaling):
     def __init__(self, seed=None):
         super().__init__(1.0, 'fan_in', 'uniform', seed)
 
@@ -202,9 +221,11 @@ _BY_NAME = dict(_SNAKE, **_ALIASES, **{cls.__name__: cls for cls in _CLASSES})
 
 def get(identifier):
     """An initialiser for a name ('glorot_uniform' or 'GlorotUniform'), an instance, a class,
-    or any callable `(shape, dtype) -> array`; None stays None."""
+    a saved record, or any callable `(shape, dtype) -> array`; None stays None."""
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, dict):
+        return serialization.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
         if identifier not in _BY_NAME:
             raise ValueError(f'unknown initializer {identifier!r}; use one of {sorted(_SNAKE)}')
@@ -215,3 +236,13 @@ def get(identifier):
         return identifier
     raise TypeError(f'initializer must be a name, an Initializer or a callable, '
                     f'got {identifier!r}')
+
+
+def serialize(initializer):
+    """The record of an initialiser (Keras's {'module', 'class_name', 'config', ...})."""
+    return serialization.serialize_keras_object(initializer)
+
+
+serialization.register_builtins(
+    'keras.initializers', globals(),
+    lambda obj: isinstance(obj, type) and issubclass(obj, Initializer))

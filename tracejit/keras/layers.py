@@ -2,7 +2,7 @@
 `Dense`, `Activation`, `Flatten`, `Dropout` defined below, and the layers of the other modules.
 """
 from .. import nn, ops
-from . import activations, initializers
+from . import activations, initializers, serialization
 from .base_layer import InputSpec, Layer, unique_name  # noqa: F401 (public names)
 from .conv_layers import (  # noqa: F401 (public names)
     AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D, Conv2D, Conv2DTranspose,
@@ -26,6 +26,12 @@ class Dense(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.input_spec = InputSpec(min_ndim=2)
+
+    def get_config(self):
+        return {**self._base_config(), 'units': self.units,
+                'activation': activations.serialize(self.activation), 'use_bias': self.use_bias,
+                'kernel_initializer': initializers.serialize(self.kernel_initializer),
+                'bias_initializer': initializers.serialize(self.bias_initializer)}
 
     def build(self, input_shape):
         last = input_shape[-1]
@@ -93,3 +99,6 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,  # 
 from .normalization import BatchNormalization, LayerNormalization  # noqa: E402,F401
 from .reshaping import Permute, RepeatVector, Reshape  # noqa: E402,F401
 from .embedding import Embedding  # noqa: E402,F401
+
+serialization.register_builtins(
+    'keras.layers', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Layer))

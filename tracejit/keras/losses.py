@@ -4,7 +4,9 @@ last axis) and `Loss` classes that also average over the batch.
 With `from_logits=True` the cross-entropies use tj.nn's stable *_with_logits forms; otherwise
 probabilities are clipped to [eps, 1 - eps] (eps = 1e-7) before the log, as Keras does.
 """
-from . import backend
+import inspect
+
+from . import backend, serialization
 from .. import nn, operands, ops
 from .backend import element_count, epsilon
 
@@ -79,7 +81,7 @@ class Loss:
     """`loss(y_true, y_pred, sample_weight=None)`: per-sample values from `call`, weighted,
     then averaged over all elements ('auto'/'sum_over_batch_size'), summed, or kept ('none')."""
 
-    def __init__(self, reduction='auto', name=None):
+    def __init__(self, reduction='sum_over_batch_size', name=None):
         if reduction not in _REDUCTIONS:
             raise ValueError(f'reduction must be one of {_REDUCTIONS}, got {reduction!r}')
         self.reduction = reduction
@@ -87,6 +89,13 @@ class Loss:
 
     def call(self, y_true, y_pred):
         raise NotImplementedError
+
+    def get_config(self):
+        return {'name': self.name, 'reduction': self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         return self._reduced(y_true, y_pred, sample_weight, None)
@@ -111,38 +120,52 @@ class Loss:
 class LossFunctionWrapper(Loss):
     """A Loss around a function `fn(y_true, y_pred, **kwargs)` of per-sample values."""
 
-    def __init__(self, fn, reduction='auto', name=None, **kwargs):
+    def __init__(self, fn, reduction='sum_over_batch_size', name=None, **kwargs):
         super().__init__(reduction, name or getattr(fn, '__name__', 'loss'))
         self.fn, self._fn_kwargs = fn, kwargs
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
+    def get_config(self):
+        """The subclasses' arguments; a plain wrapper also names its function."""
+        config = {**super().get_config(), **self._fn_kwargs}
+        if type(self) is LossFunctionWrapper:
+            config['fn'] = serialization.serialize_keras_object(self.fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        if cls is LossFunctionWrapper:
+            config = dict(config, fn=serialization.deserialize_keras_object(config['fn']))
+        return cls(**config)
+
 
 class MeanSquaredError(LossFunctionWrapper):
-    def __init__(self, reduction='auto', name='mean_squared_error'):
+    def __init__(self, reduction='sum_over_batch_size', name='mean_squared_error'):
         super().__init__(mean_squared_error, reduction, name)
 
 
 class MeanAbsoluteError(LossFunctionWrapper):
-    def __init__(self, reduction='auto', name='mean_absolute_error'):
+    def __init__(self, reduction='sum_over_batch_size', name='mean_absolute_error'):
         super().__init__(mean_absolute_error, reduction, name)
 
 
 class BinaryCrossentropy(LossFunctionWrapper):
-    def __init__(self, from_logits=False, reduction='auto', name='binary_crossentropy'):
+    def __init__(self, from_logits=False, reduction='sum_over_batch_size',
+                 name='binary_crossentropy'):
         super().__init__(binary_crossentropy, reduction, name, from_logits=from_logits)
 
 
 class CategoricalCrossentropy(LossFunctionWrapper):
-    def __init__(self, from_logits=False, axis=-1, reduction='auto',
+    def __init__(self, from_logits=False, axis=-1, reduction='sum_over_batch_size',
                  name='categorical_crossentropy'):
         super().__init__(categorical_crossentropy, reduction, name, from_logits=from_logits,
                          axis=axis)
 
 
 class SparseCategoricalCrossentropy(LossFunctionWrapper):
-    def __init__(self, from_logits=False, reduction='auto',
+    def __init__(self, from_logits=False, reduction='sum_over_batch_size',
                  name='sparse_categorical_crossentropy'):
         super().__init__(sparse_categorical_crossentropy, reduction, name,
                          from_logits=from_logits)
@@ -168,3 +191,8 @@ def as_loss(identifier):
     """A Loss object for anything `get` accepts (what `compile(loss=...)` uses)."""
     loss = get(identifier)
     return loss if isinstance(loss, Loss) else LossFunctionWrapper(loss)
+
+
+serialization.register_builtins(
+    'keras.losses', globals(),
+    lambda obj: inspect.isfunction(obj) or isinstance(obj, type) and issubclass(obj, Loss))

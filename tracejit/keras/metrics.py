@@ -3,11 +3,12 @@
 Inside a compiled training step `update_state` becomes part of the kernel; `result()` is read
 only when a value is displayed or logged. `reset_state()` zeroes the Variables in place.
 """
+import inspect
 import re
 
 import numpy as np
 
-from . import backend
+from . import backend, serialization
 from .. import operands, ops
 from ..variables import Variable
 from . import losses
@@ -24,6 +25,13 @@ class Metric:
 
     def update_state(self, *args, **kwargs):
         raise NotImplementedError
+
+    def get_config(self):
+        return {'name': self.name, 'dtype': str(self.dtype)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def result(self):
         raise NotImplementedError
@@ -95,6 +103,19 @@ class MeanMetricWrapper(Mean):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         self._accumulate(self._values(y_true, y_pred), sample_weight)
+
+    def get_config(self):
+        """The subclasses' arguments; a plain wrapper also names its function."""
+        config = {**super().get_config(), **self._fn_kwargs}
+        if type(self) is MeanMetricWrapper:
+            config['fn'] = serialization.serialize_keras_object(self._fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        if cls is MeanMetricWrapper:
+            config = dict(config, fn=serialization.deserialize_keras_object(config['fn']))
+        return cls(**config)
 
     def update_batch(self, y_true, y_pred, batch_size):
         """`update_state` for a batch of `batch_size` samples (a traced scalar in fit's step)."""
@@ -197,3 +218,8 @@ def as_metric(identifier):
         return metric
     name = identifier if isinstance(identifier, str) else getattr(metric, '__name__', 'metric')
     return MeanMetricWrapper(metric, name)
+
+
+serialization.register_builtins(
+    'keras.metrics', globals(),
+    lambda obj: inspect.isfunction(obj) or isinstance(obj, type) and issubclass(obj, Metric))

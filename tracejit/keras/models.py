@@ -9,8 +9,8 @@ layer calls recorded on `keras.Input`s (see functional.py).
 """
 import numpy as np
 
-from . import (compile_utils, functional, layers as layers_module, metrics as metrics_module,
-               optimizers, saving, summary as summary_module, training)
+from . import (compile_utils, functional, metrics as metrics_module, model_file, optimizers,
+               saving, serialization, summary as summary_module, training)
 from .layers import Layer, unique_name
 
 
@@ -22,7 +22,7 @@ class Model(Layer):
         """`Model(inputs, outputs)` makes a functional model, as in Keras."""
         if cls is Model and (args or 'inputs' in kwargs or 'outputs' in kwargs):
             cls = Functional
-        return super().__new__(cls)
+        return super().__new__(cls, *args, **kwargs)
 
     def __init__(self, *args, **kwargs):
         if args:
@@ -55,6 +55,8 @@ class Model(Layer):
     @property
     def layers(self):
         return self._sublayers()
+
+    config_keys = ('layers', 'input_layers', 'output_layers')   # a functional config's
 
     @classmethod
     def from_config(cls, config):
@@ -96,6 +98,8 @@ class Model(Layer):
             raise ValueError('compile needs a loss, e.g. loss="mse"')
         names = getattr(self, 'output_names', None) or ['output']
         self.optimizer = optimizers.get(optimizer)
+        self._compile_arguments = {'loss': loss, 'loss_weights': loss_weights,
+                                   'metrics': metrics}
         self.compiled_loss = compile_utils.OutputLosses(loss, loss_weights, names)
         self.loss_tracker = metrics_module.Mean('loss')
         self.output_metrics = compile_utils.OutputMetrics(metrics, names)
@@ -107,6 +111,29 @@ class Model(Layer):
         self._steps_per_execution = training._whole_number(steps_per_execution,
                                                            'steps_per_execution', 1)
         self._steps = training.Steps(self, self.run_eagerly)
+
+    def get_compile_config(self):
+        """compile's arguments as Keras records (None before compile)."""
+        if self.compiled_loss is None:
+            return None
+        serialize = serialization.serialize_keras_object
+        return {'optimizer': serialize(self.optimizer),
+                'loss': serialize(self._compile_arguments['loss']),
+                'loss_weights': serialize(self._compile_arguments['loss_weights']),
+                'metrics': serialize(self._compile_arguments['metrics']),
+                'weighted_metrics': None, 'run_eagerly': self.run_eagerly,
+                'steps_per_execution': self._steps_per_execution, 'jit_compile': False}
+
+    def compile_from_config(self, config):
+        """compile() with the arguments a compile config records."""
+        if config.get('weighted_metrics') is not None:
+            raise ValueError('compile option weighted_metrics is not supported by tracejit')
+        deserialize = serialization.deserialize_keras_object
+        self.compile(optimizer=deserialize(config['optimizer']),
+                     loss=deserialize(config['loss']), metrics=deserialize(config.get('metrics')),
+                     loss_weights=deserialize(config.get('loss_weights')),
+                     run_eagerly=config.get('run_eagerly', False),
+                     steps_per_execution=config.get('steps_per_execution', 1))
 
     def _require_compiled(self, what):
         if self.compiled_loss is None:
@@ -174,6 +201,13 @@ class Model(Layer):
         weight count or shapes do not match this model."""
         saving.load_weights(self, filepath)
 
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Write the whole model (config, weights, compile config, optimizer state) to a
+        `.keras` file, atomically; `keras.models.load_model` reads it back."""
+        if kwargs:
+            raise TypeError(f'save got unsupported arguments {sorted(kwargs)}')
+        model_file.save_model(self, filepath, overwrite, zipped)
+
     def summary(self, line_length=65, print_fn=None):
         print_fn = print_fn or print
         if not self.built:
@@ -239,6 +273,34 @@ class Sequential(Model):
     def layers(self):
         return list(self._layers)
 
+    def _checkpoint_children(self):
+        return _layer_dependencies(self, self._layers, ('_layers', '_input_layer'))
+
+    config_keys = ('layers', 'build_input_shape')   # read by from_config
+
+    def get_config(self):
+        config = {**self._base_config(),
+                  'layers': [serialization.serialize_keras_object(x) for x in self._layers]}
+        if getattr(self, '_build_input_shape', None) is not None:
+            config['build_input_shape'] = list(self._build_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A Sequential of the config's layers, built for its input shape (Keras's
+        InputLayer records give that shape too)."""
+        shape = config.get('build_input_shape')
+        model = cls(name=config.get('name'))
+        model.trainable = config.get('trainable', True)
+        for record in config['layers']:
+            if isinstance(record, dict) and record.get('class_name') == 'InputLayer':
+                shape = shape or record['config'].get('batch_shape')
+                continue
+            model.add(serialization.deserialize_keras_object(record, custom_objects))
+        if shape is not None and not model.built and model.layers:
+            model.build(tuple(shape))
+        return model
+
     def _check_data_shape(self, shape):
         first = self._layers[0] if self._layers else None
         if first is not None and first.built:
@@ -249,6 +311,22 @@ class Sequential(Model):
         for layer in self._layers:
             outputs = layer(outputs, training=training)
         return outputs
+
+
+def _layer_dependencies(model, layers, attributes):
+    """The checkpoint children of a Sequential or functional model, by Keras's names:
+    `layer_with_weights-{j}` for the j-th layer that has weights and `layer-{i}` for every
+    layer (an unbuilt layer is found by the latter); the `attributes` holding the layers (or
+    a Sequential's Input, which has no weights) are left out."""
+    found, with_weights = {}, 0
+    for i, layer in enumerate(layers):
+        if layer.weights:
+            found[f'layer_with_weights-{with_weights}'] = layer
+            with_weights += 1
+        found[f'layer-{i}'] = layer
+    found.update((name, value) for name, value in Model._checkpoint_children(model).items()
+                 if name not in attributes)
+    return found
 
 
 class Functional(Model):
@@ -297,28 +375,24 @@ class Functional(Model):
     def summary(self, line_length=None, print_fn=None):
         summary_module.print_functional(self, self._graph, line_length, print_fn or print)
 
+    def _checkpoint_children(self):
+        return _layer_dependencies(self, self._graph_layers, ('_graph_layers',))
+
     def get_config(self):
-        return self._graph.config(self.name, self.trainable, serialize_layer)
+        """Keras's functional config: each layer's record (with its build config) plus its
+        name and inbound nodes, and the model's input and output references."""
+        return self._graph.config(self.name, self.trainable,
+                                  serialization.serialize_keras_object)
 
     @classmethod
-    def from_config(cls, config):
-        inputs, outputs = functional.from_config(config, deserialize_layer)
+    def from_config(cls, config, custom_objects=None):
+        with serialization.CustomObjectScope(custom_objects or {}):
+            inputs, outputs = functional.from_config(
+                config, serialization.deserialize_keras_object)
         return cls(inputs, outputs, name=config.get('name'),
                    trainable=config.get('trainable', True))
 
 
-def serialize_layer(layer):
-    """A layer as Keras writes it into a model config (class name and `get_config()`)."""
-    return {'module': 'keras.layers', 'class_name': type(layer).__name__,
-            'config': layer.get_config(), 'registered_name': None}
-
-
-def deserialize_layer(entry):
-    """The layer `serialize_layer` wrote: its class found by name among the Keras layers
-    and models, made by `from_config`."""
-    name = entry['class_name']
-    classes = {'Functional': Functional, 'Model': Functional, 'Sequential': Sequential}
-    cls = classes.get(name) or getattr(layers_module, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise ValueError(f'unknown layer class {name!r} in the model config')
-    return cls.from_config(entry['config'])
+load_model = model_file.load_model
+serialization.register_builtins(
+    'keras', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Model))

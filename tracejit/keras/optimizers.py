@@ -22,6 +22,7 @@ from .. import errors, ops
 from ..autodiff import GradientTape
 from ..indexed_slices import IndexedSlices, to_dense
 from ..variables import Variable
+from . import serialization
 
 log = logging.getLogger('tracejit')
 
@@ -71,6 +72,8 @@ class Optimizer:
         self.iterations = Variable(np.zeros((), np.int64), trainable=False,
                                    name=f'{self.name}/iter')
         self._slots = {}   # id(variable) -> (variable, {slot name: slot Variable})
+        # (variable, slot name, new slot) -> True when it restored a saved value into the slot
+        self._slot_restorers = []
 
     @property
     def learning_rate(self):
@@ -82,15 +85,26 @@ class Optimizer:
 
     lr = learning_rate
 
+    def get_config(self):
+        """The constructor's arguments, with the current learning rate."""
+        return {'name': self.name, 'learning_rate': float(self._learning_rate.numpy())}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     # -- slots ------------------------------------------------------------------------------
 
     def add_slot(self, var, slot_name, initial_value=0.0):
         """The slot `slot_name` of `var`, created (filled with `initial_value`) on first use."""
         slots = self._slots.setdefault(id(var), (var, {}))[1]
         if slot_name not in slots:
-            slots[slot_name] = Variable(np.full(var.shape, initial_value, var.dtype.np),
-                                        trainable=False,
-                                        name=f'{var.name.split(":")[0]}/{slot_name}')
+            slot = Variable(np.full(var.shape, initial_value, var.dtype.np), trainable=False,
+                            name=f'{var.name.split(":")[0]}/{slot_name}')
+            for restore in self._slot_restorers:   # values saved before the slot existed
+                if restore(var, slot_name, slot):
+                    break
+            slots[slot_name] = slot
         return slots[slot_name]
 
     def get_slot(self, var, slot_name):
@@ -103,6 +117,15 @@ class Optimizer:
         """`iterations`, then every slot Variable."""
         return [self.iterations] + [s for _, slots in self._slots.values()
                                     for s in slots.values()]
+
+    def _checkpoint_children(self):
+        """Keras's checkpoint names of the optimizer's own Variables."""
+        return {'iter': self.iterations, 'learning_rate': self._learning_rate}
+
+    def _checkpoint_slots(self):
+        """(variable, slot name, slot) for every slot: checkpoints key them by variable."""
+        return [(var, name, slot) for var, slots in self._slots.values()
+                for name, slot in slots.items()]
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -195,6 +218,9 @@ class SGD(Optimizer):
         self.momentum = _hyperparameter(momentum, self.name, 'momentum', 0, 1, 0.9)
         self.nesterov = bool(nesterov)
 
+    def get_config(self):
+        return {**super().get_config(), 'momentum': self.momentum, 'nesterov': self.nesterov}
+
     def _apply(self, grad, var, lr):
         if self.momentum == 0:
             var.assign_sub(lr * grad)
@@ -222,6 +248,10 @@ class Adam(Optimizer):
         self.beta_2 = _hyperparameter(beta_2, self.name, 'beta_2', 0, 1, 0.999)
         self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
 
+    def get_config(self):
+        return {**super().get_config(), 'beta_1': self.beta_1, 'beta_2': self.beta_2,
+                'epsilon': self.epsilon}
+
     def _coefficient(self, lr, step):
         return lr * ops.sqrt(1.0 - ops.pow(self.beta_2, step)) / (1.0 - ops.pow(self.beta_1, step))
 
@@ -245,6 +275,10 @@ class RMSprop(Optimizer):
         self.momentum = _hyperparameter(momentum, self.name, 'momentum', 0, 1, 0.9)
         self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
 
+    def get_config(self):
+        return {**super().get_config(), 'rho': self.rho, 'momentum': self.momentum,
+                'epsilon': self.epsilon}
+
     def _apply(self, grad, var, lr):
         rms = self.add_slot(var, 'rms')
         rms_new = self.rho * rms.value() + (1.0 - self.rho) * ops.square(grad)
@@ -267,6 +301,11 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = _hyperparameter(
             initial_accumulator_value, self.name, 'initial_accumulator_value', 0, np.inf, 0.1)
         self.epsilon = _hyperparameter(epsilon, self.name, 'epsilon', 0, np.inf, 1e-7)
+
+    def get_config(self):
+        return {**super().get_config(),
+                'initial_accumulator_value': self.initial_accumulator_value,
+                'epsilon': self.epsilon}
 
     def _apply(self, grad, var, lr):
         acc = self.add_slot(var, 'accumulator', self.initial_accumulator_value)
@@ -301,9 +340,12 @@ _BY_NAME = {'sgd': SGD, 'adam': Adam, 'rmsprop': RMSprop, 'adagrad': Adagrad}
 
 
 def get(identifier):
-    """An optimizer for a name ('adam', 'SGD', ...), an Optimizer class, or an instance."""
+    """An optimizer for a name ('adam', 'SGD', ...), an Optimizer class, an instance, or a
+    saved record."""
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict):
+        return serialization.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
         if identifier.lower() not in _BY_NAME:
             raise ValueError(f'unknown optimizer {identifier!r}; use one of {sorted(_BY_NAME)} '
@@ -312,3 +354,7 @@ def get(identifier):
     if isinstance(identifier, type) and issubclass(identifier, Optimizer):
         return identifier()
     raise TypeError(f'optimizer must be a name or an Optimizer, got {identifier!r}')
+
+
+serialization.register_builtins(
+    'keras.optimizers', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Optimizer))

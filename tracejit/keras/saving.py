@@ -1,4 +1,6 @@
-"""Weight checkpoints: one `.npz` per model, written atomically, loaded all-or-nothing.
+"""tj.keras.saving: whole models (`save_model`/`load_model`, see model_file.py), the object
+registry (`register_keras_serializable`, see serialization.py), and weight checkpoints: one
+`.npz` per model, written atomically, loaded all-or-nothing.
 
 Weights are stored in the model's weight order (like Keras's HDF5 format), with their names
 kept for the error messages. A save writes a temporary file in the target's directory, fsyncs
@@ -13,6 +15,11 @@ import numpy as np
 
 from .. import errors
 from ..fileio import write_atomically
+from .model_file import load_model, save_model  # noqa: F401 (keras.saving.load_model)
+from .serialization import (  # noqa: F401 (the public keras.saving names)
+    CustomObjectScope, custom_object_scope, deserialize_keras_object, get_custom_objects,
+    get_registered_name, get_registered_object, register_keras_serializable,
+    serialize_keras_object)
 
 _NAMES_KEY = 'weight_names'
 
