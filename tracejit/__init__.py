@@ -39,5 +39,6 @@ from .tracing import init_scope  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401
 from . import keras  # noqa: F401
+from . import saved_model  # noqa: F401
 
 __version__ = '0.1.0'

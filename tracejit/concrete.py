@@ -48,9 +48,11 @@ class ConcreteFunction:
         self._runner = runner
         self._result = None
         self._graph = None
+        self.traces = []    # every TraceResult of this signature: one per concrete size
 
     def attach(self, result):
-        """Record the trace that represents this signature (the first one)."""
+        """Record a trace of this signature; the first one represents it."""
+        self.traces.append(result)
         if self._result is None:
             self._result = result
 

@@ -65,6 +65,13 @@ class TraceResult:
         """Which leaves of `out_static` are graph outputs."""
         return [s is _TRACED for s in self.out_static]
 
+    @classmethod
+    def restored(cls, graph, out_treedef, static, traced, guards, input_names):
+        """A TraceResult from stored parts (`traced`: traced_leaves(), `static`: the other
+        leaves' values, anything at the traced ones)."""
+        out_static = [_TRACED if t else s for s, t in zip(static, traced)]
+        return cls(graph, out_treedef, out_static, guards, input_names)
+
     def __repr__(self):
         return str(self.graph)
 
@@ -86,6 +93,7 @@ class Function:
                  input_signature=None, reduce_retracing=False, **_tf_options):
         self._fn = fn
         self._signature = _safe_signature(fn)
+        self._input_specs = input_signature
         self._input_signature = _checked_input_signature(input_signature, fn)
         self._reduce_retracing = bool(reduce_retracing)
         self._concretes = []   # ConcreteFunctions in the order they were traced
@@ -111,7 +119,7 @@ class Function:
         bound = self.__dict__.setdefault('_bound', weakref.WeakKeyDictionary())
         if instance not in bound:
             method = Function(self._fn.__get__(instance, owner), self._static_argnums,
-                              self._static_argnames, self.debug_nans, self._input_signature,
+                              self._static_argnames, self.debug_nans, self._input_specs,
                               self._reduce_retracing)
             bound[instance] = method
         return bound[instance]
@@ -347,7 +355,7 @@ class Function:
             if concrete.signature == signature:
                 return concrete
         concrete = self._new_concrete(signature)
-        sample_args, sample_kwargs = _sample_call(signature, self._signature)
+        sample_args, sample_kwargs = _sample_call(signature)
         result = self._trace(sample_args, sample_kwargs)
         concrete.attach(result)
         key = self._key(sample_args, sample_kwargs)[0]
@@ -396,6 +404,8 @@ def _checked_input_signature(input_signature, fn):
     if py_signature is not None:
         params = [p for p in py_signature.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if params and params[0].name == 'self' and len(params) == len(specs) + 1:
+            params = params[1:]    # a method decorated in its class: bound later
         if len(params) < len(specs) and not any(
                 p.kind == p.VAR_POSITIONAL for p in py_signature.parameters.values()):
             raise TypeError(f'input_signature has {len(specs)} entries but '
@@ -418,13 +428,14 @@ def _specs_conformed(input_signature, py_signature, args, kwargs):
 SAMPLE_SIZE = 2   # the size a None dimension is traced at for get_concrete_function
 
 
-def _sample_call(signature, py_signature):
+def _sample_call(signature):
     """(args, kwargs) with an array for every TensorSpec (None sizes as SAMPLE_SIZE)."""
     values = {}
     for name, _, spec in signature.params:
         values[name] = tree.tree_map(_sample, spec, is_leaf=sig.is_leaf)
-    bound = [(name, kind, values[name]) for name, kind, _ in signature.params]
-    return sig._rebuild_call(py_signature, bound, values, len(bound))
+    positional = sum(kind in ('POSITIONAL_ONLY', 'POSITIONAL_OR_KEYWORD', 'VAR_POSITIONAL')
+                     for _, kind, _ in signature.params)
+    return sig.rebuild_call(signature.params, values, positional)
 
 
 def _sample(spec):
