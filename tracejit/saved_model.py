@@ -215,48 +215,54 @@ def _read_arrays(path, count):
 
 
 def _place(root, path, value):
-    """Set `value` at an attribute path like 'layers[0].w', creating objects on the way."""
+    """Set `value` at an attribute path like "layers[0]['w']", creating on the way the
+    objects (attributes), lists (indices) and dicts (keys) the path goes through."""
     steps = _steps(path)
     obj = root
     for step, following in zip(steps, steps[1:]):
-        obj = _child(obj, step, list if isinstance(following, int) else Loaded)
+        obj = _child(obj, step, {'index': list, 'key': dict, 'attr': Loaded}[following[0]])
     _set(obj, steps[-1], value)
 
 
 def _steps(path):
+    """[(kind, name or index)] with kind 'attr', 'index' or 'key'."""
     steps = []
     for part in path.split('.'):
-        name, *indices = part.replace(']', '').split('[')
+        name, *subscripts = part.replace(']', '').split('[')
         if name:
-            steps.append(name)
-        steps.extend(int(i) if i.isdigit() else i.strip("'") for i in indices)
+            steps.append(('attr', name))
+        steps.extend(('index', int(s)) if s.isdigit() else ('key', s.strip("'"))
+                     for s in subscripts)
     return steps
 
 
 def _child(obj, step, kind):
     """The container at `step` of `obj`, made a new `kind()` when it is not there yet."""
-    if isinstance(obj, list):
-        while len(obj) <= step:
-            obj.append(None)
-        if obj[step] is None:
-            obj[step] = kind()
-        return obj[step]
-    if isinstance(obj, dict):
-        return obj.setdefault(step, kind())
-    if getattr(obj, step, None) is None:
-        setattr(obj, step, kind())
-    return getattr(obj, step)
+    existing = _get(obj, step)
+    if existing is None:
+        existing = kind()
+        _set(obj, step, existing)
+    return existing
+
+
+def _get(obj, step):
+    how, at = step
+    if how == 'attr':
+        return getattr(obj, at, None)
+    if how == 'key':
+        return obj.get(at)
+    return obj[at] if at < len(obj) else None
 
 
 def _set(obj, step, value):
-    if isinstance(obj, list):
-        while len(obj) <= step:
-            obj.append(None)
-        obj[step] = value
-    elif isinstance(obj, dict):
-        obj[step] = value
+    how, at = step
+    if how == 'attr':
+        setattr(obj, at, value)
+    elif how == 'key':
+        obj[at] = value
     else:
-        setattr(obj, step, value)
+        obj.extend([None] * (at + 1 - len(obj)))
+        obj[at] = value
 
 
 def _concrete(data, variables):
