@@ -99,7 +99,8 @@ def test_input_signature_refuses_what_tensorflow_refuses():
 
 def test_concrete_function_call_checks_its_arguments():
     cf = scale_function().get_concrete_function(tj.TensorSpec([None, 3], tj.float32))
-    with pytest.raises(errors.InvalidArgumentError, match=r'Can not cast TensorSpec\(shape=\(2, 3\), dtype=tj.float64'):
+    with pytest.raises(errors.InvalidArgumentError,
+                       match=r'Can not cast TensorSpec\(shape=\(2, 3\), dtype=tj.float64'):
         cf(np.ones((2, 3)))
     with pytest.raises(errors.InvalidArgumentError, match=r'shape=\(2, 4\)'):
         cf(np.ones((2, 4), np.float32))

@@ -4,8 +4,8 @@ A graph becomes {inputs, state, consts, nodes, outputs, updates}. Values are num
 of definition; a node names its primitive (looked up in the registry when read back), its input
 numbers, its params and its outputs' shapes and dtypes; state and updates name Variables by
 their index in the SavedModel's variable list; constants are base64 bytes. Params are encoded
-by type (tuples, lists, dtypes, tensor specs, non-finite floats survive the round trip); anything else, such
-as a Python callable, is refused with a SerializationError naming the primitive.
+by type (tuples, lists, dtypes, tensor specs, non-finite floats survive the round trip);
+anything else, such as a Python callable, is refused with a SerializationError naming it.
 """
 import base64
 import math
