@@ -90,6 +90,10 @@ def test_input_signature_refuses_what_tensorflow_refuses():
     with pytest.raises(TypeError, match='too many positional arguments'):
         inc(tj.constant([1]), tj.constant([2]))
     assert printed(inc.get_concrete_function()) == TF['inc_printed']
+    with tj.config.disabled_jit():     # run eagerly: checked and converted all the same
+        assert repr(inc([1, 2])) == repr(tj.constant([2, 3]))
+        with pytest.raises(TypeError, match='Can not cast'):
+            inc(tj.constant([1.0]))
     assert inc.input_signature == (tj.TensorSpec([None], tj.int32, 'x'),)
     with pytest.raises(TypeError, match='input_signature must hold tj.TensorSpecs'):
         tj.function(lambda x: x, input_signature=[3])

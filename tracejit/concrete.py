@@ -44,7 +44,7 @@ class ConcreteFunction:
     def __init__(self, name, signature, py_signature, runner):
         self.name = name
         self.signature = signature
-        self._py_signature = py_signature
+        self.py_signature = py_signature
         self._runner = runner
         self._result = None
         self._graph = None
@@ -64,8 +64,12 @@ class ConcreteFunction:
         return self._result
 
     def __call__(self, *args, **kwargs):
-        args, kwargs = sig.conform(self.signature, self._py_signature, args, kwargs,
+        args, kwargs = sig.conform(self.signature, self.py_signature, args, kwargs,
                                    tensor_error=errors.InvalidArgumentError)
+        return self.run_conformed(args, kwargs)
+
+    def run_conformed(self, args, kwargs):
+        """Run a call already checked against the signature (see signature.conform)."""
         return self._runner(args, kwargs)
 
     # -- introspection ---------------------------------------------------------------------
@@ -111,8 +115,8 @@ class ConcreteFunction:
     @property
     def function_type(self):
         defaults = ()
-        if self._py_signature is not None:
-            defaults = {name for name, p in self._py_signature.parameters.items()
+        if self.py_signature is not None:
+            defaults = {name for name, p in self.py_signature.parameters.items()
                         if p.default is not p.empty}
         return FunctionType(self.signature, self.output_type(), defaults)
 

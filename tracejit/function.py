@@ -130,8 +130,9 @@ class Function:
         if config.disable_jit or tracing.busy():
             # inside another trace the call inlines; under a gradient tape it runs eagerly, so
             # the tape records it and gradients flow through compiled functions too
-            if self._input_signature is not None:
-                args, kwargs = self._conform(args, kwargs)
+            if self._input_signature is not None:   # checked and converted, as TF does
+                args, kwargs = tree.tree_map(_as_tensor, self._conform(args, kwargs),
+                                             is_leaf=_is_leaf)
             return self._fn(*args, **kwargs)
         if not kwargs and self._fast_ok:
             fast_key, dynamic = _fast_key(args)
@@ -348,8 +349,7 @@ class Function:
             signature = self._input_signature
         else:
             if self._input_signature is not None:
-                args, kwargs = _specs_conformed(self._input_signature, self._signature,
-                                                args, kwargs)
+                _check_fits(self._input_signature, self._signature, args, kwargs)
             signature = sig.Signature.of_call(self._signature, args, kwargs)
         for concrete in self._concretes:
             if concrete.signature == signature:
@@ -362,6 +362,11 @@ class Function:
         if key not in self._cache:
             self._pending[key] = (result, concrete)
         return concrete
+
+    @property
+    def concrete_functions(self):
+        """The ConcreteFunctions traced so far, in order."""
+        return list(self._concretes)
 
     def experimental_get_tracing_count(self):
         """How many signatures were traced (TF's count). cache_info()['traces'] counts every
@@ -416,13 +421,13 @@ def _checked_input_signature(input_signature, fn):
     return sig.Signature(zip(names, kinds, specs))
 
 
-def _specs_conformed(input_signature, py_signature, args, kwargs):
-    """get_concrete_function's arguments checked against input_signature (specs as given)."""
+def _check_fits(input_signature, py_signature, args, kwargs):
+    """TypeError unless get_concrete_function's arguments (specs or tensors) fit the
+    input_signature."""
     exact = sig.Signature.of_call(py_signature, args, kwargs)
     if not input_signature.accepts(exact):
         raise TypeError(f'get_concrete_function{exact.describe(verbose=False)} does not fit '
                         f'the input_signature {input_signature.describe(verbose=False)}')
-    return args, kwargs
 
 
 SAMPLE_SIZE = 2   # the size a None dimension is traced at for get_concrete_function
@@ -448,6 +453,10 @@ def _sample(spec):
             f'{spec!r} has an unknown rank; tracejit traces tensors of a known rank (give a '
             'shape such as [None, 3])')
     return np.zeros([SAMPLE_SIZE if d is None else d for d in spec.shape], spec.dtype.np)
+
+
+def _as_tensor(leaf):
+    return Tensor(leaf) if isinstance(leaf, np.ndarray) else leaf
 
 
 def _generality(signature):

@@ -22,7 +22,6 @@ from .concrete import ConcreteFunction
 from .fileio import write_atomically
 from .function import Function, TraceResult
 from .spec import TensorSpec
-from .tensor import Tensor
 from .variables import Module, Variable, update_locks
 
 FORMAT = 'tracejit.saved_model/1'
@@ -42,7 +41,7 @@ def save(obj, export_dir, signatures=None, options=None):
     serving = {name: saver.concrete(f'signature {name!r}', _as_concrete(fn))
                for name, fn in _signature_dict(signatures).items()}
     meta = {'format': FORMAT,
-            'variables': [{'path': saver.paths.get(id(v)), 'name': v._base_name,
+            'variables': [{'path': saver.paths.get(id(v)), 'name': v.name.rsplit(':', 1)[0],
                            'trainable': v.trainable} for v in saver.variables],
             'functions': stored, 'signatures': serving}
     os.makedirs(export_dir, exist_ok=True)
@@ -67,8 +66,8 @@ class _Saver:
         return self.index[id(variable)]
 
     def function(self, path, fn):
-        concretes = list(fn._concretes)
-        if not concretes and fn._input_signature is not None:
+        concretes = fn.concrete_functions
+        if not concretes and fn.input_signature is not None:
             concretes = [fn.get_concrete_function()]
         return [self.concrete(f'function {path!r}', c) for c in concretes]
 
@@ -134,7 +133,7 @@ def _as_concrete(fn):
     if isinstance(fn, ConcreteFunction):
         return fn
     if isinstance(fn, Function):
-        if fn._input_signature is None:
+        if fn.input_signature is None:
             raise ValueError(f'signatures: {fn!r} has no input_signature; pass '
                              'f.get_concrete_function(tj.TensorSpec(...)) instead')
         return fn.get_concrete_function()
@@ -324,13 +323,12 @@ class _StoredTraces:
     def _dynamic(self, args, kwargs):
         values = []
         for (_, _, value), (_, specs, _) in zip(sig.bind(self.py_signature, args, kwargs),
-                                                self.signature._flat):
+                                                self.signature.flat):
             for leaf, spec in zip(tree.leaves(value, sig.is_leaf), specs):
                 if spec is sig.WEAK_FLOAT:
                     values.append(leaf)
                 elif isinstance(spec, TensorSpec):
-                    values.append(np.array(leaf._value if isinstance(leaf, Tensor) else leaf,
-                                           order='C'))
+                    values.append(np.array(leaf, order='C'))   # a writeable copy
         return values
 
     def _build(self, key):
@@ -359,11 +357,11 @@ class LoadedFunction:
     def __call__(self, *args, **kwargs):
         for concrete in self.concrete_functions:
             try:
-                args_, kwargs_ = sig.conform(concrete.signature, concrete._py_signature, args,
+                args_, kwargs_ = sig.conform(concrete.signature, concrete.py_signature, args,
                                              kwargs)
             except (TypeError, ValueError):
                 continue
-            return concrete._runner(args_, kwargs_)
+            return concrete.run_conformed(args_, kwargs_)
         expected = '\n'.join(f'  {c.pretty_printed_signature(verbose=False)}'
                              for c in self.concrete_functions)
         raise ValueError(f'Could not find matching concrete function to call loaded from the '
@@ -371,7 +369,7 @@ class LoadedFunction:
                          f'Expected one of:\n{expected}')
 
     def get_concrete_function(self, *args, **kwargs):
-        wanted = sig.Signature.of_call(self.concrete_functions[0]._py_signature, args, kwargs)
+        wanted = sig.Signature.of_call(self.concrete_functions[0].py_signature, args, kwargs)
         for concrete in self.concrete_functions:
             if concrete.signature.accepts(wanted):
                 return concrete

@@ -5,8 +5,6 @@ are generalised (reduce_retracing) and how TensorFlow prints them.
 A Python float is neither: tracejit traces it as a weak scalar (a new learning rate never
 retraces), so its spec is `WEAK_FLOAT`.
 """
-import inspect
-
 import numpy as np
 
 from . import dtypes, errors, tree
@@ -61,7 +59,7 @@ class Signature:
 
     def __init__(self, params):
         self.params = list(params)
-        self._flat = [(name, *tree.flatten(spec, is_leaf)) for name, _, spec in self.params]
+        self.flat = [(name, *tree.flatten(spec, is_leaf)) for name, _, spec in self.params]
 
     @classmethod
     def of_call(cls, py_signature, args, kwargs):
@@ -72,14 +70,14 @@ class Signature:
 
     def specs(self):
         """The TensorSpec leaves in graph-input order (weak floats included)."""
-        return [s for _, leaves, _ in self._flat for s in leaves
+        return [s for _, leaves, _ in self.flat for s in leaves
                 if isinstance(s, TensorSpec) or s is WEAK_FLOAT]
 
     def accepts(self, other):
         """Whether every call of signature `other` fits this one."""
-        if [n for n, _, _ in self._flat] != [n for n, _, _ in other._flat]:
+        if [n for n, _, _ in self.flat] != [n for n, _, _ in other.flat]:
             return False
-        for (_, mine, my_def), (_, theirs, their_def) in zip(self._flat, other._flat):
+        for (_, mine, my_def), (_, theirs, their_def) in zip(self.flat, other.flat):
             if my_def != their_def:
                 return False
             for a, b in zip(mine, theirs):
@@ -93,11 +91,11 @@ class Signature:
     def supertype(self, other):
         """The signature with the sizes that differ made None, or None when the two differ in
         anything else (structure, static values, dtypes, ranks): TF's reduce_retracing."""
-        if [n for n, _, _ in self._flat] != [n for n, _, _ in other._flat]:
+        if [n for n, _, _ in self.flat] != [n for n, _, _ in other.flat]:
             return None
         params = []
         for (name, kind, _), (_, mine, my_def), (_, theirs, their_def) in zip(
-                self.params, self._flat, other._flat):
+                self.params, self.flat, other.flat):
             if my_def != their_def:
                 return None
             leaves = []
@@ -123,7 +121,7 @@ class Signature:
         """TF's structured_input_signature: (positional specs, keyword-only specs), each
         TensorSpec named after its parameter (`x`, or `pair_0` for the first leaf of `pair`)."""
         positional, keywords = [], {}
-        for (name, kind, spec), (_, leaves, treedef) in zip(self.params, self._flat):
+        for (name, kind, spec), (_, leaves, treedef) in zip(self.params, self.flat):
             if treedef.kind == 'leaf':
                 named = _named(leaves[0], name)
             else:
@@ -196,7 +194,7 @@ def conform(signature, py_signature, args, kwargs, tensor_error=TypeError):
         raise TypeError(f'Binding inputs to tf.function failed: parameters {names} expected, got '
                         f'{[name for name, _, _ in bound]}')
     values = {}
-    for (name, _, value), (_, spec_leaves, treedef) in zip(bound, signature._flat):
+    for (name, _, value), (_, spec_leaves, treedef) in zip(bound, signature.flat):
         leaves, value_def = tree.flatten(value, is_leaf)
         if value_def != treedef:
             raise TypeError(f'Binding inputs to tf.function failed due to `Can not cast '
@@ -272,9 +270,3 @@ def type_string(spec):
         return f'Literal[{spec!r}]'
     return repr(spec)
 
-
-def python_signature(fn):
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
