@@ -144,6 +144,13 @@ def test_none_dimensions_accept_any_size_with_one_signature_and_one_kernel():
     np.testing.assert_array_equal(scale(x)['s'].numpy(), x * 2)
     np.testing.assert_array_equal(cf(x[:2])['s'].numpy(), x[:2] * 2)
     assert scale.experimental_get_tracing_count() == TF['scale_count_after_call']
+    traces = scale.cache_info()['traces']   # the size get_concrete_function traced at, then 5
+    assert traces == 2
+
+    exact = scale_function()
+    cf = exact.get_concrete_function(tj.TensorSpec([2, 3], tj.float32))
+    np.testing.assert_array_equal(exact(x[:2])['s'].numpy(), x[:2] * 2)
+    assert exact.cache_info()['traces'] == 1 and exact.concrete_functions == [cf]
 
 
 @pytest.mark.compiled

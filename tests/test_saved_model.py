@@ -130,6 +130,7 @@ LOAD_AND_TRAIN = textwrap.dedent('''
     out['steps'] = int(step['steps'])
     out['after'] = model.predict(x['x']).numpy().tolist()
     out['variables'] = [v.numpy().tolist() for v in model.trainable_variables]
+    out['signature'] = repr(model.predict.concrete_functions[0].structured_input_signature)
     try:
         model.predict(np.ones((3, 5), np.float32))
     except ValueError as e:
@@ -166,3 +167,5 @@ def test_a_new_process_loads_a_trained_module_predicts_and_keeps_training(tmp_pa
     for got, variable in zip(out['variables'], model.trainable_variables):
         np.testing.assert_allclose(np.float32(got), variable.numpy(), rtol=1e-5, atol=1e-7)
     assert out['error'].startswith('Could not find matching concrete function')
+    assert out['signature'] == repr(model.predict.concrete_functions[0].structured_input_signature)
+    assert 'None, 4' in out['signature']
