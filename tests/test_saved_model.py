@@ -130,6 +130,7 @@ LOAD_AND_TRAIN = textwrap.dedent('''
     out['steps'] = int(step['steps'])
     out['after'] = model.predict(x['x']).numpy().tolist()
     out['variables'] = [v.numpy().tolist() for v in model.trainable_variables]
+    out['unseen_size'] = model.predict(x['x'][:5]).numpy().tolist()
     out['signature'] = repr(model.predict.concrete_functions[0].structured_input_signature)
     try:
         model.predict(np.ones((3, 5), np.float32))
@@ -169,3 +170,24 @@ def test_a_new_process_loads_a_trained_module_predicts_and_keeps_training(tmp_pa
     assert out['error'].startswith('Could not find matching concrete function')
     assert out['signature'] == repr(model.predict.concrete_functions[0].structured_input_signature)
     assert 'None, 4' in out['signature']
+    # a size never called before saving: the stored IR holds for any size (checked at save)
+    np.testing.assert_allclose(np.float32(out['unseen_size']), model.predict(x[:5]).numpy(),
+                               rtol=1e-6)
+
+
+def test_only_ir_that_holds_for_every_size_runs_unseen_sizes(tmp_path):
+    class Stats(tj.Module):
+        @tj.function(input_signature=[tj.TensorSpec([None], tj.float32)])
+        def doubled(self, x):
+            return x * 2.0
+
+        @tj.function(input_signature=[tj.TensorSpec([None], tj.float32)])
+        def mean(self, x):        # 1/size is a constant of the IR: it depends on the size
+            return tj.reduce_mean(x)
+    tj.saved_model.save(Stats(), str(tmp_path))
+    meta = json.loads((tmp_path / 'saved_model.json').read_text())
+    assert [c['size_free'] for c in meta['functions']['doubled']] == [True]
+    assert [c['size_free'] for c in meta['functions']['mean']] == [False]
+    loaded = tj.saved_model.load(str(tmp_path))
+    with pytest.raises(errors.InvalidArgumentError, match=r'traced for input shapes \[\(2,\)\]'):
+        loaded.mean(np.ones(5, np.float32))    # refused before anything compiles

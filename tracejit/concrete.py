@@ -41,8 +41,9 @@ class FunctionType:
 class ConcreteFunction:
     """A traced signature; call it with arguments that fit the signature."""
 
-    def __init__(self, name, signature, py_signature, runner):
+    def __init__(self, name, signature, py_signature, runner, trace_at=None):
         self.name = name
+        self.trace_at = trace_at   # size -> a trace with every None size set to it, or None
         self.signature = signature
         self.py_signature = py_signature
         self._runner = runner

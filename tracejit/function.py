@@ -338,7 +338,8 @@ class Function:
     def _new_concrete(self, signature):
         concrete = ConcreteFunction(
             self.__name__, signature, self._signature,
-            lambda args, kwargs: self._call_general(args, kwargs, concrete))
+            lambda args, kwargs: self._call_general(args, kwargs, concrete),
+            trace_at=lambda size: self._trace(*_sample_call(signature, size)))
         self._concretes.append(concrete)
         return concrete
 
@@ -433,17 +434,17 @@ def _check_fits(input_signature, py_signature, args, kwargs):
 SAMPLE_SIZE = 2   # the size a None dimension is traced at for get_concrete_function
 
 
-def _sample_call(signature):
-    """(args, kwargs) with an array for every TensorSpec (None sizes as SAMPLE_SIZE)."""
+def _sample_call(signature, size=SAMPLE_SIZE):
+    """(args, kwargs) with an array for every TensorSpec (None sizes as `size`)."""
     values = {}
     for name, _, spec in signature.params:
-        values[name] = tree.tree_map(_sample, spec, is_leaf=sig.is_leaf)
+        values[name] = tree.tree_map(lambda s: _sample(s, size), spec, is_leaf=sig.is_leaf)
     positional = sum(kind in ('POSITIONAL_ONLY', 'POSITIONAL_OR_KEYWORD', 'VAR_POSITIONAL')
                      for _, kind, _ in signature.params)
     return sig.rebuild_call(signature.params, values, positional)
 
 
-def _sample(spec):
+def _sample(spec, size):
     if spec is sig.WEAK_FLOAT:
         return 0.0
     if not isinstance(spec, TensorSpec):
@@ -452,7 +453,7 @@ def _sample(spec):
         raise errors.InvalidArgumentError(
             f'{spec!r} has an unknown rank; tracejit traces tensors of a known rank (give a '
             'shape such as [None, 3])')
-    return np.zeros([SAMPLE_SIZE if d is None else d for d in spec.shape], spec.dtype.np)
+    return np.zeros([size if d is None else d for d in spec.shape], spec.dtype.np)
 
 
 def _as_tensor(leaf):

@@ -7,7 +7,8 @@ and trainable flags; per tj.function attribute its concrete functions: signature
 structure and the IR of every traced size, see irjson.py). Both are written atomically, the JSON
 last. Loading builds Variables and objects mirroring the saved attribute paths; each function is
 callable with its traced signatures and runs its IR through the normal compile path (compiled,
-disk-cached kernels).
+disk-cached kernels). A None dimension runs any size when the IR does not depend on it (checked
+at save time, see _size_free_template); otherwise the sizes traced before saving.
 """
 import inspect
 import json
@@ -16,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from . import errors, irjson, tree
+from . import errors, ir, irjson, tree
 from . import signature as sig
 from .concrete import ConcreteFunction
 from .fileio import write_atomically
@@ -72,10 +73,13 @@ class _Saver:
         return [self.concrete(f'function {path!r}', c) for c in concretes]
 
     def concrete(self, what, concrete):
+        template = _size_free_template(concrete)
+        traces = concrete.traces + ([template] if template is not None else [])
         return {'name': concrete.name,
                 'signature': [[name, kind, irjson.encode_value(spec, f'{what}, argument {name!r}')]
                               for name, kind, spec in concrete.signature.params],
-                'traces': [self.trace(what, result) for result in concrete.traces]}
+                'traces': [self.trace(what, result) for result in traces],
+                'size_free': template is not None}
 
     def trace(self, what, result):
         traced = result.traced_leaves()
@@ -85,6 +89,30 @@ class _Saver:
                 'outputs': {'tree': _encode_treedef(result.out_treedef), 'traced': traced,
                             'static': static},
                 'guards': [list(g) for g in result.guards], 'input_names': result.input_names}
+
+
+PROBE_SIZES = (3, 7)
+
+
+def _size_free_template(concrete):
+    """A trace whose IR holds for every size of the signature's None dimensions, or None.
+    The function is traced at two more sizes: when the two IRs differ in nothing but the sizes
+    of their values (no parameter or constant depends on them), a loaded function runs any
+    size by re-deriving the sizes with the primitives' shape rules (see _resized)."""
+    has_none = any(d is None for s in concrete.signature.specs()
+                   if isinstance(s, TensorSpec) for d in s.shape or ())
+    if concrete.trace_at is None or not has_none:
+        return None
+    probes = [concrete.trace_at(size) for size in PROBE_SIZES]
+    sizeless = [_without_sizes(irjson.encode_graph(p.graph, id)) for p in probes]
+    return probes[0] if sizeless[0] == sizeless[1] else None
+
+
+def _without_sizes(data):
+    for aval in (*data['inputs'], *data['state'],
+                 *(out for node in data['nodes'] for out in node['outputs'])):
+        del aval['shape']
+    return data
 
 
 def _walk(obj):
@@ -269,7 +297,7 @@ def _concrete(data, variables):
     signature = sig.Signature(params)
     py_signature = _python_signature(params)
     traces = [_trace(t, variables) for t in data['traces']]
-    runner = _StoredTraces(data['name'], signature, py_signature, traces)
+    runner = _StoredTraces(data['name'], signature, py_signature, traces, data['size_free'])
     concrete = ConcreteFunction(data['name'], signature, py_signature, runner)
     for result in traces:
         concrete.attach(result)
@@ -299,9 +327,9 @@ def _trace(data, variables):
 class _StoredTraces:
     """Runs a conforming call on the stored IR of its sizes, compiled on first use."""
 
-    def __init__(self, name, signature, py_signature, traces):
+    def __init__(self, name, signature, py_signature, traces, size_free):
         self.name, self.signature, self.py_signature = name, signature, py_signature
-        self.traces = traces
+        self.traces, self.size_free = traces, size_free
         self.built = {}
 
     def __call__(self, args, kwargs):
@@ -332,11 +360,14 @@ class _StoredTraces:
         return values
 
     def _build(self, key):
-        for result in self.traces:
-            if tuple((v.shape, v.dtype) for v in result.graph.inputs) == key:
-                from .backend import compile_graph
-                executable, _ = compile_graph(result.graph, None, result.guards)
-                return executable, result, update_locks(v for v, _ in result.graph.updates)
+        from .backend import compile_graph
+        matching = [r for r in self.traces
+                    if tuple((v.shape, v.dtype) for v in r.graph.inputs) == key]
+        if matching or self.size_free:
+            result = matching[0] if matching else _resized(self.traces[-1],
+                                                           [shape for shape, _ in key])
+            executable, _ = compile_graph(result.graph, None, result.guards)
+            return executable, result, update_locks(v for v, _ in result.graph.updates)
         sizes = ', '.join(str([v.shape for v in r.graph.inputs]) for r in self.traces)
         raise errors.InvalidArgumentError(errors.at_user_line(
             f'{self.name}: the SavedModel holds this function traced for input shapes {sizes}, '
@@ -346,6 +377,30 @@ class _StoredTraces:
 
 def _dtype(value):
     return np.dtype(np.float64) if isinstance(value, float) else value.dtype
+
+
+def _resized(result, shapes):
+    """The trace with inputs of `shapes`, every value's size re-derived by its primitive's
+    shape rule (which refuses sizes that do not fit, naming the op)."""
+    g, new = result.graph, ir.Graph()
+    new.inputs = [ir.Var(shape, v.dtype, v.weak) for v, shape in zip(g.inputs, shapes)]
+    mapping = dict(zip(g.inputs, new.inputs))
+    mapping.update((v, v) for v in (*g.consts, *(var for _, var in g.state)))
+    new.state, new.consts = list(g.state), dict(g.consts)
+    for node in g.nodes:
+        inputs = [mapping[v] for v in node.inputs]
+        outputs = [ir.Var(*aval) for aval in node.prim.check(*inputs, **node.params)]
+        mapping.update(zip(node.outputs, outputs))
+        new.nodes.append(ir.Node(node.prim, inputs, node.params, outputs, node.where))
+    new.outputs = [mapping[v] for v in g.outputs]
+    new.updates = [(variable, mapping[v]) for variable, v in g.updates]
+    for variable, value in new.updates:
+        if value.shape != tuple(variable.shape):
+            raise errors.ShapeError(f'these input sizes would assign a value of shape '
+                                    f'{value.shape} to Variable {variable.name} of shape '
+                                    f'{tuple(variable.shape)}')
+    return TraceResult(new, result.out_treedef, result.out_static, result.guards,
+                       result.input_names)
 
 
 class LoadedFunction:
