@@ -144,13 +144,38 @@ def test_none_dimensions_accept_any_size_with_one_signature_and_one_kernel():
     np.testing.assert_array_equal(scale(x)['s'].numpy(), x * 2)
     np.testing.assert_array_equal(cf(x[:2])['s'].numpy(), x[:2] * 2)
     assert scale.experimental_get_tracing_count() == TF['scale_count_after_call']
-    traces = scale.cache_info()['traces']   # the size get_concrete_function traced at, then 5
-    assert traces == 2
+    # the size get_concrete_function traced at and two probes; 5 runs that IR resized
+    assert scale.cache_info()['traces'] == 3
 
     exact = scale_function()
     cf = exact.get_concrete_function(tj.TensorSpec([2, 3], tj.float32))
     np.testing.assert_array_equal(exact(x[:2])['s'].numpy(), x[:2] * 2)
     assert exact.cache_info()['traces'] == 1 and exact.concrete_functions == [cf]
+
+
+@pytest.mark.compiled
+def test_new_sizes_run_without_python_when_the_ir_does_not_depend_on_them():
+    runs = []
+
+    @tj.function(input_signature=[tj.TensorSpec([None, 2])])
+    def affine(x):
+        runs.append(x.shape)
+        return tj.matmul(x, np.float32([[1.0], [2.0]])) + 1.0
+
+    @tj.function(input_signature=[tj.TensorSpec([None])])
+    def mean(x):           # 1/size is a constant of its IR: every size is traced
+        return tj.reduce_mean(x)
+    rng = np.random.default_rng(0)
+    for n in (4, 5, 9, 12, 1):
+        x = rng.normal(size=(n, 2)).astype(np.float32)
+        np.testing.assert_allclose(affine(x).numpy(), x @ np.float32([[1], [2]]) + 1,
+                                   rtol=1e-6)
+        v = rng.normal(size=n).astype(np.float32)
+        np.testing.assert_allclose(mean(v).numpy(), v.astype(np.float64).mean(), rtol=1e-5,
+                                   atol=1e-7)
+    # the first trace, two probes at sizes 3 and 7, and size 1 (which may trace differently)
+    assert [shape[0] for shape in runs] == [4, 3, 7, 1]
+    assert affine.experimental_get_tracing_count() == mean.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.compiled

@@ -2,12 +2,17 @@
 
 It holds the signature (TensorSpecs, with None for any size, and static values), the trace
 that shows its graph and outputs, and a runner that executes a conforming call. A None
-dimension accepts any size: each new size runs the IR specialised to it (the Python function
-is traced again for it, tracejit's IR having concrete sizes) and reuses the one compiled
-kernel, whose source is size-generic. Loaded SavedModels build the same objects over stored
+dimension accepts any size. tracejit's IR has concrete sizes, so each new size runs an IR of
+its own, all sharing one compiled kernel (the source is size-generic): when the IR does not
+depend on the size (see size_free_template), the first IR with its sizes re-derived; otherwise
+the Python function traced again at that size. Loaded SavedModels build the same objects over stored
 IR (saved_model.py).
 """
-from . import errors, graphview, signature as sig
+from . import errors, graphview, ir, irjson, signature as sig
+from .spec import TensorSpec
+
+
+PROBE_SIZES = (3, 7)   # the sizes size_free_template traces None dimensions at
 
 
 class Parameter:
@@ -50,6 +55,7 @@ class ConcreteFunction:
         self._result = None
         self._graph = None
         self.traces = []    # every TraceResult of this signature: one per concrete size
+        self._template, self._probed = None, False
 
     def attach(self, result):
         """Record a trace of this signature; the first one represents it."""
@@ -72,6 +78,22 @@ class ConcreteFunction:
     def run_conformed(self, args, kwargs):
         """Run a call already checked against the signature (see signature.conform)."""
         return self._runner(args, kwargs)
+
+    def size_free_template(self):
+        """A trace whose IR holds for every size of the signature's None dimensions, or None.
+        The function is traced (once) at two more sizes: when the two IRs differ in nothing
+        but the sizes of their values (no parameter or constant depends on them), any size
+        runs this IR with its sizes re-derived by the shape rules (see `resized`)."""
+        if not self._probed:
+            self._probed = True
+            has_none = any(d is None for s in self.signature.specs()
+                           if isinstance(s, TensorSpec) for d in s.shape or ())
+            if self.trace_at is not None and has_none:
+                probes = [self.trace_at(size) for size in PROBE_SIZES]
+                sizeless = [_without_sizes(irjson.encode_graph(p.graph, id))
+                            for p in probes]
+                self._template = probes[0] if sizeless[0] == sizeless[1] else None
+        return self._template
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -133,3 +155,33 @@ class ConcreteFunction:
     def __repr__(self):
         return f'<ConcreteFunction {self.name}{self.signature.describe(verbose=False)}>'
 
+
+def _without_sizes(data):
+    for aval in (*data['inputs'], *data['state'],
+                 *(out for node in data['nodes'] for out in node['outputs'])):
+        del aval['shape']
+    return data
+
+
+def resized(result, shapes):
+    """The trace with inputs of `shapes`, every value's size re-derived by its primitive's
+    shape rule (which refuses sizes that do not fit, naming the op)."""
+    g, new = result.graph, ir.Graph()
+    new.inputs = [ir.Var(shape, v.dtype, v.weak) for v, shape in zip(g.inputs, shapes)]
+    mapping = dict(zip(g.inputs, new.inputs))
+    mapping.update((v, v) for v in (*g.consts, *(var for _, var in g.state)))
+    new.state, new.consts = list(g.state), dict(g.consts)
+    for node in g.nodes:
+        inputs = [mapping[v] for v in node.inputs]
+        outputs = [ir.Var(*aval) for aval in node.prim.check(*inputs, **node.params)]
+        mapping.update(zip(node.outputs, outputs))
+        new.nodes.append(ir.Node(node.prim, inputs, node.params, outputs, node.where))
+    new.outputs = [mapping[v] for v in g.outputs]
+    new.updates = [(variable, mapping[v]) for variable, v in g.updates]
+    for variable, value in new.updates:
+        if value.shape != tuple(variable.shape):
+            raise errors.ShapeError(f'these input sizes would assign a value of shape '
+                                    f'{value.shape} to Variable {variable.name} of shape '
+                                    f'{tuple(variable.shape)}')
+    return type(result)(new, result.out_treedef, result.out_static, result.guards,
+                        result.input_names)

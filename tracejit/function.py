@@ -13,7 +13,7 @@ import numpy as np
 
 from . import config, dtypes, errors, passes, tracing, tree
 from . import signature as sig
-from .concrete import ConcreteFunction
+from .concrete import ConcreteFunction, resized
 from .spec import TensorSpec
 from .tensor import Tensor, TensorOps
 from .tracing import Trace, Tracer
@@ -152,7 +152,8 @@ class Function:
         key, dynamic, keepalive = self._key(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._cache[key] = self._build(key, args, kwargs, keepalive, concrete)
+            entry = self._cache[key] = self._build(key, args, kwargs, keepalive, dynamic,
+                                                   concrete)
         self._calls += 1
         if not kwargs and self._fast_ok:
             fast_key, _ = _fast_key(args)
@@ -218,14 +219,31 @@ class Function:
 
     # -- tracing ----------------------------------------------------------------------------
 
-    def _build(self, key, args, kwargs, keepalive, concrete=None):
+    @staticmethod
+    def _resized_trace(concrete, dynamic):
+        """A new size of a None dimension whose IR does not depend on it: the signature's IR
+        with its sizes re-derived, without running the Python function again."""
+        if not concrete.traces:
+            return None
+        template = concrete.size_free_template()
+        if template is None:
+            return None
+        shapes = [np.shape(v) for v in dynamic]
+        if any(new != old and new < 2 for shape, var in zip(shapes, template.graph.inputs)
+               for new, old in zip(shape, var.shape)):
+            return None   # sizes 0 and 1 may trace differently (empty reductions, broadcasts)
+        return resized(template, shapes)
+
+    def _build(self, key, args, kwargs, keepalive, dynamic, concrete=None):
         pending = self._pending.pop(key, None)
         if pending is not None:       # traced by get_concrete_function: not traced again
             result = pending[0]
         else:
             concrete = concrete or self._concrete_for(args, kwargs)
-            self._log_retrace(key)
-            result = self._trace(args, kwargs)
+            result = self._resized_trace(concrete, dynamic)
+            if result is None:
+                self._log_retrace(key)
+                result = self._trace(args, kwargs)
             concrete.attach(result)
         from .backend import compile_graph
         executable, how = compile_graph(result.graph, self._count_compile, result.guards,

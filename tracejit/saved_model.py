@@ -8,7 +8,7 @@ structure and the IR of every traced size, see irjson.py). Both are written atom
 last. Loading builds Variables and objects mirroring the saved attribute paths; each function is
 callable with its traced signatures and runs its IR through the normal compile path (compiled,
 disk-cached kernels). A None dimension runs any size when the IR does not depend on it (checked
-at save time, see _size_free_template); otherwise the sizes traced before saving.
+at save time, see ConcreteFunction.size_free_template); otherwise the sizes traced before saving.
 """
 import inspect
 import json
@@ -17,9 +17,9 @@ import zipfile
 
 import numpy as np
 
-from . import errors, ir, irjson, tree
+from . import errors, irjson, tree
 from . import signature as sig
-from .concrete import ConcreteFunction
+from .concrete import ConcreteFunction, resized
 from .fileio import write_atomically
 from .function import Function, TraceResult
 from .spec import TensorSpec
@@ -73,7 +73,7 @@ class _Saver:
         return [self.concrete(f'function {path!r}', c) for c in concretes]
 
     def concrete(self, what, concrete):
-        template = _size_free_template(concrete)
+        template = concrete.size_free_template()
         traces = concrete.traces + ([template] if template is not None else [])
         return {'name': concrete.name,
                 'signature': [[name, kind, irjson.encode_value(spec, f'{what}, argument {name!r}')]
@@ -89,30 +89,6 @@ class _Saver:
                 'outputs': {'tree': _encode_treedef(result.out_treedef), 'traced': traced,
                             'static': static},
                 'guards': [list(g) for g in result.guards], 'input_names': result.input_names}
-
-
-PROBE_SIZES = (3, 7)
-
-
-def _size_free_template(concrete):
-    """A trace whose IR holds for every size of the signature's None dimensions, or None.
-    The function is traced at two more sizes: when the two IRs differ in nothing but the sizes
-    of their values (no parameter or constant depends on them), a loaded function runs any
-    size by re-deriving the sizes with the primitives' shape rules (see _resized)."""
-    has_none = any(d is None for s in concrete.signature.specs()
-                   if isinstance(s, TensorSpec) for d in s.shape or ())
-    if concrete.trace_at is None or not has_none:
-        return None
-    probes = [concrete.trace_at(size) for size in PROBE_SIZES]
-    sizeless = [_without_sizes(irjson.encode_graph(p.graph, id)) for p in probes]
-    return probes[0] if sizeless[0] == sizeless[1] else None
-
-
-def _without_sizes(data):
-    for aval in (*data['inputs'], *data['state'],
-                 *(out for node in data['nodes'] for out in node['outputs'])):
-        del aval['shape']
-    return data
 
 
 def _walk(obj):
@@ -364,8 +340,8 @@ class _StoredTraces:
         matching = [r for r in self.traces
                     if tuple((v.shape, v.dtype) for v in r.graph.inputs) == key]
         if matching or self.size_free:
-            result = matching[0] if matching else _resized(self.traces[-1],
-                                                           [shape for shape, _ in key])
+            result = matching[0] if matching else resized(self.traces[-1],
+                                                          [shape for shape, _ in key])
             executable, _ = compile_graph(result.graph, None, result.guards)
             return executable, result, update_locks(v for v, _ in result.graph.updates)
         sizes = ', '.join(str([v.shape for v in r.graph.inputs]) for r in self.traces)
@@ -377,30 +353,6 @@ class _StoredTraces:
 
 def _dtype(value):
     return np.dtype(np.float64) if isinstance(value, float) else value.dtype
-
-
-def _resized(result, shapes):
-    """The trace with inputs of `shapes`, every value's size re-derived by its primitive's
-    shape rule (which refuses sizes that do not fit, naming the op)."""
-    g, new = result.graph, ir.Graph()
-    new.inputs = [ir.Var(shape, v.dtype, v.weak) for v, shape in zip(g.inputs, shapes)]
-    mapping = dict(zip(g.inputs, new.inputs))
-    mapping.update((v, v) for v in (*g.consts, *(var for _, var in g.state)))
-    new.state, new.consts = list(g.state), dict(g.consts)
-    for node in g.nodes:
-        inputs = [mapping[v] for v in node.inputs]
-        outputs = [ir.Var(*aval) for aval in node.prim.check(*inputs, **node.params)]
-        mapping.update(zip(node.outputs, outputs))
-        new.nodes.append(ir.Node(node.prim, inputs, node.params, outputs, node.where))
-    new.outputs = [mapping[v] for v in g.outputs]
-    new.updates = [(variable, mapping[v]) for variable, v in g.updates]
-    for variable, value in new.updates:
-        if value.shape != tuple(variable.shape):
-            raise errors.ShapeError(f'these input sizes would assign a value of shape '
-                                    f'{value.shape} to Variable {variable.name} of shape '
-                                    f'{tuple(variable.shape)}')
-    return TraceResult(new, result.out_treedef, result.out_static, result.guards,
-                       result.input_names)
 
 
 class LoadedFunction:
