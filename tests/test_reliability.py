@@ -230,7 +230,8 @@ def test_compiled_gather_with_out_of_range_indices_raises_and_changes_nothing(ca
 
 @pytest.mark.parametrize('index', [lambda i: i, lambda i: i * 3], ids=['argument', 'computed'])
 def test_a_gather_in_an_untaken_cond_branch_does_not_fail(index):
-    """Both branches of a traced cond run; the guarded branch's index is clamped, as in JAX."""
+    """Only the taken branch of a traced cond runs, so the guarded gather never sees a bad
+    index; one out of range in the taken branch raises, as in TensorFlow."""
     table = np.array([10, 20, 30, 40], np.float32)
     w = tj.Variable(np.float32(2.0))
 
@@ -246,9 +247,10 @@ def test_a_gather_in_an_untaken_cond_branch_does_not_fail(index):
         want = (table[j] * 2.0, table[j]) if j < 4 else (-1.0, 0.0)
         got = step(np.array(i, np.int32))
         np.testing.assert_array_equal([float(got[0]), float(got[1])], want)
-    # an index out of range where its branch is taken reads the nearest end
-    clamped = tj.function(lambda i: tj.cond(i > 0, lambda: tj.gather(table, i), lambda: 0.0))
-    assert float(clamped(np.array(9, np.int32))) == 40.0
+    taken = tj.function(lambda i: tj.cond(i > 0, lambda: tj.gather(table, i), lambda: 0.0))
+    assert float(taken(np.array(3, np.int32))) == 40.0
+    with pytest.raises(IndexError, match='out of range'):
+        taken(np.array(9, np.int32))
 
 
 def test_indices_feeding_only_dead_code_are_not_range_checked():

@@ -70,6 +70,22 @@ def test_graph_json_round_trip_is_exact():
         assert e.dtype == g.dtype
 
 
+def test_control_flow_sub_graphs_round_trip():
+    @tj.function
+    def f(x, n):
+        total = tj.while_loop(lambda i, t: i < n, lambda i, t: (i + 1, t + x * 2.0),
+                              (tj.constant(0), tj.zeros_like(x)))[1]
+        return tj.cond(tj.reduce_sum(total) > 0, lambda: total, lambda: -total)
+    graph = f.trace(np.ones(3, np.float32), np.int32(4)).graph
+    assert {node.prim.name for node in graph.nodes} >= {'while', 'cond'}
+    back = irjson.decode_graph(json.loads(json.dumps(irjson.encode_graph(graph, id))), [])
+    assert str(back) == str(graph)
+    for x in (np.float32([1, -2, 3]), np.float32([-1, -2, -3])):
+        total = 8 * x                     # four steps adding 2x
+        expected = total if total.sum() > 0 else -total
+        np.testing.assert_array_equal(ir.evaluate(back, [x, np.int32(4)], [])[0][0], expected)
+
+
 def test_unstorable_values_are_refused_naming_them():
     with pytest.raises(irjson.SerializationError, match=r"parameter 'fn'.*function"):
         irjson.encode_value(lambda x: x, "parameter 'fn'")

@@ -90,8 +90,11 @@ class ConcreteFunction:
                            if isinstance(s, TensorSpec) for d in s.shape or ())
             if self.trace_at is not None and has_none:
                 probes = [self.trace_at(size) for size in PROBE_SIZES]
-                sizeless = [_without_sizes(irjson.encode_graph(p.graph, id))
-                            for p in probes]
+                try:
+                    sizeless = [_without_sizes(irjson.encode_graph(p.graph, id))
+                                for p in probes]
+                except irjson.SerializationError:   # e.g. control flow's sub-graphs
+                    return None
                 self._template = probes[0] if sizeless[0] == sizeless[1] else None
         return self._template
 

@@ -14,6 +14,7 @@ import numpy as np
 from . import config, dtypes, errors, passes, tracing, tree
 from . import signature as sig
 from .concrete import ConcreteFunction, resized
+from .indexed_slices import IndexedSlices
 from .spec import TensorSpec
 from .tensor import Tensor, TensorOps
 from .tracing import Trace, Tracer
@@ -37,6 +38,16 @@ class _Dynamic:
 _TRACED = object()
 
 
+class _SlicesOut:
+    """Where the function returned IndexedSlices: its values and indices are two outputs."""
+
+    def __init__(self, dense_shape):
+        self.dense_shape = dense_shape
+
+    def rebuild(self, values, indices):
+        return IndexedSlices(values, indices, self.dense_shape)
+
+
 class TraceResult:
     """What one trace produced: the optimised graph and how to rebuild the Python outputs."""
 
@@ -44,10 +55,11 @@ class TraceResult:
         self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
         self.guards = tuple(guards)   # range checks of arguments, see tracing.require_in_range
         self.input_names = list(input_names)   # the user's name of each graph input
-        if _TRACED not in out_static:  # nothing traced comes back: reuse one Python value
-            out_value = tree.unflatten(out_treedef, out_static)
-            self.build_outputs = lambda outs: out_value
-        elif out_treedef.kind == 'leaf':  # `return loss`: the common case, kept cheap
+        if _TRACED not in out_static and not any(isinstance(s, _SlicesOut)
+                                                 for s in out_static):
+            out_value = tree.unflatten(out_treedef, out_static)   # nothing traced comes back:
+            self.build_outputs = lambda outs: out_value           # reuse one Python value
+        elif out_treedef.kind == 'leaf' and out_static[0] is _TRACED:  # `return loss`, cheap
             self.build_outputs = lambda outs: Tensor(outs[0])
 
     def build_outputs(self, outs):
@@ -56,9 +68,10 @@ class TraceResult:
 
     def structure(self, traced):
         """The return value's structure with `traced` (one per graph output) at the traced
-        leaves and the Python values that came back as they are."""
+        leaves (two for an IndexedSlices) and the Python values that came back as they are."""
         leaves = iter(traced)
-        values = [next(leaves) if s is _TRACED else s for s in self.out_static]
+        values = [next(leaves) if s is _TRACED else s.rebuild(next(leaves), next(leaves))
+                  if isinstance(s, _SlicesOut) else s for s in self.out_static]
         return tree.unflatten(self.out_treedef, values)
 
     def traced_leaves(self):
@@ -278,7 +291,10 @@ class Function:
             for leaf in leaves:
                 if isinstance(leaf, (bool, int, float, np.generic)) or _is_float_list(leaf):
                     leaf = tracing.to_array(leaf, 'returned value')   # a Tensor, as TF returns
-                if isinstance(leaf, (Variable, Tensor, Tracer, np.ndarray)):
+                if isinstance(leaf, IndexedSlices):   # TF's functions return them as such
+                    traced += [tracing.as_operand(leaf.values), tracing.as_operand(leaf.indices)]
+                    static.append(_SlicesOut(leaf.shape))
+                elif isinstance(leaf, (Variable, Tensor, Tracer, np.ndarray)):
                     traced.append(tracing.as_operand(leaf))
                     static.append(_TRACED)
                 else:

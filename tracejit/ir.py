@@ -85,11 +85,15 @@ class Graph:
             var = node.inputs[0]
 
     def verify(self):
-        """Check SSA order and re-run every node's shape rule; raises AssertionError."""
+        """Check SSA order and re-run every node's shape rule, recursing into the sub-graphs
+        of control-flow nodes (closed: no state of their own); raises AssertionError."""
         defined = set(self.inputs) | {v for _, v in self.state} | set(self.consts)
         for node in self.nodes:
             for v in node.inputs:
                 assert v in defined, f'{node.prim.name} uses an undefined value'
+            for sub in subgraphs(node):
+                assert not sub.state and not sub.updates, f'{node.prim.name}: a sub-graph has state'
+                sub.verify()
             expected = node.prim.shape_rule(*node.inputs, **node.params)
             for out, (shape, dtype, _) in zip(node.outputs, expected):
                 assert out.shape == tuple(shape) and out.dtype == dtype, (
@@ -103,11 +107,24 @@ class Graph:
         return GraphPrinter(self).render()
 
 
-class GraphPrinter:
-    """Renders a graph one node per line with names assigned in order of appearance."""
+def subgraphs(node):
+    """The graphs a node's params hold (the branches of a cond, the body of a loop), in
+    parameter-name order."""
+    found = []
+    for _, value in sorted(node.params.items()):
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, Graph):
+                found.append(item)
+    return found
 
-    def __init__(self, graph):
-        self.graph, self.names = graph, {}
+
+class GraphPrinter:
+    """Renders a graph one node per line with names assigned in order of appearance; the
+    sub-graphs of control-flow nodes are rendered nested under their node (as jaxprs are),
+    sharing the names, so every value has one name."""
+
+    def __init__(self, graph, names=None):
+        self.graph, self.names = graph, {} if names is None else names
 
     def name(self, var):
         if var in self.graph.consts and self.graph.consts[var].ndim == 0:
@@ -132,6 +149,9 @@ class GraphPrinter:
             params = ''.join(f' {k}={_param_str(v)}' for k, v in sorted(node.params.items()))
             ins = ' '.join(self.name(v) for v in node.inputs)
             lines.append(f'    {outs} = {node.prim.name}{"[" + params.strip() + "]" if params else ""} {ins}'.rstrip())
+            for sub in subgraphs(node):
+                nested = GraphPrinter(sub, self.names).render()
+                lines.extend('      ' + line for line in nested.split('\n'))
         outs = ', '.join(self.name(v) for v in g.outputs)
         lines.append(f'  return ({outs})')
         state_vars = {id(variable): var for variable, var in g.state}
@@ -147,6 +167,10 @@ def _var_label(variable):
 def _param_str(value):
     if isinstance(value, np.dtype):
         return value.name
+    if isinstance(value, Graph):
+        return '{..}'   # rendered nested, under the node
+    if isinstance(value, tuple) and value and all(isinstance(v, Graph) for v in value):
+        return '(' + ','.join('{..}' for _ in value) + ')'
     return str(value).replace(' ', '')
 
 

@@ -4,8 +4,9 @@ A graph becomes {inputs, state, consts, nodes, outputs, updates}. Values are num
 of definition; a node names its primitive (looked up in the registry when read back), its input
 numbers, its params and its outputs' shapes and dtypes; state and updates name Variables by
 their index in the SavedModel's variable list; constants are base64 bytes. Params are encoded
-by type (tuples, lists, dtypes, tensor specs, non-finite floats survive the round trip);
-anything else, such as a Python callable, is refused with a SerializationError naming it.
+by type (tuples, lists, dtypes, tensor specs, non-finite floats and control flow's sub-graphs
+survive the round trip); anything else, such as a Python callable, is refused with a
+SerializationError naming it.
 """
 import base64
 import math
@@ -38,6 +39,8 @@ def encode_value(value, what):
         return {'dtype': value.name}
     if value is WEAK_FLOAT:
         return {'weak_float': True}
+    if isinstance(value, ir.Graph):    # control flow's closed sub-graphs: no Variables
+        return {'graph': encode_graph(value, _no_variables)}
     if isinstance(value, TensorSpec):
         return {'spec': None if value.shape is None else list(value.shape),
                 'dtype': value.dtype.name, 'name': value.name}
@@ -60,6 +63,8 @@ def decode_value(data):
         return float(data['float'])
     if 'weak_float' in data:
         return WEAK_FLOAT
+    if 'graph' in data:
+        return decode_graph(data['graph'], [])
     if 'np' in data:
         return np.dtype(data['np']).type(decode_value(data['value']))
     if 'dtype' in data and 'spec' not in data:
@@ -73,6 +78,11 @@ def decode_value(data):
     if 'dict' in data:
         return {k: decode_value(v) for k, v in data['dict']}
     raise ValueError(f'unknown encoded value {data!r}')
+
+
+def _no_variables(variable):
+    raise SerializationError(f'a sub-graph reads Variable {variable.name} as state; '
+                             'sub-graphs take Variables as inputs')
 
 
 def _encode_array(array):

@@ -8,11 +8,10 @@ import builtins
 
 import numpy as np
 
-from . import dtypes, errors, primitives as P
+from . import dtypes, errors, primitives as P, strings
 from .operands import SCALARS, cast_to, dtype_of, is_weak, operand
 from .tensor import Tensor, TensorOps
-from .tracing import Tracer, bind, current_trace, in_branch, require_in_range, to_array
-from .tree import flatten, unflatten
+from .tracing import Tracer, bind, converted, current_trace, require_in_range, to_array
 from .variables import Variable
 
 
@@ -51,8 +50,8 @@ def constant(value, dtype=None, shape=None, name=None):
         if isinstance(value, Tracer):
             out = cast(value, dtype) if dtype is not None else value
             return reshape(out, shape) if shape is not None else out
-    if dtype is not None and dtypes.as_np_dtype(dtype).kind in 'US':
-        return Tensor(np.asarray(value, dtype=np.str_))
+    if strings.is_text(value) or dtype is not None and dtypes.as_np_dtype(dtype).kind in 'US':
+        return strings.constant(value, shape)   # eager even in a trace: kernels hold numbers
     array = to_array(value, 'constant value', dtype)
     if shape is not None:
         shape = tuple(int(d) for d in shape)
@@ -66,6 +65,7 @@ def constant(value, dtype=None, shape=None, name=None):
 
 
 def convert_to_tensor(value, dtype=None, name=None):
+    value = converted(value)
     if isinstance(value, (Tensor, Tracer)):
         return cast(value, dtype) if dtype is not None else value
     if isinstance(value, Variable):
@@ -181,8 +181,18 @@ def relu(features, name=None): return _nary('relu', features)
 def sin(x, name=None): return _nary('sin', x, float_only=True)
 def cos(x, name=None): return _nary('cos', x, float_only=True)
 def floor(x, name=None): return _nary('floor', x, float_only=True)
-def equal(x, y, name=None): return _nary('eq', x, y)
-def not_equal(x, y, name=None): return _nary('ne', x, y)
+
+
+def equal(x, y, name=None):
+    return strings.equal(x, y) if strings.is_text(x) or strings.is_text(y) else _nary('eq', x, y)
+
+
+def not_equal(x, y, name=None):
+    if strings.is_text(x) or strings.is_text(y):
+        return strings.not_equal(x, y)
+    return _nary('ne', x, y)
+
+
 def less(x, y, name=None): return _nary('lt', x, y)
 def less_equal(x, y, name=None): return _nary('le', x, y)
 def greater(x, y, name=None): return _nary('gt', x, y)
@@ -504,8 +514,6 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
     if batch_dims:
         raise errors.InvalidArgumentError(errors.at_user_line('gather: batch_dims is not supported'))
     size = _shape(x)[axis]
-    if in_branch():     # the branch may not be taken: clamp as JAX does, never fail
-        indices = clip_by_value(indices, -size, size - 1)
     require_in_range(indices, -size, size,
                      f'gather: indices must be in [0, {size}) for axis {axis} of {_shape(x)}')
     return bind(P.REGISTRY['gather'], x, indices, axis=_axes(x, axis)[0])
@@ -514,6 +522,23 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
 def scatter_add(updates, indices, axis, size):
     return bind(P.REGISTRY['scatter_add'], operand(updates), operand(indices), axis=axis,
                 size=int(size))
+
+
+def allreduce_sum(x, comm, timeout):
+    """The sum of `x` over the processes of MPI communicator handle `comm` (tj.distribute's)."""
+    return bind(P.REGISTRY['allreduce_sum'], operand(x), comm=int(comm), timeout=float(timeout))
+
+
+def scatter_rows(base, indices, updates, mode, depth=1):
+    """`base` with rows indices[j] (over its first `depth` axes) set to, or combined by `mode`
+    ('update', 'add', 'max', 'min') with, updates[j]: the primitive behind every scatter."""
+    return bind(P.REGISTRY['scatter_rows'], operand(base), operand(indices), operand(updates),
+                mode=mode, depth=int(depth))
+
+
+def sum_duplicates(values, indices):
+    """Each row of `values` replaced by the sum of the rows that share its index."""
+    return bind(P.REGISTRY['sum_duplicates'], operand(values), operand(indices))
 
 
 def slice_(x, slices):
@@ -631,30 +656,6 @@ def _apply_index(x, items):
 
 
 # ---------------------------------------------------------------------------- control flow
-
-def cond(pred, true_fn, false_fn, name=None):
-    """Eager: run one branch. Traced: run both and select, Variable assignments included.
-    Inside a traced branch, gather indices are clamped to the axis and not range-checked, so a
-    guard such as `cond(i < n, lambda: gather(t, i), ...)` works for any i (an out-of-range
-    index in the taken branch reads the nearest end, as in JAX)."""
-    pred = operand(pred, 'pred')
-    if not isinstance(pred, Tracer):
-        return true_fn() if bool(np.asarray(pred.numpy() if isinstance(pred, TensorOps) else pred)) \
-            else false_fn()
-    trace = pred.trace
-    with trace.branch() as left_true:
-        out_t = true_fn()
-    with trace.branch() as left_false:
-        out_f = false_fn()
-    leaves_t, tree_t = flatten(out_t)
-    leaves_f, tree_f = flatten(out_f)
-    if tree_t != tree_f:
-        raise errors.InvalidArgumentError(errors.at_user_line(
-            f'tj.cond branches must return the same structure, got {tree_t} and {tree_f}'))
-    trace.join_branches(left_true, left_false,
-                        lambda t, f: where(pred, Tracer(trace, t), Tracer(trace, f)).var)
-    return unflatten(tree_t, [where(pred, a, b) for a, b in zip(leaves_t, leaves_f)])
-
 
 # ---------------------------------------------------------------------------- operators
 

@@ -2,8 +2,11 @@
 
 Autodiff emits naive IR (multiplications by a seed of one, reshapes that change nothing,
 transposes feeding matmuls); these passes clean it up so the backend sees the essential work.
-TRACEJIT_DEBUG=1 prints the graph after each pass.
+TRACEJIT_DEBUG=1 prints the graph after each pass. Every pass also rewrites the sub-graphs of
+control-flow nodes (`into_subgraphs`), each on its own: nothing moves into or out of a branch or
+loop body, so a gather or a division of an untaken branch never runs.
 """
+import functools
 import sys
 
 import numpy as np
@@ -50,14 +53,65 @@ def _same_type(a, b):
     return a.shape == b.shape and a.dtype == b.dtype
 
 
+def into_subgraphs(rewrite_pass):
+    """The pass, applied to the sub-graphs of control-flow nodes (innermost first) too."""
+    @functools.wraps(rewrite_pass)
+    def run(graph):
+        return rewrite_pass(_map_subgraphs(graph, run))
+    return run
+
+
+def _map_subgraphs(graph, fn):
+    nodes, changed = [], False
+    for node in graph.nodes:
+        new = _node_subgraphs(node, fn)
+        changed |= new is not node
+        nodes.append(new)
+    if not changed:
+        return graph
+    out = _copy(graph)
+    out.nodes = nodes
+    return out
+
+
+def _node_subgraphs(node, fn):
+    """The node with `fn` applied to each graph its params hold (the node itself if none)."""
+    params = {}
+    for key, value in node.params.items():
+        if isinstance(value, ir.Graph):
+            params[key] = fn(value)
+        elif isinstance(value, tuple) and value and all(isinstance(v, ir.Graph) for v in value):
+            params[key] = tuple(fn(v) for v in value)
+    if not params:
+        return node
+    return ir.Node(node.prim, node.inputs, dict(node.params, **params), node.outputs, node.where)
+
+
 # -------------------------------------------------------------------------------- passes
 
+def _has_effects(node):
+    """Host calls (tj.print, py_function, assertions) run for their side effects, and so does
+    a control-flow node whose sub-graphs hold one."""
+    if node.prim.kind == 'host':
+        return True
+    found = []
+    _node_subgraphs(node, lambda g: found.append(any(_has_effects(n) for n in g.nodes)) or g)
+    return any(found)
+
+
+@into_subgraphs
 def dead_code_elimination(graph):
-    """Drop nodes whose outputs reach neither an output nor a Variable update."""
+    """Drop nodes whose outputs reach neither an output nor a Variable update, unless they
+    have side effects; a control-flow node loses the outputs nothing reads and then the inputs
+    its sub-graphs no longer read."""
     live = set(graph.outputs) | {v for _, v in graph.updates}
     kept = []
     for node in reversed(graph.nodes):
-        if any(out in live for out in node.outputs):
+        used = [out in live for out in node.outputs]
+        if any(used) or _has_effects(node):
+            if node.prim.kind == 'control' and any(used):
+                node = node.prim.prune_outputs(node, used)
+                node = node.prim.prune_inputs(_node_subgraphs(node, dead_code_elimination))
             kept.append(node)
             live.update(node.inputs)
     out = _copy(graph)
@@ -66,16 +120,22 @@ def dead_code_elimination(graph):
     return out
 
 
+@into_subgraphs
 def constant_folding(graph):
     """Evaluate nodes whose operands are all constants (unless that would expand data)."""
     def rule(node, out):
         values = [_const(out, v) for v in node.inputs]
-        if not node.inputs or any(v is None for v in values) or node.prim.kind == 'source':
+        if not node.inputs or any(v is None for v in values) or node.prim.kind in (
+                'source', 'collective', 'control') or _has_effects(node):
             return None
         result = node.outputs[0]
         if result.size > FOLD_MAX_SIZE or result.size > max(v.size for v in values):
             return None
-        return out.add_const(node.prim.run(*values, **node.params)[0])
+        try:
+            value = node.prim.run(*values, **node.params)[0]
+        except IndexError:   # a bad gather fails when (and only if) the step runs it
+            return None
+        return out.add_const(value)
     return rewrite(graph, rule)
 
 
@@ -84,6 +144,7 @@ def _is_constant(graph, var, value):
     return c is not None and c.size > 0 and bool(np.all(c == value))
 
 
+@into_subgraphs
 def algebraic_simplification(graph):
     """x*1, x+0, x-0, x/1, --x, no-op reshapes/broadcasts, reshape chains, double transposes,
     transposes folded into matmul flags, and sum(broadcast(x)) as a multiplication."""
@@ -177,14 +238,16 @@ def _emit(graph, name, inputs, **params):
     return var
 
 
+@into_subgraphs
 def common_subexpression_elimination(graph):
     """One node per (primitive, operands, params). Constants are never merged by value: two
     equal constants today may differ for another batch size, and the kernel source must not."""
     seen = {}
 
     def rule(node, out):
-        if node.prim.name == 'random_uniform':
-            return None
+        if node.prim.name == 'random_uniform' or node.prim.kind == 'control' \
+                or _has_effects(node):
+            return None   # a fresh draw each time; several outputs (merged only as one node)
         key = (node.prim.name, tuple(id(v) for v in node.inputs),
                tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))
         if key in seen:

@@ -72,13 +72,14 @@ class Tracer(TensorOps):
 class Trace:
     """A graph being recorded. Used as a context manager that makes it the current trace."""
 
+    parent = None   # the enclosing trace of a sub-graph being recorded (subtrace.SubTrace)
+
     def __init__(self, allow_new_variables=True):
         self.allow_new_variables = allow_new_variables
         self.graph = ir.Graph()
         self.active = False
         self.current = {}        # id(Variable) -> (Variable, Var holding its current value)
         self.guards = []         # (input position, low, high, message): see require_in_range
-        self.branches = 0        # depth of traced tj.cond branches being recorded (see in_branch)
         self._const_vars = {}    # id(Tensor) -> (Tensor, Var) so a captured tensor is one const
 
     def __enter__(self):
@@ -129,32 +130,15 @@ class Trace:
         self.read_variable(variable)  # a written Variable is also state, so unassigned paths keep it
         self.current[id(variable)] = (variable, self.to_var(value))
 
-    @contextlib.contextmanager
-    def branch(self):
-        """Record one branch of a traced conditional: it starts from the Variable values of now,
-        which are put back after it. Yields a dict that, after the block, holds the Variable
-        values the branch left (for `join_branches`)."""
-        before = dict(self.current)
-        self.branches += 1
-        left = {}
-        try:
-            yield left
-        finally:
-            self.branches -= 1
-            left.update(self.current)
-            self.current = before
-
-    def join_branches(self, left_true, left_false, select):
-        """After both branches: a Variable they left different takes `select(true_var,
-        false_var)`, a Var; the others keep what the branches left."""
-        initial = {id(variable): (variable, var) for variable, var in self.graph.state}
-        joined = dict(left_false)
-        for key in set(left_true) | set(left_false):
-            variable, true_var = left_true.get(key) or initial[key]
-            false_var = (left_false.get(key) or initial[key])[1]
-            if true_var is not false_var:
-                joined[key] = (variable, select(true_var, false_var))
-        self.current = joined
+    def encloses(self, other):
+        """Whether `other` is a trace this one is nested in (a branch or loop body being
+        recorded inside it, see subtrace.py): values of `other` are then captured here."""
+        trace = self.parent
+        while trace is not None:
+            if trace is other:
+                return True
+            trace = trace.parent
+        return False
 
     def concrete(self, tracer):
         """Evaluate a traced value that depends only on constants and Variables' current values
@@ -217,6 +201,9 @@ def bind(prim, *args, **params):
                 raise errors.LeakedTensorError(errors.at_user_line(
                     'a traced value was used after its compiled function finished tracing; '
                     'return it from the function instead of keeping a reference to it'))
+            innermost = current_trace()
+            if innermost is not trace and innermost is not None and innermost.encloses(trace):
+                trace = innermost   # a value closed over by a branch or loop body
             break
     if trace is None:
         values = [a._value if isinstance(a, Tensor) else a for a in args]
@@ -229,13 +216,30 @@ def bind(prim, *args, **params):
     return outs[0] if len(outs) == 1 else outs
 
 
+_CONVERSIONS = {}  # type -> function returning a Tensor or Tracer (see register_conversion)
+
+
+def register_conversion(cls, convert):
+    """Make `convert(value)` the tensor of every `cls` passed to an op (TF's
+    register_tensor_conversion_function): how IndexedSlices convert to dense."""
+    _CONVERSIONS[cls] = convert
+
+
 def as_operand(value, what='value'):
     """Tensor, Tracer or numpy array for any tensor-like input; Variables are read."""
     if isinstance(value, (Tensor, Tracer)):
         return value
     if isinstance(value, TensorOps):  # the other kind of tensor: a Variable
         return value.value()
+    if type(value) in _CONVERSIONS:
+        return converted(value)
     return to_array(value, what)
+
+
+def converted(value):
+    """The tensor of a value of a registered type (see register_conversion), else `value`."""
+    convert = _CONVERSIONS.get(type(value))
+    return value if convert is None else convert(value)
 
 
 def to_array(value, what='value', dtype=None):
@@ -290,18 +294,18 @@ def check_in_range(values, low, high, message):
 
 
 def in_branch():
-    """Whether a traced tj.cond branch is being recorded. Both branches of a traced cond run
-    (the result is a select), so nothing there may fail for values only the other branch would
-    see: indices are not range-checked and gathers clamp them (see ops.cond)."""
+    """Whether a branch or loop body is being recorded (a sub-graph, see subtrace.py). It may
+    not run, or run with other values, so indices there are not range-checked before the call:
+    the kernel checks a gather's indices when it runs it."""
     trace = current_trace()
-    return trace is not None and trace.branches > 0
+    return trace is not None and trace.parent is not None
 
 
 def require_in_range(value, low, high, message):
     """Indices and labels must lie in [low, high): a concrete `value` is checked now; a traced
     one that is an argument (or a reshape/cast of one), which is how they arrive, is checked by
     every call before it runs (the trace's guards). Computed values are not checked here (the
-    kernel's own bounds check covers gathers), nor anything inside a traced tj.cond branch."""
+    kernel's own bounds check covers gathers), nor anything inside a branch or loop body."""
     if in_branch():
         return
     if isinstance(value, Tracer):

@@ -1,0 +1,404 @@
+"""Control flow: the cond, while and scan primitives (params holding sub-graphs) and their APIs.
+
+The control-flow primitives' table (`CASES`, their counterpart of test_primitives.py's SPECS):
+each case is a program of public ops around one construct, with a numpy reference written
+here. Every case is checked: numpy == eager == the traced graph on the IR interpreter ==
+compiled; and, where differentiable, VJP == finite differences to second order (eagerly: tapes
+and tj.grad; compiled: a tape inside tj.function). Cases cover Variables assigned inside
+branches and loop bodies, and loops nested in branches.
+"""
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit import errors, passes
+from tracejit.backend import Interpreted, lower_graph
+from tracejit.primitives import REGISTRY
+
+from gradcheck import check_grads
+
+X = np.array([[0.3, -0.2, 0.5], [0.1, 0.4, -0.6], [0.7, -0.1, 0.2], [-0.3, 0.2, 0.4]])
+W = np.array([1.3, 0.7, -0.4])
+
+
+def _np_rnn(x, w, reverse=False):
+    a, out = np.zeros_like(x[0]), np.empty_like(x)
+    rows = range(len(x) - 1, -1, -1) if reverse else range(len(x))
+    for i in rows:
+        a = np.tanh(a * w + x[i])
+        out[i] = a
+    return out
+
+
+class Case:
+    """`fn(x, w)` with public ops; `ref(x, w)` in numpy; `grad`: differentiable in both."""
+
+    def __init__(self, prim, fn, ref, x=X, grad=True):
+        self.prim, self.fn, self.ref, self.x, self.grad = prim, fn, ref, x, grad
+
+
+def _cond_both_ways(x, w):
+    return tj.cond(tj.reduce_sum(x) > 0.5, lambda: tj.sin(x) * w, lambda: x * x * w)
+
+
+def _switch(x, w):
+    index = tj.cast(tj.reduce_sum(x) > 0.0, tj.int32) + tj.cast(tj.reduce_sum(w) < 0.0, tj.int32)
+    return tj.switch_case(index, [lambda: x * w, lambda: tj.exp(x) * w, lambda: x - w])
+
+
+def _loop_in_branch(x, w):
+    def loop():
+        return tj.scan(lambda a, r: tj.tanh(a * w + r), x, initializer=tj.zeros_like(w))
+    return tj.cond(tj.reduce_sum(w) > 0.0, loop, lambda: x * w)
+
+
+def _while_bounded(x, w):
+    _, y = tj.while_loop(lambda i, y: tj.reduce_sum(y * y) < 30.0,
+                         lambda i, y: (i + 1, y * w + 0.5), (0, x), maximum_iterations=5)
+    return y
+
+
+def _np_while(x, w):
+    y = x.copy()
+    for _ in range(5):
+        if not np.sum(y * y) < 30.0:
+            break
+        y = y * w + 0.5
+    return y
+
+
+def _lax_scan(x, w):
+    def step(carry, r):
+        h, total = carry
+        h = tj.sin(h * w) + r
+        return (h, total + tj.reduce_sum(h)), h * 2.0
+    (h, total), ys = tj.lax.scan(step, (tj.zeros_like(w), tj.constant(0.0, tj.float64)), x)
+    return tj.concat([ys, tj.reshape(h + total, (1, 3))], 0)
+
+
+def _np_lax_scan(x, w):
+    h, total, ys = np.zeros_like(w), 0.0, []
+    for r in x:
+        h = np.sin(h * w) + r
+        total += h.sum()
+        ys.append(h * 2.0)
+    return np.concatenate([np.array(ys), (h + total).reshape(1, 3)], 0)
+
+
+def _fori_in_scan(x, w):   # a loop nested in a loop body
+    def row(r):
+        return tj.lax.fori_loop(0, 3, lambda i, a: a * w + tj.cast(i, tj.float64), r)
+    return tj.map_fn(row, x)
+
+
+def _np_fori_in_scan(x, w):
+    out = x.copy()
+    for i in range(3):
+        out = out * w + i
+    return out
+
+
+CASES = {
+    'cond-true': Case('cond', _cond_both_ways, lambda x, w: np.sin(x) * w),
+    'cond-false': Case('cond', _cond_both_ways, lambda x, w: x * x * w, x=-X),
+    'switch_case': Case('cond', _switch, lambda x, w: np.exp(x) * w),
+    'scan-in-cond': Case('cond', _loop_in_branch, lambda x, w: _np_rnn(x, w), x=X),
+    'cond-false-nested': Case('cond', lambda x, w: _loop_in_branch(x, -w), lambda x, w: -x * w),
+    'scan': Case('scan', lambda x, w: tj.scan(lambda a, r: tj.tanh(a * w + r), x,
+                                             initializer=tj.zeros_like(w)), _np_rnn),
+    'scan-reverse': Case('scan', lambda x, w: tj.scan(lambda a, r: tj.tanh(a * w + r), x,
+                                                     initializer=tj.zeros_like(w), reverse=True),
+                         lambda x, w: _np_rnn(x, w, reverse=True)),
+    'lax.scan': Case('scan', _lax_scan, _np_lax_scan),
+    'fori-in-map_fn': Case('scan', _fori_in_scan, _np_fori_in_scan),
+    'while': Case('while', _while_bounded, _np_while),
+}
+
+
+def test_every_control_primitive_has_cases():
+    control = {name for name, prim in REGISTRY.items() if prim.kind == 'control'}
+    assert control == {case.prim for case in CASES.values()}
+
+
+def _interpreted(fn, *args):
+    graph = tj.function(fn).trace(*args).graph
+    graph.verify()
+    assert any(node.prim.kind == 'control' for node in graph.nodes)
+    return Interpreted(graph).run(list(args))[0]
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_values_numpy_eager_interpreted(name):
+    case = CASES[name]
+    want = case.ref(case.x, W)
+    np.testing.assert_allclose(case.fn(tj.constant(case.x), tj.constant(W)).numpy(), want,
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_interpreted(case.fn, case.x, W), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_values_compiled(name):
+    case = CASES[name]
+    got = tj.function(case.fn)(case.x, W).numpy()
+    np.testing.assert_allclose(got, case.ref(case.x, W), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', sorted(n for n, c in CASES.items() if c.grad))
+def test_gradients_match_finite_differences(name):
+    check_grads(CASES[name].fn, [CASES[name].x, W], order=2, name=name)
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize('name, order', [('cond-true', 2), ('scan', 2), ('while', 1)])
+def test_compiled_gradients_match_finite_differences(name, order):
+    check_grads(CASES[name].fn, [CASES[name].x, W], order=order, modes=('function',), name=name)
+
+
+# ---------------------------------------------------------------------------- Variables
+
+def _branch_assigns(v, u):
+    def step(x):
+        def taken():
+            v.assign(v * x)
+            return tj.reduce_sum(v)
+        y = tj.cond(tj.reduce_sum(x) > 0.0, taken, lambda: tj.reduce_sum(u * x))
+        return y, v.value() + 0.0
+    return step
+
+
+def _loop_assigns(v):
+    def step(xs):
+        def body(carry, r):
+            v.assign_add(r * carry)
+            return carry + 1.0, tj.reduce_sum(v)
+        _, ys = tj.lax.scan(body, tj.constant(1.0, tj.float64), xs)
+        i, _ = tj.while_loop(lambda i, a: i < 2, lambda i, a: (i + 1, v.assign(v * 0.5)),
+                             (0, v.value()))
+        return ys
+    return step
+
+
+def _np_loop_assigns(v, xs):
+    ys, carry = [], 1.0
+    for r in xs:
+        v = v + r * carry
+        carry += 1.0
+        ys.append(v.sum())
+    return np.array(ys), v * 0.25
+
+
+@pytest.mark.parametrize('mode', ['eager', 'interpreted', pytest.param('compiled',
+                                                                        marks=pytest.mark.compiled)])
+def test_variables_assigned_in_branches_and_loop_bodies(mode):
+    v0, u = np.array([1.0, 2.0, 3.0]), tj.Variable(np.array([4.0, 5.0, 6.0]))
+    for x, (y_want, v_want) in [(X[0], ((v0 * X[0]).sum(), v0 * X[0])),
+                                (-X[0], ((u.numpy() * -X[0]).sum(), v0))]:
+        v = tj.Variable(v0)
+        y, seen = _run(mode, _branch_assigns(v, u), x)
+        np.testing.assert_allclose([float(y)], [y_want], rtol=1e-12)
+        np.testing.assert_allclose(v.numpy(), v_want, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(seen), v_want, rtol=1e-12)
+    v = tj.Variable(v0)
+    ys = _run(mode, _loop_assigns(v), X)
+    ys_want, v_want = _np_loop_assigns(v0, X)
+    np.testing.assert_allclose(np.asarray(ys), ys_want, rtol=1e-12)
+    np.testing.assert_allclose(v.numpy(), v_want, rtol=1e-12)
+
+
+def _run(mode, step, *args):
+    if mode == 'eager':
+        return step(*[tj.constant(a) for a in args])
+    if mode == 'compiled':
+        return tj.function(step)(*args)
+    graph = tj.function(step).trace(*args).graph
+    outs = Interpreted(graph).run(list(args))
+    return outs[0] if len(outs) == 1 else outs
+
+
+def test_gradient_through_a_variable_read_in_a_branch_and_a_loop():
+    w = tj.Variable(np.array([0.5, -1.5, 2.0]))
+
+    def loss(x):
+        with tj.GradientTape() as tape:
+            y = tj.cond(tj.reduce_sum(x) > 0.0, lambda: tj.reduce_sum(tj.sin(w) * x),
+                        lambda: tj.reduce_sum(w * w))
+            z = tj.foldl(lambda a, r: a + tj.reduce_sum(w * r), x[None, :] * 2.0,
+                         initializer=tj.constant(0.0, tj.float64))
+            total = y + z
+        return tape.gradient(total, w)
+
+    x = X[0]
+    want = np.cos(w.numpy()) * x + 2.0 * x
+    np.testing.assert_allclose(loss(tj.constant(x)).numpy(), want, rtol=1e-12)
+    graph = tj.function(loss).trace(x).graph
+    np.testing.assert_allclose(Interpreted(graph).run([x])[0], want, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- the kernel
+
+def _guarded(table, v):
+    def step(i, d):
+        def safe():
+            v.assign_add(1.0)
+            return tj.gather(table, i) / d
+        return tj.cond(tj.logical_and(i < 4, d != 0.0), safe, lambda: tj.constant(-1.0))
+    return step
+
+
+@pytest.mark.compiled
+def test_an_untaken_branch_does_not_run():
+    """Its gather with a bad index, its division by zero and its Variable update do not happen;
+    an out-of-range gather in the taken branch raises and leaves the Variables unchanged."""
+    table = np.array([10.0, 20.0, 30.0, 40.0], np.float32)
+    v = tj.Variable(0.0)
+    step = tj.function(_guarded(table, v), debug_nans=True)
+    i32, f32 = (lambda i: np.array(i, np.int32)), (lambda d: np.array(d, np.float32))
+    assert float(step(i32(9), f32(2.0))) == -1.0      # bad index, not taken
+    assert float(step(i32(1), f32(0.0))) == -1.0      # 1/0, not taken
+    assert float(v.numpy()) == 0.0
+    assert float(step(i32(2), f32(2.0))) == 15.0
+    assert float(v.numpy()) == 1.0
+    @tj.function
+    def taken(i):
+        def branch():
+            v.assign_add(1.0)
+            return tj.gather(table, i)
+        return tj.cond(i > -9, branch, lambda: tj.constant(0.0))
+    assert float(taken(i32(3))) == 40.0 and float(v.numpy()) == 2.0
+    with pytest.raises(IndexError, match='out of range'):
+        taken(i32(7))
+    assert float(v.numpy()) == 2.0
+
+
+@pytest.mark.compiled
+def test_kernel_holds_an_if_and_a_loop_and_a_new_trip_count_does_not_recompile():
+    def step(n, xs, h):
+        h = tj.cond(tj.reduce_sum(h) > 0.0, lambda: h * 2.0, lambda: tj.sin(h))
+        _, h = tj.while_loop(lambda i, h: i < n, lambda i, h: (i + 1, tj.tanh(h * 0.5 + 1.0)),
+                             (0, h))
+        return tj.scan(lambda a, x: tj.exp(a * x) - 1.0, xs, initializer=h)
+
+    def source(length):
+        return tj.function(step).lower(np.array(3, np.int32), np.ones((length, 5), np.float32),
+                                       np.ones(5, np.float32)).source
+
+    text = source(3)
+    kernel = text[text.index('def kernel'):]
+    assert 'if ' in kernel and 'else:' in kernel and 'while True:' in kernel
+    assert 'for ' in kernel and 'range(' in kernel
+    assert text.count('np.tanh') + text.count('tanh32(') == 1     # the body once, not unrolled
+    assert source(7) == text                                     # the same for any length
+    f = tj.function(step)
+    xs, h = np.full((3, 5), 0.1, np.float32), np.full(5, 0.2, np.float32)
+    outs = [f(np.array(n, np.int32), xs, h).numpy() for n in (0, 4, 11)]
+    info = f.cache_info()
+    assert info['traces'] == 1 and info['compiles'] + info['disk_hits'] == 1
+    for n, got in zip((0, 4, 11), outs):
+        want = step(tj.constant(np.int32(n)), tj.constant(xs), tj.constant(h)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    f(np.array(2, np.int32), np.full((9, 5), 0.1, np.float32), h)   # a new scan length
+    info = f.cache_info()
+    assert info['traces'] == 2 and info['compiles'] + info['disk_hits'] == 1
+
+
+# ---------------------------------------------------------------------------- IR and passes
+
+def test_printer_nests_sub_graphs_and_passes_prune_them():
+    def fn(x, w):
+        a, b = tj.cond(tj.reduce_sum(x) > 0.0, lambda: (x * 1.0 + w, tj.exp(x)),
+                       lambda: (x - w, tj.exp(w)))
+        return a
+    raw = tj.function(fn)
+    graph = raw.trace(X[0], W).graph
+    text = str(graph)
+    assert 'cond[branches=({..},{..})]' in text
+    nested = [line for line in text.split('\n') if line.startswith('      { lambda')]
+    assert len(nested) == 2
+    node = next(n for n in graph.nodes if n.prim.name == 'cond')
+    assert len(node.outputs) == 1                       # exp(x) / exp(w) pruned by DCE
+    for branch in node.params['branches']:
+        assert [n.prim.name for n in branch.nodes] in (['add'], ['sub'])   # x * 1.0 simplified
+    graph.verify()
+
+
+def test_dce_drops_unread_scan_outputs_and_inputs():
+    def fn(x, w):
+        (h, _), ys = tj.lax.scan(lambda c, r: ((c[0] + r, c[1] * w), (c[0] * w, r)),
+                                 (tj.zeros_like(w), w), x)
+        return h
+    graph = tj.function(fn).trace(X, W).graph
+    node = next(n for n in graph.nodes if n.prim.name == 'scan')
+    assert len(node.outputs) == 2                       # the carry; both stacked ys dropped
+    np.testing.assert_allclose(Interpreted(graph).run([X, W])[0], X.sum(0), rtol=1e-12)
+    assert passes.optimize(graph).verify()
+
+
+# ---------------------------------------------------------------------------- TF semantics
+
+@pytest.mark.compiled
+def test_tf_scan_fold_map_fn_and_switch_semantics():
+    x = tj.constant(np.arange(1.0, 5.0))
+    np.testing.assert_allclose(tj.scan(lambda a, e: a + e, x).numpy(), [1, 3, 6, 10])
+    np.testing.assert_allclose(tj.scan(lambda a, e: a + e, x, reverse=True).numpy(),
+                               [10, 9, 7, 4])
+    assert float(tj.foldl(lambda a, e: a - e, x)) == 1 - 2 - 3 - 4
+    assert float(tj.foldr(lambda a, e: a - e, x)) == 4 - 3 - 2 - 1
+    assert float(tj.foldl(lambda a, e: a * 2 + e, x, initializer=tj.constant(0.0, tj.float64))
+                 ) == ((1 * 2 + 2) * 2 + 3) * 2 + 4
+    np.testing.assert_allclose(tj.map_fn(lambda e: (e * 2, e + 1), x)[1].numpy(), [2, 3, 4, 5])
+    fns = [lambda: tj.constant(10), lambda: tj.constant(20)]
+
+    @tj.function
+    def pick(i):
+        return tj.switch_case(i, fns, default=lambda: tj.constant(-1))
+    assert [int(pick(np.array(i, np.int32))) for i in (0, 1, 2, -1)] == [10, 20, -1, -1]
+    assert pick.cache_info()['traces'] == 1
+    assert [int(tj.switch_case(i, fns)) for i in (0, 1, 5)] == [10, 20, 20]
+
+
+@pytest.mark.compiled
+def test_lax_semantics():
+    @tj.function
+    def f(i, n, x):
+        a = tj.lax.switch(i, [lambda v: v + 1.0, lambda v: v * 2.0, lambda v: -v], x)
+        b = tj.lax.fori_loop(0, n, lambda k, v: v + tj.cast(k, tj.float32), x)
+        c = tj.lax.while_loop(lambda v: v[0] < 100.0, lambda v: (v[0] * 3.0, v[1] + 1), (x, 0))
+        d = tj.lax.cond(i, lambda v: v * 10.0, lambda v: v, x)
+        return a, b, c[0], c[1], d
+    for i in (-3, 0, 1, 2, 7):
+        args = np.array(i, np.int32), np.array(4, np.int32), np.array(2.0, np.float32)
+        a, b, c0, c1, d = (np.asarray(t) for t in f(*args))
+        assert float(a) == [3.0, 4.0, -2.0][min(max(i, 0), 2)]       # the index is clamped
+        assert float(b) == 2.0 + 0 + 1 + 2 + 3
+        assert (float(c0), int(c1)) == (162.0, 4)
+        assert float(d) == (2.0 if i == 0 else 20.0)
+    assert f.cache_info()['traces'] == 1
+
+
+def test_errors_are_specific():
+    x = tj.constant(X)
+
+    @tj.function
+    def mismatched(x):
+        return tj.cond(tj.reduce_sum(x) > 0, lambda: x, lambda: (x, x))
+    with pytest.raises(errors.InvalidArgumentError, match='same structure'):
+        mismatched(X)
+
+    @tj.function
+    def growing(x):
+        return tj.while_loop(lambda v: tj.reduce_sum(v) < 5.0,
+                             lambda v: tj.concat([v, v], 0), [x])
+    with pytest.raises(errors.InvalidArgumentError, match='keep each loop variable'):
+        growing(X)
+
+    def unbounded(x):
+        return tj.reduce_sum(tj.while_loop(lambda v: tj.reduce_sum(v) < 50.0,
+                                           lambda v: v * 2.0, [x])[0])
+    with pytest.raises(errors.InvalidArgumentError, match='maximum_iterations='):
+        tj.function(tj.grad(unbounded))(X)
+    doublings = int(np.ceil(np.log2(50.0 / X.sum())))
+    np.testing.assert_allclose(tj.grad(unbounded)(x).numpy(),   # eager: a Python loop, as TF
+                               np.full(X.shape, 2.0 ** doublings))
+    with pytest.raises(errors.InvalidArgumentError, match='one leading axis'):
+        tj.scan(lambda a, e: a + e, [x, x[:2]], initializer=(x[0], x[0]))
