@@ -109,11 +109,21 @@ def test_prints_are_kept_by_the_passes_and_ordered():
     assert calls[1].inputs[0] is calls[0].outputs[0] and calls[2].inputs[0] is calls[1].outputs[0]
 
 
-def test_print_in_a_traced_cond_branch_is_refused():
-    def f(x):
-        return tj.cond(x > 0, lambda: (tj.print('pos'), x)[1], lambda: x)
-    with pytest.raises(errors.UnimplementedError, match='tj.cond branch'):
-        tj.function(f).trace(np.float32(1))
+@pytest.mark.compiled
+def test_prints_in_branches_and_loops_run_when_taken_in_order(capsys):
+    @tj.function
+    def f(x, n):
+        tj.print('start', x)
+        y = tj.cond(x > 0, lambda: (tj.print('positive'), x * 2.0)[1],
+                    lambda: (tj.print('not positive'), -x)[1])
+        i = tj.while_loop(lambda i: i < n, lambda i: (tj.print('step', i), i + 1)[1], [0])
+        tj.print('end', y, i)
+        return y
+    f(np.float32(1.5), 2)
+    f(np.float32(-1.0), 0)
+    assert capsys.readouterr().err == (
+        'start 1.5\npositive\nstep 0\nstep 1\nend 3 [2]\n'
+        'start -1\nnot positive\nend 1 [0]\n')
 
 
 def test_print_with_a_python_condition_inside_a_trace_prints_once_per_call():

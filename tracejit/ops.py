@@ -19,6 +19,9 @@ from .variables import Variable
 
 def _promote(*xs, float_only=False):
     xs = [operand(x) for x in xs]
+    if any(dtype_of(x).kind in 'SU' for x in xs):
+        raise errors.DTypeError(errors.at_user_line(
+            'a string tensor is not a number: strings support ==, != and the tj.strings ops'))
     dtype, _ = dtypes.result_type(*((dtype_of(x), is_weak(x)) for x in xs))
     if float_only and dtype.kind != 'f':
         dtype = dtypes.DEFAULT_FLOAT

@@ -89,13 +89,13 @@ def _node_subgraphs(node, fn):
 
 # -------------------------------------------------------------------------------- passes
 
-def _has_effects(node):
+def has_effects(node):
     """Host calls (tj.print, py_function, assertions) run for their side effects, and so does
     a control-flow node whose sub-graphs hold one."""
     if node.prim.kind == 'host':
         return True
     found = []
-    _node_subgraphs(node, lambda g: found.append(any(_has_effects(n) for n in g.nodes)) or g)
+    _node_subgraphs(node, lambda g: found.append(any(has_effects(n) for n in g.nodes)) or g)
     return any(found)
 
 
@@ -108,7 +108,7 @@ def dead_code_elimination(graph):
     kept = []
     for node in reversed(graph.nodes):
         used = [out in live for out in node.outputs]
-        if any(used) or _has_effects(node):
+        if any(used) or has_effects(node):
             if node.prim.kind == 'control' and any(used):
                 node = node.prim.prune_outputs(node, used)
                 node = node.prim.prune_inputs(_node_subgraphs(node, dead_code_elimination))
@@ -126,7 +126,7 @@ def constant_folding(graph):
     def rule(node, out):
         values = [_const(out, v) for v in node.inputs]
         if not node.inputs or any(v is None for v in values) or node.prim.kind in (
-                'source', 'collective', 'control') or _has_effects(node):
+                'source', 'collective', 'control') or has_effects(node):
             return None
         result = node.outputs[0]
         if result.size > FOLD_MAX_SIZE or result.size > max(v.size for v in values):
@@ -246,7 +246,7 @@ def common_subexpression_elimination(graph):
 
     def rule(node, out):
         if node.prim.name == 'random_uniform' or node.prim.kind == 'control' \
-                or _has_effects(node):
+                or has_effects(node):
             return None   # a fresh draw each time; several outputs (merged only as one node)
         key = (node.prim.name, tuple(id(v) for v in node.inputs),
                tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))

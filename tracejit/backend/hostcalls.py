@@ -6,9 +6,30 @@ no particular call, and declares each output's Numba type. A guarded call (an as
 under `if not condition:`, so while the condition holds the step never leaves native code.
 Steps without host calls contain no object-mode code at all.
 """
+import itertools
+import weakref
+
 import numpy as np
 
 from .blocks import np_type
+
+_tokens = itertools.count(1)
+_calls = weakref.WeakValueDictionary()     # token -> callbacks.HostCall; graphs keep them alive
+
+
+def register(call):
+    """A new token for `call` (a callbacks.HostCall), for kernels to name it by."""
+    token = next(_tokens)
+    _calls[token] = call
+    return token
+
+
+def invoke(token, operands):
+    """Run host call `token` on a kernel's operands (the order input first, unused); the
+    outputs as object mode wants them: C-contiguous arrays of the declared dtypes, Python
+    scalars for 0-d outputs."""
+    results = _calls[token](list(operands[1:]))
+    return tuple(r if r.ndim else r[()] for r in results)
 
 _NUMBA_NAMES = {'bool': 'boolean'}
 

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import types
 
-from ..callbacks import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
+from .hostcalls import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
 from .fastmath import exp32, log32
 from .fpflags import FASTMATH
 from .mpi_kernels import allreduce_sum32, allreduce_sum64  # noqa: F401 (kernels call K.*)

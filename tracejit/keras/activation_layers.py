@@ -45,12 +45,15 @@ class ReLU(Layer):
         slope, threshold = self.negative_slope, self.threshold
         if slope and self.max_value is None and threshold == 0:
             return nn.leaky_relu(inputs, alpha=slope)
+        max_value = self.max_value
         if threshold:
             outputs = inputs * ops.cast(ops.greater(inputs, threshold), inputs.dtype)
+        elif max_value == 6:     # TF's relu6, whose gradient is 0 at 6 (clip's would be 1)
+            outputs, max_value = ops.where(ops.less(inputs, 6.0), ops.relu(inputs), 6.0), None
         else:
             outputs = ops.relu(inputs)
-        if self.max_value is not None:
-            outputs = ops.clip_by_value(outputs, 0.0, self.max_value)
+        if max_value is not None:
+            outputs = ops.clip_by_value(outputs, 0.0, max_value)
         if slope:
             outputs = outputs - slope * ops.relu(threshold - inputs)
         return outputs

@@ -60,9 +60,6 @@ class OutputLosses:
                          for name, fn in zip(self.names, self.losses)] \
             if len(self.names) > 1 else [None]
 
-    def _reduced(self, y, y_pred, sample_weight, batch_size):
-        return self.compute(y, y_pred, batch_size)[0]
-
     def compute(self, y, y_pred, batch_size):
         """(total loss, [each output's loss or None])."""
         parts = []
@@ -90,17 +87,20 @@ class OutputMetrics:
         self.entries = []
         if not spec:
             return
-        per_output = [spec] if len(self.names) == 1 else _per_output(spec, self.names,
-                                                                     'metrics', [])
-        if len(self.names) > 1 and not all(isinstance(m, (list, tuple)) or m is None
-                                           or isinstance(spec, dict) for m in per_output):
+        several = len(self.names) > 1
+        if several and isinstance(spec, (list, tuple)) and not all(
+                isinstance(m, (list, tuple)) or m is None for m in spec):
             raise ValueError('for a model with several outputs pass metrics as a list of '
                              'lists (one list per output) or a dict keyed by output name')
+        per_output = _per_output(spec, self.names, 'metrics', []) \
+            if several or isinstance(spec, dict) else [spec]
         for index, items in enumerate(per_output):
+            if items is None:
+                continue
             items = [items] if not isinstance(items, (list, tuple)) else items
             for item in items:
                 metric = metrics_module.as_metric(item)
-                if len(self.names) > 1:
+                if several:
                     metric.name = f'{self.names[index]}_{metric.name}'
                 self.entries.append((index, metric))
 

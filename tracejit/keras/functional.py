@@ -10,9 +10,11 @@ given, overrides a `training=` recorded at construction (Keras 3's rule).
 """
 import collections
 
-from .. import tree
+import numpy as np
+
+from .. import errors, tree
 from .base_layer import Layer, unique_name
-from .symbolic import KerasTensor, Node, inbound_nodes
+from .symbolic import KerasTensor, Node, inbound_nodes  # noqa: F401 (KerasTensor public)
 
 
 class InputLayer(Layer):
@@ -139,7 +141,10 @@ class Graph:
 
     def run(self, values, training=None):
         """The outputs (as structured as `outputs`) for input `values`."""
-        env = {id(x): v for x, v in zip(self.flat_inputs, self._flat_values(values))}
+        flat = self._flat_values(values)
+        for tensor, value in zip(self.flat_inputs, flat):
+            _check_input(tensor, value)
+        env = {id(x): v for x, v in zip(self.flat_inputs, flat)}
 
         def lookup(x):
             return env[id(x)] if isinstance(x, KerasTensor) else x
@@ -211,6 +216,16 @@ class Graph:
             'class_name': '__keras_tensor__',
             'config': {'shape': list(x.shape), 'dtype': x.dtype.name,
                        'keras_history': self.node_key(x)}}, value)
+
+
+def _check_input(tensor, value):
+    """A value given for an input must have its rank and known sizes."""
+    shape = tuple(getattr(value, 'shape', np.shape(value)))
+    if len(shape) != len(tensor.shape) or any(
+            want is not None and got != want for got, want in zip(shape, tensor.shape)):
+        raise errors.ShapeError(
+            f'Input "{tensor.name}" of the model is incompatible with the data: expected '
+            f'shape={tensor.shape}, found shape={shape}')
 
 
 def _map_tensors(fn, value):

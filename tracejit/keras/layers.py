@@ -87,6 +87,7 @@ class Dropout(Layer):
 
 from .activation_layers import LeakyReLU, ReLU, Softmax  # noqa: E402,F401
 from .core_layers import Lambda, Rescaling  # noqa: E402,F401
+from .functional import Input, InputLayer  # noqa: E402,F401
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,  # noqa: E402,F401
                       Subtract, add, average, concatenate, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, LayerNormalization  # noqa: E402,F401

@@ -208,8 +208,20 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer):
+        """Append `layer`; `keras.Input(shape)` (or its InputLayer) as the first entry gives
+        the input shape, so the model builds at once, as in Keras 3."""
+        if isinstance(layer, functional.KerasTensor):
+            layer = layer._keras_history[0]
+        if isinstance(layer, functional.InputLayer):
+            if self._layers:
+                raise ValueError('an Input must come before the other layers of a Sequential')
+            self._input_layer = layer
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f'Sequential.add needs a Layer, got {type(layer).__name__}')
+        if not self._layers and getattr(self, '_input_layer', None) is not None and \
+                layer._batch_input_shape is None:
+            layer._batch_input_shape = self._input_layer.batch_shape
         self._layers.append(layer)
         self.built = False
         self._steps = training.Steps(self, self.run_eagerly)   # traced steps knew the old stack
@@ -305,8 +317,7 @@ def deserialize_layer(entry):
     """The layer `serialize_layer` wrote: its class found by name among the Keras layers
     and models, made by `from_config`."""
     name = entry['class_name']
-    classes = {'Functional': Functional, 'Model': Functional, 'Sequential': Sequential,
-               'InputLayer': functional.InputLayer}
+    classes = {'Functional': Functional, 'Model': Functional, 'Sequential': Sequential}
     cls = classes.get(name) or getattr(layers_module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise ValueError(f'unknown layer class {name!r} in the model config')

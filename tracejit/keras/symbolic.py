@@ -42,7 +42,6 @@ class KerasTensor:
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
     __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = __neg__ = _refuse
     __getitem__ = _refuse
-    __hash__ = object.__hash__
 
 
 class Node:

@@ -387,8 +387,9 @@ def _seed_from_tj_random():
 
 def batch_plan(model, x, y, batch_size):
     """One entry per native call of an epoch: (step, start, stop, leading axes of the
-    stacked batches or None, batch size, batches). With steps_per_execution = N, runs of N full batches go to the multi-batch step
-    as (N, batch, ...) views; the rest, including the last partial batch, one by one."""
+    stacked batches or None, batch size, batches). With steps_per_execution = N, runs of N
+    full batches go to the multi-batch step as (N, batch, ...) views; the rest, including the
+    last partial batch, one by one."""
     n = structured_data.sample_count(x, 'x')
     per_call, plan, start = model._steps_per_execution, [], 0
     if per_call > 1:

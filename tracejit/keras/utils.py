@@ -3,8 +3,9 @@ import numpy as np
 
 
 def to_categorical(x, num_classes=None):
-    """One-hot rows (float64, as Keras 3 returns them) for integer class labels `x` (any shape; a trailing axis of size 1
-    is dropped, as Keras does); `num_classes` defaults to max(x) + 1."""
+    """One-hot rows (float64, as Keras 3 returns them) for integer class labels `x` of any
+    shape (a trailing axis of size 1 is dropped, as Keras does); `num_classes` defaults to
+    max(x) + 1."""
     labels = np.asarray(x)
     if labels.dtype.kind not in 'biuf' or (labels.dtype.kind == 'f' and labels.size and
                                            not np.array_equal(labels, np.round(labels))):
