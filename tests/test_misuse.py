@@ -690,7 +690,7 @@ CASES = [
     ('load_weights_missing', load_weights_missing, FileNotFoundError, r'no weight checkpoint at', False),
     ('debug_nans_inf_argument', debug_nans_inf_argument, FloatingPointError, r"debug_nans: argument 'x' \(f32\[2\]\) contains NaN or Inf before the step ran", False),
     ('debug_nans_inf_produced', debug_nans_inf_produced, FloatingPointError, r'debug_nans: exp produced NaN or Inf.*Variables were left unchanged', USER),
-    ('function_missing_argument', function_missing_argument, TypeError, r"missing 1 required positional argument: 'y'", False),
+    ('function_missing_argument', function_missing_argument, TypeError, r"Binding inputs to tf.function failed due to `missing a required argument: 'y'`", False),
     ('function_empty_reduce_max', function_empty_reduce_max, errors.InvalidArgumentError, r'reduce_max: reduction axis 0 is empty .*not empty', USER),
     ('predict_rank1_input', predict_rank1, errors.ShapeError, r'expected axis -1 of input shape to have value 4, but received input with shape \(None, 1\)', False),
     ('dense_scalar_input', dense_scalar_input, errors.ShapeError, r'expected min_ndim=2, found ndim=0', False),

@@ -50,5 +50,6 @@ from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401
 from . import keras  # noqa: F401
 from . import distribute  # noqa: F401 (after keras: its callbacks are Keras callbacks)
+from . import saved_model  # noqa: F401
 
 __version__ = '0.1.0'

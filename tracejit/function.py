@@ -13,7 +13,7 @@ import numpy as np
 
 from . import config, dtypes, errors, passes, tracing, tree
 from . import signature as sig
-from .concrete import ConcreteFunction
+from .concrete import ConcreteFunction, resized
 from .indexed_slices import IndexedSlices
 from .spec import TensorSpec
 from .tensor import Tensor, TensorOps
@@ -78,6 +78,13 @@ class TraceResult:
         """Which leaves of `out_static` are graph outputs."""
         return [s is _TRACED for s in self.out_static]
 
+    @classmethod
+    def restored(cls, graph, out_treedef, static, traced, guards, input_names):
+        """A TraceResult from stored parts (`traced`: traced_leaves(), `static`: the other
+        leaves' values, anything at the traced ones)."""
+        out_static = [_TRACED if t else s for s, t in zip(static, traced)]
+        return cls(graph, out_treedef, out_static, guards, input_names)
+
     def __repr__(self):
         return str(self.graph)
 
@@ -99,6 +106,7 @@ class Function:
                  input_signature=None, reduce_retracing=False, **_tf_options):
         self._fn = fn
         self._signature = _safe_signature(fn)
+        self._input_specs = input_signature
         self._input_signature = _checked_input_signature(input_signature, fn)
         self._reduce_retracing = bool(reduce_retracing)
         self._concretes = []   # ConcreteFunctions in the order they were traced
@@ -124,7 +132,7 @@ class Function:
         bound = self.__dict__.setdefault('_bound', weakref.WeakKeyDictionary())
         if instance not in bound:
             method = Function(self._fn.__get__(instance, owner), self._static_argnums,
-                              self._static_argnames, self.debug_nans, self._input_signature,
+                              self._static_argnames, self.debug_nans, self._input_specs,
                               self._reduce_retracing)
             bound[instance] = method
         return bound[instance]
@@ -135,8 +143,9 @@ class Function:
         if config.disable_jit or tracing.busy():
             # inside another trace the call inlines; under a gradient tape it runs eagerly, so
             # the tape records it and gradients flow through compiled functions too
-            if self._input_signature is not None:
-                args, kwargs = self._conform(args, kwargs)
+            if self._input_signature is not None:   # checked and converted, as TF does
+                args, kwargs = tree.tree_map(_as_tensor, self._conform(args, kwargs),
+                                             is_leaf=_is_leaf)
             return self._fn(*args, **kwargs)
         if not kwargs and self._fast_ok:
             fast_key, dynamic = _fast_key(args)
@@ -156,7 +165,8 @@ class Function:
         key, dynamic, keepalive = self._key(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._cache[key] = self._build(key, args, kwargs, keepalive, concrete)
+            entry = self._cache[key] = self._build(key, args, kwargs, keepalive, dynamic,
+                                                   concrete)
         self._calls += 1
         if not kwargs and self._fast_ok:
             fast_key, _ = _fast_key(args)
@@ -222,14 +232,31 @@ class Function:
 
     # -- tracing ----------------------------------------------------------------------------
 
-    def _build(self, key, args, kwargs, keepalive, concrete=None):
+    @staticmethod
+    def _resized_trace(concrete, dynamic):
+        """A new size of a None dimension whose IR does not depend on it: the signature's IR
+        with its sizes re-derived, without running the Python function again."""
+        if not concrete.traces:
+            return None
+        template = concrete.size_free_template()
+        if template is None:
+            return None
+        shapes = [np.shape(v) for v in dynamic]
+        if any(new != old and new < 2 for shape, var in zip(shapes, template.graph.inputs)
+               for new, old in zip(shape, var.shape)):
+            return None   # sizes 0 and 1 may trace differently (empty reductions, broadcasts)
+        return resized(template, shapes)
+
+    def _build(self, key, args, kwargs, keepalive, dynamic, concrete=None):
         pending = self._pending.pop(key, None)
         if pending is not None:       # traced by get_concrete_function: not traced again
             result = pending[0]
         else:
             concrete = concrete or self._concrete_for(args, kwargs)
-            self._log_retrace(key)
-            result = self._trace(args, kwargs)
+            result = self._resized_trace(concrete, dynamic)
+            if result is None:
+                self._log_retrace(key)
+                result = self._trace(args, kwargs)
             concrete.attach(result)
         from .backend import compile_graph
         executable, how = compile_graph(result.graph, self._count_compile, result.guards,
@@ -345,7 +372,8 @@ class Function:
     def _new_concrete(self, signature):
         concrete = ConcreteFunction(
             self.__name__, signature, self._signature,
-            lambda args, kwargs: self._call_general(args, kwargs, concrete))
+            lambda args, kwargs: self._call_general(args, kwargs, concrete),
+            trace_at=lambda size: self._trace(*_sample_call(signature, size)))
         self._concretes.append(concrete)
         return concrete
 
@@ -356,20 +384,24 @@ class Function:
             signature = self._input_signature
         else:
             if self._input_signature is not None:
-                args, kwargs = _specs_conformed(self._input_signature, self._signature,
-                                                args, kwargs)
+                _check_fits(self._input_signature, self._signature, args, kwargs)
             signature = sig.Signature.of_call(self._signature, args, kwargs)
         for concrete in self._concretes:
             if concrete.signature == signature:
                 return concrete
         concrete = self._new_concrete(signature)
-        sample_args, sample_kwargs = _sample_call(signature, self._signature)
+        sample_args, sample_kwargs = _sample_call(signature)
         result = self._trace(sample_args, sample_kwargs)
         concrete.attach(result)
         key = self._key(sample_args, sample_kwargs)[0]
         if key not in self._cache:
             self._pending[key] = (result, concrete)
         return concrete
+
+    @property
+    def concrete_functions(self):
+        """The ConcreteFunctions traced so far, in order."""
+        return list(self._concretes)
 
     def experimental_get_tracing_count(self):
         """How many signatures were traced (TF's count). cache_info()['traces'] counts every
@@ -412,6 +444,8 @@ def _checked_input_signature(input_signature, fn):
     if py_signature is not None:
         params = [p for p in py_signature.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if params and params[0].name == 'self' and len(params) == len(specs) + 1:
+            params = params[1:]    # a method decorated in its class: bound later
         if len(params) < len(specs) and not any(
                 p.kind == p.VAR_POSITIONAL for p in py_signature.parameters.values()):
             raise TypeError(f'input_signature has {len(specs)} entries but '
@@ -422,28 +456,29 @@ def _checked_input_signature(input_signature, fn):
     return sig.Signature(zip(names, kinds, specs))
 
 
-def _specs_conformed(input_signature, py_signature, args, kwargs):
-    """get_concrete_function's arguments checked against input_signature (specs as given)."""
+def _check_fits(input_signature, py_signature, args, kwargs):
+    """TypeError unless get_concrete_function's arguments (specs or tensors) fit the
+    input_signature."""
     exact = sig.Signature.of_call(py_signature, args, kwargs)
     if not input_signature.accepts(exact):
         raise TypeError(f'get_concrete_function{exact.describe(verbose=False)} does not fit '
                         f'the input_signature {input_signature.describe(verbose=False)}')
-    return args, kwargs
 
 
 SAMPLE_SIZE = 2   # the size a None dimension is traced at for get_concrete_function
 
 
-def _sample_call(signature, py_signature):
-    """(args, kwargs) with an array for every TensorSpec (None sizes as SAMPLE_SIZE)."""
+def _sample_call(signature, size=SAMPLE_SIZE):
+    """(args, kwargs) with an array for every TensorSpec (None sizes as `size`)."""
     values = {}
     for name, _, spec in signature.params:
-        values[name] = tree.tree_map(_sample, spec, is_leaf=sig.is_leaf)
-    bound = [(name, kind, values[name]) for name, kind, _ in signature.params]
-    return sig._rebuild_call(py_signature, bound, values, len(bound))
+        values[name] = tree.tree_map(lambda s: _sample(s, size), spec, is_leaf=sig.is_leaf)
+    positional = sum(kind in ('POSITIONAL_ONLY', 'POSITIONAL_OR_KEYWORD', 'VAR_POSITIONAL')
+                     for _, kind, _ in signature.params)
+    return sig.rebuild_call(signature.params, values, positional)
 
 
-def _sample(spec):
+def _sample(spec, size):
     if spec is sig.WEAK_FLOAT:
         return 0.0
     if not isinstance(spec, TensorSpec):
@@ -452,7 +487,11 @@ def _sample(spec):
         raise errors.InvalidArgumentError(
             f'{spec!r} has an unknown rank; tracejit traces tensors of a known rank (give a '
             'shape such as [None, 3])')
-    return np.zeros([SAMPLE_SIZE if d is None else d for d in spec.shape], spec.dtype.np)
+    return np.zeros([size if d is None else d for d in spec.shape], spec.dtype.np)
+
+
+def _as_tensor(leaf):
+    return Tensor(leaf) if isinstance(leaf, np.ndarray) else leaf
 
 
 def _generality(signature):

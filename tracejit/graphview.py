@@ -134,12 +134,8 @@ def none_axes(graph, input_specs):
         for axis, size in enumerate(shape or ()):
             if size is None and var.shape[axis] != 1:
                 roots.add(classes.find((var, axis)))
-    out = set()
-    for var in DimClasses._vars(graph):
-        for axis in range(var.ndim):
-            if var.shape[axis] != 1 and classes.find((var, axis)) in roots:
-                out.add((var, axis))
-    return out
+    return {key for key in classes.parent
+            if key[0].shape[key[1]] != 1 and classes.find(key) in roots}
 
 
 def output_specs(result, none):

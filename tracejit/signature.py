@@ -5,8 +5,6 @@ are generalised (reduce_retracing) and how TensorFlow prints them.
 A Python float is neither: tracejit traces it as a weak scalar (a new learning rate never
 retraces), so its spec is `WEAK_FLOAT`.
 """
-import inspect
-
 import numpy as np
 
 from . import dtypes, errors, tree
@@ -57,11 +55,11 @@ def _numbers(x):
 
 
 class Signature:
-    """[(parameter name, kind name, spec tree)] of one call, defaults applied."""
+    """[(parameter name, kind name, spec tree)] of the arguments of one call (see `bind`)."""
 
     def __init__(self, params):
         self.params = list(params)
-        self._flat = [(name, *tree.flatten(spec, is_leaf)) for name, _, spec in self.params]
+        self.flat = [(name, *tree.flatten(spec, is_leaf)) for name, _, spec in self.params]
 
     @classmethod
     def of_call(cls, py_signature, args, kwargs):
@@ -72,14 +70,14 @@ class Signature:
 
     def specs(self):
         """The TensorSpec leaves in graph-input order (weak floats included)."""
-        return [s for _, leaves, _ in self._flat for s in leaves
+        return [s for _, leaves, _ in self.flat for s in leaves
                 if isinstance(s, TensorSpec) or s is WEAK_FLOAT]
 
     def accepts(self, other):
         """Whether every call of signature `other` fits this one."""
-        if [n for n, _, _ in self._flat] != [n for n, _, _ in other._flat]:
+        if [n for n, _, _ in self.flat] != [n for n, _, _ in other.flat]:
             return False
-        for (_, mine, my_def), (_, theirs, their_def) in zip(self._flat, other._flat):
+        for (_, mine, my_def), (_, theirs, their_def) in zip(self.flat, other.flat):
             if my_def != their_def:
                 return False
             for a, b in zip(mine, theirs):
@@ -93,11 +91,11 @@ class Signature:
     def supertype(self, other):
         """The signature with the sizes that differ made None, or None when the two differ in
         anything else (structure, static values, dtypes, ranks): TF's reduce_retracing."""
-        if [n for n, _, _ in self._flat] != [n for n, _, _ in other._flat]:
+        if [n for n, _, _ in self.flat] != [n for n, _, _ in other.flat]:
             return None
         params = []
         for (name, kind, _), (_, mine, my_def), (_, theirs, their_def) in zip(
-                self.params, self._flat, other._flat):
+                self.params, self.flat, other.flat):
             if my_def != their_def:
                 return None
             leaves = []
@@ -123,18 +121,14 @@ class Signature:
         """TF's structured_input_signature: (positional specs, keyword-only specs), each
         TensorSpec named after its parameter (`x`, or `pair_0` for the first leaf of `pair`)."""
         positional, keywords = [], {}
-        for (name, kind, spec), (_, leaves, treedef) in zip(self.params, self._flat):
+        for (name, kind, spec), (_, leaves, treedef) in zip(self.params, self.flat):
             if treedef.kind == 'leaf':
                 named = _named(leaves[0], name)
             else:
                 named = tree.unflatten(treedef, [_named(s, f'{name}_{k}')
                                                  for k, s in enumerate(leaves)])
-            if kind == 'KEYWORD_ONLY':
+            if kind in ('KEYWORD_ONLY', 'VAR_KEYWORD'):
                 keywords[name] = named
-            elif kind == 'VAR_POSITIONAL':
-                positional.extend(named)
-            elif kind == 'VAR_KEYWORD':
-                keywords.update(named)
             else:
                 positional.append(named)
         return tuple(positional), keywords
@@ -164,18 +158,29 @@ def _same_static(a, b):
 
 
 def bind(py_signature, args, kwargs):
-    """[(name, kind name, value)] with defaults applied; TypeError as tf.function words it."""
+    """[(name, kind name, value)] of the arguments passed: positional ones in order, then
+    keyword ones sorted by name (the order tj.function traces them in); TypeError, as
+    tf.function words it, for a call the Python signature does not accept."""
     if py_signature is None:
         return [(f'args_{i}', 'POSITIONAL_ONLY', a) for i, a in enumerate(args)] + [
             (k, 'KEYWORD_ONLY', kwargs[k]) for k in sorted(kwargs)]
     try:
-        bound = py_signature.bind(*args, **kwargs)
+        py_signature.bind(*args, **kwargs)
     except TypeError as e:
         raise TypeError(f'Binding inputs to tf.function failed due to `{e}`. Received args: '
                         f'{args} and kwargs: {kwargs} for signature: {py_signature}.') from None
-    bound.apply_defaults()
-    return [(name, py_signature.parameters[name].kind.name, value)
-            for name, value in bound.arguments.items()]
+    params = list(py_signature.parameters.values())
+    out = []
+    for i, value in enumerate(args):
+        p = params[min(i, len(params) - 1)]
+        if p.kind == p.VAR_POSITIONAL:
+            out.append((f'{p.name}_{i - params.index(p)}', p.kind.name, value))
+        else:
+            out.append((p.name, p.kind.name, value))
+    for name in sorted(kwargs):
+        p = py_signature.parameters.get(name)
+        out.append((name, p.kind.name if p is not None else 'VAR_KEYWORD', kwargs[name]))
+    return out
 
 
 def conform(signature, py_signature, args, kwargs, tensor_error=TypeError):
@@ -189,7 +194,7 @@ def conform(signature, py_signature, args, kwargs, tensor_error=TypeError):
         raise TypeError(f'Binding inputs to tf.function failed: parameters {names} expected, got '
                         f'{[name for name, _, _ in bound]}')
     values = {}
-    for (name, _, value), (_, spec_leaves, treedef) in zip(bound, signature._flat):
+    for (name, _, value), (_, spec_leaves, treedef) in zip(bound, signature.flat):
         leaves, value_def = tree.flatten(value, is_leaf)
         if value_def != treedef:
             raise TypeError(f'Binding inputs to tf.function failed due to `Can not cast '
@@ -198,7 +203,7 @@ def conform(signature, py_signature, args, kwargs, tensor_error=TypeError):
         values[name] = tree.unflatten(treedef, [
             _conformed_leaf(leaf, spec, name, tensor_error)
             for leaf, spec in zip(leaves, spec_leaves)])
-    return _rebuild_call(py_signature, bound, values, len(args))
+    return rebuild_call(bound, values, len(args))
 
 
 def _conformed_leaf(leaf, spec, name, tensor_error):
@@ -212,9 +217,13 @@ def _conformed_leaf(leaf, spec, name, tensor_error):
             return leaf
         raise TypeError(f'Binding inputs to tf.function failed due to `Can not cast {leaf!r} to '
                         f'{type_string(spec)}` (parameter {name!r}).')
-    array = _as_array(leaf, spec)
-    if array is None or not spec.is_compatible_with(array):
+    if isinstance(leaf, TensorOps) and not isinstance(leaf, Tensor):
+        # a traced value or a Variable: checked by its spec, passed on as it is
+        array, got = leaf, TensorSpec(leaf.shape, leaf.dtype)
+    else:
+        array = _as_array(leaf, spec)
         got = leaf_spec(leaf) if array is None else TensorSpec(array.shape, array.dtype)
+    if array is None or not spec.is_compatible_with(got):
         raise tensor_error(errors.at_user_line(
             f'Binding inputs to tf.function failed due to `Can not cast {type_string(got)} to '
             f'{type_string(spec)}` (parameter {name!r}).'))
@@ -224,7 +233,7 @@ def _conformed_leaf(leaf, spec, name, tensor_error):
 def _as_array(leaf, spec):
     """The leaf as an array of the spec's dtype: tensors must have it; Python numbers and lists
     convert when no value changes (TF converts Python values to the spec's dtype)."""
-    if isinstance(leaf, TensorOps):
+    if isinstance(leaf, Tensor):
         leaf = np.asarray(leaf.numpy())
     if isinstance(leaf, np.ndarray):   # a tensor keeps its dtype: a mismatch is reported
         return dtypes.to_canonical(leaf) if leaf.dtype.kind in 'biuf' else None
@@ -238,24 +247,11 @@ def _as_array(leaf, spec):
     return array
 
 
-def _rebuild_call(py_signature, bound, values, n_positional):
-    """The call's (args, kwargs) with the conformed values."""
-    if py_signature is None:
-        items = [values[name] for name, _, _ in bound]
-        return tuple(items[:n_positional]), dict(zip([n for n, _, _ in bound][n_positional:],
-                                                      items[n_positional:]))
-    args, kwargs = [], {}
-    for name, kind, _ in bound:
-        value = values[name]
-        if kind in ('POSITIONAL_ONLY', 'POSITIONAL_OR_KEYWORD'):
-            args.append(value)
-        elif kind == 'VAR_POSITIONAL':
-            args.extend(value)
-        elif kind == 'VAR_KEYWORD':
-            kwargs.update(value)
-        else:
-            kwargs[name] = value
-    return tuple(args), kwargs
+def rebuild_call(bound, values, n_positional):
+    """(args, kwargs) of a call from its bound parameters (see `bind`) and their values."""
+    items = [(name, values[name]) for name, _, _ in bound]
+    return (tuple(v for _, v in items[:n_positional]),
+            {name: v for name, v in items[n_positional:]})
 
 
 def type_string(spec):
@@ -274,9 +270,3 @@ def type_string(spec):
         return f'Literal[{spec!r}]'
     return repr(spec)
 
-
-def python_signature(fn):
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
