@@ -12,7 +12,7 @@ import pytest
 
 import tracejit as tj
 from tracejit import errors, passes
-from tracejit.backend import Interpreted, lower_graph
+from tracejit.backend import Interpreted
 from tracejit.primitives import REGISTRY
 
 from gradcheck import check_grads
@@ -188,8 +188,10 @@ def _np_loop_assigns(v, xs):
     return np.array(ys), v * 0.25
 
 
-@pytest.mark.parametrize('mode', ['eager', 'interpreted', pytest.param('compiled',
-                                                                        marks=pytest.mark.compiled)])
+COMPILED = pytest.param('compiled', marks=pytest.mark.compiled)
+
+
+@pytest.mark.parametrize('mode', ['eager', 'interpreted', COMPILED])
 def test_variables_assigned_in_branches_and_loop_bodies(mode):
     v0, u = np.array([1.0, 2.0, 3.0]), tj.Variable(np.array([4.0, 5.0, 6.0]))
     for x, (y_want, v_want) in [(X[0], ((v0 * X[0]).sum(), v0 * X[0])),
