@@ -1,13 +1,14 @@
 """Whole scripts, timed from process start to their last step: what a user waits for.
 
-    python -m benchmarks.scripts                  # E2 and E3, tracejit and JAX, 3 warm runs
+    python -m benchmarks.scripts                  # E2 and E3: tracejit, JAX, PyTorch; 3 warm runs
     python -m benchmarks.scripts --repeats 5 --scripts E2
 
 Each script runs in a fresh `python -c` process, timed from outside (interpreter start-up and
 imports included). tracejit runs first against a new, empty `TRACEJIT_CACHE_DIR` (cold: it
 compiles), then `--repeats` times against the same directory (warm: it loads the kernels); JAX
 has no disk cache by default, so its first run is its cold figure and the median of the rest
-its warm one. The implementations take turns run by run.
+its warm one. PyTorch (eager, when installed) is timed the same way. The implementations take
+turns run by run.
 
 - E2: seed 001's hospital-visits loop (tracejit.compat.v1 graph and Session vs a jitted JAX
   step), 5000 SGD steps on batches of 100, each step's loss fetched. Targets: warm <= 0.4x JAX,
@@ -157,6 +158,46 @@ accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == y_test))
 print('RESULT ' + json.dumps(dict(accuracy=accuracy)))
 '''
 
+E2_TORCH = '''
+import numpy as np
+import torch
+''' + HOSPITAL_DATA + '''
+m = torch.zeros((), requires_grad=True)
+b = torch.zeros((), requires_grad=True)
+optimizer = torch.optim.SGD([m, b], lr=0.0005)
+xs, ys = torch.from_numpy(train_x), torch.from_numpy(train_y)
+for i in range(5000):
+    k = i % 8
+    optimizer.zero_grad()
+    loss = torch.mean((xs[k * 100:(k + 1) * 100] * m + b - ys[k * 100:(k + 1) * 100]) ** 2)
+    loss.backward()
+    optimizer.step()
+    l = float(loss)
+print('RESULT ' + json.dumps(dict(m=float(m), b=float(b))))
+'''
+
+E3_TORCH = '''
+import numpy as np
+import torch
+''' + DIGITS_DATA + '''
+torch.manual_seed(0)
+rng = np.random.default_rng(0)
+model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
+for epoch in range(30):
+    order = torch.from_numpy(rng.permutation(len(x_train)))
+    for start in range(0, len(x_train), 128):
+        batch = order[start:start + 128]
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch]).backward()
+        optimizer.step()
+with torch.no_grad():
+    logits = model(torch.from_numpy(x_test)).numpy()
+accuracy = float(np.mean(np.argmax(logits, -1) == y_test))
+print('RESULT ' + json.dumps(dict(accuracy=accuracy)))
+'''
+
 NUMBA_READY = """
 import numba
 from numba.core.registry import cpu_target
@@ -168,8 +209,8 @@ print('RESULT {}')
 FLOORS = {'E2': 'import numpy as np\nimport tracejit.compat.v1\n' + HOSPITAL_DATA + NUMBA_READY,
           'E3': 'import numpy as np\nimport tracejit\n' + DIGITS_DATA + NUMBA_READY}
 
-SCRIPTS = {'E2': {'tracejit': E2_TRACEJIT, 'jax': E2_JAX},
-           'E3': {'tracejit': E3_TRACEJIT, 'jax': E3_JAX}}
+SCRIPTS = {'E2': {'tracejit': E2_TRACEJIT, 'jax': E2_JAX, 'torch': E2_TORCH},
+           'E3': {'tracejit': E3_TRACEJIT, 'jax': E3_JAX, 'torch': E3_TORCH}}
 TARGETS = {('E2', 'warm'): 0.4, ('E2', 'cold'): 0.6, ('E3', 'warm'): 0.4}
 FIRST_CALL_TARGET = 0.15
 
@@ -189,7 +230,7 @@ def run_script(source, cache_dir):
 
 def available(impl):
     try:
-        __import__('jax' if impl == 'jax' else 'tracejit')
+        __import__(impl)
         return True
     except ImportError:
         return False
@@ -220,13 +261,17 @@ def report(name, runs):
         warm = statistics.median(r['warm'])
         line = f'{name} {impl:9s} cold {r["cold"]:6.2f} s   warm {warm:6.2f} s (median of ' \
                f'{len(r["warm"])}: {", ".join(f"{s:.2f}" for s in r["warm"])})'
-        if jax is not None and impl != 'jax':
+        if jax is not None and impl == 'tracejit':
             for mode, mine, theirs in (('cold', r['cold'], jax['cold']),
                                        ('warm', warm, statistics.median(jax['warm']))):
                 target = TARGETS.get((name, mode))
                 verdict = '' if target is None else \
                     f' (target <= {target}x: {"met" if mine / theirs <= target else "not met"})'
                 line += f'\n    {mode}: {mine / theirs:.2f}x JAX{verdict}'
+                if 'torch' in runs:
+                    torch = runs['torch']
+                    other = torch['cold'] if mode == 'cold' else statistics.median(torch['warm'])
+                    line += f', {mine / other:.2f}x PyTorch'
             line += f'\n    warm floor: {floor / statistics.median(jax["warm"]):.2f}x JAX'
         if 'first_call' in r['results'][-1]:
             first = statistics.median(x['first_call'] for x in r['results'][1:])
@@ -241,7 +286,7 @@ def main(argv=None):
     parser.add_argument('--scripts', default='E2,E3', help='comma-separated subset of E2,E3')
     parser.add_argument('--repeats', type=int, default=3, help='warm runs per implementation')
     args = parser.parse_args(argv)
-    impls = [impl for impl in ('tracejit', 'jax') if available(impl)]
+    impls = [impl for impl in ('tracejit', 'jax', 'torch') if available(impl)]
     for name in args.scripts.split(','):
         report(name, measure(name, impls, args.repeats))
 

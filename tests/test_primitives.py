@@ -17,6 +17,7 @@ import pytest
 import tracejit as tj
 from tracejit import ir, ops
 from tracejit import primitives as P
+from tracejit.callbacks import HostCall
 from tracejit.tracing import bind
 
 from gradcheck import check_grads
@@ -223,6 +224,28 @@ def _scatter_add_ref(u, indices, *, axis, size):
     return out
 
 
+def _scatter_rows_ref(base, indices, updates, *, mode, depth):
+    """Row by row, in order: rows of `base` over its first `depth` axes, as nested indices."""
+    out = base.copy()
+    lead = base.shape[:depth]
+    combine = {'update': lambda old, new: new, 'add': lambda old, new: old + new,
+               'max': lambda old, new: np.where(new > old, new, old),
+               'min': lambda old, new: np.where(new < old, new, old)}[mode]
+    for j, row in enumerate(indices):
+        target = np.unravel_index(int(row), lead)
+        out[target] = combine(out[target], updates[j])
+    return out
+
+
+def _sum_duplicates_ref(values, indices):
+    out = np.zeros_like(values)
+    for j, i in enumerate(indices):
+        for jj, ii in enumerate(indices):
+            if ii == i:
+                out[j] = out[j] + values[jj]
+    return out
+
+
 def _matmul_ref(a, b, *, transpose_a, transpose_b):
     a = np.swapaxes(a, -1, -2) if transpose_a else a
     b = np.swapaxes(b, -1, -2) if transpose_b else b
@@ -258,6 +281,58 @@ def _log_softmax_ref(x):
     """log(softmax) over the last axis, computed in float64 from the definition."""
     e = np.exp(x.astype(np.float64) - x.max(axis=-1, keepdims=True))
     return (np.log(e / e.sum(axis=-1, keepdims=True))).astype(x.dtype)
+
+
+def _window_axis(size, k, stride, dilation, padding):
+    """(output size, padding before) of one axis: TF's documented SAME/VALID arithmetic."""
+    span = (k - 1) * dilation + 1
+    if padding == 'VALID':
+        return (size - span) // stride + 1, 0
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + span - size, 0) // 2
+
+
+def _window_taps(shape, ksize, strides, dilations, padding):
+    """[((i, j, p, q), (r, s) or None)]: each output position's taps and where they read
+    (None over the padding)."""
+    (oh, top), (ow, left) = (_window_axis(shape[1 + a], ksize[a], strides[a], dilations[a],
+                                          padding) for a in range(2))
+    taps = []
+    for i, j, p, q in np.ndindex(oh, ow, *ksize):
+        r, s = i * strides[0] + p * dilations[0] - top, j * strides[1] + q * dilations[1] - left
+        inside = 0 <= r < shape[1] and 0 <= s < shape[2]
+        taps.append(((i, j, p, q), (r, s) if inside else None))
+    return (oh, ow), taps
+
+
+def _im2col_ref(x, *, ksize, strides, dilations, padding):
+    (oh, ow), taps = _window_taps(x.shape, ksize, strides, dilations, padding)
+    out = np.zeros((x.shape[0], oh, ow) + tuple(ksize) + (x.shape[3],), x.dtype)
+    for (i, j, p, q), at in taps:
+        if at is not None:
+            out[:, i, j, p, q, :] = x[:, at[0], at[1], :]
+    return out
+
+
+def _col2im_ref(u, *, size, ksize, strides, dilations, padding):
+    shape = (u.shape[0],) + tuple(size) + (u.shape[5],)
+    out = np.zeros(shape, u.dtype)
+    for (i, j, p, q), at in _window_taps(shape, ksize, strides, dilations, padding)[1]:
+        if at is not None:
+            out[:, at[0], at[1], :] += u[:, i, j, p, q, :]
+    return out
+
+
+def _pool_argmax_ref(x, *, ksize, strides, padding):
+    """For each window and channel, the flat index of its first largest tap."""
+    (oh, ow), taps = _window_taps(x.shape, ksize, strides, (1, 1), padding)
+    n, h, w, c = x.shape
+    out = np.zeros((n, oh, ow, c), np.int64)
+    for b, i, j, ch in np.ndindex(n, oh, ow, c):
+        inside = [at for (ti, tj, _, _), at in taps if (ti, tj) == (i, j) and at is not None]
+        flat = [((b * h + r) * w + s) * c + ch for r, s in inside]
+        out[b, i, j, ch] = flat[int(np.argmax([x[b, r, s, ch] for r, s in inside]))]
+    return out
 
 
 # ---------------------------------------------------------------------------- the table
@@ -327,6 +402,17 @@ GATHER_CASES = [  # (operand shape, indices, axis)
     ((4,), np.array(2), 0),
 ]
 
+SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base and updates)
+    ((5, 3), [4, 0, 2, 2], 1, 'add', (_signed, _signed)),      # a repeated row adds up
+    ((5, 3), [1, 4, 0], 1, 'update', (_signed, _signed)),
+    ((1, 3), [0], 1, 'update', (_signed, _signed)),            # one row, id 0
+    ((6,), [0, 5, 5], 1, 'add', (_signed, _signed)),
+    ((2, 3, 4), [5, 0, 3], 2, 'add', (_signed, _signed)),      # n-d indices as row numbers
+    ((4, 3), [3, 1], 1, 'max', (_grid(0.25), _grid(0.75))),
+    ((4, 3), [0, 2], 1, 'min', (_grid(0.25), _grid(0.75))),
+]
+SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0])]
+
 MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((3, 4), (4, 2), False, False),
     ((4, 3), (4, 2), True, False),
@@ -338,7 +424,39 @@ MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((1, 1), (1, 3), False, False),
 ]
 
+
+WINDOW_CASES = [  # (image shape, ksize, strides, dilations, padding): odd sizes, batch 1
+    ((2, 5, 4, 3), (3, 2), (1, 1), (1, 1), 'SAME'),
+    ((1, 7, 6, 2), (3, 3), (2, 2), (1, 1), 'VALID'),
+    ((2, 6, 7, 1), (2, 3), (2, 3), (1, 1), 'SAME'),
+    ((1, 7, 7, 2), (3, 2), (1, 1), (2, 3), 'SAME'),
+    ((2, 5, 6, 2), (2, 2), (2, 1), (2, 1), 'VALID'),
+    ((1, 3, 3, 1), (1, 1), (2, 2), (1, 1), 'SAME'),
+]
+POOL_CASES = [  # (image shape, ksize, strides, padding)
+    ((2, 4, 4, 3), (2, 2), (2, 2), 'VALID'),
+    ((1, 5, 5, 2), (3, 3), (2, 2), 'SAME'),
+    ((2, 5, 4, 1), (3, 2), (1, 1), 'SAME'),
+    ((1, 7, 5, 2), (2, 3), (3, 2), 'VALID'),
+]
+
+
+def _window_params(ksize, strides, dilations, padding):
+    return {'ksize': ksize, 'strides': strides, 'dilations': dilations, 'padding': padding}
+
+
+def _windows_shape(shape, ksize, strides, dilations, padding):
+    (oh, _), (ow, _) = (_window_axis(shape[1 + a], ksize[a], strides[a], dilations[a], padding)
+                        for a in range(2))
+    return (shape[0], oh, ow) + tuple(ksize) + (shape[3],)
+
 CONVERT_TARGETS = (np.float32, np.float64, np.int32, np.bool_)
+
+
+def _host_double(shape):
+    """A host call (Python at run time) returning twice its operand in float64."""
+    return HostCall(lambda values: [np.asarray(values[0], np.float64) * 2],
+                    [(shape, np.float64)], name='double')
 
 SPECS = {
     'neg': unary(lambda x: 0 - x, tj.negative, dtypes=NUMBERS),
@@ -425,11 +543,36 @@ SPECS = {
     'scatter_add': Spec([Case([A(s[:axis] + i.shape + s[axis + 1:]), Fixed(i, i.dtype)],
                               {'axis': axis, 'size': s[axis]}) for s, i, axis in GATHER_CASES],
                         _scatter_add_ref, ops.scatter_add, NUMBERS),
+    'scatter_rows': Spec([Case([A(shape, domains[0]), Fixed(rows),
+                                A((len(rows),) + shape[depth:], domains[1])],
+                               {'mode': mode, 'depth': depth})
+                          for shape, rows, depth, mode, domains in SCATTER_ROWS_CASES],
+                         _scatter_rows_ref,
+                         lambda b, i, u, *, mode, depth: ops.scatter_rows(b, i, u, mode, depth),
+                         NUMBERS, compiled=(0, 4, 5)),
+    'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
+                           _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0,)),
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),
     'log_softmax': Spec([Case([A(s)]) for s in [(4,), (3, 4), (2, 3, 5), (1, 1)]],
                         _log_softmax_ref, tj.nn.log_softmax, FLOATS),
+    'allreduce_sum': Spec([Case([A(s)], {'comm': 0, 'timeout': 10.0}) for s in UNARY_SHAPES],
+                          lambda x, *, comm, timeout: x, ops.allreduce_sum, NUMBERS,
+                          compiled=(0, 2)),  # comm 0: this process alone (mpiexec: test_distribute)
+    'im2col': Spec([Case([A(shape)], _window_params(*window)) for shape, *window in WINDOW_CASES],
+                   _im2col_ref, compiled=(0, 1, 3)),
+    'col2im': Spec([Case([A(_windows_shape(shape, *window))],
+                         dict(_window_params(*window), size=shape[1:3]))
+                    for shape, *window in WINDOW_CASES], _col2im_ref, compiled=(1, 3)),
+    'pool_argmax': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
+                         for shape, k, st, pad in POOL_CASES], _pool_argmax_ref,
+                        out_dtype=lambda dtype, params: np.dtype(np.int64), order=0,
+                        compiled=(0, 1)),
+    'host_call': Spec([Case([Fixed(0, np.int64), A(shape)], {'call': _host_double(shape)})
+                       for shape in [(3, 4), ()]], lambda order, x, *, call: 2 * x,
+                      out_dtype=lambda dtype, params: np.dtype(np.float64), order=0,
+                      compiled=(0,)),
     'iota': Spec([Case([], {'shape': s, 'axis': ax, 'dtype': np.dtype(dt)}) for s, ax, dt in [
         ((3, 4), 1, np.int32), ((3, 4), 0, np.int64), ((2, 3, 4), 1, np.float32),
         ((5,), 0, np.int32),
@@ -749,6 +892,11 @@ SPECIAL_POINTS = {
     'gather': ([[1.0, INF, 3.0], Fixed([1, 1, 0])], {'axis': 0}, [[1.0, 2.0, 0.0], None]),
     'scatter_add': ([[INF, 1.0, 2.0], Fixed([1, 1, 0])], {'axis': 0, 'size': 3},
                     [[1.0, 1.0, 1.0], None]),
+    'scatter_rows': ([[[1.0, 2.0, INF]], Fixed([0]), [[1.0, 3.0, 0.0]]],
+                     {'mode': 'max', 'depth': 1},   # a tie splits the gradient (TF's rule)
+                     [[[0.5, 0.0, 1.0]], None, [[0.5, 1.0, 0.0]]]),
+    'sum_duplicates': ([[[INF, 1.0], [2.0, 3.0]], Fixed([1, 1])], {}, [[[2.0, 2.0], [2.0, 2.0]],
+                                                                       None]),
     'matmul': ([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 4.0]]],
                {'transpose_a': False, 'transpose_b': False},
                [[[3.0, 7.0], [3.0, 7.0]], [[4.0, 4.0], [6.0, 6.0]]]),
@@ -759,6 +907,11 @@ SPECIAL_POINTS = {
     'slice': ([[INF, 1.0, 2.0]], {'slices': ((0, 3, 2),)}, [[1.0, 0.0, 1.0]]),
     'unslice': ([[INF, 1.0]], {'shape': (3,), 'slices': ((0, 3, 2),)}, [[1.0, 1.0]]),
     'concat': ([[INF], [1.0, -INF]], {'axis': 0}, [[1.0], [1.0, 1.0]]),
+    'im2col': ([[[[[INF], [1.0]]]]], _window_params((1, 2), (1, 1), (1, 1), 'SAME'),
+               [[[[[1.0], [2.0]]]]]),
+    'col2im': ([[[[[[[INF], [1.0]]], [[[2.0], [-INF]]]]]]],
+               dict(_window_params((1, 2), (1, 1), (1, 1), 'SAME'), size=(1, 2)),
+               [[[[[[[1.0], [1.0]]], [[[1.0], [0.0]]]]]]]),
 }
 
 

@@ -171,10 +171,96 @@ def _gather_params(shape):
             ([0], [n - 1, 0, n - 1], [shape[ax] - 1] * 2) if max(idx) < shape[ax]]
 
 
+def _row_params(shape):
+    """Row indices for scatters over axis 0: one row, two rows, a repeated row (added)."""
+    if not shape:
+        return []
+    n = shape[0]
+    return [p for p in [((0,), 'update'), ((n - 1, 0), 'add'), ((n - 1, n - 1), 'add')]
+            if len(set(p[0])) == len(p[0]) or p[1] == 'add']
+
+
+def _np_scatter_rows(p, x):
+    """Rows p[0] of x set to (update) or increased by (add) twice the row gathered."""
+    out = x.copy()
+    for row in p[0]:
+        out[row] = 2.0 * x[row] if p[1] == 'update' else out[row] + 2.0 * x[row]
+    return out
+
+
+def _np_sum_duplicates(p, x):
+    ids = np.asarray(p)
+    return np.stack([x[ids == i].sum(axis=0) for i in ids]) if ids.size else x
+
+
 def _to_integer(x):
     """Distance of `x` from the nearest integer (the kinks of floor and of a cast to int)."""
     x = np.asarray(x)
     return float(np.min(np.abs(x - np.round(x)), initial=np.inf))
+
+
+def _np_windows(x, k, stride, padding, fill):
+    """{output position: the image's taps of its window} of a 2-D `x` (one channel), TF's
+    SAME/VALID geometry; padded taps are `fill`."""
+    out = {}
+    sizes = []
+    for a in range(2):
+        span = k[a]
+        n = -(-x.shape[a] // stride[a]) if padding == 'SAME' else (x.shape[a] - span) // stride[a] + 1
+        before = max((n - 1) * stride[a] + span - x.shape[a], 0) // 2 if padding == 'SAME' else 0
+        sizes.append((n, before))
+    (oh, top), (ow, left) = sizes
+    for i, j in np.ndindex(oh, ow):
+        taps = [x[r, c] if 0 <= r < x.shape[0] and 0 <= c < x.shape[1] else fill
+                for r in range(i * stride[0] - top, i * stride[0] - top + k[0])
+                for c in range(j * stride[1] - left, j * stride[1] - left + k[1])]
+        out[(i, j)] = taps
+    return out, (oh, ow)
+
+
+def _window_choices(shape, kernel=None):
+    """(strides, padding) choices for a 2-D image and a window of shape `kernel`."""
+    if len(shape) != 2 or (kernel is not None and len(kernel) != 2):
+        return []
+    k = kernel or (2, 2)
+    out = [((1, 1), 'SAME'), ((2, 1), 'SAME')]
+    if all(k[a] <= shape[a] for a in range(2)):
+        out.append(((1, 2), 'VALID'))
+    return out
+
+
+def _tj_conv(p, x, y):
+    out = tj.nn.conv2d(tj.reshape(x, (1,) + tuple(x.shape) + (1,)),
+                       tj.reshape(y, tuple(y.shape) + (1, 1)), p[0], p[1])
+    return tj.reshape(out, out.shape[1:3])
+
+
+def _np_conv(p, x, y):
+    """Cross-correlation of the zero-padded image with the kernel."""
+    windows, shape = _np_windows(x, y.shape, p[0], p[1], 0.0)
+    return np.array([np.dot(windows[ij], y.ravel()) for ij in np.ndindex(shape)]).reshape(shape)
+
+
+def _tj_pool(fn):
+    def apply(p, x):
+        out = fn(tj.reshape(x, (1,) + tuple(x.shape) + (1,)), 2, p[0], p[1])
+        return tj.reshape(out, out.shape[1:3])
+    return apply
+
+
+def _np_pool(reduce):
+    def apply(p, x):
+        windows, shape = _np_windows(x, (2, 2), p[0], p[1], None)
+        return np.array([reduce([v for v in windows[ij] if v is not None])
+                         for ij in np.ndindex(shape)]).reshape(shape)
+    return apply
+
+
+def _pool_gap(p, x):
+    """Smallest gap between the two largest taps of a window (a max-pool tie is a kink)."""
+    windows, _ = _np_windows(np.asarray(x), (2, 2), p[0], p[1], None)
+    gaps = [np.diff(sorted(v for v in taps if v is not None))[-1:] for taps in windows.values()]
+    return float(np.min(np.concatenate(gaps), initial=np.inf))
 
 
 COMPARE = {'eq': (tj.equal, np.equal), 'ne': (tj.not_equal, np.not_equal),
@@ -196,6 +282,7 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
     'where': _bin(lambda x, y: tj.where(x > y, x * 2.0, y - 1.0),
                   lambda x, y: np.where(x > y, x * 2.0, y - 1.0), _gap),
     'sqdiff': _bin(tj.squared_difference, lambda x, y: (x - y) ** 2),
+    'allreduce': _ew(lambda x: tj.distribute.allreduce(x, op=tj.distribute.Sum), lambda x: x),
     'neg': _ew(tj.negative, np.negative),
     'tanh': _ew(tj.tanh, np.tanh),
     'sin': _ew(tj.sin, np.sin),
@@ -229,6 +316,12 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
                 lambda s: list(range(-s[-1], s[-1])) if s else []),
     'gather': Op(1, lambda p, x: tj.gather(x, np.array(p[0]), axis=p[1]),
                  lambda p, x: np.take(x, np.array(p[0]), axis=p[1]), _gather_params),
+    'scatter_rows': Op(1, lambda p, x: tj.ops.scatter_rows(
+                           x, np.array(p[0]), tj.gather(x, np.array(p[0])) * 2.0, p[1]),
+                       _np_scatter_rows, _row_params),
+    'sum_duplicates': Op(1, lambda p, x: tj.ops.sum_duplicates(x, np.array(p, np.int32)),
+                         _np_sum_duplicates,
+                         lambda s: [tuple(i % 2 for i in range(s[0]))] if s else []),
     'tile': Op(1, lambda p, x: tj.tile(x, p), lambda p, x: np.tile(x, p),
                lambda s: [m for m in itertools.product((1, 2), repeat=len(s)) if 2 in m][:3]),
     'broadcast_to': Op(1, lambda p, x: tj.broadcast_to(x, p), lambda p, x: np.broadcast_to(x, p),
@@ -269,6 +362,10 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
                       lambda p, x: np.log(_np_softmax(x, p)),
                       lambda s: list(range(-len(s), len(s)))),
     'stop_gradient': Op(1, lambda p, x: x * tj.stop_gradient(x), lambda p, x: x * x, fd=False),
+    # convolution and pooling (im2col, col2im, pool_argmax) over a one-channel image
+    'conv2d': Op(2, _tj_conv, _np_conv, lambda sx, sy: _window_choices(sx, sy)),
+    'max_pool': Op(1, _tj_pool(tj.nn.max_pool2d), _np_pool(max), _window_choices, _pool_gap),
+    'avg_pool': Op(1, _tj_pool(tj.nn.avg_pool2d), _np_pool(np.mean), _window_choices),
     # control flow: a real branch on the data, a bounded data-dependent loop, a scan over rows
     'cond': Op(2, lambda p, x, y: tj.cond(tj.reduce_sum(x) > 0.0, lambda: x * y,
                                           lambda: x - tj.sin(y)),
@@ -437,8 +534,9 @@ def _tape_gradient(program, us, ts):
     with tj.GradientTape() as tape:
         tape.watch(list(ts))
         outs = program.run(ts, 'tj')
-    return tape.gradient(list(outs), list(ts), output_gradients=[tj.constant(u) for u in us],
-                         unconnected_gradients='zero')
+    grads = tape.gradient(list(outs), list(ts), output_gradients=[tj.constant(u) for u in us],
+                          unconnected_gradients='zero')
+    return [tj.convert_to_tensor(g) for g in grads]   # a gather's gradient is IndexedSlices
 
 
 def _check_gradients(program):

@@ -314,7 +314,7 @@ def test_seed003_tensors():
     column_vector = matrix[:, 2]  # [3. 6.]
     scalar = matrix[1, 2]  # 6.0
 
-    assert sport.numpy() == 'Tennis' and sport.shape == () and tf.rank(sport).numpy() == 0
+    assert sport.numpy() == b'Tennis' and sport.shape == () and tf.rank(sport).numpy() == 0
     assert numbers.dtype == tf.float64 and tf.rank(numbers).numpy() == 1
     assert numbers.numpy().tolist() == [3.141, 1.414, 2.718]
     assert matrix.dtype == tf.float64 and tf.rank(matrix).numpy() == 2

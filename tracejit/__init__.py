@@ -16,11 +16,15 @@ newaxis = None  # tensor[tj.newaxis] inserts an axis, as numpy's None
 # threads of the next matmul (measured 6x slower). Must be set before Numba loads OpenMP.
 _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from . import config, data, dtypes, errors, nn, random  # noqa: F401
+from . import config, data, debugging, dtypes, errors, image, nn, random, strings  # noqa: F401
+from . import summary  # noqa: F401
 from . import linalg, math  # noqa: F401
 from .autodiff import (GradientTape, UnconnectedGradients, custom_gradient, grad,  # noqa: F401
                        gradients, value_and_grad)
 from .debug import graph_to_dot  # noqa: F401
+from .indexed_slices import IndexedSlices  # noqa: F401
+from .scatter import (scatter_nd, tensor_scatter_nd_add, tensor_scatter_nd_max,  # noqa: F401
+                      tensor_scatter_nd_min, tensor_scatter_nd_sub, tensor_scatter_nd_update)
 from .dtypes import DType, as_dtype, bool_ as bool, float32, float64, int32, int64, string  # noqa: F401,A004
 from .function import Function, function, jit  # noqa: F401
 from .control import (cond, foldl, foldr, map_fn, scan, switch_case,  # noqa: F401
@@ -40,8 +44,11 @@ from .random import normal as random_normal, uniform as random_uniform  # noqa: 
 from .config import device  # noqa: F401
 from .spec import TensorSpec  # noqa: F401
 from .tracing import init_scope  # noqa: F401
+from .printing import print_ as print  # noqa: F401,A004
+from .pyfunc import numpy_function, py_function  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .variables import Module, Variable  # noqa: F401
 from . import keras  # noqa: F401
+from . import distribute  # noqa: F401 (after keras: its callbacks are Keras callbacks)
 
 __version__ = '0.1.0'

@@ -15,8 +15,9 @@ import functools
 
 import numpy as np
 
-from . import errors, operands, ops, tracing, tree
+from . import errors, indexed_slices, operands, ops, tracing, tree
 from . import vjps  # noqa: F401 (registers every primitive's VJP rule)
+from .indexed_slices import IndexedSlices
 from .tensor import Tensor
 from .tracing import Tracer
 from .variables import Variable
@@ -66,7 +67,7 @@ def backward(entries, cts, key, tracked):
     `tracked(arg)` says whether an argument leads to a source (only those get cotangents).
     """
     for entry in reversed(entries):
-        out_cts = [cts.get(key(o)) for o in entry.outs]
+        out_cts = [indexed_slices.densify(cts.get(key(o))) for o in entry.outs]
         if all(c is None for c in out_cts):
             continue
         if isinstance(entry.prim, _CustomVJP):
@@ -79,9 +80,10 @@ def backward(entries, cts, key, tracked):
         for arg, ct in zip(entry.args, in_cts):
             if ct is None or not tracked(arg):
                 continue
-            ct = _unbroadcast(operands.operand(ct), tuple(arg.shape))
+            if not isinstance(ct, IndexedSlices):  # slices come from gathers: never broadcast
+                ct = _unbroadcast(operands.operand(ct), tuple(arg.shape))
             k = key(arg)
-            cts[k] = ct if k not in cts else ops.add(cts[k], ct)
+            cts[k] = indexed_slices.accumulate(cts.get(k), ct)
     return cts
 
 
@@ -256,7 +258,7 @@ class GradientTape:
         reads = self._var_reads.get(id(source), (None, []))[1]
         for uid in list(reads) + target_reads.get(id(source), []):
             if uid in cts:
-                total = cts[uid] if total is None else ops.add(total, cts[uid])
+                total = indexed_slices.accumulate(total, cts[uid])
         return total
 
     def jacobian(self, target, sources, unconnected_gradients='none', parallel_iterations=None,
@@ -357,6 +359,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
                 'grad needs a function with a scalar floating-point output, got '
                 f'shape {tuple(value.shape)} dtype {operands.dtype_of(value).name}'))
         grads = tape.gradient(value, [args[n] for n in nums], unconnected_gradients='zero')
+        grads = tree.tree_map(indexed_slices.densify, grads)   # JAX's gradients are dense
         grads = grads[0] if single else tuple(grads)
         return ((value, aux) if has_aux else value), grads
 

@@ -46,8 +46,21 @@ class LeakedTensorError(TracejitError, TypeError):
     TypeError here)."""
 
 
+class DeadlineExceededError(TracejitError, RuntimeError):
+    """A collective did not complete in time: a peer process died, stopped early or diverged
+    (TensorFlow's name for a deadline that expired)."""
+
+
+class UnavailableError(TracejitError, RuntimeError):
+    """The communication library failed or is not installed (TensorFlow's name for it)."""
+
+
 class CompilationError(TracejitError, RuntimeError):
     """Numba failed on generated source; the message names the generated file."""
+
+
+class UnimplementedError(TracejitError, NotImplementedError):
+    """A TensorFlow feature that tracejit does not support here (TensorFlow's name for it)."""
 
 
 def user_frame():

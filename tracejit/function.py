@@ -12,6 +12,10 @@ import weakref
 import numpy as np
 
 from . import config, dtypes, errors, passes, tracing, tree
+from . import signature as sig
+from .concrete import ConcreteFunction
+from .indexed_slices import IndexedSlices
+from .spec import TensorSpec
 from .tensor import Tensor, TensorOps
 from .tracing import Trace, Tracer
 from .variables import Variable, update_locks
@@ -34,6 +38,16 @@ class _Dynamic:
 _TRACED = object()
 
 
+class _SlicesOut:
+    """Where the function returned IndexedSlices: its values and indices are two outputs."""
+
+    def __init__(self, dense_shape):
+        self.dense_shape = dense_shape
+
+    def rebuild(self, values, indices):
+        return IndexedSlices(values, indices, self.dense_shape)
+
+
 class TraceResult:
     """What one trace produced: the optimised graph and how to rebuild the Python outputs."""
 
@@ -41,17 +55,28 @@ class TraceResult:
         self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
         self.guards = tuple(guards)   # range checks of arguments, see tracing.require_in_range
         self.input_names = list(input_names)   # the user's name of each graph input
-        if _TRACED not in out_static:  # nothing traced comes back: reuse one Python value
-            out_value = tree.unflatten(out_treedef, out_static)
-            self.build_outputs = lambda outs: out_value
-        elif out_treedef.kind == 'leaf':  # `return loss`: the common case, kept cheap
+        if _TRACED not in out_static and not any(isinstance(s, _SlicesOut)
+                                                 for s in out_static):
+            out_value = tree.unflatten(out_treedef, out_static)   # nothing traced comes back:
+            self.build_outputs = lambda outs: out_value           # reuse one Python value
+        elif out_treedef.kind == 'leaf' and out_static[0] is _TRACED:  # `return loss`, cheap
             self.build_outputs = lambda outs: Tensor(outs[0])
 
     def build_outputs(self, outs):
         """The function's return value from the executable's output arrays."""
-        leaves = iter([Tensor(o) for o in outs])
-        values = [next(leaves) if s is _TRACED else s for s in self.out_static]
+        return self.structure([Tensor(o) for o in outs])
+
+    def structure(self, traced):
+        """The return value's structure with `traced` (one per graph output) at the traced
+        leaves (two for an IndexedSlices) and the Python values that came back as they are."""
+        leaves = iter(traced)
+        values = [next(leaves) if s is _TRACED else s.rebuild(next(leaves), next(leaves))
+                  if isinstance(s, _SlicesOut) else s for s in self.out_static]
         return tree.unflatten(self.out_treedef, values)
+
+    def traced_leaves(self):
+        """Which leaves of `out_static` are graph outputs."""
+        return [s is _TRACED for s in self.out_static]
 
     def __repr__(self):
         return str(self.graph)
@@ -70,9 +95,14 @@ class _Entry:
 class Function:
     """A Python function compiled per input signature; see the module docstring."""
 
-    def __init__(self, fn, static_argnums=(), static_argnames=(), debug_nans=False, **_tf_options):
+    def __init__(self, fn, static_argnums=(), static_argnames=(), debug_nans=False,
+                 input_signature=None, reduce_retracing=False, **_tf_options):
         self._fn = fn
         self._signature = _safe_signature(fn)
+        self._input_signature = _checked_input_signature(input_signature, fn)
+        self._reduce_retracing = bool(reduce_retracing)
+        self._concretes = []   # ConcreteFunctions in the order they were traced
+        self._pending = {}     # cache key -> (TraceResult, ConcreteFunction) traced, not built
         self._static_argnums = _as_tuple(static_argnums)
         self._static_argnames = _as_tuple(static_argnames)
         self.debug_nans = debug_nans
@@ -94,7 +124,8 @@ class Function:
         bound = self.__dict__.setdefault('_bound', weakref.WeakKeyDictionary())
         if instance not in bound:
             method = Function(self._fn.__get__(instance, owner), self._static_argnums,
-                              self._static_argnames, self.debug_nans)
+                              self._static_argnames, self.debug_nans, self._input_signature,
+                              self._reduce_retracing)
             bound[instance] = method
         return bound[instance]
 
@@ -104,6 +135,8 @@ class Function:
         if config.disable_jit or tracing.busy():
             # inside another trace the call inlines; under a gradient tape it runs eagerly, so
             # the tape records it and gradients flow through compiled functions too
+            if self._input_signature is not None:
+                args, kwargs = self._conform(args, kwargs)
             return self._fn(*args, **kwargs)
         if not kwargs and self._fast_ok:
             fast_key, dynamic = _fast_key(args)
@@ -111,10 +144,19 @@ class Function:
             if entry is not None:
                 self._calls += 1
                 return self._execute(entry, dynamic)
+        if self._input_signature is not None:
+            args, kwargs = self._conform(args, kwargs)
+        return self._call_general(args, kwargs)
+
+    def _conform(self, args, kwargs):
+        """The call checked against input_signature (TypeError as TF), tensors converted."""
+        return sig.conform(self._input_signature, self._signature, args, kwargs)
+
+    def _call_general(self, args, kwargs, concrete=None):
         key, dynamic, keepalive = self._key(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._cache[key] = self._build(key, args, kwargs, keepalive)
+            entry = self._cache[key] = self._build(key, args, kwargs, keepalive, concrete)
         self._calls += 1
         if not kwargs and self._fast_ok:
             fast_key, _ = _fast_key(args)
@@ -180,9 +222,15 @@ class Function:
 
     # -- tracing ----------------------------------------------------------------------------
 
-    def _build(self, key, args, kwargs, keepalive):
-        self._log_retrace(key)
-        result = self._trace(args, kwargs)
+    def _build(self, key, args, kwargs, keepalive, concrete=None):
+        pending = self._pending.pop(key, None)
+        if pending is not None:       # traced by get_concrete_function: not traced again
+            result = pending[0]
+        else:
+            concrete = concrete or self._concrete_for(args, kwargs)
+            self._log_retrace(key)
+            result = self._trace(args, kwargs)
+            concrete.attach(result)
         from .backend import compile_graph
         executable, how = compile_graph(result.graph, self._count_compile, result.guards,
                                         in_background=config.compile_in_background,
@@ -216,7 +264,10 @@ class Function:
             for leaf in leaves:
                 if isinstance(leaf, (bool, int, float, np.generic)) or _is_float_list(leaf):
                     leaf = tracing.to_array(leaf, 'returned value')   # a Tensor, as TF returns
-                if isinstance(leaf, (Variable, Tensor, Tracer, np.ndarray)):
+                if isinstance(leaf, IndexedSlices):   # TF's functions return them as such
+                    traced += [tracing.as_operand(leaf.values), tracing.as_operand(leaf.indices)]
+                    static.append(_SlicesOut(leaf.shape))
+                elif isinstance(leaf, (Variable, Tensor, Tracer, np.ndarray)):
                     traced.append(tracing.as_operand(leaf))
                     static.append(_TRACED)
                 else:
@@ -270,6 +321,70 @@ class Function:
         return dict(stats, memory_hits=self._calls - builds, calls=self._calls,
                     entries=len(self._cache), interpreted_calls=interpreted)
 
+    # -- concrete functions (TF's tracing model) --------------------------------------------
+
+    def _concrete_for(self, args, kwargs):
+        """The ConcreteFunction a call belongs to: the most specific traced signature that
+        accepts it, else a new one (input_signature; with reduce_retracing, the call's
+        signature with the sizes that differ from the last similar trace made None)."""
+        exact = sig.Signature.of_call(self._signature, args, kwargs)
+        fitting = [c for c in self._concretes if c.signature.accepts(exact)]
+        if fitting:
+            return min(fitting, key=lambda c: _generality(c.signature))
+        signature = exact
+        if self._input_signature is not None:
+            signature = self._input_signature
+        elif self._reduce_retracing:
+            for concrete in reversed(self._concretes):
+                general = concrete.signature.supertype(exact)
+                if general is not None:
+                    signature = general
+                    break
+        return self._new_concrete(signature)
+
+    def _new_concrete(self, signature):
+        concrete = ConcreteFunction(
+            self.__name__, signature, self._signature,
+            lambda args, kwargs: self._call_general(args, kwargs, concrete))
+        self._concretes.append(concrete)
+        return concrete
+
+    def get_concrete_function(self, *args, **kwargs):
+        """The ConcreteFunction for these arguments (tensors, arrays or tj.TensorSpecs; none
+        with an input_signature), traced now unless a traced one accepts them."""
+        if self._input_signature is not None and not args and not kwargs:
+            signature = self._input_signature
+        else:
+            if self._input_signature is not None:
+                args, kwargs = _specs_conformed(self._input_signature, self._signature,
+                                                args, kwargs)
+            signature = sig.Signature.of_call(self._signature, args, kwargs)
+        for concrete in self._concretes:
+            if concrete.signature == signature:
+                return concrete
+        concrete = self._new_concrete(signature)
+        sample_args, sample_kwargs = _sample_call(signature, self._signature)
+        result = self._trace(sample_args, sample_kwargs)
+        concrete.attach(result)
+        key = self._key(sample_args, sample_kwargs)[0]
+        if key not in self._cache:
+            self._pending[key] = (result, concrete)
+        return concrete
+
+    def experimental_get_tracing_count(self):
+        """How many signatures were traced (TF's count). cache_info()['traces'] counts every
+        run of the Python function, including one per new size of a None dimension."""
+        return len(self._concretes)
+
+    def pretty_printed_concrete_signatures(self, verbose=True):
+        return '\n\n'.join(c.pretty_printed_signature(verbose) for c in self._concretes)
+
+    @property
+    def input_signature(self):
+        if self._input_signature is None:
+            return None
+        return self._input_signature.structured()[0]
+
     def block_until_compiled(self):
         """Wait for the kernels compiling in the background (see `tj.config`); raises the
         CompilationError of one that failed. Later calls then run native code only."""
@@ -281,6 +396,68 @@ class Function:
 
     def __repr__(self):
         return f'<tj.function {self.__name__}>'
+
+
+def _checked_input_signature(input_signature, fn):
+    """The input_signature as a Signature of the function's first parameters."""
+    if input_signature is None:
+        return None
+    specs = list(input_signature)
+    for spec in tree.leaves(specs, sig.is_leaf):
+        if not isinstance(spec, TensorSpec):
+            raise TypeError(f'input_signature must hold tj.TensorSpecs, got {spec!r}')
+    py_signature = _safe_signature(fn)
+    names = [f'args_{i}' for i in range(len(specs))]
+    kinds = ['POSITIONAL_ONLY'] * len(specs)
+    if py_signature is not None:
+        params = [p for p in py_signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(params) < len(specs) and not any(
+                p.kind == p.VAR_POSITIONAL for p in py_signature.parameters.values()):
+            raise TypeError(f'input_signature has {len(specs)} entries but '
+                            f'{getattr(fn, "__name__", "the function")} takes '
+                            f'{len(params)} positional arguments')
+        names = [p.name for p in params[:len(specs)]]
+        kinds = [p.kind.name for p in params[:len(specs)]]
+    return sig.Signature(zip(names, kinds, specs))
+
+
+def _specs_conformed(input_signature, py_signature, args, kwargs):
+    """get_concrete_function's arguments checked against input_signature (specs as given)."""
+    exact = sig.Signature.of_call(py_signature, args, kwargs)
+    if not input_signature.accepts(exact):
+        raise TypeError(f'get_concrete_function{exact.describe(verbose=False)} does not fit '
+                        f'the input_signature {input_signature.describe(verbose=False)}')
+    return args, kwargs
+
+
+SAMPLE_SIZE = 2   # the size a None dimension is traced at for get_concrete_function
+
+
+def _sample_call(signature, py_signature):
+    """(args, kwargs) with an array for every TensorSpec (None sizes as SAMPLE_SIZE)."""
+    values = {}
+    for name, _, spec in signature.params:
+        values[name] = tree.tree_map(_sample, spec, is_leaf=sig.is_leaf)
+    bound = [(name, kind, values[name]) for name, kind, _ in signature.params]
+    return sig._rebuild_call(py_signature, bound, values, len(bound))
+
+
+def _sample(spec):
+    if spec is sig.WEAK_FLOAT:
+        return 0.0
+    if not isinstance(spec, TensorSpec):
+        return spec
+    if spec.shape is None:
+        raise errors.InvalidArgumentError(
+            f'{spec!r} has an unknown rank; tracejit traces tensors of a known rank (give a '
+            'shape such as [None, 3])')
+    return np.zeros([SAMPLE_SIZE if d is None else d for d in spec.shape], spec.dtype.np)
+
+
+def _generality(signature):
+    return sum(d is None for s in signature.specs() if isinstance(s, TensorSpec)
+               for d in (s.shape or ()))
 
 
 def _live_guards(guards, graph):
@@ -319,11 +496,17 @@ def _fast_key(args):
     return tuple(key), dynamic
 
 
-def function(func=None, *, static_argnums=(), static_argnames=(), debug_nans=False, **options):
-    """Decorator: `@tj.function`, `@tj.function(static_argnums=1)`, or `tj.function(f)`."""
-    if func is None:
-        return lambda f: Function(f, static_argnums, static_argnames, debug_nans, **options)
-    return Function(func, static_argnums, static_argnames, debug_nans, **options)
+def function(func=None, input_signature=None, *, static_argnums=(), static_argnames=(),
+             debug_nans=False, reduce_retracing=False, **options):
+    """Decorator: `@tj.function`, `@tj.function(input_signature=[tj.TensorSpec([None])])`,
+    `@tj.function(static_argnums=1)`, or `tj.function(f)`. With `input_signature`, calls must
+    fit it (TypeError as TF) and None sizes never make a new signature; `reduce_retracing`
+    generalises sizes that changed to None after the first retrace, as TF does."""
+    def make(f):
+        return Function(f, static_argnums, static_argnames, debug_nans,
+                        input_signature=input_signature, reduce_retracing=reduce_retracing,
+                        **options)
+    return make if func is None else make(func)
 
 
 jit = function

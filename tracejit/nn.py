@@ -1,5 +1,7 @@
 """tj.nn: activations and losses with logits, written so that |x| ~ 1e4 never overflows."""
 from . import errors, operands, ops
+from .conv import (avg_pool, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: F401 (public names)
+                   conv2d_transpose, depthwise_conv2d, max_pool, max_pool1d, max_pool2d)
 from .tracing import require_in_range
 from .ops import log_softmax, relu, sigmoid, softmax, softplus, tanh  # noqa: F401 (public names)
 
@@ -82,3 +84,48 @@ def dropout(x, rate, noise_shape=None, seed=None, name=None):
     x = operands.operand(x)
     keep = ops.greater_equal(random.uniform(noise_shape or x.shape, dtype=operands.dtype_of(x)), rate)
     return ops.where(keep, x * (1.0 / (1.0 - float(rate))), ops.zeros_like(x))
+
+
+def moments(x, axes, shift=None, keepdims=False, name=None):
+    """(mean, variance) of `x` over `axes`, as TensorFlow computes them: the variance is the
+    mean squared distance to stop_gradient(mean), whose gradient is the same (the distances
+    sum to zero) and needs no pass through the mean."""
+    x = operands.operand(x, 'x')
+    axes = [axes] if isinstance(axes, int) else list(axes)
+    mean = ops.reduce_mean(x, axis=axes, keepdims=True)
+    variance = ops.reduce_mean(ops.squared_difference(x, ops.stop_gradient(mean)), axis=axes,
+                               keepdims=True)
+    if not keepdims:
+        mean, variance = ops.squeeze(mean, axes), ops.squeeze(variance, axes)
+    return mean, variance
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
+    """(x - mean) * scale / sqrt(variance + variance_epsilon) + offset, arranged as TensorFlow
+    arranges it: x * inv + (offset - mean * inv) with inv = scale * rsqrt(variance + eps)."""
+    x = operands.operand(x, 'x')
+    inv = ops.rsqrt(ops.add(variance, variance_epsilon))
+    if scale is not None:
+        inv = inv * scale
+    shift = -mean * inv if offset is None else offset - mean * inv
+    return x * ops.cast(inv, operands.dtype_of(x)) + ops.cast(shift, operands.dtype_of(x))
+
+
+def embedding_lookup(params, ids, max_norm=None, name=None):
+    """TF's embedding_lookup for one table: rows `ids` of `params`, ids of any shape in
+    [0, rows) (an id outside is an InvalidArgumentError). Its gradient with respect to the
+    table is IndexedSlices, which optimizers apply to the rows looked up."""
+    if isinstance(params, (list, tuple)):
+        if len(params) != 1:
+            raise errors.InvalidArgumentError(errors.at_user_line(
+                'embedding_lookup: sharded tables (a list of several params) are not supported'))
+        params = params[0]
+    if max_norm is not None:
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            'embedding_lookup: max_norm is not supported'))
+    params = operands.operand(params, 'params')
+    ids = operands.operand(ids, 'ids')
+    rows = tuple(params.shape)[0]
+    require_in_range(ids, 0, rows, f'embedding_lookup: ids must be in [0, {rows}) for params '
+                                   f'of shape {tuple(params.shape)}')
+    return ops.gather(params, ids)

@@ -8,10 +8,10 @@ import builtins
 
 import numpy as np
 
-from . import dtypes, errors, primitives as P
+from . import dtypes, errors, primitives as P, strings
 from .operands import SCALARS, cast_to, dtype_of, is_weak, operand
 from .tensor import Tensor, TensorOps
-from .tracing import Tracer, bind, current_trace, require_in_range, to_array
+from .tracing import Tracer, bind, converted, current_trace, require_in_range, to_array
 from .variables import Variable
 
 
@@ -19,6 +19,9 @@ from .variables import Variable
 
 def _promote(*xs, float_only=False):
     xs = [operand(x) for x in xs]
+    if any(dtype_of(x).kind in 'SU' for x in xs):
+        raise errors.DTypeError(errors.at_user_line(
+            'a string tensor is not a number: strings support ==, != and the tj.strings ops'))
     dtype, _ = dtypes.result_type(*((dtype_of(x), is_weak(x)) for x in xs))
     if float_only and dtype.kind != 'f':
         dtype = dtypes.DEFAULT_FLOAT
@@ -50,8 +53,8 @@ def constant(value, dtype=None, shape=None, name=None):
         if isinstance(value, Tracer):
             out = cast(value, dtype) if dtype is not None else value
             return reshape(out, shape) if shape is not None else out
-    if dtype is not None and dtypes.as_np_dtype(dtype).kind in 'US':
-        return Tensor(np.asarray(value, dtype=np.str_))
+    if strings.is_text(value) or dtype is not None and dtypes.as_np_dtype(dtype).kind in 'US':
+        return strings.constant(value, shape)   # eager even in a trace: kernels hold numbers
     array = to_array(value, 'constant value', dtype)
     if shape is not None:
         shape = tuple(int(d) for d in shape)
@@ -65,6 +68,7 @@ def constant(value, dtype=None, shape=None, name=None):
 
 
 def convert_to_tensor(value, dtype=None, name=None):
+    value = converted(value)
     if isinstance(value, (Tensor, Tracer)):
         return cast(value, dtype) if dtype is not None else value
     if isinstance(value, Variable):
@@ -180,8 +184,18 @@ def relu(features, name=None): return _nary('relu', features)
 def sin(x, name=None): return _nary('sin', x, float_only=True)
 def cos(x, name=None): return _nary('cos', x, float_only=True)
 def floor(x, name=None): return _nary('floor', x, float_only=True)
-def equal(x, y, name=None): return _nary('eq', x, y)
-def not_equal(x, y, name=None): return _nary('ne', x, y)
+
+
+def equal(x, y, name=None):
+    return strings.equal(x, y) if strings.is_text(x) or strings.is_text(y) else _nary('eq', x, y)
+
+
+def not_equal(x, y, name=None):
+    if strings.is_text(x) or strings.is_text(y):
+        return strings.not_equal(x, y)
+    return _nary('ne', x, y)
+
+
 def less(x, y, name=None): return _nary('lt', x, y)
 def less_equal(x, y, name=None): return _nary('le', x, y)
 def greater(x, y, name=None): return _nary('gt', x, y)
@@ -511,6 +525,23 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
 def scatter_add(updates, indices, axis, size):
     return bind(P.REGISTRY['scatter_add'], operand(updates), operand(indices), axis=axis,
                 size=int(size))
+
+
+def allreduce_sum(x, comm, timeout):
+    """The sum of `x` over the processes of MPI communicator handle `comm` (tj.distribute's)."""
+    return bind(P.REGISTRY['allreduce_sum'], operand(x), comm=int(comm), timeout=float(timeout))
+
+
+def scatter_rows(base, indices, updates, mode, depth=1):
+    """`base` with rows indices[j] (over its first `depth` axes) set to, or combined by `mode`
+    ('update', 'add', 'max', 'min') with, updates[j]: the primitive behind every scatter."""
+    return bind(P.REGISTRY['scatter_rows'], operand(base), operand(indices), operand(updates),
+                mode=mode, depth=int(depth))
+
+
+def sum_duplicates(values, indices):
+    """Each row of `values` replaced by the sum of the rows that share its index."""
+    return bind(P.REGISTRY['sum_duplicates'], operand(values), operand(indices))
 
 
 def slice_(x, slices):

@@ -89,16 +89,28 @@ def _node_subgraphs(node, fn):
 
 # -------------------------------------------------------------------------------- passes
 
+def has_effects(node):
+    """Host calls (tj.print, py_function, assertions) run for their side effects, and so does
+    a control-flow node whose sub-graphs hold one."""
+    if node.prim.kind == 'host':
+        return True
+    found = []
+    _node_subgraphs(node, lambda g: found.append(any(has_effects(n) for n in g.nodes)) or g)
+    return any(found)
+
+
 @into_subgraphs
 def dead_code_elimination(graph):
-    """Drop nodes whose outputs reach neither an output nor a Variable update; a control-flow
-    node loses the outputs nothing reads and then the inputs its sub-graphs no longer read."""
+    """Drop nodes whose outputs reach neither an output nor a Variable update, unless they
+    have side effects; a control-flow node loses the outputs nothing reads and then the inputs
+    its sub-graphs no longer read."""
     live = set(graph.outputs) | {v for _, v in graph.updates}
     kept = []
     for node in reversed(graph.nodes):
-        if any(out in live for out in node.outputs):
-            if node.prim.kind == 'control':
-                node = node.prim.prune_outputs(node, [out in live for out in node.outputs])
+        used = [out in live for out in node.outputs]
+        if any(used) or has_effects(node):
+            if node.prim.kind == 'control' and any(used):
+                node = node.prim.prune_outputs(node, used)
                 node = node.prim.prune_inputs(_node_subgraphs(node, dead_code_elimination))
             kept.append(node)
             live.update(node.inputs)
@@ -114,7 +126,7 @@ def constant_folding(graph):
     def rule(node, out):
         values = [_const(out, v) for v in node.inputs]
         if not node.inputs or any(v is None for v in values) or node.prim.kind in (
-                'source', 'control'):
+                'source', 'collective', 'control') or has_effects(node):
             return None
         result = node.outputs[0]
         if result.size > FOLD_MAX_SIZE or result.size > max(v.size for v in values):
@@ -233,7 +245,8 @@ def common_subexpression_elimination(graph):
     seen = {}
 
     def rule(node, out):
-        if node.prim.name == 'random_uniform' or node.prim.kind == 'control':
+        if node.prim.name == 'random_uniform' or node.prim.kind == 'control' \
+                or has_effects(node):
             return None   # a fresh draw each time; several outputs (merged only as one node)
         key = (node.prim.name, tuple(id(v) for v in node.inputs),
                tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))

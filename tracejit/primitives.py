@@ -6,12 +6,15 @@ of each differentiable primitive (written with ops, which are built on this modu
 builds the public API from these; the tests loop over `REGISTRY`. This module imports nothing
 of tracejit's but errors.
 """
+import time
+
 import numpy as np
 
 from . import errors
 
 REGISTRY = {}
-KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'control')
+KINDS = ('elementwise', 'reduction', 'layout', 'matmul', 'rowwise', 'source', 'collective',
+         'host', 'control')
 
 
 class Primitive:
@@ -197,8 +200,46 @@ def _random_rule(key, *, shape, dtype):
     return _source_rule(shape=shape, dtype=dtype)
 
 
+def _host_rule(order, *operands, call):
+    """A call back into Python (`callbacks.HostCall`): its outputs are what it declares.
+    Input 0 only orders it after the previous host call (its first output, or a constant)."""
+    return [(tuple(shape), np.dtype(dtype), False) for shape, dtype in call.out_avals]
+
+
+def _one_or_tuple(results):
+    return results[0] if len(results) == 1 else tuple(results)
+
+
 def _convert_rule(x, *, dtype):
     return [(tuple(x.shape), np.dtype(dtype), False)]
+
+
+# -- row scatters into a tensor (Variable.scatter_*, tensor_scatter_nd_*, sparse optimizer
+#    updates) and the duplicate-summing of sparse gradients (LazyAdam)
+
+SCATTER_MODES = ('update', 'add', 'max', 'min')
+
+
+def _scatter_rows_rule(base, indices, updates, *, mode, depth):
+    _check_indices(indices)
+    if mode not in SCATTER_MODES:
+        raise errors.InvalidArgumentError(f'scatter mode must be one of {SCATTER_MODES}')
+    dtype = _same_dtype([base, updates])
+    shape = tuple(base.shape)
+    if len(indices.shape) != 1 or not 1 <= depth <= len(shape) \
+            or tuple(updates.shape) != tuple(indices.shape) + shape[depth:]:
+        raise errors.ShapeError(
+            f'updates of shape {tuple(updates.shape)} do not fit indices of shape '
+            f'{tuple(indices.shape)} into rows of shape {shape[depth:]} of {shape}')
+    return [(shape, dtype, False)]
+
+
+def _sum_duplicates_rule(values, indices):
+    _check_indices(indices)
+    if len(indices.shape) != 1 or tuple(values.shape[:1]) != tuple(indices.shape):
+        raise errors.ShapeError(f'values of shape {tuple(values.shape)} do not match indices of '
+                                f'shape {tuple(indices.shape)}')
+    return [(tuple(values.shape), np.dtype(values.dtype), False)]
 
 
 # ---------------------------------------------------------------------------- numpy rules
@@ -231,6 +272,30 @@ def _gather(x, i, *, axis):
     return np.take(x, i, axis=axis)
 
 
+def _scatter_rows(base, indices, updates, *, mode, depth):
+    """A copy of `base` viewed as (rows, row) over its first `depth` axes, with row indices[j]
+    set to (or combined with) updates[j] in order: the last of repeated updates wins."""
+    rows = int(np.prod(base.shape[:depth], dtype=np.int64))
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    out = np.array(base).reshape((rows,) + base.shape[depth:])
+    if mode == 'update':
+        for j, i in enumerate(indices):
+            out[i] = updates[j]
+    else:
+        {'add': np.add, 'max': np.maximum, 'min': np.minimum}[mode].at(out, indices, updates)
+    return out.reshape(base.shape)
+
+
+def _sum_duplicates(values, indices):
+    """Each row replaced by the sum of the rows with the same index (in index order)."""
+    _, inverse = np.unique(indices, return_inverse=True)
+    sums = np.zeros((int(inverse.max()) + 1 if inverse.size else 0,) + values.shape[1:],
+                    values.dtype)
+    np.add.at(sums, inverse.reshape(-1), values)
+    return sums[inverse.reshape(-1)]
+
+
 def _matmul(a, b, *, transpose_a, transpose_b):
     return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
                      np.swapaxes(b, -1, -2) if transpose_b else b)
@@ -259,6 +324,29 @@ def _random_uniform(key, *, shape, dtype):
     if np.dtype(dtype) == np.float32:
         return (bits >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def _allreduce_rule(x, *, comm, timeout):
+    if np.dtype(x.dtype).kind not in 'iuf':
+        raise errors.DTypeError(f'allreduce needs a numeric operand, got {np.dtype(x.dtype).name}')
+    return [(tuple(x.shape), np.dtype(x.dtype), False)]
+
+
+def _allreduce_sum(x, *, comm, timeout):
+    """The sum of `x` over the processes of the MPI communicator `comm` (a handle; 0 is this
+    process alone), waited for at most `timeout` seconds. Eager collectives are mpi4py's."""
+    if comm == 0:
+        return x.copy()
+    from mpi4py import MPI
+    out = np.empty(x.shape, x.dtype)
+    request = MPI.Comm.fromhandle(comm).Iallreduce(np.ascontiguousarray(x), out, MPI.SUM)
+    deadline = time.monotonic() + timeout
+    while not request.Test():
+        if time.monotonic() > deadline:
+            raise errors.DeadlineExceededError(
+                f'allreduce timed out after {timeout:g} s: another rank died, stopped early or '
+                f'runs a different step (TRACEJIT_DISTRIBUTE_TIMEOUT sets the limit)')
+    return out
 
 
 def _rowwise_rule(x):
@@ -354,8 +442,136 @@ Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rul
           'concat')
 Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
+Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_rows')
+Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 
+Primitive('allreduce_sum', _allreduce_sum, _allreduce_rule, 'collective', 'allreduce_sum')
+
 nondiff('iota', _iota, _source_rule, 'source', 'iota')
+# side effects at run time (tj.print, py_function, assertions): every pass keeps them, in order
+nondiff('host_call', lambda order, *operands, call: _one_or_tuple(call(list(operands))),
+        _host_rule, 'host', 'host_call')
 nondiff('random_uniform', _random_uniform, _random_rule, 'source', 'random_uniform')
+
+
+# ---------------------------------------------------------------------------- windows
+# Convolution and pooling over NHWC images. `im2col` copies each output position's window into
+# a (N, OH, OW, KH, KW, C) array (zeros where the window hangs over the padding), so a
+# convolution is one matmul; `col2im`, its transpose, adds windows back into an image.
+# `pool_argmax` finds each window's first maximum (TF's MaxPoolGrad tie rule), as a flat index
+# into the image, so max pooling is a gather and its gradient a scatter. Padding is 'SAME' or
+# 'VALID' with TF's arithmetic; pad sizes are derived from the array sizes wherever they are
+# needed, so a kernel stays generic in them.
+
+def window_geometry(size, k, stride, dilation, padding):
+    """(output size, padding before) of one spatial axis, as TensorFlow computes them."""
+    span = (k - 1) * dilation + 1
+    if padding == 'VALID':
+        if size < span:
+            raise errors.ShapeError(f'a window spanning {span} does not fit in an input of size '
+                                    f'{size} with padding VALID')
+        return (size - span) // stride + 1, 0
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + span - size, 0) // 2
+
+
+def _window_params(ksize, strides, dilations, padding):
+    if padding not in ('SAME', 'VALID'):
+        raise errors.InvalidArgumentError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    for what, values in (('ksize', ksize), ('strides', strides), ('dilations', dilations)):
+        if len(values) != 2 or any(int(v) < 1 for v in values):
+            raise errors.InvalidArgumentError(f'{what} must be two positive integers, got '
+                                              f'{tuple(values)}')
+
+
+def _image(x, what='input'):
+    if len(x.shape) != 4:
+        raise errors.ShapeError(f'{what} must be a rank-4 NHWC image, got shape {tuple(x.shape)}')
+
+
+def _out_hw(shape, ksize, strides, dilations, padding):
+    return tuple(window_geometry(shape[1 + a], ksize[a], strides[a], dilations[a], padding)[0]
+                 for a in range(2))
+
+
+def _im2col_rule(x, *, ksize, strides, dilations, padding):
+    _window_params(ksize, strides, dilations, padding)
+    _image(x)
+    n, _, _, c = x.shape
+    oh, ow = _out_hw(x.shape, ksize, strides, dilations, padding)
+    return [((n, oh, ow) + tuple(ksize) + (c,), np.dtype(x.dtype), False)]
+
+
+def _col2im_rule(u, *, size, ksize, strides, dilations, padding):
+    _window_params(ksize, strides, dilations, padding)
+    if len(u.shape) != 6 or tuple(u.shape[3:5]) != tuple(ksize):
+        raise errors.ShapeError(f'windows of shape {tuple(u.shape)} are not (N, OH, OW) + '
+                                f'{tuple(ksize)} + (C,)')
+    shape = (u.shape[0],) + tuple(size) + (u.shape[5],)
+    if _out_hw(shape, ksize, strides, dilations, padding) != tuple(u.shape[1:3]):
+        raise errors.ShapeError(f'{tuple(u.shape[1:3])} windows do not come from an image of '
+                                f'size {tuple(size)} (padding {padding}, strides {strides})')
+    return [(shape, np.dtype(u.dtype), False)]
+
+
+def _pool_argmax_rule(x, *, ksize, strides, padding):
+    _window_params(ksize, strides, (1, 1), padding)
+    _image(x)
+    oh, ow = _out_hw(x.shape, ksize, strides, (1, 1), padding)
+    return [((x.shape[0], oh, ow, x.shape[3]), np.dtype(np.int64), False)]
+
+
+def _window_offsets(shape, ksize, strides, dilations, padding):
+    """Per axis: (output size, padding before, input index of each (output, tap) pair)."""
+    out = []
+    for a in range(2):
+        o, before = window_geometry(shape[1 + a], ksize[a], strides[a], dilations[a], padding)
+        index = (np.arange(o)[:, None] * strides[a] + np.arange(ksize[a])[None, :] * dilations[a]
+                 - before)
+        out.append(index)
+    return out
+
+
+def _im2col(x, *, ksize, strides, dilations, padding):
+    rows, cols = _window_offsets(x.shape, ksize, strides, dilations, padding)
+    h, w = x.shape[1:3]
+    valid = ((rows >= 0) & (rows < h))[:, None, :, None] & ((cols >= 0) & (cols < w))[None, :, None]
+    patches = x[:, np.clip(rows, 0, h - 1)[:, None, :, None], np.clip(cols, 0, w - 1)[None, :,
+                                                                                      None]]
+    return np.where(valid[None, ..., None], patches, np.zeros((), x.dtype))
+
+
+def _col2im(u, *, size, ksize, strides, dilations, padding):
+    shape = (u.shape[0],) + tuple(size) + (u.shape[5],)
+    rows, cols = _window_offsets(shape, ksize, strides, dilations, padding)
+    out = np.zeros((shape[0], shape[1] + 2 * rows.size, shape[2] + 2 * cols.size, shape[3]),
+                   u.dtype)  # generous margins take the padding's share, cut off below
+    np.add.at(out, (slice(None), rows[:, None, :, None] + rows.size,
+                    cols[None, :, None] + cols.size), u)
+    return out[:, rows.size:rows.size + shape[1], cols.size:cols.size + shape[2]]
+
+
+def _pool_argmax(x, *, ksize, strides, padding):
+    """The first maximum of each window in row-major window order (TF's strict `<` update)."""
+    rows, cols = _window_offsets(x.shape, ksize, strides, (1, 1), padding)
+    n, h, w, c = x.shape
+    best = np.full((n, rows.shape[0], cols.shape[0], c), -1, np.int64)
+    peak = np.zeros(best.shape, x.dtype)
+    for i in range(ksize[0]):
+        for j in range(ksize[1]):
+            r, q = rows[:, i], cols[:, j]
+            ok = ((r >= 0) & (r < h))[:, None] & ((q >= 0) & (q < w))[None, :]
+            rc, qc = np.clip(r, 0, h - 1), np.clip(q, 0, w - 1)
+            v = x[:, rc[:, None], qc[None, :]]
+            flat = ((np.arange(n)[:, None, None, None] * h + rc[:, None, None]) * w
+                    + qc[None, :, None]) * c + np.arange(c)
+            take = ok[None, :, :, None] & ((peak < v) | (best < 0))
+            best, peak = np.where(take, flat, best), np.where(take, v, peak)
+    return best
+
+
+Primitive('im2col', _im2col, _im2col_rule, 'layout', 'im2col')
+Primitive('col2im', _col2im, _col2im_rule, 'layout', 'col2im')
+nondiff('pool_argmax', _pool_argmax, _pool_argmax_rule, 'layout', 'pool_argmax')

@@ -216,13 +216,30 @@ def bind(prim, *args, **params):
     return outs[0] if len(outs) == 1 else outs
 
 
+_CONVERSIONS = {}  # type -> function returning a Tensor or Tracer (see register_conversion)
+
+
+def register_conversion(cls, convert):
+    """Make `convert(value)` the tensor of every `cls` passed to an op (TF's
+    register_tensor_conversion_function): how IndexedSlices convert to dense."""
+    _CONVERSIONS[cls] = convert
+
+
 def as_operand(value, what='value'):
     """Tensor, Tracer or numpy array for any tensor-like input; Variables are read."""
     if isinstance(value, (Tensor, Tracer)):
         return value
     if isinstance(value, TensorOps):  # the other kind of tensor: a Variable
         return value.value()
+    if type(value) in _CONVERSIONS:
+        return converted(value)
     return to_array(value, what)
+
+
+def converted(value):
+    """The tensor of a value of a registered type (see register_conversion), else `value`."""
+    convert = _CONVERSIONS.get(type(value))
+    return value if convert is None else convert(value)
 
 
 def to_array(value, what='value', dtype=None):

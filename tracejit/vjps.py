@@ -8,7 +8,7 @@ max/min send a tie's cotangent to the first argument.
 """
 import numpy as np
 
-from . import ops as o
+from . import conv, indexed_slices, ops as o
 from .primitives import REGISTRY
 
 
@@ -58,6 +58,34 @@ def _matmul_vjp_b(ct, out, a, b, *, transpose_a, transpose_b):
     return o.matmul(a, ct, transpose_a=not transpose_a)
 
 
+def _gather_vjp(ct, out, x, i, *, axis):
+    """Along axis 0 TF's IndexedSlices (the rows gathered, one per index); else dense."""
+    if axis == 0:
+        return indexed_slices.of_gather(ct, i, tuple(x.shape))
+    return o.scatter_add(ct, i, axis, x.shape[axis])
+
+
+def _rows(x, depth):
+    """`x` viewed as (rows, *row) over its first `depth` axes."""
+    return o.reshape(x, (int(np.prod(x.shape[:depth], dtype=np.int64)),) + tuple(x.shape[depth:]))
+
+
+def _scatter_rows_vjp(ct, out, base, i, updates, *, mode, depth):
+    """TF's rules for tensor_scatter_nd_*: an update sends the overwritten rows' cotangent to
+    `updates`; max/min split a tie between the operand and the updates that reach it."""
+    ct_rows = _rows(ct, depth)
+    if mode == 'add':
+        return [ct, None, o.gather(ct_rows, i)]
+    if mode == 'update':
+        zeros = o.zeros_like(updates)
+        return [o.scatter_rows(ct, i, zeros, 'update', depth), None, o.gather(ct_rows, i)]
+    base_hit = o.cast(o.equal(base, out), ct.dtype)
+    update_hit = o.cast(o.equal(updates, o.gather(_rows(out, depth), i)), ct.dtype)
+    hits = o.scatter_rows(base_hit, i, update_hit, 'add', depth)
+    share = ct / hits
+    return [share * base_hit, None, o.gather(_rows(share, depth), i) * update_hit]
+
+
 defvjp('neg', lambda ct, out, x: o.negative(ct))
 defvjp('exp', lambda ct, out, x: ct * out)
 defvjp('log', lambda ct, out, x: ct / x)
@@ -97,8 +125,15 @@ defvjp('transpose', lambda ct, out, x, *, perm: o.transpose(ct, tuple(np.argsort
 defvjp('slice', lambda ct, out, x, *, slices: o.unslice(ct, x.shape, slices))
 defvjp('unslice', lambda ct, out, u, *, shape, slices: o.slice_(ct, slices))
 defvjp('concat', all_inputs=_concat_vjp)
-defvjp('gather', lambda ct, out, x, i, *, axis: o.scatter_add(ct, i, axis, x.shape[axis]), _zero)
+defvjp('gather', _gather_vjp, _zero)
 defvjp('scatter_add', lambda ct, out, u, i, *, axis, size: o.gather(ct, i, axis=axis), _zero)
+defvjp('allreduce_sum', lambda ct, out, x, *, comm, timeout: o.allreduce_sum(ct, comm, timeout))
 defvjp('matmul', _matmul_vjp_a, _matmul_vjp_b)
+defvjp('scatter_rows', all_inputs=_scatter_rows_vjp)
+defvjp('sum_duplicates', lambda ct, out, u, i: o.sum_duplicates(ct, i), _zero)
 defvjp('log_softmax',
        lambda ct, out, x: ct - o.exp(out) * o.reduce_sum(ct, axis=-1, keepdims=True))
+
+# windows (convolution and pooling): im2col and col2im are each other's transposes
+defvjp('im2col', lambda ct, out, x, **window: conv.windows_transpose(ct, x.shape[1:3], **window))
+defvjp('col2im', lambda ct, out, u, *, size, **window: conv.windows(ct, **window))

@@ -5,6 +5,7 @@ their operand as (before, axis, after) so one helper in `kernels.py` serves ever
 """
 import numpy as np
 
+from . import mpi_library
 from .blocks import np_type
 
 
@@ -146,3 +147,79 @@ def identity(cg, node, name):
     """A reduction over no axes of a 0-d value."""
     cg.emit(f'{name} = {cg.ref(node.inputs[0])}')
 
+
+
+def allreduce_sum(cg, node, name):
+    """The sum over MPI processes, by mpi_kernels.allreduce_sum from inside the kernel. The
+    library's function pointers, the handles and the deadline are per-process constants read
+    from `ic`/`fc`, so the source stays the same in every process (communicator 0: this
+    process alone, a copy)."""
+    x, out = node.inputs[0], node.outputs[0]
+    send, recv = cg.fresh('m'), cg.fresh('m')
+    cg.emit(f'{send} = np.ascontiguousarray({_as_array(cg, x)}).reshape({cg.size(x)})')
+    if node.params['comm'] == 0:
+        cg.emit(f'{recv} = {send}.copy()')
+    else:
+        base = len(cg.iconsts)
+        cg.iconsts.extend(mpi_library.function_addresses() + mpi_library.sum_handles(out.dtype)
+                          + [node.params['comm']])
+        cg.fconsts.append(node.params['timeout'])
+        cg.emit(f'{recv} = np.empty({cg.size(x)}, {np_type(out.dtype)})')
+        cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, ic[{base}:{base + 3}], '
+                f'ic[{base + 3}:{base + 6}], fc[{len(cg.fconsts) - 1}])')
+    _finish(cg, out, name, recv)
+
+
+def _window_args(node):
+    """The literal stride, dilation and SAME-flag arguments of a window helper."""
+    p = node.params
+    dilations = p.get('dilations', (1, 1))
+    return (f'{p["strides"][0]}, {p["strides"][1]}, {dilations[0]}, {dilations[1]}, '
+            f'{p["padding"] == "SAME"}')
+
+
+def im2col(cg, node, name):
+    x, out = node.inputs[0], node.outputs[0]
+    cg.emit(f'{name} = np.empty({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.im2col(np.ascontiguousarray({cg.ref(x)}), {name}, {_window_args(node)})')
+
+
+def col2im(cg, node, name):
+    u, out = node.inputs[0], node.outputs[0]
+    cg.emit(f'{name} = np.zeros({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.col2im(np.ascontiguousarray({cg.ref(u)}), {name}, {_window_args(node)})')
+
+
+def pool_argmax(cg, node, name):
+    x, out = node.inputs[0], node.outputs[0]
+    kh, kw = node.params['ksize']
+    sh, sw = node.params['strides']
+    cg.emit(f'{name} = np.empty({cg.shape(out)}, np.int64)')
+    cg.emit(f'K.pool_argmax(np.ascontiguousarray({cg.ref(x)}), {name}, {kh}, {kw}, {sh}, {sw}, '
+            f'{node.params["padding"] == "SAME"})')
+SCATTER_MODES = {'update': 0, 'add': 1, 'max': 2, 'min': 3}  # kernels.scatter_rows2's codes
+
+
+def scatter_rows(cg, node, name):
+    """Rows written into a copy of the base, or into the Variable's own buffer when the
+    codegen found that legal (cg.inplace: nothing reads the old value afterwards)."""
+    base, idx, upd = node.inputs
+    depth = node.params['depth']
+    rows, row = cg.size(base, range(depth)), cg.size(base, range(depth, base.ndim))
+    k = cg.size(idx)
+    target = cg.inplace.get(node.outputs[0])
+    cg.emit(f'{name} = {target}' if target is not None else f'{name} = {cg.ref(base)}.copy()')
+    cg.emit(f'K.scatter_rows2({name}.reshape(({rows}, {row})), {cg.ref(idx)}.reshape({k}), '
+            f'np.ascontiguousarray({cg.ref(upd)}).reshape(({k}, {row})), '
+            f'{SCATTER_MODES[node.params["mode"]]})')
+
+
+def sum_duplicates(cg, node, name):
+    u, idx = node.inputs
+    out = node.outputs[0]
+    k, row = cg.size(u, range(1)), cg.size(u, range(1, u.ndim))
+    out2 = cg.fresh('g')
+    cg.emit(f'{out2} = np.empty(({k}, {row}), {np_type(out.dtype)})')
+    cg.emit(f'K.sum_duplicates2(np.ascontiguousarray({cg.ref(u)}).reshape(({k}, {row})), '
+            f'{cg.ref(idx)}.reshape({k}), {out2})')
+    _finish(cg, out, name, out2)

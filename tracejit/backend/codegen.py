@@ -222,7 +222,34 @@ class Codegen:
             self.scalar[out] = name
         else:
             self.names[out] = name
-        lowering.lowering_of(node.prim).emit(self, node, name)
+        entry = lowering.lowering_of(node.prim)
+        if entry.writes_base:
+            target = self._rows_target(group, node)
+            if target is not None:
+                self.inplace[out] = target
+        entry.emit(self, node, name)
+
+    def _rows_target(self, group, node):
+        """The Variable buffer a row scatter may write in place: its base is that buffer's
+        value (the Variable's read, or an earlier scatter written there), nothing reads the
+        base after this group, and the result, through further such scatters only, becomes
+        the Variable's final value. So `var.scatter_sub(...)` costs the rows it touches."""
+        base = node.inputs[0]
+        storage = self.state_arg.get(base) or self.inplace.get(base)
+        readers = self.readers.get(base, set()) - {group.index}
+        if storage is None or 'end' in readers or any(
+                self.order[r] >= self.order[group.index] for r in readers):
+            return None
+        finals = {self.state_arg[state]: value for (_, value), state in zip(
+            self.graph.updates, self._state_vars_of_updates())}
+        value = node.outputs[0]
+        while value is not finals.get(storage):
+            users = [n for n in self.graph.nodes if value in n.inputs]
+            if len(users) != 1 or not lowering.lowering_of(users[0].prim).writes_base \
+                    or value in users[0].inputs[1:] or users[0].inputs[0] is not value:
+                return None
+            value = users[0].outputs[0]
+        return storage
 
     # -- elementwise expressions -----------------------------------------------------------
 
@@ -366,6 +393,11 @@ class Codegen:
             self.emit(f'{", ".join(results)}, = {call}', depth, results)
         else:
             self.emit(call, depth)
+
+    def extract_helper(self, start, results):
+        """Move the statements since `start` into a (shared) serial helper function and call
+        it; `results`: the marked names it assigns that later code reads."""
+        self._extract_helper(start, results, False)
 
     def _extract_helper(self, start, results, parallel, emit_call=True):
         """Move the statements since `start` into a helper function, shared by every loop with

@@ -152,6 +152,28 @@ def scatter_add(node):
 
 
 
+def batch_and_channels(node):
+    """Window ops (im2col, col2im, pool_argmax) keep the NHWC batch and channel axes."""
+    x, out = node.inputs[0], node.outputs[0]
+    yield (out, 0), (x, 0)
+    yield (out, out.ndim - 1), (x, x.ndim - 1)
+
+
+def scatter_rows(node):
+    base, idx, upd = node.inputs
+    out, depth = node.outputs[0], node.params['depth']
+    for k in range(out.ndim):
+        yield (out, k), (base, k)
+    yield (upd, 0), (idx, 0)
+    for k in range(depth, base.ndim):
+        yield (upd, 1 + k - depth), (base, k)
+
+
+def sum_duplicates(node):
+    u, idx = node.inputs
+    for k in range(u.ndim):
+        yield (node.outputs[0], k), (u, k)
+    yield (u, 0), (idx, 0)
 def independent(node):
     """No axes tied: a control-flow node's sub-graphs have dims of their own."""
     return ()

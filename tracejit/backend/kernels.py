@@ -16,8 +16,10 @@ import numba
 import numpy as np
 from numba import types
 
+from .hostcalls import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
 from .fastmath import exp32, log32
 from .fpflags import FASTMATH
+from .mpi_kernels import allreduce_sum32, allreduce_sum64  # noqa: F401 (kernels call K.*)
 
 _jit = numba.njit(inline='always', error_model='numpy')
 _cached = numba.njit(cache=True, error_model='numpy', nogil=True)
@@ -247,4 +249,187 @@ def argreduce3(x, out, largest):
                 if v != v or (v > best if largest else v < best):
                     best, where = v, k
             out[a, b] = where
+    return out
+
+
+# ---------------------------------------------------------------------------- windows
+# NHWC convolution windows on flat views: for one output position and one window row, the
+# taps of a window that lies inside the image are kw * C contiguous elements (undilated), copied
+# as one run; taps over the padding are zeros. Sizes come from the arrays, pads from the sizes.
+
+@_jit
+def _pad_before(size, out, k, stride, dilation, same):
+    """TF's SAME padding before an axis (0 for VALID), from the input and output sizes."""
+    if not same:
+        return 0
+    return max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0) // 2
+
+
+@_cached
+def im2col(x, out, sh, sw, dh, dw, same):
+    """out[b, i, j, p, q, :] = x[b, i*sh + p*dh - top, j*sw + q*dw - left, :] (0 outside)."""
+    n, h, w, c = x.shape
+    oh, ow, kh, kw = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    top, left = _pad_before(h, oh, kh, sh, dh, same), _pad_before(w, ow, kw, sw, dw, same)
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    run = kw * c
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for p in range(kh):
+                    o = (((b * oh + i) * ow + j) * kh + p) * run
+                    r = i * sh + p * dh - top
+                    s0 = j * sw - left
+                    if r < 0 or r >= h:
+                        for t in range(run):
+                            of[o + t] = 0
+                    elif dw == 1 and s0 >= 0 and s0 + kw <= w:
+                        src = ((b * h + r) * w + s0) * c
+                        for t in range(run):
+                            of[o + t] = xf[src + t]
+                    else:
+                        for q in range(kw):
+                            s = s0 + q * dw
+                            src = ((b * h + r) * w + s) * c
+                            inside = 0 <= s < w
+                            for t in range(c):
+                                of[o + q * c + t] = xf[src + t] if inside else 0
+    return out
+
+
+@_cached
+def col2im(u, out, sh, sw, dh, dw, same):
+    """The transpose of im2col: out (zeroed by the caller) += each window at its place."""
+    n, h, w, c = out.shape
+    oh, ow, kh, kw = u.shape[1], u.shape[2], u.shape[3], u.shape[4]
+    top, left = _pad_before(h, oh, kh, sh, dh, same), _pad_before(w, ow, kw, sw, dw, same)
+    uf, of = u.reshape(u.size), out.reshape(out.size)
+    run = kw * c
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for p in range(kh):
+                    o = (((b * oh + i) * ow + j) * kh + p) * run
+                    r = i * sh + p * dh - top
+                    s0 = j * sw - left
+                    if r < 0 or r >= h:
+                        continue
+                    if dw == 1 and s0 >= 0 and s0 + kw <= w:
+                        dst = ((b * h + r) * w + s0) * c
+                        for t in range(run):
+                            of[dst + t] += uf[o + t]
+                    else:
+                        for q in range(kw):
+                            s = s0 + q * dw
+                            if 0 <= s < w:
+                                dst = ((b * h + r) * w + s) * c
+                                for t in range(c):
+                                    of[dst + t] += uf[o + q * c + t]
+    return out
+
+
+@_cached
+def pool_argmax(x, out, kh, kw, sh, sw, same):
+    """out[b, i, j, ch] = flat index into x of the first maximum of the window (row-major
+    window order, replaced only by a strictly larger value: TF's MaxPoolGrad rule)."""
+    n, h, w, c = x.shape
+    oh, ow = out.shape[1], out.shape[2]
+    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    peak = np.empty(c, x.dtype)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                o = ((b * oh + i) * ow + j) * c
+                for t in range(c):
+                    of[o + t] = -1
+                for p in range(kh):
+                    r = i * sh + p - top
+                    if r < 0 or r >= h:
+                        continue
+                    for q in range(kw):
+                        s = j * sw + q - left
+                        if s < 0 or s >= w:
+                            continue
+                        src = ((b * h + r) * w + s) * c
+                        for t in range(c):
+                            v = xf[src + t]
+                            if of[o + t] < 0 or peak[t] < v:
+                                peak[t] = v
+                                of[o + t] = src + t
+# -- row scatters (Variable.scatter_*, sparse optimizer updates) and duplicate sums
+
+
+@_cached
+def scatter_rows2(out, idx, u, mode):
+    """out[idx[j], :] (set | add | max | min: mode 0-3) u[j, :] in order of j, for `out` as
+    (rows, row). Every index is checked before the first write: a bad one changes nothing."""
+    n, m = out.shape
+    for j in range(idx.shape[0]):
+        if idx[j] < 0 or idx[j] >= n:
+            raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    for j in range(idx.shape[0]):
+        k = idx[j]
+        if mode == 0:
+            for b in range(m):
+                out[k, b] = u[j, b]
+        elif mode == 1:
+            for b in range(m):
+                out[k, b] += u[j, b]
+        else:
+            for b in range(m):
+                x, y = out[k, b], u[j, b]
+                take = (y > x if mode == 2 else y < x) or y != y
+                out[k, b] = y if take else x
+    return out
+
+
+@_jit
+def _set_row(dst, i, src, j):
+    for b in range(dst.shape[1]):
+        dst[i, b] = src[j, b]
+
+
+@_jit
+def _add_row(dst, i, src, j):
+    for b in range(dst.shape[1]):
+        dst[i, b] += src[j, b]
+
+
+@_cached
+def sum_duplicates2(u, idx, out):
+    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'. A
+    table over the span of the indices finds each index's first row (a sort when the span is
+    much larger than the number of rows)."""
+    k = idx.shape[0]
+    if k == 0:
+        return out
+    lo, hi = idx.min(), idx.max()
+    if hi - lo > 8 * k + 4096:
+        order = np.argsort(idx, kind='mergesort')
+        first = order[0]
+        for p in range(k):
+            j = order[p]
+            if p == 0 or idx[j] != idx[first]:
+                first = j
+                _set_row(out, j, u, j)
+            else:
+                _add_row(out, first, u, j)
+        for p in range(1, k):
+            j, prev = order[p], order[p - 1]
+            if idx[j] == idx[prev]:
+                _set_row(out, j, out, prev)
+        return out
+    first_of = np.full(hi - lo + 1, -1, np.int64)
+    for j in range(k):
+        f = first_of[idx[j] - lo]
+        if f < 0:
+            first_of[idx[j] - lo] = j
+            _set_row(out, j, u, j)
+        else:
+            _add_row(out, f, u, j)
+    for j in range(k):
+        f = first_of[idx[j] - lo]
+        if f != j:
+            _set_row(out, j, out, f)
     return out

@@ -7,23 +7,25 @@ max or min reduction fuses into the loop of its operand, combining with `accumul
 called when it has nothing to loop over. `dims` unites the axes the primitive forces equal
 (dims.py). `needs_index`: the expression reads the loop's multi-dimensional index, so its loop
 cannot be flattened. `checks_indices`: the kernel checks the indices (input 1) and raises for
-one out of range.
+one out of range. `writes_base`: the result is input 0 with some rows changed, which the
+codegen may write into that input's Variable buffer in place. `raises`: the node may raise
+for any reason (a call back into Python).
 
 An entry is found by the primitive's name, else by its kind: a new elementwise primitive needs
 nothing here, since its registry template is its expression.
 """
 import numpy as np
 
-from . import calls, control, dims
+from . import calls, control, dims, hostcalls
 from .blocks import np_type
 
 
 class Lowering:
     def __init__(self, dims=None, expression=None, emit=None, accumulate=None,
-                 needs_index=False, checks_indices=False):
+                 needs_index=False, checks_indices=False, writes_base=False, raises=False):
         self.dims, self.expression, self.emit = dims, expression, emit
         self.accumulate, self.needs_index = accumulate, needs_index
-        self.checks_indices = checks_indices
+        self.checks_indices, self.writes_base, self.raises = checks_indices, writes_base, raises
 
     @property
     def looped(self):
@@ -75,6 +77,14 @@ BY_NAME = {
     'gather': Lowering(dims.gather, emit=calls.gather, checks_indices=True),
     'scatter_add': Lowering(dims.scatter_add, emit=calls.scatter_add),
     'log_softmax': Lowering(dims.aligned, emit=calls.log_softmax),
+    'allreduce_sum': Lowering(dims.aligned, emit=calls.allreduce_sum),
+    'im2col': Lowering(dims.batch_and_channels, emit=calls.im2col),
+    'col2im': Lowering(dims.batch_and_channels, emit=calls.col2im),
+    'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool_argmax),
+    'scatter_rows': Lowering(dims.scatter_rows, emit=calls.scatter_rows, checks_indices=True,
+                             writes_base=True),
+    'sum_duplicates': Lowering(dims.sum_duplicates, emit=calls.sum_duplicates),
+    'host_call': Lowering(hostcalls.unrelated_dims, emit=hostcalls.host_call, raises=True),
     # control flow: sub-graphs lowered to functions of their own (control.py)
     'cond': Lowering(dims.independent, emit=control.cond),
     'while': Lowering(dims.independent, emit=control.while_loop),

@@ -4,6 +4,8 @@ Everything that does not change between calls (state buffers, dims, constants) i
 one tuple when the kernel is built; a call only adds the traced inputs. Variable buffers keep
 their identity for life (assignments copy into them), which is what makes that packing valid.
 """
+import warnings
+
 import numpy as np
 
 from .. import errors, ir
@@ -86,7 +88,11 @@ class Kernel:
         signature = tuple(numba.typeof(a) for a in (*args, *self.tail))
         for attempt in ('cached', 'cleaned', 'memory'):
             try:
-                self.fn.compile(signature)
+                with warnings.catch_warnings():
+                    # kernels are nogil; their object-mode blocks (calls back into Python)
+                    # take the GIL back, as intended, and Numba warns about each of them
+                    warnings.filterwarnings('ignore', message='Code running in object mode')
+                    self.fn.compile(signature)
                 break
             except Exception as e:
                 if attempt == 'memory' or not compiler.raised_in_numba_cache(e):
@@ -107,10 +113,12 @@ class Kernel:
 
 
 def _may_raise(graph, checked_inputs):
-    """Whether the kernel can fail at run time: a node checking indices (a gather) that are not
-    an argument range-checked before the call (`checked_inputs`: positions; see
-    tracing.require_in_range)."""
+    """Whether the kernel can fail at run time: a node that may raise (a call back into
+    Python), or one checking indices (a gather) that are not an argument range-checked before
+    the call (`checked_inputs`: positions; see tracing.require_in_range)."""
     producers = graph.producers()
+    if any(lowering_of(node.prim).raises for node in graph.nodes):
+        return True
     return any(lowering_of(node.prim).checks_indices
                and graph.input_position(node.inputs[1], producers) not in checked_inputs
                or any(_may_raise(sub, frozenset()) for sub in ir.subgraphs(node))

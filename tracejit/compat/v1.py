@@ -28,5 +28,8 @@ from .variables import (  # noqa: F401
     Variable, assign, assign_add, assign_sub, global_variables, global_variables_initializer,
     initialize_all_variables, local_variables, local_variables_initializer, trainable_variables,
     variables_initializer)
+from .variables import scatter_add, scatter_sub, scatter_update  # noqa: F401
+from ..indexed_slices import IndexedSlices  # noqa: F401
+from ..scatter import (scatter_nd, tensor_scatter_nd_add, tensor_scatter_nd_update)  # noqa: F401
 
 double = float64

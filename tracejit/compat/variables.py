@@ -9,7 +9,7 @@ reads and assigns become state inputs and in-place updates of the compiled step.
 """
 import numpy as np
 
-from .. import variables as tj_variables
+from .. import scatter as tj_scatter, variables as tj_variables
 from .graph import _Operators, Tensor, constant, get_default_graph, make_op
 from .graph_ops import cast, group
 
@@ -156,3 +156,40 @@ def local_variables_initializer():
 
 
 initialize_all_variables = global_variables_initializer
+
+
+# -- scatters: TF1's scatter_update / scatter_add / scatter_sub, on graph Variables (an op, like
+#    assign) or, as TF2 allows, on eager tj.Variables (applied at once)
+
+_SCATTERS = {'scatter_update': 'ScatterUpdate', 'scatter_add': 'ScatterAdd',
+             'scatter_sub': 'ScatterSub'}
+
+
+def _scatter(method, ref, indices, updates, name):
+    apply = getattr(tj_scatter, method)
+    if isinstance(ref, tj_variables.Variable):
+        return apply(ref, indices, updates)
+    variable = _variable(ref, method)
+
+    def run(resolve, ref, indices, updates):
+        state = resolve(variable)
+        apply(state, indices, updates)
+        return state.value()
+    out = make_op(_SCATTERS[method], run, (variable._ref, indices, updates), name=name,
+                  stateful=True, operands=('ref', 'indices', 'updates'))
+    out.op._variable = variable
+    return out
+
+
+def scatter_update(ref, indices, updates, use_locking=True, name=None):
+    """Rows `indices` of Variable `ref` set to `updates`; the op's output is the new value."""
+    return _scatter('scatter_update', ref, indices, updates, name)
+
+
+def scatter_add(ref, indices, updates, use_locking=False, name=None):
+    """`updates` added to rows `indices` of Variable `ref` (repeated rows add up)."""
+    return _scatter('scatter_add', ref, indices, updates, name)
+
+
+def scatter_sub(ref, indices, updates, use_locking=False, name=None):
+    return _scatter('scatter_sub', ref, indices, updates, name)

@@ -15,6 +15,18 @@ import numpy as np
 
 log = logging.getLogger('tracejit')
 
+# In a group of processes training one model (tj.distribute), only the first, the chief, shows
+# progress; writers of checkpoints ask `is_chief()` too. Set by tj.distribute.init.
+_chief = [True]
+
+
+def set_chief(flag):
+    _chief[0] = bool(flag)
+
+
+def is_chief():
+    return _chief[0]
+
 
 class Callback:
     """Base class; override the hooks you need. `self.model` is the model being trained."""

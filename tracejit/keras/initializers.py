@@ -196,7 +196,8 @@ _SNAKE = {'zeros': Zeros, 'ones': Ones, 'constant': Constant, 'random_uniform': 
           'glorot_uniform': GlorotUniform, 'glorot_normal': GlorotNormal,
           'he_normal': HeNormal, 'he_uniform': HeUniform, 'lecun_normal': LecunNormal,
           'lecun_uniform': LecunUniform}
-_BY_NAME = dict(_SNAKE, **{cls.__name__: cls for cls in _CLASSES})
+_ALIASES = {'uniform': RandomUniform, 'normal': RandomNormal}   # Keras's short names
+_BY_NAME = dict(_SNAKE, **_ALIASES, **{cls.__name__: cls for cls in _CLASSES})
 
 
 def get(identifier):

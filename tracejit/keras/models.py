@@ -4,22 +4,30 @@ A Model is a Layer with a training API: `compile` picks the optimizer, loss and 
 `fit`, `evaluate` and `predict` run compiled steps (see training.py); `summary` prints the
 layer table; `save_weights`/`load_weights` use one `.npz` checkpoint (see saving.py).
 Extra arguments of `call` (like a Python flag `isidentity=True`) pass straight through and are
-static in compiled functions.
+static in compiled functions. `Model(inputs, outputs)` makes a `Functional` model: a graph of
+layer calls recorded on `keras.Input`s (see functional.py).
 """
 import numpy as np
 
-from . import losses, metrics as metrics_module, optimizers, saving, training
-from .layers import Layer
+from . import (compile_utils, functional, layers as layers_module, metrics as metrics_module,
+               optimizers, saving, summary as summary_module, training)
+from .layers import Layer, unique_name
 
 
 class Model(Layer):
     """Subclass and implement `call(inputs, training=None, ...)`; Layers and Variables
     assigned to attributes are tracked, in assignment order."""
 
+    def __new__(cls, *args, **kwargs):
+        """`Model(inputs, outputs)` makes a functional model, as in Keras."""
+        if cls is Model and (args or 'inputs' in kwargs or 'outputs' in kwargs):
+            cls = Functional
+        return super().__new__(cls)
+
     def __init__(self, *args, **kwargs):
-        if args or 'inputs' in kwargs or 'outputs' in kwargs:
-            raise NotImplementedError('the functional API (Model(inputs, outputs)) is not '
-                                      'supported; subclass Model or use Sequential')
+        if args:
+            raise TypeError(f'{type(self).__name__}() takes keyword arguments only (name=, '
+                            f'trainable=, dtype=), got {len(args)} positional')
         super().__init__(**kwargs)
         self.optimizer = self.compiled_loss = self.loss_tracker = None
         self.compiled_metrics = []
@@ -48,22 +56,53 @@ class Model(Layer):
     def layers(self):
         return self._sublayers()
 
+    @classmethod
+    def from_config(cls, config):
+        """A functional config (layers with inbound nodes) makes a Functional model."""
+        if cls is Model and 'input_layers' in config:
+            return Functional.from_config(config)
+        return super().from_config(config)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name`, or the one at `index` in `layers`."""
+        if (name is None) == (index is None):
+            raise ValueError('Provide either a layer name or layer index at `get_layer`, '
+                             f'got name={name!r}, index={index!r}')
+        layers = self.layers
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f'Was asked to retrieve layer at index {index} but model '
+                                 f'only has {len(layers)} layers.')
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f'No such layer: {name}. Existing layers are: '
+                         f'{[layer.name for layer in layers]}.')
+
     def _check_data_shape(self, shape):
         """Refuse data of the wrong shape before training starts; subclassed models find out
         when their layers are first called (still before any weight changes)."""
 
     # -- training configuration -------------------------------------------------------------
 
-    def compile(self, optimizer='rmsprop', loss=None, metrics=None, run_eagerly=False,
-                steps_per_execution=1):
+    def compile(self, optimizer='rmsprop', loss=None, metrics=None, loss_weights=None,
+                run_eagerly=False, steps_per_execution=1):
         """Choose optimizer, loss and metrics (objects or names: 'adam', 'mse',
-        'sparse_categorical_crossentropy', 'accuracy', ...)."""
+        'sparse_categorical_crossentropy', 'accuracy', ...). Models with several outputs take
+        a loss, `loss_weights` and metrics per output, as lists or dicts by output name
+        (see compile_utils)."""
         if loss is None:
             raise ValueError('compile needs a loss, e.g. loss="mse"')
+        names = getattr(self, 'output_names', None) or ['output']
         self.optimizer = optimizers.get(optimizer)
-        self.compiled_loss = losses.as_loss(loss)
+        self.compiled_loss = compile_utils.OutputLosses(loss, loss_weights, names)
         self.loss_tracker = metrics_module.Mean('loss')
-        self.compiled_metrics = [metrics_module.as_metric(m) for m in (metrics or [])]
+        self.output_metrics = compile_utils.OutputMetrics(metrics, names)
+        trackers = [t for t in self.compiled_loss.trackers if t is not None]
+        self.compiled_metrics = sorted(trackers + self.output_metrics.metrics,
+                                       key=lambda m: m.name) if trackers else \
+            self.output_metrics.metrics
         self.run_eagerly = bool(run_eagerly)
         self._steps_per_execution = training._whole_number(steps_per_execution,
                                                            'steps_per_execution', 1)
@@ -169,8 +208,20 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer):
+        """Append `layer`; `keras.Input(shape)` (or its InputLayer) as the first entry gives
+        the input shape, so the model builds at once, as in Keras 3."""
+        if isinstance(layer, functional.KerasTensor):
+            layer = layer._keras_history[0]
+        if isinstance(layer, functional.InputLayer):
+            if self._layers:
+                raise ValueError('an Input must come before the other layers of a Sequential')
+            self._input_layer = layer
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f'Sequential.add needs a Layer, got {type(layer).__name__}')
+        if not self._layers and getattr(self, '_input_layer', None) is not None and \
+                layer._batch_input_shape is None:
+            layer._batch_input_shape = self._input_layer.batch_shape
         self._layers.append(layer)
         self.built = False
         self._steps = training.Steps(self, self.run_eagerly)   # traced steps knew the old stack
@@ -198,3 +249,76 @@ class Sequential(Model):
         for layer in self._layers:
             outputs = layer(outputs, training=training)
         return outputs
+
+
+class Functional(Model):
+    """A model defined by its graph: `Model(inputs, outputs)` with KerasTensors (single, lists
+    or dicts of them). Its layers (InputLayers included) and their weights are listed in
+    Keras's order; calling it runs the recorded layer calls on the given values."""
+
+    def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
+        graph = functional.Graph(inputs, outputs)
+        self._graph_layers = list(graph.layers)   # tracked: weights follow the layer order
+        super().__init__(name=name or unique_name('functional'), trainable=trainable,
+                         **kwargs)
+        self._graph = graph
+        self.built = True
+
+    @property
+    def inputs(self):
+        return list(self._graph.flat_inputs)
+
+    @property
+    def outputs(self):
+        return list(self._graph.flat_outputs)
+
+    @property
+    def input_names(self):
+        return [x._keras_history[0].name for x in self._graph.flat_inputs]
+
+    @property
+    def output_names(self):
+        """Names of the outputs, as losses and metrics are logged (`out1_loss`): the dict keys
+        of dict outputs, else the names of the layers producing them."""
+        if isinstance(self._graph.outputs, dict):
+            return list(self._graph.outputs)
+        return [x._keras_history[0].name for x in self._graph.flat_outputs]
+
+    @property
+    def layers(self):
+        return list(self._graph_layers)
+
+    def call(self, inputs, training=None):
+        return self._graph.run(inputs, training)
+
+    def _check_data_shape(self, shape):
+        """Data is checked per input when the step is traced (the graph knows the shapes)."""
+
+    def summary(self, line_length=None, print_fn=None):
+        summary_module.print_functional(self, self._graph, line_length, print_fn or print)
+
+    def get_config(self):
+        return self._graph.config(self.name, self.trainable, serialize_layer)
+
+    @classmethod
+    def from_config(cls, config):
+        inputs, outputs = functional.from_config(config, deserialize_layer)
+        return cls(inputs, outputs, name=config.get('name'),
+                   trainable=config.get('trainable', True))
+
+
+def serialize_layer(layer):
+    """A layer as Keras writes it into a model config (class name and `get_config()`)."""
+    return {'module': 'keras.layers', 'class_name': type(layer).__name__,
+            'config': layer.get_config(), 'registered_name': None}
+
+
+def deserialize_layer(entry):
+    """The layer `serialize_layer` wrote: its class found by name among the Keras layers
+    and models, made by `from_config`."""
+    name = entry['class_name']
+    classes = {'Functional': Functional, 'Model': Functional, 'Sequential': Sequential}
+    cls = classes.get(name) or getattr(layers_module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ValueError(f'unknown layer class {name!r} in the model config')
+    return cls.from_config(entry['config'])

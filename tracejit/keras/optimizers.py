@@ -1,9 +1,17 @@
-"""Keras optimizers (TF2 update rules): SGD (momentum, Nesterov), Adam, RMSprop, Adagrad.
+"""Keras optimizers (TF2 update rules): SGD (momentum, Nesterov), Adam, RMSprop, Adagrad, and
+TF Addons' LazyAdam.
 
 The learning rate lives in a non-trainable Variable owned by the optimizer, so a compiled step
 reads it as state: `optimizer.learning_rate = 0.01` takes effect on the next step without a
 retrace. Slots (momenta, moving averages) are Variables created on first use, which inside
 `tj.function` is the step's first trace. `iterations` counts applied updates.
+
+Sparse gradients (IndexedSlices, from embedding lookups and gathers) are applied as Keras 3
+applies them: SGD without momentum subtracts the rows it was given (`scatter_sub`, so a step
+touches only those rows); every other rule here reads its slots densely and takes the dense
+gradient, giving exactly dense Adam's numbers. (Keras 3 squares each slice before adding
+repeated rows up, so its Adam on repeated ids differs from dense Adam; ours does not.)
+LazyAdam updates only the rows seen.
 """
 import logging
 import numbers
@@ -12,6 +20,7 @@ import numpy as np
 
 from .. import errors, ops
 from ..autodiff import GradientTape
+from ..indexed_slices import IndexedSlices, to_dense
 from ..variables import Variable
 
 log = logging.getLogger('tracejit')
@@ -103,7 +112,10 @@ class Optimizer:
         step = ops.cast(self.iterations.value() + 1, 'float32')
         coefficient = self._coefficient(self._learning_rate.value(), step)
         for grad, var in pairs:
-            self._apply(ops.convert_to_tensor(grad), var, ops.cast(coefficient, var.dtype))
+            if isinstance(grad, IndexedSlices):
+                self._apply_sparse(grad, var, ops.cast(coefficient, var.dtype))
+            else:
+                self._apply(ops.convert_to_tensor(grad), var, ops.cast(coefficient, var.dtype))
         self.iterations.assign_add(1)
         return self.iterations
 
@@ -161,6 +173,18 @@ class Optimizer:
     def _apply(self, grad, var, lr):
         raise NotImplementedError
 
+    def _apply_sparse(self, grad, var, coefficient):
+        """IndexedSlices: by default the dense update of the dense gradient (Keras 3's rule
+        whenever the update reads a slot densely)."""
+        self._apply(ops.cast(to_dense(grad), var.dtype), var, coefficient)
+
+
+def _rows_of(grad, var):
+    """The slices' (row values in `var`'s dtype, flat indices)."""
+    indices = ops.reshape(grad.indices, (-1,))
+    values = ops.reshape(grad.values, tuple(indices.shape) + tuple(var.shape[1:]))
+    return ops.cast(values, var.dtype), indices
+
 
 class SGD(Optimizer):
     """var -= lr * g; with momentum m = momentum * m - lr * g, var += m (Nesterov:
@@ -179,6 +203,13 @@ class SGD(Optimizer):
         m_new = self.momentum * m.value() - lr * grad
         m.assign(m_new)
         var.assign_add(self.momentum * m_new - lr * grad if self.nesterov else m_new)
+
+    def _apply_sparse(self, grad, var, lr):
+        if self.momentum != 0:
+            super()._apply_sparse(grad, var, lr)
+            return
+        values, indices = _rows_of(grad, var)
+        var.scatter_sub(IndexedSlices(values * lr, indices, var.shape))
 
 
 class Adam(Optimizer):
@@ -242,6 +273,28 @@ class Adagrad(Optimizer):
         acc_new = acc.value() + ops.square(grad)
         acc.assign(acc_new)
         var.assign_sub(lr * grad / (ops.sqrt(acc_new) + self.epsilon))
+
+
+class LazyAdam(Adam):
+    """TF Addons' LazyAdam: with sparse gradients only the rows seen change, in the weights
+    and in both moments (gradients of repeated rows are summed first); dense gradients get
+    Adam's update. Much cheaper than Adam for large embeddings, and a different algorithm."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name='LazyAdam'):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name)
+
+    def _apply_sparse(self, grad, var, lr_t):
+        m, v = self.add_slot(var, 'm'), self.add_slot(var, 'v')
+        values, indices = _rows_of(grad, var)
+        g = ops.sum_duplicates(values, indices)  # a repeated row carries its total each time
+        m_rows = self.beta_1 * ops.gather(m.value(), indices) + (1.0 - self.beta_1) * g
+        v_rows = self.beta_2 * ops.gather(v.value(), indices) + (1.0 - self.beta_2) * \
+            ops.square(g)
+        var_rows = ops.gather(var.value(), indices) - lr_t * m_rows / (ops.sqrt(v_rows)
+                                                                      + self.epsilon)
+        for slot, rows in ((m, m_rows), (v, v_rows), (var, var_rows)):
+            slot.scatter_update(IndexedSlices(rows, indices, var.shape))
 
 
 _BY_NAME = {'sgd': SGD, 'adam': Adam, 'rmsprop': RMSprop, 'adagrad': Adagrad}

@@ -26,7 +26,7 @@ from .. import dtypes, random, tree
 from ..data import INFINITE_CARDINALITY, Dataset
 from ..function import function as tj_function
 from ..autodiff import GradientTape
-from . import callbacks as callbacks_module
+from . import callbacks as callbacks_module, structured_data
 
 
 # ------------------------------------------------------------------------------ steps
@@ -55,8 +55,9 @@ class Steps:
         model = self.model
 
         def train_steps(xs, ys, batch_size):
-            for k in range(xs.shape[0]):
-                _train_step(model, xs[k], ys[k], batch_size)
+            for k in range(tree.leaves(xs)[0].shape[0]):
+                _train_step(model, tree.tree_map(lambda a: a[k], xs),
+                            tree.tree_map(lambda a: a[k], ys), batch_size)
         return self._compile(train_steps)
 
     @functools.cached_property
@@ -65,8 +66,8 @@ class Steps:
 
         def test_step(x, y, batch_size):
             y_pred = model(x, training=False)
-            loss = model.compiled_loss._reduced(y, y_pred, None, batch_size)
-            _update_metrics(model, y, y_pred, loss, batch_size)
+            loss, parts = model.compiled_loss.compute(y, y_pred, batch_size)
+            _update_metrics(model, y, y_pred, loss, parts, batch_size)
         return self._compile(test_step)
 
     @functools.cached_property
@@ -81,18 +82,19 @@ class Steps:
 def _train_step(model, x, y, batch_size):
     with GradientTape() as tape:
         y_pred = model(x, training=True)
-        loss = model.compiled_loss._reduced(y, y_pred, None, batch_size)
+        loss, parts = model.compiled_loss.compute(y, y_pred, batch_size)
     variables = model.trainable_weights
     grads = tape.gradient(loss, variables)
     model.optimizer.apply_gradients(zip(grads, variables))
-    _update_metrics(model, y, y_pred, loss, batch_size)
+    _update_metrics(model, y, y_pred, loss, parts, batch_size)
 
 
-def _update_metrics(model, y, y_pred, loss, batch_size):
-    """Loss mean weighted by batch size (as Keras does), then each compiled metric."""
+def _update_metrics(model, y, y_pred, loss, parts, batch_size):
+    """Loss mean weighted by batch size (as Keras does), each output's loss (with several
+    outputs), then each compiled metric."""
     model.loss_tracker.update_state(loss, sample_weight=batch_size)
-    for metric in model.compiled_metrics:
-        metric.update_batch(y, y_pred, batch_size)
+    model.compiled_loss.update_trackers(parts, batch_size)
+    model.output_metrics.update(y, y_pred, batch_size)
 
 
 class MetricLogs(collections.abc.Mapping):
@@ -115,7 +117,12 @@ class MetricLogs(collections.abc.Mapping):
 
 def as_input(data, what, check_nan=True):
     """A C-contiguous numpy array for `data`: floats as float32, 1-D data as one column (as
-    Keras fits do); TypeError for non-numeric data, ValueError for NaNs."""
+    Keras fits do); TypeError for non-numeric data, ValueError for NaNs. A list or dict of
+    arrays (several inputs or outputs) gives the same structure of such arrays."""
+    return structured_data.convert(data, what, lambda a, name: _as_array(a, name, check_nan))
+
+
+def _as_array(data, what, check_nan):
     if data is None:
         raise ValueError(f'{what} is None; pass a numpy array or tensor')
     if isinstance(data, (dict, str, bytes)) or callable(getattr(data, '__next__', None)):
@@ -146,11 +153,19 @@ def as_input(data, what, check_nan=True):
 
 
 def check_pair(x, y, what=''):
-    if len(x) != len(y):
-        raise ValueError(f'Data cardinality is ambiguous{what}: x has {len(x)} samples, y has '
-                         f'{len(y)}. Make sure all arrays contain the same number of samples.')
-    if len(x) == 0:
+    nx, ny = structured_data.sample_count(x, 'x'), structured_data.sample_count(y, 'y')
+    if nx != ny:
+        raise ValueError(f'Data cardinality is ambiguous{what}: x has {nx} samples, y has '
+                         f'{ny}. Make sure all arrays contain the same number of samples.')
+    if nx == 0:
         raise ValueError(f'no data{what}: x and y are empty')
+
+
+def _check_shape(model, x):
+    """The model's check of one input array's shape (structured inputs are checked per
+    input when the step is traced)."""
+    if isinstance(x, np.ndarray):
+        model._check_data_shape(x.shape)
 
 
 def _whole_number(value, what, least):
@@ -195,7 +210,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
                               validation_split, validation_steps)
     history = callbacks_module.History()
     logger = {1: callbacks_module.ProgbarLogger, 2: callbacks_module.EpochLogger}.get(verbose)
-    logger = logger(source.steps, epochs) if logger else None
+    logger = logger(source.steps, epochs) if logger and callbacks_module.is_chief() else None
     cbs = callbacks_module.CallbackList(
         list(callbacks or []) + [history] + ([logger] if logger else []), model,
         {'epochs': epochs, 'steps': source.steps, 'verbose': verbose})
@@ -231,19 +246,19 @@ class _ArrayEpochs:
         self.x, self.y, validation_data = _fit_data(model, x, y, validation_data,
                                                     validation_split)
         self.validate = _validator(model, validation_data, validation_steps, self.batch_size)
-        self.steps = math.ceil(len(self.x) / self.batch_size)
+        self.steps = math.ceil(structured_data.sample_count(self.x, 'x') / self.batch_size)
         self.plan = batch_plan(model, self.x, self.y, self.batch_size)
         self.rng = np.random.default_rng(_seed_from_tj_random()) if shuffle else None
         if self.rng is not None:
-            self.xs, self.ys = np.empty_like(self.x), np.empty_like(self.y)
+            self.xs, self.ys = structured_data.empty_like(self.x), \
+                structured_data.empty_like(self.y)
 
     def run_epoch(self, cbs):
         xs, ys = self.x, self.y
         if self.rng is not None:
-            order = self.rng.permutation(len(xs))
-            np.take(xs, order, axis=0, out=self.xs, mode='clip')
-            np.take(ys, order, axis=0, out=self.ys, mode='clip')
-            xs, ys = self.xs, self.ys
+            order = self.rng.permutation(structured_data.sample_count(xs, 'x'))
+            xs = structured_data.take(xs, order, self.xs)
+            ys = structured_data.take(ys, order, self.ys)
         _run_epoch(self.model, xs, ys, self.plan, cbs)
 
 
@@ -290,7 +305,7 @@ class _DatasetEpochs:
         for batch, (x, y) in enumerate(dataset_pairs(self.model, self._batches())):
             if logs is not None:
                 cbs.on_train_batch_begin(batch, logs)
-            train(x, y, float(len(x)))
+            train(x, y, float(structured_data.sample_count(x, 'x')))
             if logs is not None:
                 cbs.on_train_batch_end(batch, logs)
             if self.model.stop_training:
@@ -324,7 +339,7 @@ def dataset_pairs(model, batches):
         x, y = as_input(element[0], f'x of dataset batch {k}'), as_input(
             element[1], f'y of dataset batch {k}')
         check_pair(x, y, f' in dataset batch {k}')
-        model._check_data_shape(x.shape)
+        _check_shape(model, x)
         yield x, y
 
 
@@ -336,10 +351,13 @@ def _fit_data(model, x, y, validation_data, validation_split):
     if validation_data is None and validation_split:
         if not 0 < validation_split < 1:
             raise ValueError(f'validation_split must be in [0, 1), got {validation_split}')
-        split = int(len(x) * (1 - validation_split))
-        x, y, validation_data = x[:split], y[:split], (x[split:], y[split:])
+        n = structured_data.sample_count(x, 'x')
+        split = int(n * (1 - validation_split))
+        rows = structured_data.rows
+        x, y, validation_data = rows(x, 0, split), rows(y, 0, split), (rows(x, split, n),
+                                                                        rows(y, split, n))
         check_pair(x, y, ' after validation_split')
-    model._check_data_shape(x.shape)
+    _check_shape(model, x)
     return x, y, validation_data
 
 
@@ -358,7 +376,7 @@ def _validator(model, validation_data, validation_steps, batch_size):
     x, y = as_input(validation_data[0], 'validation x'), as_input(validation_data[1],
                                                                   'validation y')
     check_pair(x, y, ' in validation_data')
-    model._check_data_shape(x.shape)
+    _check_shape(model, x)
     return lambda: evaluate_arrays(model, x, y, batch_size)
 
 
@@ -368,20 +386,21 @@ def _seed_from_tj_random():
 
 
 def batch_plan(model, x, y, batch_size):
-    """One entry per native call of an epoch: (step, start, stop, x rows, y rows, batch size,
-    batches). With steps_per_execution = N, runs of N full batches go to the multi-batch step
-    as (N, batch, ...) views; the rest, including the last partial batch, one by one."""
-    n, per_call, plan, start = len(x), model._steps_per_execution, [], 0
+    """One entry per native call of an epoch: (step, start, stop, leading axes of the
+    stacked batches or None, batch size, batches). With steps_per_execution = N, runs of N
+    full batches go to the multi-batch step as (N, batch, ...) views; the rest, including the
+    last partial batch, one by one."""
+    n = structured_data.sample_count(x, 'x')
+    per_call, plan, start = model._steps_per_execution, [], 0
     if per_call > 1:
         stride = batch_size * per_call
-        x_rows, y_rows = (per_call, batch_size) + x.shape[1:], (per_call, batch_size) + y.shape[1:]
         while start + stride <= n:
-            plan.append((model._steps.train_multi, start, start + stride, x_rows, y_rows,
-                         float(batch_size), per_call))
+            plan.append((model._steps.train_multi, start, start + stride,
+                         (per_call, batch_size), float(batch_size), per_call))
             start += stride
     while start < n:
         stop = min(start + batch_size, n)
-        plan.append((model._steps.train, start, stop, None, None, float(stop - start), 1))
+        plan.append((model._steps.train, start, stop, None, float(stop - start), 1))
         start = stop
     return plan
 
@@ -392,13 +411,11 @@ def _run_epoch(model, xs, ys, plan, cbs):
     logs = MetricLogs(model.metrics) if cbs.batch_begin or cbs.batch_end else None
     begin, end = cbs.on_train_batch_begin, cbs.on_train_batch_end
     batch = 0
-    for step, start, stop, x_rows, y_rows, size, batches in plan:
+    rows = structured_data.rows
+    for step, start, stop, lead, size, batches in plan:
         if logs is not None:
             begin(batch, logs)
-        if x_rows is None:
-            step(xs[start:stop], ys[start:stop], size)
-        else:
-            step(xs[start:stop].reshape(x_rows), ys[start:stop].reshape(y_rows), size)
+        step(rows(xs, start, stop, lead), rows(ys, start, stop, lead), size)
         batch += batches
         if logs is not None:
             end(batch - 1, logs)
@@ -413,7 +430,7 @@ def _predict_batches(model, batches):
     for k, element in enumerate(batches):
         x = element[0] if isinstance(element, tuple) else element
         x = as_input(x, f'x of dataset batch {k}', check_nan=False)
-        model._check_data_shape(x.shape)
+        _check_shape(model, x)
         yield x
 
 
@@ -426,10 +443,10 @@ def evaluate(model, x, y, batch_size=None, verbose=1, return_dict=False, steps=N
     else:
         x, y = as_input(x, 'x'), as_input(y, 'y')
         check_pair(x, y)
-        model._check_data_shape(x.shape)
+        _check_shape(model, x)
         batch_size = _batch_size(batch_size)
         logs = evaluate_arrays(model, x, y, batch_size)
-        steps = math.ceil(len(x) / batch_size)
+        steps = math.ceil(structured_data.sample_count(x, 'x') / batch_size)
     if verbose:
         print(f'{steps}/{steps}{callbacks_module.format_logs(logs)}')
     if return_dict:
@@ -442,9 +459,10 @@ def evaluate_arrays(model, x, y, batch_size):
     """Metric values over (x, y), from freshly reset metric state."""
     model.reset_metrics()
     test = model._steps.test
-    for start in range(0, len(x), batch_size):
-        stop = min(start + batch_size, len(x))
-        test(x[start:stop], y[start:stop], float(stop - start))
+    n, rows = structured_data.sample_count(x, 'x'), structured_data.rows
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        test(rows(x, start, stop), rows(y, start, stop), float(stop - start))
     return model._metric_values()
 
 
@@ -454,7 +472,7 @@ def evaluate_batches(model, batches, count=False):
     model.reset_metrics()
     test, n = model._steps.test, 0
     for n, (x, y) in enumerate(dataset_pairs(model, batches), 1):
-        test(x, y, float(len(x)))
+        test(x, y, float(structured_data.sample_count(x, 'x')))
     if n == 0:
         raise ValueError('the dataset has no batches to evaluate')
     logs = model._metric_values()
@@ -471,10 +489,11 @@ def predict(model, x, batch_size=None, steps=None):
             raise ValueError('the dataset has no batches to predict')
     else:
         x = as_input(x, 'x', check_nan=False)
-        model._check_data_shape(x.shape)
+        _check_shape(model, x)
         batch_size = _batch_size(batch_size)
-        starts = range(0, len(x), batch_size) or [0]  # no rows: one empty batch, (0, units)
-        outputs = [step(x[start:start + batch_size]) for start in starts]
+        n = structured_data.sample_count(x, 'x')
+        starts = range(0, n, batch_size) or [0]  # no rows: one empty batch, (0, units)
+        outputs = [step(structured_data.rows(x, start, start + batch_size)) for start in starts]
     leaves, treedef = zip(*(tree.flatten(o) for o in outputs))
     columns = zip(*leaves)
     return tree.unflatten(treedef[0], [np.concatenate([np.asarray(v) for v in column])

@@ -1,0 +1,37 @@
+"""The addresses and handles a compiled kernel needs to call the MPI library mpi4py loaded.
+
+A kernel calls MPI through function pointers and handles it receives as int64 arguments (in
+its `ic` constants), never through addresses written into its source: the source, hence the
+disk cache entry, is the same in every process, and each process passes its own values.
+Loaded lazily: importing mpi4py initialises MPI, which only a distributed step should do.
+"""
+import ctypes
+import functools
+
+import numpy as np
+
+FUNCTIONS = ('MPI_Iallreduce', 'MPI_Test', 'MPI_Wtime')
+
+
+@functools.lru_cache(maxsize=None)
+def _library():
+    from mpi4py import MPI
+    return MPI, ctypes.CDLL(MPI.__file__)  # dlsym on mpi4py's module finds libmpi's symbols
+
+
+def handle_bits():
+    """Width of MPI's handles: 32 in MPICH (integers), 64 in Open MPI (pointers)."""
+    MPI, _ = _library()
+    return 8 * MPI._sizeof(MPI.Comm)
+
+
+def function_addresses():
+    _, lib = _library()
+    return [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in FUNCTIONS]
+
+
+def sum_handles(dtype):
+    """(datatype, MPI_SUM) handles for a sum of `dtype` elements."""
+    MPI, _ = _library()
+    datatype = MPI._typedict[np.dtype(dtype).char]
+    return [MPI._handleof(datatype), MPI._handleof(MPI.SUM)]
