@@ -3,7 +3,6 @@
 `python distributed_worker.py SCENARIO OUT_DIR`: `train` writes rank<r>.npz with what the test
 compares; `killed` and `stopped` make rank 1 die or leave early while rank 0 keeps training.
 """
-import collections
 import os
 import signal
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import tracejit as tj
 
 hvd = tj.distribute
-Slices = collections.namedtuple('Slices', 'values indices dense_shape')
+Slices = tj.IndexedSlices
 
 
 def mlp(seed):
@@ -70,6 +69,40 @@ def custom_training(results, steps=3):
     for i, (p, r) in enumerate(zip(params, reference)):
         results[f'param{i}'], results[f'ref{i}'] = p.numpy(), r.numpy()
     assert size == 2
+
+
+def embedding_training(results, steps=2):
+    """An embedding table's gradient is IndexedSlices: allgathered across ranks, applied row
+    by row by SGD; the reference trains on both ranks' ids in one process."""
+    rank = hvd.rank()
+    ids = np.array([[1, 4, 4], [7, 1, 0], [2, 2, 9], [4, 8, 3]], np.int32)
+    y = np.array([[1.0], [-1.0], [0.5], [2.0]], np.float32)
+    table = tj.Variable(np.linspace(-1, 1, 30, dtype=np.float32).reshape(10, 3))
+    reference = tj.Variable(table.numpy())
+    optimizer, ref_optimizer = tj.keras.optimizers.SGD(0.3), tj.keras.optimizers.SGD(0.3)
+
+    def loss_of(variable, ids, y):
+        rows = tj.gather(variable, ids)
+        return tj.reduce_mean(tj.square(tj.reduce_sum(rows, axis=[1, 2])[:, None] - y))
+
+    @tj.function
+    def step(ids, y):
+        with hvd.DistributedGradientTape() as tape:
+            loss = loss_of(table, ids, y)
+        grad, = tape.gradient(loss, [table])
+        optimizer.apply_gradients([(grad, table)])
+        return isinstance(grad, tj.IndexedSlices)
+
+    @tj.function
+    def ref_step(ids, y):
+        with tj.GradientTape() as tape:
+            loss = loss_of(reference, ids, y)
+        ref_optimizer.apply_gradients([(tape.gradient(loss, reference), reference)])
+    for _ in range(steps):
+        results['embedding_sparse'] = bool(step(ids[2 * rank:2 * rank + 2],
+                                                y[2 * rank:2 * rank + 2]))
+        ref_step(ids, y)
+    results['embedding'], results['ref_embedding'] = table.numpy(), reference.numpy()
 
 
 def collectives(results):
@@ -155,6 +188,7 @@ def main():
         return
     results = {}
     custom_training(results)
+    embedding_training(results)
     collectives(results)
     keras_fit(results)
     np.savez(os.path.join(out, f'rank{hvd.rank()}.npz'), **results)

@@ -218,3 +218,11 @@ def test_digits_mlp_reaches_95_percent_and_beats_numpy(capsys):
     assert result['accuracy'] >= 0.95
     assert re.search(r'Epoch 30/30\n12/12 - .*loss: \d+\.\d{4} - accuracy: \d\.\d{4}', out)
     assert re.search(r'-> \d+\.\d+x faster', out)
+
+
+def test_distributed_digits_runs_alone_and_learns(capsys, tmp_path):
+    accuracy = load_example('distributed_digits').main(
+        ['--epochs', '3', '--out', str(tmp_path / 'digits.npz')])
+    assert accuracy > 0.85, capsys.readouterr().out
+    assert 'test accuracy' in capsys.readouterr().out
+    assert (tmp_path / 'digits.npz').exists()

@@ -165,8 +165,9 @@ def allreduce_sum(cg, node, name):
                           + [node.params['comm']])
         cg.fconsts.append(node.params['timeout'])
         cg.emit(f'{recv} = np.empty({cg.size(x)}, {np_type(out.dtype)})')
-        cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, ic[{base}:{base + 3}], '
-                f'ic[{base + 3}:{base + 6}], fc[{len(cg.fconsts) - 1}])')
+        fns, handles = f'ic[{base}:{base + 4}]', f'ic[{base + 4}:{base + 7}]'
+        cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, {fns}, {handles}, '
+                f'fc[{len(cg.fconsts) - 1}])')
     _finish(cg, out, name, recv)
 
 

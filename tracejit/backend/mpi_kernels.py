@@ -4,11 +4,13 @@ pointers received as arguments (see mpi_library.py).
 The allreduce is non-blocking (MPI_Iallreduce) and polled with MPI_Test until it completes or
 `timeout` seconds of MPI_Wtime pass: a peer that died, stopped early or runs a different step
 makes this rank raise DeadlineExceededError instead of waiting forever. MPICH's blocking
-MPI_Allreduce polls the same way, so the wait costs no more.
+MPI_Allreduce polls the same way; after SPINS polls this one also yields its core between polls
+(sched_yield), so on a machine with more busy processes than cores the peer it waits for can
+be scheduled instead of the poller.
 
-`fns` holds the addresses of (MPI_Iallreduce, MPI_Test, MPI_Wtime), `handles` (datatype, op,
-communicator); a handle is an integer of `bits` bits (32 for MPICH, 64 for Open MPI), passed
-as an int64 and narrowed here, so one kernel source serves both.
+`fns` holds the addresses of (MPI_Iallreduce, MPI_Test, MPI_Wtime, sched_yield), `handles`
+(datatype, op, communicator); a handle is an integer of `bits` bits (32 for MPICH, 64 for Open
+MPI), passed as an int64 and narrowed here, so one kernel source serves both.
 """
 import numba
 import numpy as np
@@ -53,6 +55,8 @@ def _iallreduce(handle):
 
 _mpi_test = _c_function(types.int32, _I32, [_I8P, _I8P, _I8P])
 _mpi_wtime = _c_function(types.float64, ir.DoubleType(), [])
+_sched_yield = _c_function(types.int32, _I32, [])
+SPINS = 100
 _IALLREDUCE = {32: _iallreduce(ir.IntType(32)), 64: _iallreduce(ir.IntType(64))}
 
 
@@ -68,11 +72,15 @@ def _allreduce_sum(iallreduce):
         if code != 0:
             raise UnavailableError('MPI_Iallreduce failed in a compiled step')
         start = _mpi_wtime(fns[2], ())
+        polls = 0
         while True:
             if _mpi_test(fns[1], (request.ctypes.data, flag.ctypes.data, status.ctypes.data)):
                 raise UnavailableError('MPI_Test failed in a compiled step: a rank has failed')
             if flag[0]:
                 return
+            polls += 1
+            if polls > SPINS:
+                _sched_yield(fns[3], ())
             if _mpi_wtime(fns[2], ()) - start > timeout:
                 raise DeadlineExceededError(
                     'allreduce in a compiled step timed out: another rank died, stopped early '

@@ -26,8 +26,10 @@ def handle_bits():
 
 
 def function_addresses():
+    """Addresses of FUNCTIONS, then of the C library's sched_yield."""
     _, lib = _library()
-    return [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in FUNCTIONS]
+    functions = [getattr(lib, name) for name in FUNCTIONS] + [ctypes.CDLL(None).sched_yield]
+    return [ctypes.cast(f, ctypes.c_void_p).value for f in functions]
 
 
 def sum_handles(dtype):
