@@ -31,6 +31,7 @@ from .function import Function, function, jit  # noqa: F401
 from .control import (cond, foldl, foldr, map_fn, scan, switch_case,  # noqa: F401
                       while_loop)
 from . import lax  # noqa: F401
+from .tensor_array import TensorArray  # noqa: F401
 from .ops import (  # noqa: F401
     abs, add, argmax, argmin, broadcast_to, cast, clip_by_value, concat, constant,
     convert_to_tensor, cos, divide, equal, exp, expand_dims, fill, floor, gather, greater,

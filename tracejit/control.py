@@ -144,7 +144,7 @@ def _check_same_types(first, other, what, k):
 
 # -------------------------------------------------------------------------------- loops
 
-def _carried(rec, variables, num_explicit):
+def _carried(rec, variables):
     """Input Vars of a loop function for the Variables carried by the loop: its reads of them
     (a fresh Var where it reads one not)."""
     return [rec.read_var(v) or ir.Var(v.shape, v.dtype.np) for v in variables]
@@ -152,7 +152,7 @@ def _carried(rec, variables, num_explicit):
 
 def _loop_inputs(rec, variables, keys, operands, explicit, x_count=0):
     """Inputs of a loop function in node order: consts, carry, carried Variables, xs."""
-    carried = _carried(rec, variables, rec.num_explicit)
+    carried = _carried(rec, variables)
     consts = _inputs_for(rec, keys, operands)
     carry, xs = explicit[:len(explicit) - x_count], explicit[len(explicit) - x_count:]
     return consts + carry + carried + xs
@@ -371,7 +371,7 @@ def _zeros_for(cts, outs):
     return [ct if ct is not None else ops.zeros_like(out) for ct, out in zip(cts, outs)]
 
 
-def _vjp_graph(graph, diff_in, diff_out, extra_avals=()):
+def _vjp_graph(graph, diff_in, diff_out):
     """A function of (graph inputs, cotangents of the `diff_out` outputs) returning the
     cotangents of the `diff_in` inputs: the graph replayed under a tape, then differentiated
     (the forward values are recomputed where the gradient needs them)."""

@@ -87,8 +87,8 @@ def while_loop(cg, node, name):
     cg.emit(f'if not {pred}:', 2)
     cg.emit('break', 3)
     _call(cg, body, consts + carry, carry, 2)
-    for k, (out, result) in enumerate(zip(node.outputs, _bind_outputs(cg, node, name))):
-        cg.assign(result, carry[k])
+    for result, value in zip(_bind_outputs(cg, node, name), carry):
+        cg.assign(result, value)
 
 
 def scan(cg, node, name):
