@@ -276,7 +276,7 @@ def test_fit_evaluate_predict_on_a_dataset_equal_the_array_calls():
     ds = Dataset.from_tensor_slices((x, y)).batch(16)
     data = _model()
     history = data.fit(ds, epochs=3, verbose=0,
-                       validation_data=Dataset.from_tensor_slices((x[:32], y[:32])).batch(32))
+                       validation_data=Dataset.from_tensor_slices((x[:32], y[:32])).batch(16))
     for a, b in zip(arrays.get_weights(), data.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert history.history['val_loss'] == arrays.history.history['val_loss']
