@@ -93,6 +93,19 @@ def windows(x, ksize, strides, dilations, padding):
 
 # ---------------------------------------------------------------------------- convolutions
 
+def _conv2d_arguments(op, image, filters, strides, dilations, padding, data_format,
+                      what='filters'):
+    """The checked operands and arguments of a 2-D convolution, checked in this order:
+    (x, w, channels_last, strides, dilations, padding)."""
+    x, w = _float_operands(op, image, filters)
+    _rank(op, x, 4)
+    _rank(op, w, 4, what)
+    channels_last = _channels_last(data_format, 'NCHW', 'NHWC')
+    return (x, w, channels_last, _spatial(strides, 'strides', channels_last=channels_last),
+            _spatial(dilations, 'dilations', default=1, channels_last=channels_last),
+            _padding(padding))
+
+
 def _conv_nhwc(x, filters, strides, dilations, padding):
     kh, kw, cin, cout = filters.shape
     if x.shape[3] != cin:
@@ -111,13 +124,8 @@ def _conv_nhwc(x, filters, strides, dilations, padding):
 def conv2d(input, filters, strides, padding, data_format='NHWC', dilations=None,  # noqa: A002
            name=None):
     """tf.nn.conv2d: filters (kh, kw, in_channels, out_channels)."""
-    x, w = _float_operands('conv2d', input, filters)
-    _rank('conv2d', x, 4)
-    _rank('conv2d', w, 4, 'filters')
-    channels_last = _channels_last(data_format, 'NCHW', 'NHWC')
-    strides = _spatial(strides, 'strides', channels_last=channels_last)
-    dilations = _spatial(dilations, 'dilations', default=1, channels_last=channels_last)
-    padding = _padding(padding)
+    x, w, channels_last, strides, dilations, padding = _conv2d_arguments(
+        'conv2d', input, filters, strides, dilations, padding, data_format)
     return _nhwc(lambda v: _conv_nhwc(v, w, strides, dilations, padding), x, channels_last)
 
 
@@ -139,13 +147,8 @@ def conv2d_transpose(input, filters, output_shape, strides, padding='SAME',  # n
                      data_format='NHWC', dilations=None, name=None):
     """tf.nn.conv2d_transpose, the gradient of conv2d with respect to its input: filters
     (kh, kw, out_channels, in_channels), `output_shape` the full (N, H, W, C) result shape."""
-    x, w = _float_operands('conv2d_transpose', input, filters)
-    _rank('conv2d_transpose', x, 4)
-    _rank('conv2d_transpose', w, 4, 'filters')
-    channels_last = _channels_last(data_format, 'NCHW', 'NHWC')
-    strides = _spatial(strides, 'strides', channels_last=channels_last)
-    dilations = _spatial(dilations, 'dilations', default=1, channels_last=channels_last)
-    padding = _padding(padding)
+    x, w, channels_last, strides, dilations, padding = _conv2d_arguments(
+        'conv2d_transpose', input, filters, strides, dilations, padding, data_format)
     shape = tuple(int(d) for d in np.asarray(output_shape).reshape(-1))
     if len(shape) != 4:
         _fail(f'conv2d_transpose: output_shape must have 4 entries, got {shape}')
@@ -176,13 +179,9 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None,  # noqa:
                      dilations=None, name=None):
     """tf.nn.depthwise_conv2d: filter (kh, kw, in_channels, multiplier); output channel
     c * multiplier + m is input channel c convolved with filter[:, :, c, m]."""
-    x, w = _float_operands('depthwise_conv2d', input, filter)
-    _rank('depthwise_conv2d', x, 4)
-    _rank('depthwise_conv2d', w, 4, 'filter')
-    channels_last = _channels_last(data_format, 'NCHW', 'NHWC')
-    strides = _spatial(strides, 'strides', channels_last=channels_last)
-    dilations = _spatial(dilations, 'dilations', default=1, channels_last=channels_last)
-    padding = _padding(padding)
+    x, w, channels_last, strides, dilations, padding = _conv2d_arguments(
+        'depthwise_conv2d', input, filter, strides, dilations, padding, data_format,
+        'filter')
 
     def depthwise(v):
         kh, kw, cin, mult = w.shape

@@ -51,16 +51,18 @@ def _head(value, summarize):
     return count, printing.summarize_value(flat[:count], -1)
 
 
+def _failure(message, condition, summarize, **values):
+    """TF's text for a failed check: the message, the condition, then each value's head."""
+    heads = [(label, *_head(v, summarize)) for label, v in values.items()]
+    return (f'{message + chr(10) if message else ""}Condition {condition} did not hold.'
+            + ''.join(f'\nFirst {n} elements of {label}:\n{text}' for label, n, text in heads))
+
+
 def _comparison(symbol, op):
     def check(x, y, message=None, summarize=None, name=None):
         x, y = tracing.as_operand(x), tracing.as_operand(y)
-
-        def describe(xv, yv):
-            nx, tx = _head(xv, summarize)
-            ny, ty = _head(yv, summarize)
-            return (f'{message + chr(10) if message else ""}Condition x {symbol} y did not '
-                    f'hold.\nFirst {nx} elements of x:\n{tx}\nFirst {ny} elements of y:\n{ty}')
-        _require(op, [x, y], describe)
+        _require(op, [x, y], lambda xv, yv: _failure(message, f'x {symbol} y', summarize,
+                                                     x=xv, y=yv))
     check.__name__ = f'assert_{op.__name__}'
     check.__doc__ = f'Raise InvalidArgumentError unless x {symbol} y everywhere (broadcast).'
     return check
@@ -77,12 +79,8 @@ assert_greater_equal = _comparison('>=', ops.greater_equal)
 def _sign_check(symbol, op):
     def check(x, message=None, summarize=None, name=None):
         x = tracing.as_operand(x)
-
-        def describe(xv):
-            n, text = _head(xv, summarize)
-            return (f'{message + chr(10) if message else ""}Condition x {symbol} 0 did not '
-                    f'hold.\nFirst {n} elements of x:\n{text}')
-        _require(lambda v: op(v, ops.zeros_like(v)), [x], describe)
+        _require(lambda v: op(v, ops.zeros_like(v)), [x],
+                 lambda xv: _failure(message, f'x {symbol} 0', summarize, x=xv))
     check.__doc__ = f'Raise InvalidArgumentError unless x {symbol} 0 everywhere.'
     return check
 

@@ -265,13 +265,25 @@ def _pad_before(size, out, k, stride, dilation, same):
     return max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0) // 2
 
 
-@_cached
-def im2col(x, out, sh, sw, dh, dw, same):
-    """out[b, i, j, p, q, :] = x[b, i*sh + p*dh - top, j*sw + q*dw - left, :] (0 outside)."""
-    n, h, w, c = x.shape
-    oh, ow, kh, kw = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+@_jit
+def _move(img, at, cols, to, count, to_cols):
+    """Copy `count` image elements into the columns (im2col) or add them back (col2im)."""
+    if to_cols:
+        for t in range(count):
+            cols[to + t] = img[at + t]
+    else:
+        for t in range(count):
+            img[at + t] += cols[to + t]
+
+
+@_jit
+def _window_rows(img, cols, shape, sizes, sh, sw, dh, dw, same, to_cols):
+    """Walk every window row of an NHWC image `shape` and (oh, ow, kh, kw) `sizes`, moving its
+    taps between the flat image and the flat columns; `to_cols` (a literal at both callers, so
+    the branches fold away once inlined) also zeroes the columns' taps over the padding."""
+    n, h, w, c = shape
+    oh, ow, kh, kw = sizes
     top, left = _pad_before(h, oh, kh, sh, dh, same), _pad_before(w, ow, kw, sw, dw, same)
-    xf, of = x.reshape(x.size), out.reshape(out.size)
     run = kw * c
     for b in range(n):
         for i in range(oh):
@@ -281,50 +293,35 @@ def im2col(x, out, sh, sw, dh, dw, same):
                     r = i * sh + p * dh - top
                     s0 = j * sw - left
                     if r < 0 or r >= h:
-                        for t in range(run):
-                            of[o + t] = 0
+                        if to_cols:
+                            for t in range(run):
+                                cols[o + t] = 0
                     elif dw == 1 and s0 >= 0 and s0 + kw <= w:
-                        src = ((b * h + r) * w + s0) * c
-                        for t in range(run):
-                            of[o + t] = xf[src + t]
+                        _move(img, ((b * h + r) * w + s0) * c, cols, o, run, to_cols)
                     else:
                         for q in range(kw):
                             s = s0 + q * dw
-                            src = ((b * h + r) * w + s) * c
-                            inside = 0 <= s < w
-                            for t in range(c):
-                                of[o + q * c + t] = xf[src + t] if inside else 0
+                            if 0 <= s < w:
+                                _move(img, ((b * h + r) * w + s) * c, cols, o + q * c, c,
+                                      to_cols)
+                            elif to_cols:
+                                for t in range(c):
+                                    cols[o + q * c + t] = 0
+
+
+@_cached
+def im2col(x, out, sh, sw, dh, dw, same):
+    """out[b, i, j, p, q, :] = x[b, i*sh + p*dh - top, j*sw + q*dw - left, :] (0 outside)."""
+    _window_rows(x.reshape(x.size), out.reshape(out.size), x.shape, out.shape[1:5],
+                 sh, sw, dh, dw, same, True)
     return out
 
 
 @_cached
 def col2im(u, out, sh, sw, dh, dw, same):
     """The transpose of im2col: out (zeroed by the caller) += each window at its place."""
-    n, h, w, c = out.shape
-    oh, ow, kh, kw = u.shape[1], u.shape[2], u.shape[3], u.shape[4]
-    top, left = _pad_before(h, oh, kh, sh, dh, same), _pad_before(w, ow, kw, sw, dw, same)
-    uf, of = u.reshape(u.size), out.reshape(out.size)
-    run = kw * c
-    for b in range(n):
-        for i in range(oh):
-            for j in range(ow):
-                for p in range(kh):
-                    o = (((b * oh + i) * ow + j) * kh + p) * run
-                    r = i * sh + p * dh - top
-                    s0 = j * sw - left
-                    if r < 0 or r >= h:
-                        continue
-                    if dw == 1 and s0 >= 0 and s0 + kw <= w:
-                        dst = ((b * h + r) * w + s0) * c
-                        for t in range(run):
-                            of[dst + t] += uf[o + t]
-                    else:
-                        for q in range(kw):
-                            s = s0 + q * dw
-                            if 0 <= s < w:
-                                dst = ((b * h + r) * w + s) * c
-                                for t in range(c):
-                                    of[dst + t] += uf[o + q * c + t]
+    _window_rows(out.reshape(out.size), u.reshape(u.size), out.shape, u.shape[1:5],
+                 sh, sw, dh, dw, same, False)
     return out
 
 

@@ -129,16 +129,12 @@ class LossFunctionWrapper(Loss):
 
     def get_config(self):
         """The subclasses' arguments; a plain wrapper also names its function."""
-        config = {**super().get_config(), **self._fn_kwargs}
-        if type(self) is LossFunctionWrapper:
-            config['fn'] = serialization.serialize_keras_object(self.fn)
-        return config
+        return serialization.wrapper_config(self, LossFunctionWrapper, self.fn,
+                                            {**super().get_config(), **self._fn_kwargs})
 
     @classmethod
     def from_config(cls, config):
-        if cls is LossFunctionWrapper:
-            config = dict(config, fn=serialization.deserialize_keras_object(config['fn']))
-        return cls(**config)
+        return serialization.wrapper_from_config(cls, LossFunctionWrapper, config)
 
 
 class MeanSquaredError(LossFunctionWrapper):

@@ -106,16 +106,12 @@ class MeanMetricWrapper(Mean):
 
     def get_config(self):
         """The subclasses' arguments; a plain wrapper also names its function."""
-        config = {**super().get_config(), **self._fn_kwargs}
-        if type(self) is MeanMetricWrapper:
-            config['fn'] = serialization.serialize_keras_object(self._fn)
-        return config
+        return serialization.wrapper_config(self, MeanMetricWrapper, self._fn,
+                                            {**super().get_config(), **self._fn_kwargs})
 
     @classmethod
     def from_config(cls, config):
-        if cls is MeanMetricWrapper:
-            config = dict(config, fn=serialization.deserialize_keras_object(config['fn']))
-        return cls(**config)
+        return serialization.wrapper_from_config(cls, MeanMetricWrapper, config)
 
     def update_batch(self, y_true, y_pred, batch_size):
         """`update_state` for a batch of `batch_size` samples (a traced scalar in fit's step)."""

@@ -272,3 +272,18 @@ def keras_arguments(cls, config):
                              'supported by tracejit')
     return out
 
+
+
+def wrapper_config(wrapper, plain, fn, config):
+    """The config of a function wrapper (a loss's or a metric's): its subclasses' arguments,
+    and `fn` serialized when `wrapper` is the `plain` class, which does not fix its function."""
+    if type(wrapper) is plain:
+        config['fn'] = serialize_keras_object(fn)
+    return config
+
+
+def wrapper_from_config(cls, plain, config):
+    """The inverse of `wrapper_config`: the `plain` class deserializes its function first."""
+    if cls is plain:
+        config = dict(config, fn=deserialize_keras_object(config['fn']))
+    return cls(**config)
