@@ -275,8 +275,9 @@ def report(name, runs):
             line += f'\n    warm floor: {floor / statistics.median(jax["warm"]):.2f}x JAX'
         if 'first_call' in r['results'][-1]:
             first = statistics.median(x['first_call'] for x in r['results'][1:])
+            verdict = 'met' if first <= FIRST_CALL_TARGET else 'not met'
             line += (f'\n    first sess.run with a warm cache: {first:.3f} s (target <= '
-                     f'{FIRST_CALL_TARGET} s: {"met" if first <= FIRST_CALL_TARGET else "not met"})')
+                     f'{FIRST_CALL_TARGET} s: {verdict})')
         print(line)
         print(f'    result of the last run: {r["results"][-1]}')
 

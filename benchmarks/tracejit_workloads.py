@@ -17,7 +17,8 @@ import tracejit as tj
 from .workloads import ADAM, Bench
 
 _REQUIRED = ('Variable', 'function', 'GradientTape', 'reduce_mean', 'square', 'sqrt', 'pow',
-             'tanh', 'matmul', 'nn.relu', 'nn.softplus', 'nn.sparse_softmax_cross_entropy_with_logits')
+             'tanh', 'matmul', 'nn.relu', 'nn.softplus',
+             'nn.sparse_softmax_cross_entropy_with_logits')
 
 
 def _check_api():

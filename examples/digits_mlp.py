@@ -144,7 +144,8 @@ def main(argv=None):
     steps = -(-len(x_train) // BATCH)
     print(f'\ntest accuracy: tracejit {accuracy:.4f}, numpy reference '
           f'{reference.accuracy(x_test, y_test):.4f}')
-    print(f'first epoch (trace; steps interpreted until the kernel is compiled): {first_epoch:.2f} s')
+    print('first epoch (trace; steps interpreted until the kernel is compiled): '
+          f'{first_epoch:.2f} s')
     if args.epochs > 1:
         per_epoch = compiled / (args.epochs - 1)
         numpy_epoch = numpy_seconds / args.epochs

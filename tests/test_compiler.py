@@ -348,8 +348,8 @@ def test_transcendental_of_a_whole_array_runs_flat_ahead_of_a_broadcasting_loop(
     x, y = rng.standard_normal((2, 5, 3)).astype(np.float32)
     scale = rng.standard_normal((5, 1)).astype(np.float32)
     source = f.lower(x, scale, y).source
-    flat_exp = re.search(r'for i in range\(p\d+\):\n\s+w\d+\[i\] = np.float32\(exp32\(w\d+\[i\]\)\)',
-                         source)
+    flat_exp = re.search(r'for i in range\(p\d+\):\n'
+                         r'\s+w\d+\[i\] = np.float32\(exp32\(w\d+\[i\]\)\)', source)
     assert flat_exp and source.count('tanh32(') == 1 and 'exp32(p' not in source, source
     expected = np.exp(x.astype(np.float64)) * scale + np.tanh(y.astype(np.float64)) * scale
     np.testing.assert_allclose(f(x, scale, y).numpy(), expected, rtol=1e-6, atol=1e-7)

@@ -13,7 +13,8 @@ NAN, INF = float('nan'), float('inf')
 @pytest.mark.parametrize('check, args, holds', [
     (dbg.assert_equal, ([1, 2], [1, 2]), True), (dbg.assert_equal, ([1, 2], [1, 3]), False),
     (dbg.assert_equal, ([2, 2], 2), True),  # broadcast
-    (dbg.assert_none_equal, ([1, 2], [2, 1]), True), (dbg.assert_none_equal, ([1, 2], [1, 1]), False),
+    (dbg.assert_none_equal, ([1, 2], [2, 1]), True),
+    (dbg.assert_none_equal, ([1, 2], [1, 1]), False),
     (dbg.assert_less, ([1.0, 2.0], 2.5), True), (dbg.assert_less, ([1.0, 2.0], 2.0), False),
     (dbg.assert_less_equal, ([1.0, 2.0], 2.0), True),
     (dbg.assert_greater, ([3, 4], [2, 3]), True), (dbg.assert_greater, ([3, 4], [3, 3]), False),
@@ -61,7 +62,8 @@ def test_static_shape_and_type_checks():
     dbg.assert_rank(x, 2)
     with pytest.raises(ValueError, match='must have rank 1.  Received rank 2'):
         dbg.assert_rank(x, 1)
-    dbg.assert_shapes([(x, ('N', 3)), (tj.zeros((2,)), ('N',)), (tj.zeros((5, 2, 3)), ('*', 'N', 3))])
+    dbg.assert_shapes([(x, ('N', 3)), (tj.zeros((2,)), ('N',)),
+                       (tj.zeros((5, 2, 3)), ('*', 'N', 3))])
     with pytest.raises(ValueError, match='dimension 0 must have size 2.  Received size 4'):
         dbg.assert_shapes([(x, ('N', 3)), (tj.zeros((4,)), ('N',))])
     with pytest.raises(ValueError, match='must have rank 2'):

@@ -51,7 +51,8 @@ def test_bad_arguments_are_refused():
         hvd.allreduce(np.ones(2), op=hvd.Sum, average=True)
     with pytest.raises(tj.errors.DTypeError, match='cast to a float'):
         hvd.allreduce(np.arange(3), op=hvd.Average)
-    with pytest.raises(tj.errors.InvalidArgumentError, match=r'root_rank must be a rank in \[0, 1\)'):
+    with pytest.raises(tj.errors.InvalidArgumentError,
+                       match=r'root_rank must be a rank in \[0, 1\)'):
         hvd.broadcast(np.ones(2), root_rank=1)
     with pytest.raises(TypeError, match='wraps a tj.keras optimizer'):
         hvd.DistributedOptimizer(object())

@@ -103,7 +103,8 @@ def test_two_threads_running_parallel_kernels_at_once(shared_cache):
 
 def test_a_threading_layer_the_user_chose_is_kept(shared_cache):
     env = dict(shared_cache, NUMBA_THREADING_LAYER='omp')
-    script = PARALLEL_STEP + 'import numba\nparallel_step()(np.float32(1))\nprint(numba.threading_layer())'
+    script = (PARALLEL_STEP
+              + 'import numba\nparallel_step()(np.float32(1))\nprint(numba.threading_layer())')
     lines, _ = _python(script, env)
     assert lines[-1] == 'omp'
 

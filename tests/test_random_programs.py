@@ -206,7 +206,8 @@ def _np_windows(x, k, stride, padding, fill):
     sizes = []
     for a in range(2):
         span = k[a]
-        n = -(-x.shape[a] // stride[a]) if padding == 'SAME' else (x.shape[a] - span) // stride[a] + 1
+        n = (-(-x.shape[a] // stride[a]) if padding == 'SAME'
+             else (x.shape[a] - span) // stride[a] + 1)
         before = max((n - 1) * stride[a] + span - x.shape[a], 0) // 2 if padding == 'SAME' else 0
         sizes.append((n, before))
     (oh, top), (ow, left) = sizes

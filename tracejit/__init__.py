@@ -26,7 +26,8 @@ from .debug import graph_to_dot  # noqa: F401
 from .indexed_slices import IndexedSlices  # noqa: F401
 from .scatter import (scatter_nd, tensor_scatter_nd_add, tensor_scatter_nd_max,  # noqa: F401
                       tensor_scatter_nd_min, tensor_scatter_nd_sub, tensor_scatter_nd_update)
-from .dtypes import DType, as_dtype, bool_ as bool, float32, float64, int32, int64, string  # noqa: F401,A004
+from .dtypes import (DType, as_dtype, bool_ as bool, float32, float64,  # noqa: F401,A004
+                     int32, int64, string)
 from .function import Function, function, jit  # noqa: F401
 from .control import (cond, foldl, foldr, map_fn, scan, switch_case,  # noqa: F401
                       while_loop)

@@ -418,7 +418,8 @@ def _tapes_paused():
 
 
 def custom_gradient(f=None):
-    """TensorFlow's custom_gradient: `f` returns (output, grad_fn) with grad_fn(dy) -> input grads."""
+    """TensorFlow's custom_gradient: `f` returns (output, grad_fn) with grad_fn(dy) -> input
+    grads."""
     if f is None:
         return custom_gradient
 

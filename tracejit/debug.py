@@ -63,6 +63,7 @@ def graph_to_dot(graph):
             lines.append(f'  {node_id} -> "{printer.name(v)}";')
             lines.append(f'  "{printer.name(v)}" [shape=plaintext, label="{printer.decl(v)}"];')
     for k, v in enumerate(graph.outputs):
-        lines.append(f'  "{printer.name(v)}" -> out{k}; out{k} [shape=doublecircle, label="out{k}"];')
+        lines.append(f'  "{printer.name(v)}" -> out{k}; '
+                     f'out{k} [shape=doublecircle, label="out{k}"];')
     lines.append('}')
     return '\n'.join(lines)

@@ -65,7 +65,8 @@ def as_np_dtype(dtype):
     try:
         return np.dtype(dtype)
     except TypeError:
-        raise TypeError(f'{dtype!r} is not a dtype; use tj.float32, tj.int32, tj.bool ...') from None
+        raise TypeError(
+            f'{dtype!r} is not a dtype; use tj.float32, tj.int32, tj.bool ...') from None
 
 
 def as_dtype(dtype):

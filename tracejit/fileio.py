@@ -10,7 +10,8 @@ def write_atomically(path, write, binary=False):
     fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
                                dir=directory)
     try:
-        with os.fdopen(fd, 'wb' if binary else 'w', **({} if binary else {'encoding': 'utf-8'})) as f:
+        text_options = {} if binary else {'encoding': 'utf-8'}
+        with os.fdopen(fd, 'wb' if binary else 'w', **text_options) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

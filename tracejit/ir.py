@@ -148,7 +148,8 @@ class GraphPrinter:
             outs = ' '.join(self.decl(v) for v in node.outputs)
             params = ''.join(f' {k}={_param_str(v)}' for k, v in sorted(node.params.items()))
             ins = ' '.join(self.name(v) for v in node.inputs)
-            lines.append(f'    {outs} = {node.prim.name}{"[" + params.strip() + "]" if params else ""} {ins}'.rstrip())
+            bracketed = f'[{params.strip()}]' if params else ''
+            lines.append(f'    {outs} = {node.prim.name}{bracketed} {ins}'.rstrip())
             for sub in subgraphs(node):
                 nested = GraphPrinter(sub, self.names).render()
                 lines.extend('      ' + line for line in nested.split('\n'))

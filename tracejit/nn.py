@@ -82,7 +82,8 @@ def dropout(x, rate, noise_shape=None, seed=None, name=None):
         raise errors.InvalidArgumentError(errors.at_user_line(
             f'dropout rate must be in [0, 1), got {rate}'))
     x = operands.operand(x)
-    keep = ops.greater_equal(random.uniform(noise_shape or x.shape, dtype=operands.dtype_of(x)), rate)
+    noise = random.uniform(noise_shape or x.shape, dtype=operands.dtype_of(x))
+    keep = ops.greater_equal(noise, rate)
     return ops.where(keep, x * (1.0 / (1.0 - float(rate))), ops.zeros_like(x))
 
 

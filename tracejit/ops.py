@@ -515,7 +515,8 @@ def gather(params, indices, axis=0, batch_dims=0, name=None):
     if isinstance(indices, SCALARS):
         indices = np.asarray(indices)
     if batch_dims:
-        raise errors.InvalidArgumentError(errors.at_user_line('gather: batch_dims is not supported'))
+        raise errors.InvalidArgumentError(
+            errors.at_user_line('gather: batch_dims is not supported'))
     size = _shape(x)[axis]
     require_in_range(indices, -size, size,
                      f'gather: indices must be in [0, {size}) for axis {axis} of {_shape(x)}')

@@ -21,7 +21,8 @@ FOLD_MAX_SIZE = 1 << 16  # fold constants up to this many elements, never expand
 def _copy(graph):
     out = ir.Graph()
     out.inputs, out.state, out.consts = list(graph.inputs), list(graph.state), dict(graph.consts)
-    out.nodes, out.outputs, out.updates = list(graph.nodes), list(graph.outputs), list(graph.updates)
+    out.nodes, out.outputs = list(graph.nodes), list(graph.outputs)
+    out.updates = list(graph.updates)
     return out
 
 
@@ -169,7 +170,8 @@ def _simplify(node, out, producers):
             other = ins[1 - pos]
             if _is_constant(out, ins[pos], neutral) and _same_type(other, result):
                 return other
-    if name in ('reshape', 'broadcast_to') and _same_type(ins[0], result) or name == 'stop_gradient':
+    if (name in ('reshape', 'broadcast_to') and _same_type(ins[0], result)
+            or name == 'stop_gradient'):
         return ins[0]
     source = producers.get(ins[0]) if ins else None
     if name == 'broadcast_to' and ins[0].shape != () and ins[0].size == 1:

@@ -181,7 +181,8 @@ def _matmul_rule(a, b, *, transpose_a, transpose_b):
     sa, sb = tuple(a.shape), tuple(b.shape)
     dtype = _same_dtype([a, b])
     if len(sa) < 2 or len(sb) < 2 or sa[:-2] != sb[:-2]:
-        raise errors.ShapeError(f'matmul needs matrices with equal batch dimensions, got {sa} and {sb}')
+        raise errors.ShapeError(
+            f'matmul needs matrices with equal batch dimensions, got {sa} and {sb}')
     m, k1 = sa[-2:][::-1] if transpose_a else sa[-2:]
     k2, n = sb[-2:][::-1] if transpose_b else sb[-2:]
     if k1 != k2:

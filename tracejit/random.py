@@ -48,7 +48,8 @@ def uniform(shape, minval=0, maxval=None, dtype=dtypes.float32, seed=None, name=
             f'tj.random.uniform supports float dtypes, got {dtype.name}'))
     u = bind(P.REGISTRY['random_uniform'], _next_key(), shape=_shape(shape), dtype=dtype)
     maxval = 1.0 if maxval is None else maxval
-    if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)) and (minval, maxval) == (0, 1.0):
+    if (isinstance(minval, (int, float)) and isinstance(maxval, (int, float))
+            and (minval, maxval) == (0, 1.0)):
         return u
     return ops.add(ops.multiply(u, ops.subtract(maxval, minval)), minval)
 

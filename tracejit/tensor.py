@@ -81,7 +81,8 @@ class Tensor(TensorOps):
         return format(value.item() if value.ndim == 0 else value, spec)
 
     def __repr__(self):
-        return f'<tj.Tensor: shape={self.shape}, dtype={self.dtype.name}, numpy={_np_repr(self._value)}>'
+        return (f'<tj.Tensor: shape={self.shape}, dtype={self.dtype.name}, '
+                f'numpy={_np_repr(self._value)}>')
 
     def __str__(self):
         return f'tj.Tensor({_np_repr(self._value)}, shape={self.shape}, dtype={self.dtype.name})'

@@ -127,7 +127,8 @@ class Trace:
         return Tracer(self, entry[1])
 
     def assign_variable(self, variable, value):
-        self.read_variable(variable)  # a written Variable is also state, so unassigned paths keep it
+        # a written Variable is also state, so unassigned paths keep it
+        self.read_variable(variable)
         self.current[id(variable)] = (variable, self.to_var(value))
 
     def encloses(self, other):
@@ -250,7 +251,8 @@ def to_array(value, what='value', dtype=None):
         array = np.asarray(value, dtype=dtypes.as_np_dtype(dtype))
     else:
         array = np.asarray(value)
-        if array.dtype == np.float64 and not isinstance(value, np.ndarray) and _has_python_float(value):
+        if (array.dtype == np.float64 and not isinstance(value, np.ndarray)
+                and _has_python_float(value)):
             array = array.astype(dtypes.DEFAULT_FLOAT)
         elif array.dtype == np.int64 and not isinstance(value, (np.ndarray, np.generic)):
             array = array.astype(dtypes.DEFAULT_INT) if _fits_int32(array) else array

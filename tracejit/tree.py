@@ -19,7 +19,8 @@ class TreeDef:
 
     def __eq__(self, other):
         return (isinstance(other, TreeDef) and self._hash == other._hash
-                and (self.kind, self.meta, self.children) == (other.kind, other.meta, other.children))
+                and (self.kind, self.meta, self.children)
+                == (other.kind, other.meta, other.children))
 
     def __hash__(self):
         return self._hash

@@ -14,7 +14,8 @@ from . import dtypes, errors, operands, tracing
 from .tensor import Tensor, TensorOps, _np_repr
 
 class Variable(TensorOps):
-    """TensorFlow-style variable: `assign`, `assign_add`, `assign_sub`, `numpy`, usable as a tensor."""
+    """TensorFlow-style variable: `assign`, `assign_add`, `assign_sub`, `numpy`, usable as a
+    tensor."""
 
     _ids = itertools.count()
 
@@ -104,8 +105,9 @@ class Variable(TensorOps):
                 f'of shape {self.shape}'))
         value_dtype = operands.dtype_of(operand)
         if value_dtype != self._buf.dtype:
-            if not operands.is_weak(operand) and not (value_dtype.kind == self._buf.dtype.kind == 'f'
-                                                   and isinstance(operand, np.ndarray)):
+            float_array = (value_dtype.kind == self._buf.dtype.kind == 'f'
+                           and isinstance(operand, np.ndarray))
+            if not operands.is_weak(operand) and not float_array:
                 raise errors.DTypeError(errors.at_user_line(
                     f'cannot assign a {value_dtype.name} value to Variable {self.name!r} of dtype '
                     f'{self._buf.dtype.name}; cast it with tj.cast first'))

@@ -11,5 +11,6 @@ FASTMATH = {'reassoc', 'contract', 'nsz'}  # a set: Numba refuses a frozenset
 
 
 def fastmath_source():
-    """FASTMATH as a Python literal with a fixed order (generated source is hashed for the cache)."""
+    """FASTMATH as a Python literal with a fixed order (generated source is hashed for the
+    cache)."""
     return '{' + ', '.join(repr(flag) for flag in sorted(FASTMATH)) + '}'
