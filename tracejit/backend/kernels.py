@@ -362,6 +362,9 @@ def pool_argmax(x, out, kh, kw, sh, sw, same):
                             if peak[t] < v:
                                 peak[t] = v
                                 of[o + t] = src + t
+    return out
+
+
 # -- row scatters (Variable.scatter_*, sparse optimizer updates) and duplicate sums
 
 
