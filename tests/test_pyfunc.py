@@ -107,3 +107,12 @@ def test_errors_in_func_propagate_and_leave_variables_unchanged():
                                                           r'\(5,\).*TensorSpec'):
         step(np.array([1.0, 1.0], np.float32))
     np.testing.assert_array_equal(v.numpy(), [1.0, 2.0])
+
+
+def test_a_float64_result_keeps_its_precision_on_the_interpreter():
+    """A float64 Tensor returned by func is not narrowed to float32 on the way back."""
+    from tracejit import ir
+    x = np.array([[0.9]])
+    f = tj.function(lambda x: tj.py_function(lambda a: tj.sin(a) * 2.0, [x], tj.float64))
+    (out,), _ = ir.evaluate(f.trace(x).graph, [x], [])
+    assert out.dtype == np.float64 and out[0, 0] == np.sin(0.9) * 2.0

@@ -251,8 +251,8 @@ def to_array(value, what='value', dtype=None):
         array = np.asarray(value, dtype=dtypes.as_np_dtype(dtype))
     else:
         array = np.asarray(value)
-        if (array.dtype == np.float64 and not isinstance(value, np.ndarray)
-                and _has_python_float(value)):
+        if (array.dtype == np.float64 and not isinstance(value, (np.ndarray, TensorOps))
+                and _has_python_float(value)):   # a float64 Tensor keeps its dtype
             array = array.astype(dtypes.DEFAULT_FLOAT)
         elif array.dtype == np.int64 and not isinstance(value, (np.ndarray, np.generic)):
             array = array.astype(dtypes.DEFAULT_INT) if _fits_int32(array) else array

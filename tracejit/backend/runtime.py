@@ -13,6 +13,12 @@ from . import compiler
 from .lowering import lowering_of
 from .parallel import launch_lock
 
+# Kernels are nogil; their object-mode blocks (calls back into Python) take the GIL back, as
+# intended, and Numba warns about each of them. A filter for that one message, installed once:
+# `warnings.catch_warnings` around a compile is not thread-safe, and background compiles would
+# lose other warnings to it.
+warnings.filterwarnings('ignore', message='Code running in object mode')
+
 
 class Kernel:
     """A compiled step: `run(inputs)` returns the outputs as numpy arrays."""
@@ -88,11 +94,7 @@ class Kernel:
         signature = tuple(numba.typeof(a) for a in (*args, *self.tail))
         for attempt in ('cached', 'cleaned', 'memory'):
             try:
-                with warnings.catch_warnings():
-                    # kernels are nogil; their object-mode blocks (calls back into Python)
-                    # take the GIL back, as intended, and Numba warns about each of them
-                    warnings.filterwarnings('ignore', message='Code running in object mode')
-                    self.fn.compile(signature)
+                self.fn.compile(signature)
                 break
             except Exception as e:
                 if attempt == 'memory' or not compiler.raised_in_numba_cache(e):
