@@ -5,7 +5,7 @@ tiers, and `Graph.verify()` after every optimisation pass.
 many more examples than the default, bounded profile.
 
 Fast tier: `pytest -m "not compiled"` runs only the tests that execute eagerly or on the IR
-interpreter (about 20 s on two cores); plain `pytest` runs everything. A test is `compiled`
+interpreter (about 40 s on two cores); plain `pytest` runs everything. A test is `compiled`
 when it compiles Numba kernels (any `tj.function` call, Keras `fit`/`evaluate`/`predict` without
 `run_eagerly`, a `tf.compat.v1` Session run) or starts processes that do. Whole files are marked
 by `COMPILED_FILES`, single tests of mixed files by `COMPILED_TESTS` (or by writing
