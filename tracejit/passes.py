@@ -93,11 +93,8 @@ def _node_subgraphs(node, fn):
 def has_effects(node):
     """Host calls (tj.print, py_function, assertions) run for their side effects, and so does
     a control-flow node whose sub-graphs hold one."""
-    if node.prim.kind == 'host':
-        return True
-    found = []
-    _node_subgraphs(node, lambda g: found.append(any(has_effects(n) for n in g.nodes)) or g)
-    return any(found)
+    return node.prim.kind == 'host' or any(
+        has_effects(n) for graph in ir.subgraphs(node) for n in graph.nodes)
 
 
 @into_subgraphs
