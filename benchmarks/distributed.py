@@ -64,11 +64,18 @@ def block(fn, n):
     return (time.perf_counter() - start) / n
 
 
-def steps_per_block(fn):
+def steps_per_block(fn, comm=None):
+    """The smallest power of two of steps lasting >= MIN_BLOCK_S. With `comm` (fn runs a
+    collective) every rank decides on the slowest rank's time, so all make the same calls."""
     n = 1
-    while block(fn, n) * n < MIN_BLOCK_S:
+    while True:
+        seconds = block(fn, n) * n
+        if comm is not None:
+            from mpi4py import MPI
+            seconds = comm.allreduce(seconds, op=MPI.MAX)
+        if seconds >= MIN_BLOCK_S:
+            return n
         n *= 2
-    return n
 
 
 def measure(problem, repeats, comm):
@@ -82,7 +89,8 @@ def measure(problem, repeats, comm):
     runs = {'local': alone, 'distributed': distributed, 'mpi4py': mpi4py_allreduce}
     for fn in runs.values():   # compile and warm up on both ranks
         fn(), fn(), fn()
-    sizes = {name: comm.bcast(steps_per_block(fn)) for name, fn in runs.items()}
+    tj.config.block_until_compiled()   # time native kernels, not the interpreter meanwhile
+    sizes = {name: steps_per_block(fn, comm) for name, fn in runs.items()}
     sizes['alone'] = comm.bcast(steps_per_block(alone) if comm.rank == 0 else None)
     times = {name: [] for name in ('alone', *runs)}
     for _ in range(repeats):

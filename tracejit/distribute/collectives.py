@@ -55,17 +55,24 @@ def allreduce(tensor, average=None, op=None, name=None, prescale_factor=1.0,
     if sparse.is_indexed_slices(tensor):
         return sparse.allgathered(tensor, allgather, 1.0 / world.size() if op is Average else 1.0)
     tensor = ops.convert_to_tensor(tensor) if not isinstance(tensor, Tracer) else tensor
-    if op is Average and tensor.dtype.is_integer:
-        raise errors.DTypeError(f'allreduce: the average of {tensor.dtype.name} tensors is not '
-                                f'an integer; cast to a float type or use op=Sum')
-    factor = postscale_factor / world.size() if op is Average else postscale_factor
+    factor = _factor(op, tensor.dtype, postscale_factor)
     return _scale(_sum(_scale(tensor, prescale_factor)), factor)
+
+
+def _factor(op, dtype, postscale_factor=1.0):
+    """What the sum over processes is multiplied by."""
+    if op is Average and dtype.is_integer:
+        raise errors.DTypeError(f'allreduce: the average of {dtype.name} tensors is not '
+                                f'an integer; cast to a float type or use op=Sum')
+    return postscale_factor / world.size() if op is Average else postscale_factor
 
 
 def grouped_allreduce(tensors, average=None, op=None):
     """`allreduce` of each tensor of a list (None entries stay None), fused: the dense tensors
     of one dtype are packed into one flat buffer and reduced by ONE collective, so a step's
-    gradients cost one MPI call, not one per variable. Sparse ones are allgathered."""
+    gradients cost one MPI call, not one per variable. Sparse ones are allgathered. The
+    average's scaling is applied per tensor after the split, where it fuses with the
+    consumer (the optimizer update), instead of as a pass of its own over the buffer."""
     op = reduce_op(op, average)
     results = [None] * len(tensors)
     groups = {}
@@ -78,12 +85,13 @@ def grouped_allreduce(tensors, average=None, op=None):
             t = t if isinstance(t, Tracer) else ops.convert_to_tensor(t)
             groups.setdefault(t.dtype.name, []).append((k, t))
     for members in groups.values():
+        factor = _factor(op, members[0][1].dtype)
         flat = [ops.reshape(t, [-1]) for _, t in members]
-        total = allreduce(ops.concat(flat, 0) if len(flat) > 1 else flat[0], op=op)
+        total = allreduce(ops.concat(flat, 0) if len(flat) > 1 else flat[0], op=Sum)
         start = 0
         for (k, t), f in zip(members, flat):
             size = int(np.prod(t.shape))
-            results[k] = ops.reshape(total[start:start + size], t.shape)
+            results[k] = _scale(ops.reshape(total[start:start + size], t.shape), factor)
             start += size
     return results
 
