@@ -9,7 +9,7 @@ and its relatives bind their node eagerly (the interpreter runs it).
 """
 import numpy as np
 
-from . import dtypes, errors, ir, ops, tree
+from . import dtypes, errors, indexed_slices, ir, linearize, ops, tracing, tree
 from .autodiff import GradientTape
 from .operands import dtype_of, operand
 from .subgraph import COND, SCAN, WHILE
@@ -422,36 +422,41 @@ def _cond_vjp(cts, outs, index, *operands, branches):
 
 
 def _scan_vjp(cts, outs, *args, body, num_consts, num_carry, length, reverse):
-    """A scan in the other direction over the stacked carries (residuals), the xs and the ys'
-    cotangents, carrying the carry's cotangent and the consts' accumulated cotangents."""
+    """A scan in the other direction over the residuals the forward scan stacks (its body's
+    linearization split by linearize.py), the xs and the ys' cotangents, carrying the carry's
+    cotangent and the consts' accumulated cotangents: the forward runs once."""
     split = num_consts + num_carry
     consts, init, xs = list(args[:num_consts]), list(args[num_consts:split]), list(args[split:])
     diff_consts, diff_carry, diff_xs = (_float_positions(consts), _float_positions(init),
                                         _float_positions(xs))
-    diff_ys = _float_positions(outs[num_carry:])
-    if not (diff_consts or diff_carry or diff_xs) or all(c is None for c in cts):
+    diff_ys = [j for j in _float_positions(outs[num_carry:]) if cts[num_carry + j] is not None]
+    flowing = diff_ys or any(cts[i] is not None for i in diff_carry)
+    if not (diff_consts or diff_carry or diff_xs) or not flowing:
         return [None] * len(args)
-
-    def forward(carry, x):
-        return call_graph(body, consts + carry + x)[:num_carry], carry
-    _, carries = scan_flat(forward, init, xs, length, reverse, 'a tj.scan gradient')
+    diff_in = diff_consts + [num_consts + i for i in diff_carry] + [split + i for i in diff_xs]
+    diff_out = diff_carry + [num_carry + j for j in diff_ys]
+    lin, captured = _linearization(body, diff_in, diff_out, num_consts, split)
+    params = dict(body=lin.forward, num_consts=num_consts + len(captured), num_carry=num_carry,
+                  length=length, reverse=reverse)
+    stacked = _forward_residuals(outs, args, captured, body, params)
+    hoisted = call_graph(lin.hoist, consts + captured) if lin.hoist.outputs else []
+    outer = {'const': consts, 'captured': captured, 'hoisted': hoisted}
     carry_cts = _zeros_for([cts[i] for i in diff_carry], [outs[i] for i in diff_carry])
-    y_cts = _zeros_for([cts[num_carry + j] for j in diff_ys],
-                       [outs[num_carry + j] for j in diff_ys])
-    n_ct, n_acc = len(carry_cts), len(diff_consts)
-    vjp = _vjp_graph(body, diff_consts + [num_consts + i for i in diff_carry]
-                     + [split + i for i in diff_xs], diff_carry + [num_carry + j for j in diff_ys])
+    y_cts = [cts[num_carry + j] for j in diff_ys]
+    n_ct, n_acc, n_stacked = len(carry_cts), len(diff_consts), len(stacked)
 
     def backward(state, rows):
         ct, acc = state[:n_ct], state[n_ct:]
-        carry_i, x_i = rows[:num_carry], rows[num_carry:num_carry + len(xs)]
-        grads = vjp(*consts, *carry_i, *x_i, *ct, *rows[num_carry + len(xs):])
+        scanned = {'stacked': rows[:n_stacked], 'x': rows[n_stacked:n_stacked + len(xs)]}
+        residuals = [(scanned[kind] if kind in scanned else outer[kind])[k]
+                     for kind, k in lin.residuals]
+        grads = call_graph(lin.backward, residuals + ct + rows[n_stacked + len(xs):])
         g_consts, g_carry = grads[:n_acc], grads[n_acc:n_acc + n_ct]
         return list(g_carry) + [ops.add(a, g) for a, g in zip(acc, g_consts)], \
             list(grads[n_acc + n_ct:])
 
     acc = [ops.zeros_like(consts[i]) for i in diff_consts]
-    state, g_xs = scan_flat(backward, carry_cts + acc, carries + xs + y_cts, length,
+    state, g_xs = scan_flat(backward, carry_cts + acc, stacked + xs + y_cts, length,
                             not reverse, 'a tj.scan gradient')
     result = [None] * len(args)
     for i, g in zip(diff_consts, state[n_ct:]):
@@ -461,6 +466,63 @@ def _scan_vjp(cts, outs, *args, body, num_consts, num_carry, length, reverse):
     for i, g in zip(diff_xs, g_xs):
         result[split + i] = g
     return result
+
+
+def _linearization(body, diff_in, diff_out, num_consts, x_start):
+    """The body's linearization split into forward, hoisted and backward parts
+    (linearize.py), and the operands it captured (eager constants)."""
+    n, cotangents = len(body.inputs), body.outputs
+
+    def linearized(*args):
+        ins, cts = list(args[:n]), list(args[n:])
+        with GradientTape(watch_accessed_variables=False) as tape:
+            for i in diff_in:
+                tape.watch(ins[i])
+            outs = call_graph(body, ins)
+        grads = tape.gradient([outs[j] for j in diff_out], [ins[i] for i in diff_in],
+                              output_gradients=cts, unconnected_gradients='zero')
+        return list(outs) + [indexed_slices.densify(g) for g in grads]
+
+    avals = [(v.shape, v.dtype, v.weak) for v in body.inputs + [cotangents[j] for j in diff_out]]
+    rec = record(linearized, avals, 'a tj.scan gradient')
+    captured = [outer for outer, _ in rec.captures()]
+    return linearize.split(rec.graph, n, len(body.outputs), len(diff_out), num_consts,
+                           x_start), captured
+
+
+def _forward_residuals(outs, args, captured, body, params):
+    """The stacked residuals, from the primal scan node turned into the forward scan that
+    emits them (its outputs stay its own), or, where the node is not in a graph being traced
+    (eagerly, or differentiated again), from a new forward scan."""
+    found = None if captured else _primal_node(outs, body)
+    if found is None:
+        return _outs(bind(SCAN, *captured, *args, **params))[len(outs):]
+    trace, index = found
+    node = trace.graph.nodes[index]
+    avals = SCAN.check(*node.inputs, **params)[len(outs):]
+    extra = [ir.Var(*aval) for aval in avals]
+    trace.graph.nodes[index] = ir.Node(SCAN, node.inputs, params, node.outputs + extra,
+                                       node.where)
+    residuals = [Tracer(trace, v) for v in extra]
+    primal = [Tracer(trace, v) for v in node.outputs]
+    for tape in tracing.active_tapes():   # the residuals depend on the inputs: higher orders
+        tape.record(SCAN, list(args), params, primal + residuals)
+    return residuals
+
+
+def _primal_node(outs, body):
+    """(trace, index) of the scan node of `body` computing `outs` in a graph being traced."""
+    first = outs[0]
+    if not isinstance(first, Tracer) or not first.trace.active:
+        return None
+    nodes = first.trace.graph.nodes
+    for index in range(len(nodes) - 1, -1, -1):
+        node = nodes[index]
+        if node.outputs and node.outputs[0] is first.var:
+            if node.prim is SCAN and node.params['body'] is body:
+                return first.trace, index
+            return None
+    return None
 
 
 def _while_vjp(cts, outs, *args, cond_graph, body_graph, num_consts, max_iter):
