@@ -51,9 +51,10 @@ def _live(nodes, targets):
     return kept[::-1]
 
 
-def split(graph, num_inputs, num_outputs, num_cts, num_consts, x_start):
-    """Split the linearization `graph` of a scan body whose inputs are `num_consts` consts,
-    then the carry, then the xs from position `x_start`."""
+def split(graph, num_inputs, num_outputs, num_cts, num_consts, x_start, hoist=True):
+    """Split the linearization `graph` of a sub-graph whose inputs are `num_consts` consts,
+    then a loop's carry, then its xs from position `x_start`. Without `hoist` (a branch, which
+    may not run), nothing is hoisted."""
     primal_in = graph.inputs[:num_inputs]
     captured = graph.inputs[num_inputs + num_cts:]
     position = {v: i for i, v in enumerate(primal_in)}
@@ -80,7 +81,7 @@ def split(graph, num_inputs, num_outputs, num_cts, num_consts, x_start):
             residuals.append(('const', i) if i < num_consts else ('x', i - x_start))
         elif v in captured:
             residuals.append(('captured', captured.index(v)))
-        elif v in invariant:
+        elif hoist and v in invariant:
             residuals.append(('hoisted', len(hoisted)))
             hoisted.append(v)
         else:
