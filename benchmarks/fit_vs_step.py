@@ -16,6 +16,10 @@ full:
   also tracks `metrics=['accuracy']`), trained with `model.fit(x, y, batch_size=128,
   epochs=E, verbose=0)`: shuffling, slicing, the loss tracker and the epoch bookkeeping are
   included.
+- `fit-spe12`: `fit` with `steps_per_execution=12`, so each epoch's 11 batches are one native
+  call (a scan over the stacked batches). Before the timed runs, the wall time of a first
+  one-epoch fit in a fresh cache directory (trace, compile, one epoch) is printed for
+  `steps_per_execution` 1 and 12.
 - `torch`: the usual PyTorch loop: `nn.Sequential(Linear, ReLU, Linear)`, `torch.optim.Adam(lr=1e-3,
   eps=1e-7)`, `nn.CrossEntropyLoss`, a `randperm` per epoch and index-selected batches.
 - `tf-keras`: the same model with TensorFlow's Keras (when TensorFlow is installed), `fit`
@@ -55,7 +59,7 @@ if __package__ in (None, ''):   # run as a script: make `benchmarks` importable
 from benchmarks.workloads import ADAM, cycling_feed, make_w3  # noqa: E402
 
 BATCH = 128
-ALL_IMPLS = ['step', 'fit', 'fit+acc', 'torch', 'tf-keras']
+ALL_IMPLS = ['step', 'fit', 'fit+acc', 'fit-spe12', 'torch', 'tf-keras']
 
 
 def training_rows(problem):
@@ -83,7 +87,7 @@ def make_step(problem):
     return run, bench
 
 
-def tj_model(problem, metrics=None):
+def tj_model(problem, metrics=None, steps_per_execution=1):
     import tracejit as tj
     model = tj.keras.Sequential([tj.keras.layers.Dense(128, activation='relu'),
                                  tj.keras.layers.Dense(10)])
@@ -92,7 +96,7 @@ def tj_model(problem, metrics=None):
     model.compile(optimizer=tj.keras.optimizers.Adam(learning_rate=ADAM['lr'],
                                                      epsilon=ADAM['eps']),
                   loss=tj.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=metrics)
+                  metrics=metrics, steps_per_execution=steps_per_execution)
     return model
 
 
@@ -120,10 +124,28 @@ def fit_runner(model, x, y, callback_base):
     return run
 
 
-def make_fit(problem, metrics=None):
+def make_fit(problem, metrics=None, steps_per_execution=1):
     import tracejit as tj
     x, y = training_rows(problem)
-    return fit_runner(tj_model(problem, metrics), x, y, tj.keras.callbacks.Callback), None
+    model = tj_model(problem, metrics, steps_per_execution)
+    return fit_runner(model, x, y, tj.keras.callbacks.Callback), None
+
+
+def compile_seconds(problem, steps_per_execution):
+    """Wall time of a first one-epoch fit in a fresh cache directory, compiling in the
+    foreground: the trace and Numba compile of its steps, plus one epoch."""
+    import tempfile
+    import tracejit as tj
+    os.environ['TRACEJIT_CACHE_DIR'] = tempfile.mkdtemp(prefix='tj-fit-bench-')
+    background, tj.config.compile_in_background = tj.config.compile_in_background, False
+    try:
+        x, y = training_rows(problem)
+        model = tj_model(problem, steps_per_execution=steps_per_execution)
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        return time.perf_counter() - start
+    finally:
+        tj.config.compile_in_background = background
 
 
 def make_torch(problem):
@@ -171,9 +193,10 @@ def make_tf_keras(problem):
 
 FACTORIES = {'step': make_step, 'fit': make_fit,
              'fit+acc': lambda p: make_fit(p, metrics=['accuracy']),
+             'fit-spe12': lambda p: make_fit(p, steps_per_execution=12),
              'torch': make_torch, 'tf-keras': make_tf_keras}
 VERSIONS = {'torch': 'torch', 'tf-keras': 'tensorflow'}
-TRACEJIT_IMPLS = ('step', 'fit', 'fit+acc')
+TRACEJIT_IMPLS = ('step', 'fit', 'fit+acc', 'fit-spe12')
 
 
 # ------------------------------------------------------------------------------ check, main
@@ -217,6 +240,10 @@ def main(argv=None):
           f'{args.epochs} epochs per implementation; cores '
           f'{len(os.sched_getaffinity(0))}; numpy {np.__version__}')
     check(problem)
+    if 'fit-spe12' in args.impls.split(','):
+        one, twelve = compile_seconds(problem, 1), compile_seconds(problem, 12)
+        print(f'first fit epoch, compiling: steps_per_execution=1 {one:.2f} s, =12 '
+              f'{twelve:.2f} s ({twelve / one:.2f}x)')
     runners = {}
     for name in args.impls.split(','):
         try:

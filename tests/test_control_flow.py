@@ -150,9 +150,47 @@ def test_gradients_match_finite_differences(name):
 
 
 @pytest.mark.compiled
-@pytest.mark.parametrize('name, order', [('cond-true', 2), ('scan', 1), ('while', 1)])
-def test_compiled_gradients_match_finite_differences(name, order):
-    check_grads(CASES[name].fn, [CASES[name].x, W], order=order, modes=('function',), name=name)
+@pytest.mark.parametrize('name', ['cond-true', 'scan', 'while', 'scan-in-cond', 'fori-in-map_fn'])
+def test_compiled_gradients_match_finite_differences_to_second_order(name):
+    """Through the kernels of the forward-once VJPs: the residual-emitting forward nodes and
+    the backward nodes reading them, differentiated again."""
+    check_grads(CASES[name].fn, [CASES[name].x, W], order=2, modes=('function',), name=name)
+
+
+def _vjp_graph(name):
+    def vjp(x, w):
+        with tj.GradientTape() as tape:
+            tape.watch([x, w])
+            y = tj.reduce_sum(CASES[name].fn(x, w))
+        return tape.gradient(y, [x, w])
+    return tj.function(vjp).trace(CASES[name].x, W).graph
+
+
+def _nodes(graph, name):
+    found = []
+    for node in graph.nodes:
+        if node.prim.name == name:
+            found.append(node)
+        for sub in node.params.get('branches', ()) + tuple(
+                node.params[k] for k in ('body', 'body_graph') if k in node.params):
+            found += _nodes(sub, name)
+    return found
+
+
+def test_gradients_run_the_forward_once():
+    """A scan's gradient is one forward scan (stacking residuals) and one backward scan; a
+    cond's one forward cond and one backward cond whose branches compute no sine; a bounded
+    while loop's gradient replaces the loop by the forward scan. Without a gradient the scan
+    stacks nothing more than its ys."""
+    scan_nodes = _nodes(_vjp_graph('scan'), 'scan')
+    assert len(scan_nodes) == 2 and len(scan_nodes[0].outputs) > 2
+    assert [n.prim.name for n in scan_nodes[1].params['body'].nodes].count('tanh') == 0
+    graph = _vjp_graph('cond-true')
+    assert len(_nodes(graph, 'cond')) == 2 and len(_nodes(graph, 'sin')) == 1
+    graph = _vjp_graph('while')
+    assert not _nodes(graph, 'while') and len(_nodes(graph, 'scan')) == 2
+    plain = tj.function(CASES['scan'].fn).trace(CASES['scan'].x, W).graph
+    assert [len(n.outputs) for n in plain.nodes if n.prim.name == 'scan'] == [2]
 
 
 # ---------------------------------------------------------------------------- Variables

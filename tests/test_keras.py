@@ -515,21 +515,33 @@ def test_last_partial_batch_retraces_without_compiling(data):
 
 
 def test_steps_per_execution_gives_the_same_weights(data):
+    """N batches per call run as a loop over the stacked batches: the weights, optimizer
+    iterations and logged losses equal one batch per call; a shorter last execution runs the
+    full batches left (as Keras does) and the partial batch goes alone; batch hooks run once
+    per call, with the first and last batch of it."""
     x, y = data
     one = make_model(seed=2)
     one.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    two = make_model(seed=2, steps_per_execution=2)
-    recorder = Recorder()
-    history = two.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
-                      callbacks=[recorder])
-    same_weights(one, two)
-    assert two.optimizer.iterations.numpy() == one.optimizer.iterations.numpy() == 18
-    assert history.history['loss'] == pytest.approx(one.history.history['loss'], rel=1e-5)
-    # 130 samples = 4 calls of 2 * 16, then the partial batch of 2 alone; hooks once per call
-    assert [c for c in recorder.calls if c.startswith('batch_begin')][:6] == [
-        'batch_begin 0', 'batch_begin 2', 'batch_begin 4', 'batch_begin 6', 'batch_begin 8',
-        'batch_begin 0']
-    assert two._steps.train_multi.cache_info()['traces'] == 1
+    for n, begins, ends in [(2, [0, 2, 4, 6, 8], [1, 3, 5, 7, 8]), (3, [0, 3, 6, 8], [2, 5, 7, 8]),
+                            (12, [0, 8], [7, 8])]:
+        multi = make_model(seed=2, steps_per_execution=n)
+        recorder = Recorder()
+        history = multi.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                            callbacks=[recorder])
+        same_weights(one, multi)
+        assert multi.optimizer.iterations.numpy() == one.optimizer.iterations.numpy() == 18
+        assert history.history['loss'] == pytest.approx(one.history.history['loss'], rel=1e-5)
+        # 130 samples = 8 full batches of 16 and a partial batch of 2
+        calls = [' '.join(c.split()[:2]) for c in recorder.calls
+                 if c.startswith('batch_')][:2 * len(begins)]
+        assert calls[0::2] == [f'batch_begin {b}' for b in begins]
+        assert calls[1::2] == [f'batch_end {b}' for b in ends]
+        info = multi._steps.train_multi.cache_info()
+        assert info['compiles'] + info['disk_hits'] <= 1   # a shorter last call: a trace only
+    source = multi._steps.train_multi.lower(
+        np.zeros((12, 16, N_FEATURES), np.float32), np.zeros((12, 16), np.int32), 16.0).source
+    kernel = source[source.index('def kernel'):]
+    assert 'for ' in kernel and source.count('K.dot(') <= 4 * 2   # the step once, in a loop
 
 
 def test_run_eagerly_matches_compiled_fit(data):

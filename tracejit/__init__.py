@@ -31,6 +31,7 @@ from .dtypes import (DType, as_dtype, bool_ as bool, float32, float64,  # noqa: 
 from .function import Function, function, jit  # noqa: F401
 from .control import (cond, foldl, foldr, map_fn, scan, switch_case,  # noqa: F401
                       while_loop)
+from . import control_grads  # noqa: F401 (registers the control-flow nodes' VJP rules)
 from . import lax  # noqa: F401
 from .tensor_array import TensorArray  # noqa: F401
 from .ops import (  # noqa: F401

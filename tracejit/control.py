@@ -1,5 +1,5 @@
 """Control flow with TensorFlow's signatures: cond, switch_case, while_loop, scan, foldl, foldr,
-map_fn, built on the sub-graph primitives (subgraph.py), and their VJP rules.
+map_fn, built on the sub-graph primitives (subgraph.py); their VJP rules are in control_grads.py.
 
 Inside a trace each construct records its functions once as closed sub-graphs (subtrace.py) and
 binds one node, so the kernel runs one branch and native loops. Variables the functions assign
@@ -10,10 +10,9 @@ and its relatives bind their node eagerly (the interpreter runs it).
 import numpy as np
 
 from . import dtypes, errors, ir, ops, tree
-from .autodiff import GradientTape
 from .operands import dtype_of, operand
 from .subgraph import COND, SCAN, WHILE
-from .subtrace import call_graph, operand_key, record
+from .subtrace import operand_key, record
 from .tensor import TensorOps
 from .tracing import Tracer, bind
 
@@ -365,35 +364,6 @@ def map_fn(fn, elems, dtype=None, parallel_iterations=None, back_prop=True, swap
     return tree.unflatten(out_tree[0], ys)
 
 
-# -------------------------------------------------------------------------------- VJPs
-
-def _zeros_for(cts, outs):
-    return [ct if ct is not None else ops.zeros_like(out) for ct, out in zip(cts, outs)]
-
-
-def _vjp_graph(graph, diff_in, diff_out):
-    """A function of (graph inputs, cotangents of the `diff_out` outputs) returning the
-    cotangents of the `diff_in` inputs: the graph replayed under a tape, then differentiated
-    (the forward values are recomputed where the gradient needs them)."""
-    n = len(graph.inputs)
-
-    def vjp(*args):
-        ins, cts = list(args[:n]), list(args[n:])
-        with GradientTape(watch_accessed_variables=False) as tape:
-            for i in diff_in:
-                tape.watch(ins[i])
-            outs = call_graph(graph, ins)
-        if not diff_in:
-            return []
-        return list(tape.gradient([outs[j] for j in diff_out], [ins[i] for i in diff_in],
-                                  output_gradients=cts, unconnected_gradients='zero'))
-    return vjp
-
-
-def _float_positions(vars_):
-    return [i for i, v in enumerate(vars_) if _is_float(v)]
-
-
 def _value_aval(v):
     if isinstance(v, np.ndarray):
         return tuple(v.shape), v.dtype, False
@@ -404,94 +374,3 @@ def _row_aval(v):
     """The aval of one row of a scanned value."""
     shape, dtype, _ = _value_aval(v)
     return shape[1:], dtype, False
-
-
-def _cond_vjp(cts, outs, index, *operands, branches):
-    """A cond of the branches' VJPs: the taken branch's forward is recomputed inside it."""
-    diff_in = _float_positions(operands)
-    diff_out = [j for j in _float_positions(outs) if cts[j] is not None]
-    if not diff_in or not diff_out:
-        return [None] * (1 + len(operands))
-    out_cts = [cts[j] for j in diff_out]
-    grads = switch(index, [lambda b=b: _vjp_graph(b, diff_in, diff_out)(*operands, *out_cts)
-                           for b in branches], 'a tj.cond gradient')
-    result = [None] * len(operands)
-    for i, g in zip(diff_in, grads):
-        result[i] = g
-    return [None] + result
-
-
-def _scan_vjp(cts, outs, *args, body, num_consts, num_carry, length, reverse):
-    """A scan in the other direction over the stacked carries (residuals), the xs and the ys'
-    cotangents, carrying the carry's cotangent and the consts' accumulated cotangents."""
-    split = num_consts + num_carry
-    consts, init, xs = list(args[:num_consts]), list(args[num_consts:split]), list(args[split:])
-    diff_consts, diff_carry, diff_xs = (_float_positions(consts), _float_positions(init),
-                                        _float_positions(xs))
-    diff_ys = _float_positions(outs[num_carry:])
-    if not (diff_consts or diff_carry or diff_xs) or all(c is None for c in cts):
-        return [None] * len(args)
-
-    def forward(carry, x):
-        return call_graph(body, consts + carry + x)[:num_carry], carry
-    _, carries = scan_flat(forward, init, xs, length, reverse, 'a tj.scan gradient')
-    carry_cts = _zeros_for([cts[i] for i in diff_carry], [outs[i] for i in diff_carry])
-    y_cts = _zeros_for([cts[num_carry + j] for j in diff_ys],
-                       [outs[num_carry + j] for j in diff_ys])
-    n_ct, n_acc = len(carry_cts), len(diff_consts)
-    vjp = _vjp_graph(body, diff_consts + [num_consts + i for i in diff_carry]
-                     + [split + i for i in diff_xs], diff_carry + [num_carry + j for j in diff_ys])
-
-    def backward(state, rows):
-        ct, acc = state[:n_ct], state[n_ct:]
-        carry_i, x_i = rows[:num_carry], rows[num_carry:num_carry + len(xs)]
-        grads = vjp(*consts, *carry_i, *x_i, *ct, *rows[num_carry + len(xs):])
-        g_consts, g_carry = grads[:n_acc], grads[n_acc:n_acc + n_ct]
-        return list(g_carry) + [ops.add(a, g) for a, g in zip(acc, g_consts)], \
-            list(grads[n_acc + n_ct:])
-
-    acc = [ops.zeros_like(consts[i]) for i in diff_consts]
-    state, g_xs = scan_flat(backward, carry_cts + acc, carries + xs + y_cts, length,
-                            not reverse, 'a tj.scan gradient')
-    result = [None] * len(args)
-    for i, g in zip(diff_consts, state[n_ct:]):
-        result[i] = g
-    for i, g in zip(diff_carry, state[:n_ct]):
-        result[num_consts + i] = g
-    for i, g in zip(diff_xs, g_xs):
-        result[split + i] = g
-    return result
-
-
-def _while_vjp(cts, outs, *args, cond_graph, body_graph, num_consts, max_iter):
-    """TensorFlow's rule: differentiable with a static maximum_iterations, as a scan of that
-    many steps whose body runs the loop body only while the condition holds."""
-    if max_iter is None:
-        raise errors.InvalidArgumentError(errors.at_user_line(
-            'the gradient of tj.while_loop needs a bound on its iterations: pass '
-            'maximum_iterations=<a Python int> (or use tj.scan / tj.lax.fori_loop with static '
-            'bounds)'))
-    consts, init = list(args[:num_consts]), list(args[num_consts:])
-    sources = [i for i, a in enumerate(args) if hasattr(a, '_uid') and _is_float(a)]
-
-    def step(carry, _):
-        pred = call_graph(cond_graph, consts + carry)[0]
-        new = cond(pred, lambda: call_graph(body_graph, consts + carry), lambda: list(carry))
-        return new, []
-
-    with GradientTape(watch_accessed_variables=False) as tape:
-        for i in sources:
-            tape.watch(args[i])
-        final, _ = scan_flat(step, init, [], length=max_iter, what='a tj.while_loop gradient')
-    diff = [j for j, c in enumerate(cts) if c is not None and _is_float(outs[j])]
-    grads = tape.gradient([final[j] for j in diff], [args[i] for i in sources],
-                          output_gradients=[cts[j] for j in diff])
-    result = [None] * len(args)
-    for i, g in zip(sources, grads):
-        result[i] = g
-    return result
-
-
-COND.vjp = _cond_vjp
-SCAN.vjp = _scan_vjp
-WHILE.vjp = _while_vjp

@@ -8,8 +8,11 @@ The loss mean and metric counts divide by that traced scalar, so the step contai
 that depends on the batch size and the last, smaller batch retraces without recompiling.
 Metric Variables are read only for display and at the end of each epoch.
 
-`steps_per_execution=N` adds a second compiled function that runs N batches per call (a Python
-loop over the stacked batches inside the trace, unrolled into one kernel).
+`steps_per_execution=N` adds a second compiled function that runs N batches per call: a scan
+over the stacked (N, batch, ...) batches whose body is the training step, carrying the model's
+Variables, optimizer slots and metric state, so the kernel holds the step once whatever N is
+(a new N retraces, with no compile). The one-batch step is traced first, so the Variables it
+creates on its first trace exist before the loop body, where none may be created.
 
 All input checks (lengths, dtypes, NaN, feature count) happen before the first step, and a step
 is atomic, so a bad input never changes a weight.
@@ -26,6 +29,7 @@ from .. import dtypes, random, tree
 from ..data import INFINITE_CARDINALITY, Dataset
 from ..function import function as tj_function
 from ..autodiff import GradientTape
+from ..control import scan_flat
 from . import callbacks as callbacks_module, structured_data
 
 
@@ -53,12 +57,22 @@ class Steps:
     def train_multi(self):
         """Runs `xs.shape[0]` stacked batches per call."""
         model = self.model
+        if self.run_eagerly:
+            def train_steps(xs, ys, batch_size):
+                for k in range(tree.leaves(xs)[0].shape[0]):
+                    _train_step(model, _row(xs, k), _row(ys, k), batch_size)
+            return train_steps
 
-        def train_steps(xs, ys, batch_size):
-            for k in range(tree.leaves(xs)[0].shape[0]):
-                _train_step(model, tree.tree_map(lambda a: a[k], xs),
-                            tree.tree_map(lambda a: a[k], ys), batch_size)
-        return self._compile(train_steps)
+        def train_scan(xs, ys, batch_size):
+            x_leaves, x_tree = tree.flatten(xs)
+            y_leaves, y_tree = tree.flatten(ys)
+
+            def body(carry, rows):
+                _train_step(model, tree.unflatten(x_tree, rows[:len(x_leaves)]),
+                            tree.unflatten(y_tree, rows[len(x_leaves):]), batch_size)
+                return [], []
+            scan_flat(body, [], x_leaves + y_leaves, what='fit with steps_per_execution')
+        return _AfterFirstTrace(self._compile(train_scan), self.train)
 
     @functools.cached_property
     def test(self):
@@ -77,6 +91,25 @@ class Steps:
         def predict_step(x):
             return model(x, training=False)
         return self._compile(predict_step)
+
+
+class _AfterFirstTrace:
+    """A compiled function whose traces create no Variable: `first`, the function creating
+    them on its first trace, is traced before it (on the first row of the stacked batches).
+    Introspection is the function's."""
+
+    def __init__(self, function, first):
+        self.function, self.first = function, first
+        self.cache_info, self.lower = function.cache_info, function.lower
+
+    def __call__(self, xs, ys, batch_size):
+        if not self.first.cache_info()['traces']:
+            self.first.trace(_row(xs, 0), _row(ys, 0), batch_size)
+        return self.function(xs, ys, batch_size)
+
+
+def _row(data, k):
+    return tree.tree_map(lambda a: a[k], data)
 
 
 def _train_step(model, x, y, batch_size):
@@ -388,16 +421,18 @@ def _seed_from_tj_random():
 def batch_plan(model, x, y, batch_size):
     """One entry per native call of an epoch: (step, start, stop, leading axes of the
     stacked batches or None, batch size, batches). With steps_per_execution = N, runs of N
-    full batches go to the multi-batch step as (N, batch, ...) views; the rest, including the
-    last partial batch, one by one."""
+    full batches go to the multi-batch step as (N, batch, ...) views, and so do the fewer full
+    batches left after them, as Keras runs a shorter last execution; the last partial batch
+    goes alone."""
     n = structured_data.sample_count(x, 'x')
     per_call, plan, start = model._steps_per_execution, [], 0
     if per_call > 1:
-        stride = batch_size * per_call
-        while start + stride <= n:
-            plan.append((model._steps.train_multi, start, start + stride,
-                         (per_call, batch_size), float(batch_size), per_call))
-            start += stride
+        while start + 2 * batch_size <= n:
+            count = min(per_call, (n - start) // batch_size)
+            stop = start + count * batch_size
+            plan.append((model._steps.train_multi, start, stop, (count, batch_size),
+                         float(batch_size), count))
+            start = stop
     while start < n:
         stop = min(start + batch_size, n)
         plan.append((model._steps.train, start, stop, None, float(stop - start), 1))
