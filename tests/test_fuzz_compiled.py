@@ -360,6 +360,8 @@ def test_every_primitive_is_fuzzed():
             args = [np.linspace(-1, 1, int(np.prod(s))).reshape(s) + 0.1 for s in shapes]
             for params in op.applies(*shapes):
                 record(_value_and_grads(op, params), *args)
+                # a differentiated bounded while loop becomes a scan: trace the op alone too
+                record(lambda *xs, op=op, params=params: op.tj(params, *xs), *args)
     case = Case([np.ones(s) for s in INPUT_SHAPES], [np.ones(s) for s in VAR_SHAPES],
                 [('tanh', (0,), None)], [5], [('noise', 5)], grad=False, order2=False, seed=0)
     record(body(case, _fresh_variables(case)), *case.inputs)
