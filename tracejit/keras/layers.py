@@ -99,6 +99,10 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,  # 
 from .normalization import BatchNormalization, LayerNormalization  # noqa: E402,F401
 from .reshaping import Permute, RepeatVector, Reshape  # noqa: E402,F401
 from .embedding import Embedding  # noqa: E402,F401
+from .recurrent import GRU, LSTM, RNN, SimpleRNN  # noqa: E402,F401
+from .recurrent_cells import (GRUCell, LSTMCell, SimpleRNNCell,  # noqa: E402,F401
+                              StackedRNNCells)
+from .wrappers import Bidirectional, TimeDistributed  # noqa: E402,F401
 
 serialization.register_builtins(
     'keras.layers', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Layer))
