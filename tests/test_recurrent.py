@@ -154,6 +154,35 @@ def test_second_order_gradients_through_the_scan_match_finite_differences():
     check_grads(lambda x: layer(x), [rng.normal(size=(2, 3, 2))], order=2, modes=('tape',))
 
 
+class _MinimalCell(keras.layers.Layer):
+    """Keras's guide example of a user cell: `h = x @ W + tanh(h) @ U`, one state."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight('kernel', (input_shape[-1], self.units))
+        self.recurrent_kernel = self.add_weight('recurrent_kernel', (self.units, self.units))
+
+    def call(self, inputs, states):
+        h = tj.matmul(inputs, self.kernel) + tj.matmul(tj.tanh(states[0]), self.recurrent_kernel)
+        return h, [h]
+
+
+def test_a_user_cell_runs_its_own_call_at_each_step():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    layer = L.RNN(_MinimalCell(2), return_sequences=True, go_backwards=True)
+    y = layer(x).numpy()
+    kernel, recurrent = layer.get_weights()
+    h, expected = np.zeros((2, 2)), []
+    for t in reversed(range(4)):
+        h = x[:, t] @ kernel + np.tanh(h) @ recurrent
+        expected.append(h)
+    np.testing.assert_allclose(y, np.stack(expected, 1), rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------ Orthogonal
 
 @pytest.mark.parametrize('shape', [(5, 5), (3, 7), (7, 3), (2, 3, 4)])
