@@ -7,6 +7,8 @@ Extra arguments of `call` (like a Python flag `isidentity=True`) pass straight t
 static in compiled functions. `Model(inputs, outputs)` makes a `Functional` model: a graph of
 layer calls recorded on `keras.Input`s (see functional.py).
 """
+import inspect
+
 import numpy as np
 
 from . import (compile_utils, functional, metrics as metrics_module, model_file, optimizers,
@@ -307,10 +309,24 @@ class Sequential(Model):
             first._check_input((None,) + tuple(shape[1:]))
 
     def call(self, inputs, training=None):
-        outputs = inputs
+        """The layers in turn; a mask (from Embedding(mask_zero=True), say) is passed to the
+        next layer that takes `mask` and updated by each layer's `compute_mask`, kept by those
+        that support masking without changing it, and dropped by the others, as in Keras."""
+        outputs, mask = inputs, None
         for layer in self._layers:
-            outputs = layer(outputs, training=training)
+            extra = {'mask': mask} if mask is not None and _takes_mask(layer) else {}
+            layer_inputs, outputs = outputs, layer(outputs, training=training, **extra)
+            if hasattr(layer, 'compute_mask'):
+                mask = layer.compute_mask(layer_inputs, mask)
+                if isinstance(mask, (list, tuple)) and all(m is None for m in mask):
+                    mask = None   # one None per output: no mask
+            elif not getattr(layer, 'supports_masking', False):
+                mask = None
         return outputs
+
+
+def _takes_mask(layer):
+    return 'mask' in inspect.signature(type(layer).call).parameters
 
 
 def _layer_dependencies(model, layers, attributes):
