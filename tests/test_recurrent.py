@@ -183,10 +183,11 @@ def test_a_user_cell_runs_its_own_call_at_each_step():
     np.testing.assert_allclose(y, np.stack(expected, 1), rtol=1e-5, atol=1e-6)
 
 
-def test_a_sequential_passes_the_embedding_mask_to_the_lstm():
+def test_models_pass_the_embedding_mask_to_the_lstm():
     """Embedding(mask_zero=True) -> Dropout -> LSTM in a Sequential: the LSTM sees the mask
     (Dropout keeps it) and equals the LSTM called with the mask; a layer that does not
-    support masking (Flatten here) drops it, as Keras."""
+    support masking (Flatten here) drops it, as Keras. A functional model passes it too
+    (through a Dense)."""
     tj.random.set_seed(2)
     ids = np.array([[1, 2, 0, 0], [3, 0, 4, 0]], np.int32)
     embed, lstm = L.Embedding(5, 3, mask_zero=True), L.LSTM(2, return_sequences=True)
@@ -197,6 +198,11 @@ def test_a_sequential_passes_the_embedding_mask_to_the_lstm():
     flat = keras.Sequential([keras.Input((4,), dtype='int32'), embed, L.Flatten(),
                              L.Reshape((4, 3)), lstm])
     np.testing.assert_allclose(flat(ids).numpy(), lstm(embed(ids)).numpy(), rtol=1e-6)
+    inputs = keras.Input((4,), dtype='int32')
+    functional = keras.Model(inputs, lstm(L.Dense(3)(embed(inputs))))
+    np.testing.assert_allclose(functional(ids).numpy(), lstm(
+        embed(ids) @ functional.layers[2].kernel.numpy(), mask=ids != 0).numpy(), rtol=1e-5,
+        atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ Orthogonal

@@ -7,13 +7,12 @@ Extra arguments of `call` (like a Python flag `isidentity=True`) pass straight t
 static in compiled functions. `Model(inputs, outputs)` makes a `Functional` model: a graph of
 layer calls recorded on `keras.Input`s (see functional.py).
 """
-import inspect
-
 import numpy as np
 
 from . import (compile_utils, functional, metrics as metrics_module, model_file, optimizers,
                saving, serialization, summary as summary_module, training)
 from .layers import Layer, unique_name
+from .masking import call_with_mask
 
 
 class Model(Layer):
@@ -314,19 +313,8 @@ class Sequential(Model):
         that support masking without changing it, and dropped by the others, as in Keras."""
         outputs, mask = inputs, None
         for layer in self._layers:
-            extra = {'mask': mask} if mask is not None and _takes_mask(layer) else {}
-            layer_inputs, outputs = outputs, layer(outputs, training=training, **extra)
-            if hasattr(layer, 'compute_mask'):
-                mask = layer.compute_mask(layer_inputs, mask)
-                if isinstance(mask, (list, tuple)) and all(m is None for m in mask):
-                    mask = None   # one None per output: no mask
-            elif not getattr(layer, 'supports_masking', False):
-                mask = None
+            outputs, mask = call_with_mask(layer, outputs, mask, training=training)
         return outputs
-
-
-def _takes_mask(layer):
-    return 'mask' in inspect.signature(type(layer).call).parameters
 
 
 def _layer_dependencies(model, layers, attributes):
