@@ -333,7 +333,12 @@ _REQUIRED_ARGUMENTS = {
     'Activation': ('relu',), 'Conv1D': (2, 3), 'Conv2D': (2, 3), 'Conv2DTranspose': (2, 3),
     'DepthwiseConv2D': (3,), 'Dense': (2,), 'Dropout': (0.5,), 'Embedding': (5, 2),
     'InputLayer': ((3,),), 'Lambda': (tj.nn.relu,), 'Permute': ((2, 1),),
-    'RepeatVector': (3,), 'Rescaling': (0.5,), 'Reshape': ((2, -1),)}
+    'RepeatVector': (3,), 'Rescaling': (0.5,), 'Reshape': ((2, -1),),
+    'SimpleRNN': (3,), 'LSTM': (3,), 'GRU': (3,), 'SimpleRNNCell': (3,), 'LSTMCell': (3,),
+    'GRUCell': (3,), 'RNN': (keras.layers.LSTMCell(2),),
+    'StackedRNNCells': ([keras.layers.GRUCell(2), keras.layers.SimpleRNNCell(3)],),
+    'Bidirectional': (keras.layers.GRU(2, return_sequences=True),),
+    'TimeDistributed': (keras.layers.Dense(2),)}
 _LAYER_CLASSES = sorted(name for name, obj in vars(keras.layers).items()
                         if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)
                         and obj.__name__ == name)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import errors, tree
 from .base_layer import Layer, unique_name
+from .masking import call_with_mask
 from .symbolic import KerasTensor, Node, inbound_nodes  # noqa: F401 (KerasTensor public)
 
 
@@ -145,6 +146,7 @@ class Graph:
         for tensor, value in zip(self.flat_inputs, flat):
             _check_input(tensor, value)
         env = {id(x): v for x, v in zip(self.flat_inputs, flat)}
+        masks = {}   # id of a KerasTensor -> the mask of its value (masking.py)
 
         def lookup(x):
             return env[id(x)] if isinstance(x, KerasTensor) else x
@@ -156,8 +158,13 @@ class Graph:
                                          is_leaf=lambda x: isinstance(x, KerasTensor))
             if training is not None:
                 kwargs.pop('training', None)      # the model's flag reaches the layer
-            outputs = node.layer(*args, **kwargs)
+            first = node.args[0] if node.args else None
+            mask = masks.get(id(first)) if isinstance(first, KerasTensor) else None
+            outputs, mask = call_with_mask(node.layer, args[0], mask, *args[1:], **kwargs) \
+                if args else (node.layer(**kwargs), None)
             env.update((id(x), v) for x, v in zip(node.output_tensors, tree.leaves(outputs)))
+            out_masks = mask if isinstance(mask, (list, tuple)) else [mask]
+            masks.update((id(x), m) for x, m in zip(node.output_tensors, out_masks))
         return tree.tree_map(lookup, self.outputs, is_leaf=lambda x: isinstance(x, KerasTensor))
 
     def _flat_values(self, values):

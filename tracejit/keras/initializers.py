@@ -170,6 +170,32 @@ class VarianceScaling(_Random):
                 'seed': self.seed}
 
 
+class Orthogonal(_Random):
+    """A (gain-scaled) orthogonal matrix, as Keras draws it: the Q of the QR decomposition of
+    a standard normal (max(rows, cols), min(rows, cols)) matrix, its columns' signs fixed by
+    R's diagonal (so Q is uniform over orthogonal matrices), transposed when rows < cols;
+    rows are the product of all but the last axis."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = gain
+
+    def __call__(self, shape, dtype=None):
+        shape = _shape(shape)
+        if len(shape) < 2:
+            raise ValueError('The tensor to initialize must be at least two-dimensional. '
+                             f'Received: shape={shape} of rank {len(shape)}.')
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        q, r = np.linalg.qr(self._normal((max(rows, cols), min(rows, cols))))
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q.reshape(shape)).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {'gain': self.gain, 'seed': self.seed}
+
+
 class _FixedScaling(VarianceScaling):
     """A VarianceScaling whose scale, mode and distribution its class fixes: only `seed` is
     configurable."""
@@ -209,12 +235,12 @@ class LecunUniform(_FixedScaling):
 
 
 _CLASSES = (Zeros, Ones, Constant, RandomUniform, RandomNormal, TruncatedNormal, GlorotUniform,
-            GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform)
+            GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, Orthogonal)
 _SNAKE = {'zeros': Zeros, 'ones': Ones, 'constant': Constant, 'random_uniform': RandomUniform,
           'random_normal': RandomNormal, 'truncated_normal': TruncatedNormal,
           'glorot_uniform': GlorotUniform, 'glorot_normal': GlorotNormal,
           'he_normal': HeNormal, 'he_uniform': HeUniform, 'lecun_normal': LecunNormal,
-          'lecun_uniform': LecunUniform}
+          'lecun_uniform': LecunUniform, 'orthogonal': Orthogonal}
 _ALIASES = {'uniform': RandomUniform, 'normal': RandomNormal}   # Keras's short names
 _BY_NAME = dict(_SNAKE, **_ALIASES, **{cls.__name__: cls for cls in _CLASSES})
 

@@ -15,6 +15,8 @@ from .conv_layers import (  # noqa: F401 (public names)
 class Dense(Layer):
     """`activation(inputs @ kernel + bias)` over the last axis of the inputs."""
 
+    supports_masking = True   # per timestep: a sequence mask passes through (Sequential)
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer='glorot_uniform',
                  bias_initializer='zeros', **kwargs):
         super().__init__(**kwargs)
@@ -57,6 +59,8 @@ class Dense(Layer):
 
 
 class Activation(Layer):
+    supports_masking = True   # elementwise: a sequence mask passes through (Sequential)
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -76,6 +80,8 @@ class Dropout(Layer):
     """With `training=True`, zero each input with probability `rate` and scale the rest by
     1 / (1 - rate); otherwise the identity. Masks come from tj.random, so a compiled step
     draws a new mask every call."""
+
+    supports_masking = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -99,6 +105,10 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,  # 
 from .normalization import BatchNormalization, LayerNormalization  # noqa: E402,F401
 from .reshaping import Permute, RepeatVector, Reshape  # noqa: E402,F401
 from .embedding import Embedding  # noqa: E402,F401
+from .recurrent import GRU, LSTM, RNN, SimpleRNN  # noqa: E402,F401
+from .recurrent_cells import (GRUCell, LSTMCell, SimpleRNNCell,  # noqa: E402,F401
+                              StackedRNNCells)
+from .wrappers import Bidirectional, TimeDistributed  # noqa: E402,F401
 
 serialization.register_builtins(
     'keras.layers', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Layer))

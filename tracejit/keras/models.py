@@ -12,6 +12,7 @@ import numpy as np
 from . import (compile_utils, functional, metrics as metrics_module, model_file, optimizers,
                saving, serialization, summary as summary_module, training)
 from .layers import Layer, unique_name
+from .masking import call_with_mask
 
 
 class Model(Layer):
@@ -307,9 +308,12 @@ class Sequential(Model):
             first._check_input((None,) + tuple(shape[1:]))
 
     def call(self, inputs, training=None):
-        outputs = inputs
+        """The layers in turn; a mask (from Embedding(mask_zero=True), say) is passed to the
+        next layer that takes `mask` and updated by each layer's `compute_mask`, kept by those
+        that support masking without changing it, and dropped by the others, as in Keras."""
+        outputs, mask = inputs, None
         for layer in self._layers:
-            outputs = layer(outputs, training=training)
+            outputs, mask = call_with_mask(layer, outputs, mask, training=training)
         return outputs
 
 
