@@ -267,13 +267,16 @@ def _pad_before(size, out, k, stride, dilation, same):
 
 @_jit
 def _move(img, at, cols, to, count, to_cols):
-    """Copy `count` image elements into the columns (im2col) or add them back (col2im)."""
+    """Copy `count` image elements into the columns (im2col) or add them back (col2im). The
+    loops index zero-based views: an offset index (`at + t`) would be checked for negative
+    wraparound at every element, which keeps LLVM from vectorising (7x slower copies)."""
+    pixels, taps = img[at:at + count], cols[to:to + count]
     if to_cols:
         for t in range(count):
-            cols[to + t] = img[at + t]
+            taps[t] = pixels[t]
     else:
         for t in range(count):
-            img[at + t] += cols[to + t]
+            pixels[t] += taps[t]
 
 
 @_jit
@@ -294,8 +297,7 @@ def _window_rows(img, cols, shape, sizes, sh, sw, dh, dw, same, to_cols):
                     s0 = j * sw - left
                     if r < 0 or r >= h:
                         if to_cols:
-                            for t in range(run):
-                                cols[o + t] = 0
+                            cols[o:o + run] = 0
                     elif dw == 1 and s0 >= 0 and s0 + kw <= w:
                         _move(img, ((b * h + r) * w + s0) * c, cols, o, run, to_cols)
                     else:
@@ -305,8 +307,7 @@ def _window_rows(img, cols, shape, sizes, sh, sw, dh, dw, same, to_cols):
                                 _move(img, ((b * h + r) * w + s) * c, cols, o + q * c, c,
                                       to_cols)
                             elif to_cols:
-                                for t in range(c):
-                                    cols[o + q * c + t] = 0
+                                cols[o + q * c:o + q * c + c] = 0
 
 
 @_cached
@@ -332,36 +333,66 @@ def _window_range(i, stride, k, before, size):
     return max(start, 0) - start, min(start + k, size) - start
 
 
+@_jit
+def _window_peaks(xf, corner, first, rows, cols, w, c, peak, best):
+    """peak[t], best[t] = the first maximum of channel t over one window's taps inside the
+    image and its flat index into `xf` (replaced only by a strictly larger value: TF's
+    MaxPoolGrad rule, so a NaN first tap stays and later NaNs are skipped). Selects, not
+    branches, over zero-based views: the channel loop vectorises."""
+    start = xf[first:first + c]
+    for t in range(c):
+        peak[t] = start[t]
+        best[t] = first + t
+    for p in range(rows[0], rows[1]):
+        for q in range(cols[0], cols[1]):
+            src = corner + (p * w + q) * c
+            if src == first:
+                continue
+            taps = xf[src:src + c]
+            for t in range(c):
+                v = taps[t]
+                take = peak[t] < v
+                peak[t] = v if take else peak[t]
+                best[t] = src + t if take else best[t]
+
+
+@_jit
+def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index):
+    """Every window's first maximum (_window_peaks): its value into `values` when that is
+    not empty, its flat index into `index` when that is not empty (both flat (N, OH, OW, C))."""
+    n, h, w, c = x.shape
+    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
+    xf = x.reshape(x.size)
+    peak, best = np.empty(c, x.dtype), np.empty(c, np.int64)
+    for b in range(n):
+        for i in range(oh):
+            rows = _window_range(i, sh, kh, top, h)
+            for j in range(ow):
+                cols = _window_range(j, sw, kw, left, w)
+                o = ((b * oh + i) * ow + j) * c
+                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
+                first = corner + (rows[0] * w + cols[0]) * c
+                _window_peaks(xf, corner, first, rows, cols, w, c, peak, best)
+                if values.size:
+                    values[o:o + c] = peak
+                if index.size:
+                    index[o:o + c] = best
+
+
 @_cached
 def pool_argmax(x, out, kh, kw, sh, sw, same):
     """out[b, i, j, ch] = flat index into x of the first maximum of the window (row-major
     window order, replaced only by a strictly larger value: TF's MaxPoolGrad rule)."""
-    n, h, w, c = x.shape
-    oh, ow = out.shape[1], out.shape[2]
-    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
-    xf, of = x.reshape(x.size), out.reshape(out.size)
-    peak = np.empty(c, x.dtype)
-    for b in range(n):
-        for i in range(oh):
-            r0, r1 = _window_range(i, sh, kh, top, h)
-            for j in range(ow):
-                q0, q1 = _window_range(j, sw, kw, left, w)
-                o = ((b * oh + i) * ow + j) * c
-                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
-                first = corner + (r0 * w + q0) * c
-                for t in range(c):   # the first tap inside the image starts each maximum
-                    peak[t] = xf[first + t]
-                    of[o + t] = first + t
-                for p in range(r0, r1):
-                    for q in range(q0, q1):
-                        src = corner + (p * w + q) * c
-                        if src == first:
-                            continue
-                        for t in range(c):
-                            v = xf[src + t]
-                            if peak[t] < v:
-                                peak[t] = v
-                                of[o + t] = src + t
+    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, np.empty(0, x.dtype),
+               out.reshape(out.size))
+    return out
+
+
+@_cached
+def max_pool(x, out, kh, kw, sh, sw, same):
+    """out[b, i, j, ch] = the window's maximum by pool_argmax's rule (so NaNs as TF's)."""
+    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, out.reshape(out.size),
+               np.empty(0, np.int64))
     return out
 
 
@@ -440,32 +471,4 @@ def sum_duplicates2(u, idx, out):
         f = first_of[idx[j] - lo]
         if f != j:
             _set_row(out, j, out, f)
-    return out
-
-
-@_cached
-def max_pool(x, out, kh, kw, sh, sw, same):
-    """out[b, i, j, ch] = the window's maximum by pool_argmax's rule (so NaNs as TF's)."""
-    n, h, w, c = x.shape
-    oh, ow = out.shape[1], out.shape[2]
-    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
-    xf, of = x.reshape(x.size), out.reshape(out.size)
-    for b in range(n):
-        for i in range(oh):
-            r0, r1 = _window_range(i, sh, kh, top, h)
-            for j in range(ow):
-                q0, q1 = _window_range(j, sw, kw, left, w)
-                o = ((b * oh + i) * ow + j) * c
-                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
-                first = corner + (r0 * w + q0) * c
-                for t in range(c):
-                    of[o + t] = xf[first + t]
-                for p in range(r0, r1):
-                    for q in range(q0, q1):
-                        src = corner + (p * w + q) * c
-                        if src == first:
-                            continue
-                        for t in range(c):
-                            v = xf[src + t]
-                            of[o + t] = v if of[o + t] < v else of[o + t]
     return out
