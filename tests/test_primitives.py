@@ -420,7 +420,8 @@ SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base
     ((4, 3), [3, 1], 1, 'max', (_grid(0.25), _grid(0.75))),
     ((4, 3), [0, 2], 1, 'min', (_grid(0.25), _grid(0.75))),
 ]
-SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0])]
+SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0]),
+                        ((4, 2), [90000, 3, 90000, 3])]   # a span this wide sorts
 
 MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((3, 4), (4, 2), False, False),
@@ -560,7 +561,7 @@ SPECS = {
                          lambda b, i, u, *, mode, depth: ops.scatter_rows(b, i, u, mode, depth),
                          NUMBERS, compiled=(0, 4, 5)),
     'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
-                           _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0,)),
+                           _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0, 3)),
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),

@@ -424,51 +424,52 @@ def scatter_rows2(out, idx, u, mode):
 
 
 @_jit
-def _set_row(dst, i, src, j):
-    for b in range(dst.shape[1]):
-        dst[i, b] = src[j, b]
-
-
-@_jit
-def _add_row(dst, i, src, j):
-    for b in range(dst.shape[1]):
-        dst[i, b] += src[j, b]
+def _distinct_slots(idx):
+    """(slot, count): slot[j] in [0, count) numbers the distinct values of idx. A table over
+    the span of the indices finds them, or a sort when the span is much larger than idx."""
+    k = idx.shape[0]
+    slot = np.empty(k, np.int64)
+    lo, hi = idx.min(), idx.max()
+    count = 0
+    if hi - lo > 8 * k + 4096:
+        order = np.argsort(idx, kind='mergesort')
+        for p in range(k):
+            if p > 0 and idx[order[p]] != idx[order[p - 1]]:
+                count += 1
+            slot[order[p]] = count
+        return slot, count + 1
+    slot_of = np.full(hi - lo + 1, -1, np.int64)
+    for j in range(k):
+        s = slot_of[idx[j] - lo]
+        if s < 0:
+            s = slot_of[idx[j] - lo] = count
+            count += 1
+        slot[j] = s
+    return slot, count
 
 
 @_cached
 def sum_duplicates2(u, idx, out):
-    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'. A
-    table over the span of the indices finds each index's first row (a sort when the span is
-    much larger than the number of rows)."""
-    k = idx.shape[0]
+    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'. The
+    rows add up in one row per distinct index (a buffer small enough to stay in cache, where
+    adding into `out` itself would scatter over all of it), then copy out."""
+    k, m = u.shape
     if k == 0:
         return out
-    lo, hi = idx.min(), idx.max()
-    if hi - lo > 8 * k + 4096:
-        order = np.argsort(idx, kind='mergesort')
-        first = order[0]
-        for p in range(k):
-            j = order[p]
-            if p == 0 or idx[j] != idx[first]:
-                first = j
-                _set_row(out, j, u, j)
-            else:
-                _add_row(out, first, u, j)
-        for p in range(1, k):
-            j, prev = order[p], order[p - 1]
-            if idx[j] == idx[prev]:
-                _set_row(out, j, out, prev)
-        return out
-    first_of = np.full(hi - lo + 1, -1, np.int64)
+    slot, count = _distinct_slots(idx)
+    sums = np.empty((count, m), u.dtype)
+    seen = np.zeros(count, np.bool_)
     for j in range(k):
-        f = first_of[idx[j] - lo]
-        if f < 0:
-            first_of[idx[j] - lo] = j
-            _set_row(out, j, u, j)
+        total, row = sums[slot[j]], u[j]
+        if seen[slot[j]]:
+            for b in range(m):
+                total[b] += row[b]
         else:
-            _add_row(out, f, u, j)
+            seen[slot[j]] = True
+            for b in range(m):
+                total[b] = row[b]
     for j in range(k):
-        f = first_of[idx[j] - lo]
-        if f != j:
-            _set_row(out, j, out, f)
+        row, total = out[j], sums[slot[j]]
+        for b in range(m):
+            row[b] = total[b]
     return out
