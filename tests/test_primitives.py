@@ -335,6 +335,20 @@ def _pool_argmax_ref(x, *, ksize, strides, padding):
     return out
 
 
+def _pooled_shape(shape, ksize, strides, padding):
+    (oh, ow), _ = _window_taps(shape, ksize, strides, (1, 1), padding)
+    return (shape[0], oh, ow, shape[3])
+
+
+def _max_pool_grad_ref(ct, x, *, ksize, strides, padding):
+    """Each window's cotangent added at the first largest tap _pool_argmax_ref finds."""
+    out = np.zeros(x.size, ct.dtype)
+    index = _pool_argmax_ref(x, ksize=ksize, strides=strides, padding=padding)
+    for at, value in zip(index.ravel(), ct.ravel()):
+        out[at] += value
+    return out.reshape(x.shape)
+
+
 def _max_pool_ref(x, *, ksize, strides, padding):
     (oh, ow), taps = _window_taps(x.shape, ksize, strides, (1, 1), padding)
     out = np.full((x.shape[0], oh, ow, x.shape[3]), -np.inf)
@@ -581,6 +595,10 @@ SPECS = {
                         compiled=(0, 1)),
     'max_pool': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
                       for shape, k, st, pad in POOL_CASES], _max_pool_ref, compiled=(1, 3)),
+    'max_pool_grad': Spec([Case([A(_pooled_shape(shape, k, st, pad)), A(shape, _distinct)],
+                                {'ksize': k, 'strides': st, 'padding': pad})
+                           for shape, k, st, pad in POOL_CASES], _max_pool_grad_ref,
+                          compiled=(0, 2)),
     'host_call': Spec([Case([Fixed(0, np.int64), A(shape)], {'call': _host_double(shape)})
                        for shape in [(3, 4), ()]], lambda order, x, *, call: 2 * x,
                       out_dtype=lambda dtype, params: np.dtype(np.float64), order=0,

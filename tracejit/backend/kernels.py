@@ -334,65 +334,103 @@ def _window_range(i, stride, k, before, size):
 
 
 @_jit
-def _window_peaks(xf, corner, first, rows, cols, w, c, peak, best):
+def _window_peaks(xp, corner, first, rows, cols, w, peak, best):
     """peak[t], best[t] = the first maximum of channel t over one window's taps inside the
-    image and its flat index into `xf` (replaced only by a strictly larger value: TF's
-    MaxPoolGrad rule, so a NaN first tap stays and later NaNs are skipped). Selects, not
-    branches, over zero-based views: the channel loop vectorises."""
-    start = xf[first:first + c]
-    for t in range(c):
-        peak[t] = start[t]
-        best[t] = first + t
+    image and its pixel (row of `xp`, the image as (pixels, channels)), replaced only by a
+    strictly larger value: TF's MaxPoolGrad rule, so a NaN first tap stays and later NaNs
+    are skipped. Selects, not branches, over rows of a 2-D view: the channel loop vectorises
+    (slices or offset flat indices per tap cost 2-4x)."""
+    for t in range(xp.shape[1]):
+        peak[t] = xp[first, t]
+        best[t] = first
     for p in range(rows[0], rows[1]):
         for q in range(cols[0], cols[1]):
-            src = corner + (p * w + q) * c
-            if src == first:
-                continue
-            taps = xf[src:src + c]
-            for t in range(c):
-                v = taps[t]
-                take = peak[t] < v
-                peak[t] = v if take else peak[t]
-                best[t] = src + t if take else best[t]
+            src = corner + p * w + q
+            if src != first:
+                for t in range(xp.shape[1]):
+                    v = xp[src, t]
+                    take = peak[t] < v
+                    peak[t] = v if take else peak[t]
+                    best[t] = src if take else best[t]
 
 
 @_jit
-def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index):
-    """Every window's first maximum (_window_peaks): its value into `values` when that is
-    not empty, its flat index into `index` when that is not empty (both flat (N, OH, OW, C))."""
+def _put_at_peaks(grad, ct, o, best, corner, rows, cols, w, apart):
+    """grad[best[t], t] (+)= ct[o, t] for one window, as a select per tap; windows `apart`
+    (no overlap) assign, so each pixel is written once."""
+    for p in range(rows[0], rows[1]):
+        for q in range(cols[0], cols[1]):
+            src = corner + p * w + q
+            for t in range(grad.shape[1]):
+                g = ct[o, t] if best[t] == src else 0
+                if apart:
+                    grad[src, t] = g
+                else:
+                    grad[src, t] += g
+
+
+@_jit
+def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
+    """Every window's first maximum (_window_peaks), used per `mode` (a literal at each
+    caller, so the other branches fold away): 0 writes the maxima into `values`, 1 their flat
+    indices into `index`, 2 puts the windows' cotangents `ct` there in `grad` (zeroed by the
+    caller). `values`, `index` and `ct` are (N * OH * OW, C), `grad` (N * H * W, C)."""
     n, h, w, c = x.shape
     top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
-    xf = x.reshape(x.size)
+    xp = x.reshape((n * h * w, c))
     peak, best = np.empty(c, x.dtype), np.empty(c, np.int64)
+    apart = sh >= kh and sw >= kw
     for b in range(n):
         for i in range(oh):
             rows = _window_range(i, sh, kh, top, h)
             for j in range(ow):
                 cols = _window_range(j, sw, kw, left, w)
-                o = ((b * oh + i) * ow + j) * c
-                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
-                first = corner + (rows[0] * w + cols[0]) * c
-                _window_peaks(xf, corner, first, rows, cols, w, c, peak, best)
-                if values.size:
-                    values[o:o + c] = peak
-                if index.size:
-                    index[o:o + c] = best
+                o = (b * oh + i) * ow + j
+                corner = (b * h + i * sh - top) * w + j * sw - left
+                first = corner + rows[0] * w + cols[0]
+                _window_peaks(xp, corner, first, rows, cols, w, peak, best)
+                if mode == 0:
+                    for t in range(c):
+                        values[o, t] = peak[t]
+                elif mode == 1:
+                    for t in range(c):
+                        index[o, t] = best[t] * c + t
+                else:
+                    _put_at_peaks(grad, ct, o, best, corner, rows, cols, w, apart)
+
+
+@_jit
+def _pixels(a):
+    """An NHWC array as (pixels, channels)."""
+    return a.reshape((a.size // a.shape[3], a.shape[3]))
 
 
 @_cached
 def pool_argmax(x, out, kh, kw, sh, sw, same):
     """out[b, i, j, ch] = flat index into x of the first maximum of the window (row-major
     window order, replaced only by a strictly larger value: TF's MaxPoolGrad rule)."""
-    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, np.empty(0, x.dtype),
-               out.reshape(out.size))
+    unused = np.empty((0, 0), x.dtype)
+    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, unused, _pixels(out),
+               unused, unused, 1)
     return out
 
 
 @_cached
 def max_pool(x, out, kh, kw, sh, sw, same):
     """out[b, i, j, ch] = the window's maximum by pool_argmax's rule (so NaNs as TF's)."""
-    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, out.reshape(out.size),
-               np.empty(0, np.int64))
+    unused = np.empty((0, 0), x.dtype)
+    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, _pixels(out),
+               np.empty((0, 0), np.int64), unused, unused, 0)
+    return out
+
+
+@_cached
+def max_pool_grad(ct, x, out, kh, kw, sh, sw, same):
+    """out (zeroed by the caller, x's shape) gets each window's cotangent at its first
+    maximum: pool_argmax and the scatter in one pass, without the index array."""
+    unused = np.empty((0, 0), x.dtype)
+    _pool_walk(x, ct.shape[1], ct.shape[2], kh, kw, sh, sw, same, unused,
+               np.empty((0, 0), np.int64), _pixels(ct), _pixels(out), 2)
     return out
 
 
