@@ -1,8 +1,9 @@
 """Benchmark runner: `python -m benchmarks.run [--workloads W1,W3] [--repeats N] [--quick]
 [--impls numpy,jax] [--check] [--memory]`.
 
-Runs workloads W1-W5 for every available implementation in this process and prints µs/step
-(median over repeats of a block of consecutive steps), ratios vs JAX and numpy, and the floors;
+Runs workloads W1-W5, W8 and W9 for every available implementation in this process and prints
+µs/step (median over repeats of a block of consecutive steps), ratios vs JAX and numpy, and the
+floors;
 W6 (compile latency) and `--memory` (peak RSS) use fresh subprocesses (see `isolated.py`).
 `--check` instead runs a few steps of each implementation from identical parameters and data and
 asserts that the parameters agree with the numpy reference to 1e-4 relative.
@@ -36,9 +37,10 @@ if __package__ in (None, ''):   # run as `python benchmarks/run.py`
 
 import numpy as np  # noqa: E402
 
+from benchmarks import layer_workloads  # noqa: E402
 from benchmarks import workloads as wl  # noqa: E402
 
-ALL_WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6']
+ALL_WORKLOADS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W8', 'W9']
 CHECK_RTOL = 1e-4
 
 
@@ -223,37 +225,53 @@ def run_timings(problem, impls, args):
     return results
 
 
-def timing_rows(problem, results, floor, meter):
+def timing_rows(workload, results, floor, meter):
     rows = []
     base_np, base_jax = (results.get(k, (None,))[0] for k in ('numpy', 'jax'))
     background = '-' if meter.cores is None else f'{meter.cores:.2f}' + ('!' if meter.noisy else '')
     for name, (med, spread, reps, n) in results.items():
-        rows.append([problem.name, name, fmt_us(med), f'±{spread:.0%}', f'{reps}x{n}',
+        rows.append([workload, name, fmt_us(med), f'±{spread:.0%}', f'{reps}x{n}',
                      fmt_ratio(med, base_np), fmt_ratio(med, base_jax),
                      fmt_us(floor[0]) if floor else '-',
                      fmt_ratio(med, floor[0]) if floor else '-', background])
     return rows
 
 
-# tracejit's steady-state targets: (workload, reference, most time / reference allowed)
-TARGETS = [('W1', 'jax', 0.25), ('W2', 'jax', 0.25), ('W3', 'jax', 0.6), ('W3', 'floor', 1.3),
-           ('W4', 'jax', 0.8), ('W5', 'floor', 1.1)]
+# tracejit's steady-state targets: (workload, tracejit variant, reference, most time /
+# reference allowed); 'fastest' is the fastest other library that ran (numpy aside)
+TARGETS = [('W1', 'tracejit', 'jax', 0.25), ('W2', 'tracejit', 'jax', 0.25),
+           ('W3', 'tracejit', 'jax', 0.6), ('W3', 'tracejit', 'floor', 1.3),
+           ('W4', 'tracejit', 'jax', 0.8), ('W5', 'tracejit', 'floor', 1.1),
+           ('W8', 'tracejit', 'fastest', 0.8), ('W8', 'tracejit', 'floor', 1.4),
+           ('W9', 'tracejit', 'jax', 0.8), ('W9', 'tracejit LazyAdam', 'jax', 0.15),
+           ('W9', 'tracejit SGD', 'jax', 0.15)]
+
+
+def reference_time(results, floor, reference):
+    """(name, median µs) of the reference a target compares with, or (name, None)."""
+    if reference == 'floor':
+        return reference, floor[0] if floor else None
+    if reference == 'fastest':
+        others = {k: v[0] for k, v in results.items()
+                  if not k.startswith('tracejit') and k != 'numpy'}
+        best = min(others, key=others.get, default=None)
+        return (best, others[best]) if best else (reference, None)
+    return reference, results.get(reference, (None,))[0]
 
 
 def target_rows(measured):
     """One row per target whose workload ran: {workload: (results, floor)} -> table rows."""
     rows = []
-    for workload, reference, target in TARGETS:
+    for workload, variant, reference, target in TARGETS:
         if workload not in measured:
             continue
         results, floor = measured[workload]
-        mine = results.get('tracejit', (None,))[0]
-        theirs = floor[0] if reference == 'floor' and floor else \
-            results.get(reference, (None,))[0]
+        mine = results.get(variant, (None,))[0]
+        name, theirs = reference_time(results, floor, reference)
         if mine is None or theirs is None:
             continue
         ratio = mine / theirs
-        rows.append([workload, reference, f'{ratio:.2f}x', f'<= {target}x',
+        rows.append([workload, variant, name, f'{ratio:.2f}x', f'<= {target}x',
                      'met' if ratio <= target else 'not met'])
     return rows
 
@@ -316,6 +334,30 @@ def relative_error(got, ref):
 
 # ---------------------------------------------------------------------------------------------
 
+def run_layer_workload(name, impls, args):
+    """W8/W9 (layer_workloads): build, time in turns, and split off the floor when there is
+    one -> (results as run_timings', floor as a Problem's, the meter)."""
+    title, make = layer_workloads.WORKLOADS[name]
+    print(f'{name}: {title}', flush=True)
+    with BackgroundMeter() as meter:
+        try:
+            benches = make(impls)
+        except ImportError as exc:
+            print(f'  {name}: FAILED to build: {exc}')
+            benches = {}
+        timed = time_interleaved(benches, args.repeats, 0.01 if args.quick else 0.05)
+    results = {}
+    for impl, (samples, n) in timed.items():
+        med, spread = summarize(samples)
+        results[impl] = (med, spread, len(samples), n)
+        print(f'  {name} {impl:18s} {fmt_us(med):>10s} µs/step  (±{spread:.0%}, '
+              f'{len(samples)} x {n} steps)', flush=True)
+    floor = results.pop('floor', None)
+    floor = (floor[0], 'its conv GEMMs through numpy') if floor else None
+    print(f'  {name} background CPU use: {meter.describe()}')
+    return results, floor, meter
+
+
 def environment_report(impls):
     """One line per fact: cores, thread settings and the versions of each implementation."""
     lines = [f'python {sys.version.split()[0]}, numpy {np.__version__}, '
@@ -355,7 +397,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog='python -m benchmarks.run', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--workloads', default=','.join(ALL_WORKLOADS),
-                   help='comma-separated subset of W1..W6 (default: all)')
+                   help='comma-separated subset of W1..W6, W8, W9 (default: all)')
     p.add_argument('--impls', default=','.join(wl.IMPL_MODULES),
                    help='comma-separated subset of numpy,jax,torch,tracejit (default: all)')
     p.add_argument('--repeats', type=int, default=None,
@@ -400,13 +442,18 @@ def main(argv=None):
             results = run_timings(problem, impls, args)
             time.sleep(SETTLE_S)
             floor = problem.floor() if problem.floor else None
-        rows += timing_rows(problem, results, floor, meter)
+        rows += timing_rows(name, results, floor, meter)
         measured[name] = (results, floor)
         if floor:
             print(f'  {name} floor: {fmt_us(floor[0])} µs ({floor[1]})')
         print(f'  {name} background CPU use: {meter.describe()}')
         if name == 'W3':
             accuracies = train_accuracy(problem, impls)
+
+    for name in (w for w in args.workloads if w in layer_workloads.WORKLOADS and not args.check):
+        results, floor, meter = run_layer_workload(name, impls, args)
+        rows += timing_rows(name, results, floor, meter)
+        measured[name] = (results, floor)
 
     if args.check:
         print_table(['workload', 'impl', 'steps', 'max rel err', 'param', 'result'], check_rows,
@@ -423,7 +470,7 @@ def main(argv=None):
                     'bg cores = cores other processes kept busy meanwhile, ! = unreliable)')
     targets = target_rows(measured)
     if targets:
-        print_table(['workload', 'vs', 'tracejit', 'target', ''], targets,
+        print_table(['workload', 'variant', 'vs', 'ratio', 'target', ''], targets,
                     'tracejit against its steady-state targets (this run)')
     if accuracies:
         accs, epochs = accuracies

@@ -335,6 +335,20 @@ def _pool_argmax_ref(x, *, ksize, strides, padding):
     return out
 
 
+def _pooled_shape(shape, ksize, strides, padding):
+    (oh, ow), _ = _window_taps(shape, ksize, strides, (1, 1), padding)
+    return (shape[0], oh, ow, shape[3])
+
+
+def _max_pool_grad_ref(ct, x, *, ksize, strides, padding):
+    """Each window's cotangent added at the first largest tap _pool_argmax_ref finds."""
+    out = np.zeros(x.size, ct.dtype)
+    index = _pool_argmax_ref(x, ksize=ksize, strides=strides, padding=padding)
+    for at, value in zip(index.ravel(), ct.ravel()):
+        out[at] += value
+    return out.reshape(x.shape)
+
+
 def _max_pool_ref(x, *, ksize, strides, padding):
     (oh, ow), taps = _window_taps(x.shape, ksize, strides, (1, 1), padding)
     out = np.full((x.shape[0], oh, ow, x.shape[3]), -np.inf)
@@ -420,7 +434,8 @@ SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base
     ((4, 3), [3, 1], 1, 'max', (_grid(0.25), _grid(0.75))),
     ((4, 3), [0, 2], 1, 'min', (_grid(0.25), _grid(0.75))),
 ]
-SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0])]
+SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0]),
+                        ((4, 2), [90000, 3, 90000, 3])]   # a span this wide sorts
 
 MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((3, 4), (4, 2), False, False),
@@ -560,7 +575,7 @@ SPECS = {
                          lambda b, i, u, *, mode, depth: ops.scatter_rows(b, i, u, mode, depth),
                          NUMBERS, compiled=(0, 4, 5)),
     'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
-                           _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0,)),
+                           _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0, 3)),
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),
@@ -580,6 +595,10 @@ SPECS = {
                         compiled=(0, 1)),
     'max_pool': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
                       for shape, k, st, pad in POOL_CASES], _max_pool_ref, compiled=(1, 3)),
+    'max_pool_grad': Spec([Case([A(_pooled_shape(shape, k, st, pad)), A(shape, _distinct)],
+                                {'ksize': k, 'strides': st, 'padding': pad})
+                           for shape, k, st, pad in POOL_CASES], _max_pool_grad_ref,
+                          compiled=(0, 2)),
     'host_call': Spec([Case([Fixed(0, np.int64), A(shape)], {'call': _host_double(shape)})
                        for shape in [(3, 4), ()]], lambda order, x, *, call: 2 * x,
                       out_dtype=lambda dtype, params: np.dtype(np.float64), order=0,

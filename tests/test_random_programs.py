@@ -257,6 +257,27 @@ def _np_pool(reduce):
     return apply
 
 
+def _tj_pool_peaks(p, x):
+    """The gradient of half the sum of squared max-pool outputs (max_pool_grad, whose own
+    gradient reads the cotangent at the window peaks)."""
+    image = tj.reshape(x, (1,) + tuple(x.shape) + (1,))
+    with tj.GradientTape() as tape:
+        tape.watch(image)
+        half_square = 0.5 * tj.reduce_sum(tj.square(tj.nn.max_pool2d(image, 2, p[0], p[1])))
+    return tj.reshape(tape.gradient(half_square, image), x.shape)
+
+
+def _np_pool_peaks(p, x):
+    """x times the number of windows whose first maximum it is."""
+    x = np.asarray(x)
+    where, _ = _np_windows(np.arange(x.size).reshape(x.shape), (2, 2), p[0], p[1], None)
+    counts = np.zeros(x.size)
+    for taps in where.values():
+        inside = [t for t in taps if t is not None]
+        counts[inside[int(np.argmax(x.ravel()[inside]))]] += 1
+    return x * counts.reshape(x.shape)
+
+
 def _pool_gap(p, x):
     """Smallest gap between the two largest taps of a window (a max-pool tie is a kink)."""
     windows, _ = _np_windows(np.asarray(x), (2, 2), p[0], p[1], None)
@@ -365,9 +386,11 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
                       lambda p, x: np.log(_np_softmax(x, p)),
                       lambda s: list(range(-len(s), len(s)))),
     'stop_gradient': Op(1, lambda p, x: x * tj.stop_gradient(x), lambda p, x: x * x, fd=False),
-    # convolution and pooling (im2col, col2im, pool_argmax) over a one-channel image
+    # convolution and pooling (im2col, col2im, max_pool_grad, pool_argmax) over a one-channel
+    # image
     'conv2d': Op(2, _tj_conv, _np_conv, lambda sx, sy: _window_choices(sx, sy)),
     'max_pool': Op(1, _tj_pool(tj.nn.max_pool2d), _np_pool(max), _window_choices, _pool_gap),
+    'max_pool_peaks': Op(1, _tj_pool_peaks, _np_pool_peaks, _window_choices, _pool_gap),
     'avg_pool': Op(1, _tj_pool(tj.nn.avg_pool2d), _np_pool(np.mean), _window_choices),
     # control flow: a real branch on the data, a bounded data-dependent loop, a scan over rows
     'cond': Op(2, lambda p, x, y: tj.cond(tj.reduce_sum(x) > 0.0, lambda: x * y,

@@ -204,10 +204,16 @@ def _max_pool_nhwc(x, ksize, strides, padding):
 
 def max_pool_grad(ct, x, ksize, strides, padding):
     """The VJP of max pooling: each window's cotangent added at its first maximum."""
+    return bind(P.REGISTRY['max_pool_grad'], ct, x, ksize=ksize, strides=strides,
+                padding=padding)
+
+
+def at_window_peaks(ct, x, ksize, strides, padding):
+    """The transpose of max_pool_grad in its cotangent: ct (x's shape) read at each window's
+    first maximum."""
     index = bind(P.REGISTRY['pool_argmax'], x, ksize=ksize, strides=strides, padding=padding)
-    size = int(np.prod(x.shape))
-    flat = ops.scatter_add(ops.reshape(ct, (-1,)), ops.reshape(index, (-1,)), 0, size)
-    return ops.reshape(flat, x.shape)
+    picked = ops.gather(ops.reshape(ct, (-1,)), ops.reshape(index, (-1,)), axis=0)
+    return ops.reshape(picked, index.shape)
 
 
 def _avg_pool_nhwc(x, ksize, strides, padding):

@@ -138,3 +138,5 @@ defvjp('log_softmax',
 defvjp('im2col', lambda ct, out, x, **window: conv.windows_transpose(ct, x.shape[1:3], **window))
 defvjp('col2im', lambda ct, out, u, *, size, **window: conv.windows(ct, **window))
 defvjp('max_pool', lambda ct, out, x, **window: conv.max_pool_grad(ct, x, **window))
+defvjp('max_pool_grad', lambda ct, out, u, x, **window: conv.at_window_peaks(ct, x, **window),
+       _zero)

@@ -202,6 +202,16 @@ def pool(helper):
     return emit
 
 
+def max_pool_grad(cg, node, name):
+    ct, x = node.inputs
+    (kh, kw), (sh, sw) = node.params['ksize'], node.params['strides']
+    cg.emit(f'{name} = np.zeros({cg.shape(node.outputs[0])}, '
+            f'{np_type(node.outputs[0].dtype)})')
+    cg.emit(f'K.max_pool_grad(np.ascontiguousarray({cg.ref(ct)}), '
+            f'np.ascontiguousarray({cg.ref(x)}), {name}, {kh}, {kw}, {sh}, {sw}, '
+            f'{node.params["padding"] == "SAME"})')
+
+
 SCATTER_MODES = {'update': 0, 'add': 1, 'max': 2, 'min': 3}  # kernels.scatter_rows2's codes
 
 

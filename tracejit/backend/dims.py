@@ -159,6 +159,15 @@ def batch_and_channels(node):
     yield (out, out.ndim - 1), (x, x.ndim - 1)
 
 
+def pool_grad(node):
+    """max_pool_grad's output has the image's shape and the cotangent's batch and channels."""
+    (ct, x), out = node.inputs, node.outputs[0]
+    for k in range(out.ndim):
+        yield (out, k), (x, k)
+    yield (ct, 0), (x, 0)
+    yield (ct, 3), (x, 3)
+
+
 def scatter_rows(node):
     base, idx, upd = node.inputs
     out, depth = node.outputs[0], node.params['depth']

@@ -267,13 +267,16 @@ def _pad_before(size, out, k, stride, dilation, same):
 
 @_jit
 def _move(img, at, cols, to, count, to_cols):
-    """Copy `count` image elements into the columns (im2col) or add them back (col2im)."""
+    """Copy `count` image elements into the columns (im2col) or add them back (col2im). The
+    loops index zero-based views: an offset index (`at + t`) would be checked for negative
+    wraparound at every element, which keeps LLVM from vectorising (7x slower copies)."""
+    pixels, taps = img[at:at + count], cols[to:to + count]
     if to_cols:
         for t in range(count):
-            cols[to + t] = img[at + t]
+            taps[t] = pixels[t]
     else:
         for t in range(count):
-            img[at + t] += cols[to + t]
+            pixels[t] += taps[t]
 
 
 @_jit
@@ -294,8 +297,7 @@ def _window_rows(img, cols, shape, sizes, sh, sw, dh, dw, same, to_cols):
                     s0 = j * sw - left
                     if r < 0 or r >= h:
                         if to_cols:
-                            for t in range(run):
-                                cols[o + t] = 0
+                            cols[o:o + run] = 0
                     elif dw == 1 and s0 >= 0 and s0 + kw <= w:
                         _move(img, ((b * h + r) * w + s0) * c, cols, o, run, to_cols)
                     else:
@@ -305,8 +307,7 @@ def _window_rows(img, cols, shape, sizes, sh, sw, dh, dw, same, to_cols):
                                 _move(img, ((b * h + r) * w + s) * c, cols, o + q * c, c,
                                       to_cols)
                             elif to_cols:
-                                for t in range(c):
-                                    cols[o + q * c + t] = 0
+                                cols[o + q * c:o + q * c + c] = 0
 
 
 @_cached
@@ -332,36 +333,104 @@ def _window_range(i, stride, k, before, size):
     return max(start, 0) - start, min(start + k, size) - start
 
 
+@_jit
+def _window_peaks(xp, corner, first, rows, cols, w, peak, best):
+    """peak[t], best[t] = the first maximum of channel t over one window's taps inside the
+    image and its pixel (row of `xp`, the image as (pixels, channels)), replaced only by a
+    strictly larger value: TF's MaxPoolGrad rule, so a NaN first tap stays and later NaNs
+    are skipped. Selects, not branches, over rows of a 2-D view: the channel loop vectorises
+    (slices or offset flat indices per tap cost 2-4x)."""
+    for t in range(xp.shape[1]):
+        peak[t] = xp[first, t]
+        best[t] = first
+    for p in range(rows[0], rows[1]):
+        for q in range(cols[0], cols[1]):
+            src = corner + p * w + q
+            if src != first:
+                for t in range(xp.shape[1]):
+                    v = xp[src, t]
+                    take = peak[t] < v
+                    peak[t] = v if take else peak[t]
+                    best[t] = src if take else best[t]
+
+
+@_jit
+def _put_at_peaks(grad, ct, o, best, corner, rows, cols, w, apart):
+    """grad[best[t], t] (+)= ct[o, t] for one window, as a select per tap; windows `apart`
+    (no overlap) assign, so each pixel is written once."""
+    for p in range(rows[0], rows[1]):
+        for q in range(cols[0], cols[1]):
+            src = corner + p * w + q
+            for t in range(grad.shape[1]):
+                g = ct[o, t] if best[t] == src else 0
+                if apart:
+                    grad[src, t] = g
+                else:
+                    grad[src, t] += g
+
+
+@_jit
+def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
+    """Every window's first maximum (_window_peaks), used per `mode` (a literal at each
+    caller, so the other branches fold away): 0 writes the maxima into `values`, 1 their flat
+    indices into `index`, 2 puts the windows' cotangents `ct` there in `grad` (zeroed by the
+    caller). `values`, `index` and `ct` are (N * OH * OW, C), `grad` (N * H * W, C)."""
+    n, h, w, c = x.shape
+    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
+    xp = x.reshape((n * h * w, c))
+    peak, best = np.empty(c, x.dtype), np.empty(c, np.int64)
+    apart = sh >= kh and sw >= kw
+    for b in range(n):
+        for i in range(oh):
+            rows = _window_range(i, sh, kh, top, h)
+            for j in range(ow):
+                cols = _window_range(j, sw, kw, left, w)
+                o = (b * oh + i) * ow + j
+                corner = (b * h + i * sh - top) * w + j * sw - left
+                first = corner + rows[0] * w + cols[0]
+                _window_peaks(xp, corner, first, rows, cols, w, peak, best)
+                if mode == 0:
+                    for t in range(c):
+                        values[o, t] = peak[t]
+                elif mode == 1:
+                    for t in range(c):
+                        index[o, t] = best[t] * c + t
+                else:
+                    _put_at_peaks(grad, ct, o, best, corner, rows, cols, w, apart)
+
+
+@_jit
+def _pixels(a):
+    """An NHWC array as (pixels, channels)."""
+    return a.reshape((a.size // a.shape[3], a.shape[3]))
+
+
 @_cached
 def pool_argmax(x, out, kh, kw, sh, sw, same):
     """out[b, i, j, ch] = flat index into x of the first maximum of the window (row-major
     window order, replaced only by a strictly larger value: TF's MaxPoolGrad rule)."""
-    n, h, w, c = x.shape
-    oh, ow = out.shape[1], out.shape[2]
-    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
-    xf, of = x.reshape(x.size), out.reshape(out.size)
-    peak = np.empty(c, x.dtype)
-    for b in range(n):
-        for i in range(oh):
-            r0, r1 = _window_range(i, sh, kh, top, h)
-            for j in range(ow):
-                q0, q1 = _window_range(j, sw, kw, left, w)
-                o = ((b * oh + i) * ow + j) * c
-                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
-                first = corner + (r0 * w + q0) * c
-                for t in range(c):   # the first tap inside the image starts each maximum
-                    peak[t] = xf[first + t]
-                    of[o + t] = first + t
-                for p in range(r0, r1):
-                    for q in range(q0, q1):
-                        src = corner + (p * w + q) * c
-                        if src == first:
-                            continue
-                        for t in range(c):
-                            v = xf[src + t]
-                            if peak[t] < v:
-                                peak[t] = v
-                                of[o + t] = src + t
+    unused = np.empty((0, 0), x.dtype)
+    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, unused, _pixels(out),
+               unused, unused, 1)
+    return out
+
+
+@_cached
+def max_pool(x, out, kh, kw, sh, sw, same):
+    """out[b, i, j, ch] = the window's maximum by pool_argmax's rule (so NaNs as TF's)."""
+    unused = np.empty((0, 0), x.dtype)
+    _pool_walk(x, out.shape[1], out.shape[2], kh, kw, sh, sw, same, _pixels(out),
+               np.empty((0, 0), np.int64), unused, unused, 0)
+    return out
+
+
+@_cached
+def max_pool_grad(ct, x, out, kh, kw, sh, sw, same):
+    """out (zeroed by the caller, x's shape) gets each window's cotangent at its first
+    maximum: pool_argmax and the scatter in one pass, without the index array."""
+    unused = np.empty((0, 0), x.dtype)
+    _pool_walk(x, ct.shape[1], ct.shape[2], kh, kw, sh, sw, same, unused,
+               np.empty((0, 0), np.int64), _pixels(ct), _pixels(out), 2)
     return out
 
 
@@ -393,79 +462,52 @@ def scatter_rows2(out, idx, u, mode):
 
 
 @_jit
-def _set_row(dst, i, src, j):
-    for b in range(dst.shape[1]):
-        dst[i, b] = src[j, b]
-
-
-@_jit
-def _add_row(dst, i, src, j):
-    for b in range(dst.shape[1]):
-        dst[i, b] += src[j, b]
+def _distinct_slots(idx):
+    """(slot, count): slot[j] in [0, count) numbers the distinct values of idx. A table over
+    the span of the indices finds them, or a sort when the span is much larger than idx."""
+    k = idx.shape[0]
+    slot = np.empty(k, np.int64)
+    lo, hi = idx.min(), idx.max()
+    count = 0
+    if hi - lo > 8 * k + 4096:
+        order = np.argsort(idx, kind='mergesort')
+        for p in range(k):
+            if p > 0 and idx[order[p]] != idx[order[p - 1]]:
+                count += 1
+            slot[order[p]] = count
+        return slot, count + 1
+    slot_of = np.full(hi - lo + 1, -1, np.int64)
+    for j in range(k):
+        s = slot_of[idx[j] - lo]
+        if s < 0:
+            s = slot_of[idx[j] - lo] = count
+            count += 1
+        slot[j] = s
+    return slot, count
 
 
 @_cached
 def sum_duplicates2(u, idx, out):
-    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'. A
-    table over the span of the indices finds each index's first row (a sort when the span is
-    much larger than the number of rows)."""
-    k = idx.shape[0]
+    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'. The
+    rows add up in one row per distinct index (a buffer small enough to stay in cache, where
+    adding into `out` itself would scatter over all of it), then copy out."""
+    k, m = u.shape
     if k == 0:
         return out
-    lo, hi = idx.min(), idx.max()
-    if hi - lo > 8 * k + 4096:
-        order = np.argsort(idx, kind='mergesort')
-        first = order[0]
-        for p in range(k):
-            j = order[p]
-            if p == 0 or idx[j] != idx[first]:
-                first = j
-                _set_row(out, j, u, j)
-            else:
-                _add_row(out, first, u, j)
-        for p in range(1, k):
-            j, prev = order[p], order[p - 1]
-            if idx[j] == idx[prev]:
-                _set_row(out, j, out, prev)
-        return out
-    first_of = np.full(hi - lo + 1, -1, np.int64)
+    slot, count = _distinct_slots(idx)
+    sums = np.empty((count, m), u.dtype)
+    seen = np.zeros(count, np.bool_)
     for j in range(k):
-        f = first_of[idx[j] - lo]
-        if f < 0:
-            first_of[idx[j] - lo] = j
-            _set_row(out, j, u, j)
+        total, row = sums[slot[j]], u[j]
+        if seen[slot[j]]:
+            for b in range(m):
+                total[b] += row[b]
         else:
-            _add_row(out, f, u, j)
+            seen[slot[j]] = True
+            for b in range(m):
+                total[b] = row[b]
     for j in range(k):
-        f = first_of[idx[j] - lo]
-        if f != j:
-            _set_row(out, j, out, f)
-    return out
-
-
-@_cached
-def max_pool(x, out, kh, kw, sh, sw, same):
-    """out[b, i, j, ch] = the window's maximum by pool_argmax's rule (so NaNs as TF's)."""
-    n, h, w, c = x.shape
-    oh, ow = out.shape[1], out.shape[2]
-    top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
-    xf, of = x.reshape(x.size), out.reshape(out.size)
-    for b in range(n):
-        for i in range(oh):
-            r0, r1 = _window_range(i, sh, kh, top, h)
-            for j in range(ow):
-                q0, q1 = _window_range(j, sw, kw, left, w)
-                o = ((b * oh + i) * ow + j) * c
-                corner = ((b * h + i * sh - top) * w + j * sw - left) * c
-                first = corner + (r0 * w + q0) * c
-                for t in range(c):
-                    of[o + t] = xf[first + t]
-                for p in range(r0, r1):
-                    for q in range(q0, q1):
-                        src = corner + (p * w + q) * c
-                        if src == first:
-                            continue
-                        for t in range(c):
-                            v = xf[src + t]
-                            of[o + t] = v if of[o + t] < v else of[o + t]
+        row, total = out[j], sums[slot[j]]
+        for b in range(m):
+            row[b] = total[b]
     return out

@@ -82,6 +82,7 @@ BY_NAME = {
     'col2im': Lowering(dims.batch_and_channels, emit=calls.col2im),
     'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool('pool_argmax')),
     'max_pool': Lowering(dims.batch_and_channels, emit=calls.pool('max_pool')),
+    'max_pool_grad': Lowering(dims.pool_grad, emit=calls.max_pool_grad),
     'scatter_rows': Lowering(dims.scatter_rows, emit=calls.scatter_rows, checks_indices=True,
                              writes_base=True),
     'sum_duplicates': Lowering(dims.sum_duplicates, emit=calls.sum_duplicates),
