@@ -63,6 +63,8 @@ class _Assigned(ast.NodeVisitor):
 
     def visit_Call(self, node):
         func = node.func
+        if isinstance(func, ast.Call) and ast.unparse(func.func) == 'ag__.converted':
+            func = func.args[0]   # `ys.append` as converted code calls it
         if (self.mutations and isinstance(func, ast.Attribute) and func.attr in MUTATORS
                 and isinstance(func.value, ast.Name)):
             self.names.add(func.value.id)

@@ -52,6 +52,10 @@ def converted(f):
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         func = converted(f.__func__)
         return f if func is f.__func__ else types.MethodType(func, f.__self__)
+    call = getattr(type(f), '__call__', None)
+    if not isinstance(f, type) and isinstance(call, types.FunctionType):
+        func = converted(call)   # a callable object: its __call__, as TensorFlow converts it
+        return f if func is call else types.MethodType(func, f)
     return f
 
 

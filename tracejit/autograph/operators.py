@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import control, dtypes, errors, ops
 from ..tracing import Tracer
-from .conversion import converted  # noqa: F401 (converted code calls it)
+from . import conversion
 
 
 class Undefined:
@@ -26,6 +26,9 @@ class Undefined:
 
 class UndefinedReturnValue:
     """`retval_` before a lowered `return` ran: the function returns None."""
+
+
+converted = conversion.converted   # converted code calls it on every callee
 
 
 def retval(value):
@@ -182,9 +185,11 @@ def for_stmt(iterated, extra_test, body, get_state, set_state, names):
         if not iterated.shape:
             raise errors.InvalidArgumentError(errors.at_user_line(
                 'cannot iterate over a scalar tensor'))
+        if extra_test is None:
+            return _scan(iterated, body, get_state, set_state, names)
         n = int(iterated.shape[0])
-        return _tensor_loop(0, n, 1, n, lambda i: ops.gather(iterated, i), extra_test, body,
-                            get_state, set_state, names)
+        return _while_range(0, n, 1, extra_test, body, get_state, set_state, names,
+                            lambda i: ops.gather(iterated, i), n)
     for item in iterated:
         if extra_test is not None and not _python_test(extra_test):
             break
@@ -209,21 +214,35 @@ def _for_range(r, extra_test, body, get_state, set_state, names):
         return
     bounds = [ops.cast(b, dtypes.int32) if is_tensor(b) else b
               for b in (r.start, r.limit, r.delta)]
-    static = not any(is_tensor(b) for b in bounds)
-    count = len(range(*bounds)) if static else None
-    _tensor_loop(*bounds, count, lambda i: i, extra_test, body, get_state, set_state, names)
+    if not any(is_tensor(b) for b in bounds) and extra_test is None:
+        indices = ops.constant(np.arange(*bounds, dtype=np.int32))
+        return _scan(indices, body, get_state, set_state, names)
+    _while_range(*bounds, extra_test, body, get_state, set_state, names)
 
 
-def _tensor_loop(start, limit, delta, count, item, extra_test, body, get_state, set_state,
-                 names):
+def _scan(xs, body, get_state, set_state, names):
+    """A loop over the rows of `xs` without break: one scan (differentiable)."""
     init = _loop_state(get_state, names)
-    descending = not is_tensor(delta) and delta < 0
+    if not int(xs.shape[0]):
+        return
+
+    def step(carry, rows):
+        set_state(carry)
+        body(rows[0])
+        return list(get_state()), []
+    final, _ = control.scan_flat(step, list(init), [xs], what='a tensor for loop')
+    set_state(final)
+
+
+def _while_range(start, limit, delta, extra_test, body, get_state, set_state, names,
+                 item=lambda i: i, count=None):
+    """A loop over `range(start, limit, delta)` that may stop early: one tj.while_loop."""
+    init = _loop_state(get_state, names)
 
     def loop_cond(i, *state):
         set_state(state)
-        going = (i > limit) if descending else (i < limit)
-        if is_tensor(delta):
-            going = ops.where(delta > 0, i < limit, i > limit)
+        going = ops.where(delta > 0, i < limit, i > limit) if is_tensor(delta) else (
+            i < limit if delta > 0 else i > limit)
         if extra_test is not None:
             going = ops.logical_and(going, extra_test())
         return going
@@ -232,6 +251,6 @@ def _tensor_loop(start, limit, delta, count, item, extra_test, body, get_state, 
         set_state(state)
         body(item(i))
         return (i + delta,) + tuple(get_state())
-    first = ops.constant(start, dtypes.int32) if not is_tensor(start) else start
+    first = start if is_tensor(start) else ops.constant(start, dtypes.int32)
     out = control.while_loop(loop_cond, loop_body, (first,) + init, maximum_iterations=count)
     set_state(out[1:])
