@@ -312,3 +312,42 @@ def test_unavailable_source_runs_unconverted_with_a_warning():
         warnings.simplefilter('always')
         _check(namespace['made'], (X,))
     assert any('could not convert' in str(w.message) for w in seen)
+
+
+# ------------------------------------------------------------------------- Keras
+
+class _Gated(tj.keras.Model):
+    """A subclassed model whose call branches on a tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = tj.keras.layers.Dense(1)
+
+    def call(self, x):
+        y = self.dense(x)
+        if tj.reduce_mean(y) > 0.0:
+            y = y * 2.0
+        else:
+            y = tj.tanh(y)
+        return y
+
+
+def _fit(run_eagerly, x, y):
+    tj.random.set_seed(3)
+    model = _Gated()
+    model.compile(optimizer=tj.keras.optimizers.SGD(0.05), loss='mse', run_eagerly=run_eagerly)
+    history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    return history.history['loss'], model.get_weights()
+
+
+@pytest.mark.compiled
+def test_keras_model_with_a_tensor_if_in_call_fits_as_eagerly():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    y = np.concatenate([np.ones((4, 1)), -np.ones((4, 1))]).astype(np.float32)
+    x[4:] -= 2.0   # the second batch takes the other branch
+    want_loss, want_weights = _fit(True, x, y)
+    got_loss, got_weights = _fit(False, x, y)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+    for got, want in zip(got_weights, want_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

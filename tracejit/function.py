@@ -294,7 +294,8 @@ class Function:
                     call_args.append(value)
                 else:
                     call_kwargs[name] = value
-            out = self._traced_fn()(*call_args, **call_kwargs)
+            with autograph.enabled(self._autograph):
+                out = self._traced_fn()(*call_args, **call_kwargs)
             leaves, treedef = tree.flatten(out, is_leaf=_is_leaf)
             traced, static = [], []
             for leaf in leaves:

@@ -4,7 +4,7 @@ expressions on traced tensors become tj.cond / tj.while_loop by a source transfo
 values as it is. `tj.function` converts its function (autograph=False turns it off)."""
 import types as _types
 
-from .conversion import convert, do_not_convert, to_code
+from .conversion import convert, do_not_convert, enabled, in_trace, to_code
 
 
 def to_graph(f, recursive=True, experimental_optional_features=None):
@@ -14,4 +14,5 @@ def to_graph(f, recursive=True, experimental_optional_features=None):
 
 experimental = _types.SimpleNamespace(do_not_convert=do_not_convert)
 
-__all__ = ['convert', 'do_not_convert', 'experimental', 'to_code', 'to_graph']
+__all__ = ['convert', 'do_not_convert', 'enabled', 'experimental', 'in_trace', 'to_code',
+           'to_graph']

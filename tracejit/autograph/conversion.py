@@ -3,16 +3,18 @@ numpy, the standard library or installed packages, as TensorFlow's allow-list), 
 converted code object is built once per code object, and bound to the original's globals,
 closure cells and defaults, so it behaves as the original function."""
 import ast
+import contextlib
 import functools
 import inspect
 import os
 import sysconfig
 import textwrap
+import threading
 import types
 import warnings
 import weakref
 
-from . import transformer
+from . import operators, transformer
 
 _AG = transformer._AG
 _NO_CONVERT = '__tj_do_not_convert__'
@@ -22,6 +24,28 @@ _LIBRARY_DIRS = tuple({os.path.abspath(p) + os.sep for p in (
 _codes = {}                                   # code object -> converted code (or None)
 _functions = weakref.WeakKeyDictionary()      # function -> converted function
 _warned = set()
+_namespace = None
+_status = threading.local()   # .off: inside a tj.function(autograph=False) trace
+
+
+@contextlib.contextmanager
+def enabled(on):
+    """Turn recursive conversion on or off while a function traces (TensorFlow's control
+    status context), so autograph=False also leaves the Keras layers it calls unconverted."""
+    saved, _status.off = getattr(_status, 'off', False), not on
+    try:
+        yield
+    finally:
+        _status.off = saved
+
+
+def in_trace(f):
+    """`f` converted when a trace with AutoGraph on is running (how Keras layers call their
+    `call`), else `f`."""
+    from ..tracing import current_trace
+    if current_trace() is None or getattr(_status, 'off', False):
+        return f
+    return converted(f)
 
 
 def do_not_convert(func=None):
@@ -46,6 +70,8 @@ def is_library(fn):
 def converted(f):
     """The callable converted code calls in place of `f`: its conversion for user functions
     and methods, `f` itself for everything else."""
+    if getattr(_status, 'off', False):
+        return f
     if isinstance(f, types.FunctionType):
         out = _functions.get(f)
         return out if out is not None else convert(f)
@@ -94,8 +120,12 @@ def _convert(f):
 
 
 def _operators():
-    from . import operators
-    return operators
+    """The `ag__` namespace of converted code: the operators and `converted`."""
+    global _namespace
+    if _namespace is None:
+        public = {k: v for k, v in vars(operators).items() if not k.startswith('__')}
+        _namespace = types.SimpleNamespace(**public, converted=converted)
+    return _namespace
 
 
 def parse(f):

@@ -6,7 +6,6 @@ import numpy as np
 
 from .. import control, dtypes, errors, ops
 from ..tracing import Tracer
-from . import conversion
 
 
 class Undefined:
@@ -26,9 +25,6 @@ class Undefined:
 
 class UndefinedReturnValue:
     """`retval_` before a lowered `return` ran: the function returns None."""
-
-
-converted = conversion.converted   # converted code calls it on every callee
 
 
 def retval(value):
