@@ -234,6 +234,37 @@ def test_undefined_in_one_branch_and_containers_in_tensor_loops():
     with pytest.raises(errors.InvalidArgumentError, match='tj.TensorArray'):
         tj.function(appends).trace(X)
 
+    def returns_in_loop(x):
+        for v in x:
+            if v > 0.0:
+                return v
+        return x[0]
+    with pytest.raises(errors.UnimplementedError, match='return inside a tensor loop.*break'):
+        tj.function(returns_in_loop).trace(X)
+    assert returns_in_loop(tj.constant(X)).numpy() == X[0]   # eagerly: Python's loop
+
+    def changes_dtype(x):
+        i = 0
+        while tj.reduce_sum(x) > 0.0:
+            x = x - 1.0
+            i = i + 0.5
+        return i
+    with pytest.raises(errors.InvalidArgumentError,
+                       match=r"'i' is int32\[\] before the tensor loop but float32\[\] after"):
+        tj.function(changes_dtype).trace(X)
+
+    def changes_shape(x):
+        if tj.reduce_sum(x) > 0.0:
+            y = x
+        else:
+            y = x[0]
+        return y
+    line = inspect.getsourcelines(changes_shape)[1] + 1
+    with pytest.raises(errors.InvalidArgumentError,
+                       match=rf"'y' is float32\[\] in the else branch but float32\[3\] .*"
+                             rf"test_autograph.py:{line}\)"):
+        tj.function(changes_shape).trace(X)
+
 
 def test_autograph_false_and_jit_keep_python_semantics():
     for f in (tj.function(_if_elif_else, autograph=False), tj.jit(_if_elif_else)):

@@ -5,6 +5,7 @@ tj.while_loop over the statement's state)."""
 import numpy as np
 
 from .. import control, dtypes, errors, ops
+from ..tensor import TensorOps
 from ..tracing import Tracer
 
 
@@ -100,6 +101,7 @@ def if_stmt(cond, body, orelse, get_state, set_state, names):
         return
     cond = _as_bool(cond, 'the condition of an if statement')
     init = get_state()
+    first = []   # the else branch's values (tj.cond traces it first)
 
     def branch(fn, which):
         def run():
@@ -109,13 +111,43 @@ def if_stmt(cond, body, orelse, get_state, set_state, names):
             _check_defined(out, names, f"'{{name}}' must also be initialized in the {which} "
                            f"branch (it is used after a tensor if statement)")
             _check_tensors(out, names, 'in a tensor if statement')
+            if first:
+                _check_same(first[0], out, names, "'{name}' is {old} in the else branch but "
+                            "{new} in the if branch; both branches must give it one dtype "
+                            "and shape")
+            first.append(out)
             return tuple(out)
         return run
     set_state(control.cond(cond, branch(body, 'if'), branch(orelse, 'else')))
 
 
+def _type(value):
+    value = value if isinstance(value, TensorOps) else ops.convert_to_tensor(value)
+    return np.dtype(value.dtype.np).name, tuple(value.shape)
+
+
+def _check_same(before, after, names, what):
+    """Name the variable whose dtype or shape a branch or loop body changes (TensorFlow's
+    message), rather than its position among the state."""
+    for old, new, name in zip(before, after, names):
+        (old_dtype, old_shape), (new_dtype, new_shape) = _type(old), _type(new)
+        if old_dtype != new_dtype or old_shape != new_shape:
+            raise errors.InvalidArgumentError(errors.at_user_line(what.format(
+                name=name, old=f'{old_dtype}{list(old_shape)}',
+                new=f'{new_dtype}{list(new_shape)}')))
+
+
+_LOOP_CHANGE = ("'{name}' is {old} before the tensor loop but {new} after one iteration; "
+                "loop variables keep their dtype and shape (cast it, or give it its final "
+                "shape before the loop)")
+
+
 def _loop_state(get_state, names):
     init = get_state()
+    if any(isinstance(v, UndefinedReturnValue) for v in init):
+        raise errors.UnimplementedError(errors.at_user_line(
+            'return inside a tensor loop: keep the result in a variable, `break`, and return '
+            'it after the loop'))
     _check_defined(init, names, "'{name}' must be defined before a tensor loop that assigns "
                    "it (give it an initial value before the loop)")
     _check_tensors(init, names, 'in a tensor loop')
@@ -143,7 +175,9 @@ def while_stmt(test, body, get_state, set_state, names):
     def loop_body(*state):
         set_state(state)
         body()
-        return tuple(get_state())
+        out = tuple(get_state())
+        _check_same(init, out, names, _LOOP_CHANGE)
+        return out
     set_state(control.while_loop(loop_cond, loop_body, init) if init else
               _stateless(loop_cond, loop_body))
 
@@ -225,7 +259,9 @@ def _scan(xs, body, get_state, set_state, names):
     def step(carry, rows):
         set_state(carry)
         body(rows[0])
-        return list(get_state()), []
+        out = list(get_state())
+        _check_same(init, out, names, _LOOP_CHANGE)
+        return out, []
     final, _ = control.scan_flat(step, list(init), [xs], what='a tensor for loop')
     set_state(final)
 
@@ -246,7 +282,9 @@ def _while_range(start, limit, delta, extra_test, body, get_state, set_state, na
     def loop_body(i, *state):
         set_state(state)
         body(item(i))
-        return (i + delta,) + tuple(get_state())
+        out = tuple(get_state())
+        _check_same(init, out, names, _LOOP_CHANGE)
+        return (i + delta,) + out
     first = start if is_tensor(start) else ops.constant(start, dtypes.int32)
     out = control.while_loop(loop_cond, loop_body, (first,) + init, maximum_iterations=count)
     set_state(out[1:])

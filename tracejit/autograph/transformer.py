@@ -148,8 +148,7 @@ class _Statements:
         call = _call(_ag(op), *args, ast.Tuple(elts=list(names), ctx=ast.Load()))
         out = defs + [ast.Expr(value=call)]
         for node in out:
-            ast.copy_location(node, stmt)
-            ast.fix_missing_locations(node)
+            _locate(node, stmt)
         return out
 
     def _if(self, stmt):
@@ -186,6 +185,15 @@ class _Statements:
         return self._emit(stmt, [getter, setter, body], 'for_stmt',
                           [_range_call(stmt.iter), extra, _name(body.name), _name(getter.name),
                            _name(setter.name), names])
+
+
+def _locate(node, stmt):
+    """Give the generated nodes the line of the statement's header (not its whole span, so a
+    traceback through the operator call shows the `if`/`for`/`while` line)."""
+    for child in ast.walk(node):
+        if getattr(child, 'lineno', None) is None and 'lineno' in child._attributes:
+            child.lineno = child.end_lineno = stmt.lineno
+            child.col_offset, child.end_col_offset = stmt.col_offset, stmt.col_offset + 1
 
 
 def _range_call(node):
