@@ -35,7 +35,11 @@ def _check(fn, *arg_sets):
     for args in arg_sets:
         want = fn(*args)
         got = _traced(fn, *args)
-        np.testing.assert_allclose(got, np.asarray(want), rtol=1e-6, err_msg=str(args))
+        if isinstance(want, tuple):
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, np.asarray(w), rtol=1e-6, err_msg=str(args))
+        else:
+            np.testing.assert_allclose(got, np.asarray(want), rtol=1e-6, err_msg=str(args))
 
 
 # ------------------------------------------------------------------------- constructs
@@ -132,12 +136,38 @@ def _loop_in_branch(x):
     return x
 
 
+def _while_break_and_else(x):
+    i = tj.constant(0)
+    while i < 10:
+        x = x * 1.5
+        if tj.reduce_max(x) > 3.0:
+            break
+        i += 1
+    else:
+        x = x * 0.0   # runs only when the loop did not break
+    return x, i
+
+
+def _nested_function(x):
+    def clip(v, limit=1.0):
+        if tj.reduce_max(v) > limit:
+            v = v / tj.reduce_max(v) * limit
+        return v
+    scale = lambda v: v * 2.0 if tj.reduce_min(v) > 0.0 else v   # noqa: E731
+    return scale(clip(x, limit=1.5)) + clip(-x)
+
+
 def test_if_elif_else():
     _check(_if_elif_else, (X,), (X - 1.0,), (X - 2.0,))
 
 
 def test_while():
     _check(_while, (X,), (X * 0.1,))
+    _check(_while_break_and_else, (X,), (X * 0.01,))
+
+
+def test_nested_functions_lambdas_and_default_arguments():
+    _check(_nested_function, (X,), (np.abs(X),), (np.abs(X) * 0.1,))
 
 
 def test_for_over_range_of_a_tensor_and_tj_range():

@@ -101,6 +101,7 @@ def convert(f):
 def _convert(f):
     code = f.__code__
     if (getattr(f, _NO_CONVERT, False) or is_library(f) or f.__name__ == '<lambda>'
+            or _AG in code.co_freevars   # defined inside converted code: converted with it
             or code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE
                                 | inspect.CO_ASYNC_GENERATOR)):
         return f
