@@ -401,6 +401,18 @@ def _fit(run_eagerly, x, y):
     return history.history['loss'], model.get_weights()
 
 
+def test_keras_layer_call_is_converted_unless_autograph_is_off():
+    model = _Gated()
+    x = np.stack([X, -X])
+
+    def predict(x):
+        return model(x)
+    want = model(tj.constant(x)).numpy()   # eagerly: Python's if on a concrete value
+    np.testing.assert_allclose(_traced(predict, x), want, rtol=1e-6)
+    with pytest.raises(errors.ConcretizationError):
+        tj.function(predict, autograph=False).trace(x)
+
+
 @pytest.mark.compiled
 def test_keras_model_with_a_tensor_if_in_call_fits_as_eagerly():
     rng = np.random.default_rng(0)
