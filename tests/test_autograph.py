@@ -221,17 +221,28 @@ def test_variables_assigned_in_branches_and_loops():
     np.testing.assert_allclose(f(-X), 4.0 * (4.0 * X + X), rtol=1e-6)
 
 
-def test_gradients_through_converted_control_flow():
-    def loss(x):
-        y = x
-        if tj.reduce_sum(x) > 0.0:
-            y = tj.sin(x) * x
-        else:
-            y = x * x
-        for v in x:
-            y = y * tj.tanh(v)
-        return tj.reduce_sum(y)
+def _branch_and_scan_loss(x):
+    y = x
+    if tj.reduce_sum(x) > 0.0:
+        y = tj.sin(x) * x
+    else:
+        y = x * x
+    for v in x:
+        y = y * tj.tanh(v)
+    return tj.reduce_sum(y)
 
+
+def _early_exit_loss(x):
+    s = tj.reduce_sum(x) * 0.0
+    for v in x:
+        s = s + v * v
+        if s > 0.05:
+            break
+    return s
+
+
+@pytest.mark.parametrize('loss', [_branch_and_scan_loss, _early_exit_loss])
+def test_gradients_through_converted_control_flow(loss):
     def grad(x):
         with tj.GradientTape() as tape:
             tape.watch(x)

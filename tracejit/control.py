@@ -11,6 +11,7 @@ import numpy as np
 
 from . import dtypes, errors, ir, ops, tree
 from .autodiff import GradientTape
+from .indexed_slices import densify
 from .operands import dtype_of, operand
 from .subgraph import COND, SCAN, WHILE
 from .subtrace import call_graph, operand_key, record
@@ -385,8 +386,9 @@ def _vjp_graph(graph, diff_in, diff_out):
             outs = call_graph(graph, ins)
         if not diff_in:
             return []
-        return list(tape.gradient([outs[j] for j in diff_out], [ins[i] for i in diff_in],
-                                  output_gradients=cts, unconnected_gradients='zero'))
+        grads = tape.gradient([outs[j] for j in diff_out], [ins[i] for i in diff_in],
+                              output_gradients=cts, unconnected_gradients='zero')
+        return [densify(g) for g in grads]   # a gather's IndexedSlices: one dense output
     return vjp
 
 
