@@ -216,9 +216,17 @@ def test_variables_assigned_in_branches_and_loops():
         for i in tj.range(2):
             v.assign(v * 2.0)
         return v.read_value()
-    f = tj.function(step)
-    np.testing.assert_allclose(f(X), 4.0 * X, rtol=1e-6)
-    np.testing.assert_allclose(f(-X), 4.0 * (4.0 * X + X), rtol=1e-6)
+    np.testing.assert_allclose(_traced(step, X), 4.0 * X, rtol=1e-6)
+    np.testing.assert_allclose(_traced(step, -X), 4.0 * (4.0 * X + X), rtol=1e-6)
+    np.testing.assert_allclose(v.numpy(), 4.0 * (4.0 * X + X), rtol=1e-6)
+
+    u = tj.Variable(1.0)
+
+    def doubles(limit):
+        while u < limit:   # no local state: the Variable is the loop's only state
+            u.assign(u * 2.0)
+        return u.read_value()
+    assert _traced(doubles, np.float32(10.0)) == 16.0 and u.numpy() == 16.0
 
 
 def _branch_and_scan_loss(x):
