@@ -110,6 +110,13 @@ def _early_return(x):
     return x - 1.0
 
 
+def _return_in_with(x):
+    with tj.GradientTape():   # any context manager
+        if tj.reduce_sum(x) > 1.0:
+            return x * 3.0
+    return x - 1.0
+
+
 def _logic(x):
     a, b = x[0], x[1]
     if (a > 0.0 and b < 0.0) or not (x[2] > 1.0):
@@ -184,6 +191,7 @@ def test_for_over_a_tensor_nested_loops_break_continue():
 
 def test_early_return_logic_and_ternary():
     _check(_early_return, (X,), (X - 1.0,))
+    _check(_return_in_with, (X,), (X - 1.0,))
     for x in (X, np.array([-1.0, 2.0, 3.0], np.float32), np.array([1.0, -1.0, 3.0], np.float32)):
         _check(_logic, (x,))
     _check(_ternary, (X,), (X - 1.0,))

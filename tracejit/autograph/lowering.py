@@ -123,9 +123,9 @@ def _add_exit_test(loop, flag):
 
 
 def lower_returns(fn):
-    """Rewrite the returns of FunctionDef `fn` when one is inside an `if` or a loop."""
+    """Rewrite the returns of FunctionDef `fn` when one is inside a compound statement."""
     nested = any(isinstance(n, ast.Return) for stmt in fn.body if not isinstance(stmt, _SCOPES)
-                 and isinstance(stmt, (ast.If, *_LOOPS)) for n in _walk_scope(stmt))
+                 for n in _walk_scope(stmt))   # a return inside a compound statement
     if not nested:
         return
 

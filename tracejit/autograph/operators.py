@@ -4,7 +4,7 @@ run as written) or tensor control flow (a traced condition or iterable: tj.cond 
 tj.while_loop over the statement's state)."""
 import numpy as np
 
-from .. import control, dtypes, errors, ops
+from .. import control, dtypes, errors, ops, subtrace
 from ..tensor import TensorOps
 from ..tracing import Tracer
 
@@ -100,7 +100,7 @@ def if_stmt(cond, body, orelse, get_state, set_state, names):
             orelse()
         return
     cond = _as_bool(cond, 'the condition of an if statement')
-    init = get_state()
+    init = _return_placeholders(get_state(), body, orelse, get_state, set_state)
     first = []   # the else branch's values (tj.cond traces it first)
 
     def branch(fn, which):
@@ -140,6 +140,30 @@ def _check_same(before, after, names, what):
 _LOOP_CHANGE = ("'{name}' is {old} before the tensor loop but {new} after one iteration; "
                 "loop variables keep their dtype and shape (cast it, or give it its final "
                 "shape before the loop)")
+
+
+def _return_placeholders(init, body, orelse, get_state, set_state):
+    """The state with the return value not yet set (a `return` in one branch only, the other
+    path returning later) replaced by zeros of the type the returning branch gives it, as
+    TensorFlow's placeholder: the value is never returned, `do_return` says so."""
+    missing = [k for k, v in enumerate(init) if isinstance(v, UndefinedReturnValue)]
+    if not missing:
+        return init
+    found = {}
+    for fn in (body, orelse):
+        returned = []
+
+        def probe(fn=fn):
+            set_state(init)
+            fn()
+            out = get_state()
+            returned[:] = [k for k in missing if isinstance(out[k], TensorOps)]
+            return [out[k] for k in returned]
+        rec = subtrace.record(probe, [], 'an if statement')
+        for k, var in zip(returned, rec.graph.outputs):
+            found.setdefault(k, ops.zeros(var.shape, dtypes.as_dtype(var.dtype)))
+    set_state(init)
+    return tuple(found.get(k, v) for k, v in enumerate(init))
 
 
 def _loop_state(get_state, names):
