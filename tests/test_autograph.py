@@ -173,8 +173,31 @@ def test_while():
     _check(_while_break_and_else, (X,), (X * 0.01,))
 
 
+_calls = 0
+
+
+def _counts_calls(x):
+    global _calls
+    seen = 0
+
+    def bump(v):
+        nonlocal seen
+        if tj.reduce_sum(v) > 0.0:
+            v = v * 2.0
+        for k in range(2):
+            seen += 1
+        return v
+    global_before = _calls
+    if global_before >= 0:
+        _calls += 1
+    return bump(x) + seen
+
+
 def test_nested_functions_lambdas_and_default_arguments():
     _check(_nested_function, (X,), (np.abs(X),), (np.abs(X) * 0.1,))
+    before = _calls
+    _check(_counts_calls, (X,), (-X,))   # nonlocal and global names assigned in converted code
+    assert _calls == before + 4   # two plain runs, two traces
 
 
 def test_for_over_range_of_a_tensor_and_tj_range():

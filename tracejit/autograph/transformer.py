@@ -117,7 +117,7 @@ class _Statements:
     def _body_fn(self, name, stmts, params=()):
         inner = self.block(stmts)
         self.generated.add(name)
-        names = sorted(analysis.assigned(inner, mutations=False) - self.fixed - set(params)
+        names = sorted(analysis.assigned(inner, mutations=False) - self.globals - set(params)
                        - self.generated)
         self.bound.update(names)
         decl = []
