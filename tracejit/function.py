@@ -550,7 +550,9 @@ def function(func=None, input_signature=None, *, static_argnums=(), static_argna
     """Decorator: `@tj.function`, `@tj.function(input_signature=[tj.TensorSpec([None])])`,
     `@tj.function(static_argnums=1)`, or `tj.function(f)`. With `input_signature`, calls must
     fit it (TypeError as TF) and None sizes never make a new signature; `reduce_retracing`
-    generalises sizes that changed to None after the first retrace, as TF does."""
+    generalises sizes that changed to None after the first retrace, as TF does. With
+    `autograph=True` (the default, as TF) Python if/while/for on traced tensors in `func` and
+    the user functions it calls become tj.cond / tj.while_loop (see tracejit/autograph)."""
     def make(f):
         return Function(f, static_argnums, static_argnames, debug_nans,
                         input_signature=input_signature, reduce_retracing=reduce_retracing,
