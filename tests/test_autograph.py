@@ -201,8 +201,10 @@ def test_nested_functions_lambdas_and_default_arguments():
 
 
 def test_for_over_range_of_a_tensor_and_tj_range():
-    _check(_for_range, (X, np.int32(4)), (X, np.int32(0)))
+    _check(_for_range, (X, np.array(4, np.int32)), (X, np.array(0, np.int32)))
     _check(_for_tj_range, (X,))
+    assert 'while' in str(tj.function(_for_range).trace(X, np.array(4, np.int32)).graph)
+    assert 'scan' in str(tj.function(_for_tj_range).trace(X).graph)   # not unrolled
 
 
 def test_for_over_a_tensor_nested_loops_break_continue():
@@ -474,3 +476,11 @@ def test_keras_model_with_a_tensor_if_in_call_fits_as_eagerly():
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
     for got, want in zip(got_weights, want_weights):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.compiled
+def test_compiled_tensor_loop_takes_a_new_trip_count_without_retracing():
+    f = tj.function(_for_range)
+    for n in (3, 5, 0):
+        np.testing.assert_allclose(f(X, np.array(n, np.int32)), _for_range(X, n), rtol=1e-6)
+    assert f.experimental_get_tracing_count() == 1
