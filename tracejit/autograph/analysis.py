@@ -11,7 +11,7 @@ then reported.
 """
 import ast
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp,
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp,
            ast.SetComp, ast.DictComp, ast.GeneratorExp)
 MUTATORS = frozenset({'append', 'extend', 'insert', 'pop', 'remove', 'clear', 'update',
                       'setdefault'})
@@ -135,7 +135,7 @@ def _stmt(stmt, out):
         return _block(stmt.body, after | handlers) | handlers | after
     if isinstance(stmt, (ast.Return, ast.Raise)):
         return reads(stmt)
-    if isinstance(stmt, _SCOPES):
+    if isinstance(stmt, SCOPES):
         return (out - {stmt.name}) | reads(stmt)
     return (out - assigned([stmt], mutations=False)) | reads(stmt)
 

@@ -16,7 +16,7 @@ import weakref
 
 from . import operators, transformer
 
-_AG = transformer._AG
+AG = transformer.AG
 _NO_CONVERT = '__tj_do_not_convert__'
 _LIBRARY_DIRS = tuple({os.path.abspath(p) + os.sep for p in (
     sysconfig.get_paths()['stdlib'], sysconfig.get_paths()['purelib'],
@@ -101,7 +101,7 @@ def convert(f):
 def _convert(f):
     code = f.__code__
     if (getattr(f, _NO_CONVERT, False) or is_library(f) or f.__name__ == '<lambda>'
-            or _AG in code.co_freevars   # defined inside converted code: converted with it
+            or AG in code.co_freevars   # defined inside converted code: converted with it
             or code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE
                                 | inspect.CO_ASYNC_GENERATOR)):
         return f
@@ -111,7 +111,7 @@ def _convert(f):
     if new_code is None:
         return f
     cells = dict(zip(code.co_freevars, f.__closure__ or ()))
-    closure = tuple(types.CellType(_operators()) if name == _AG else cells[name]
+    closure = tuple(types.CellType(_operators()) if name == AG else cells[name]
                     for name in new_code.co_freevars)
     out = types.FunctionType(new_code, f.__globals__, f.__name__, f.__defaults__, closure)
     out.__kwdefaults__ = f.__kwdefaults__
@@ -169,9 +169,9 @@ def _convert_code(f):
     node = converted_def(f)
     if node is None:
         return None
-    freevars = list(f.__code__.co_freevars) + [_AG]
-    factory = transformer._def('ag__factory', freevars, [node, ast.Return(
-        value=transformer._name(node.name))])
+    freevars = list(f.__code__.co_freevars) + [AG]
+    factory = transformer.function_def('ag__factory', freevars, [node, ast.Return(
+        value=ast.Name(id=node.name, ctx=ast.Load()))])
     module = ast.Module(body=[factory], type_ignores=[])
     ast.fix_missing_locations(module)
     ast.copy_location(factory, node)

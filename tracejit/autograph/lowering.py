@@ -11,7 +11,7 @@ Python `if`s, so the function behaves exactly as written.
 """
 import ast
 
-from .analysis import _SCOPES
+from .analysis import SCOPES
 
 _LOOPS = (ast.For, ast.While)
 
@@ -31,7 +31,7 @@ def _not(flag):
 def _walk_scope(node):
     """The node's descendants in its own scope (not inside nested functions or classes)."""
     for child in ast.iter_child_nodes(node):
-        if not isinstance(child, _SCOPES):
+        if not isinstance(child, SCOPES):
             yield child
             yield from _walk_scope(child)
 
@@ -68,7 +68,7 @@ def guard(stmts, flag):
     and falls through to a `return` defines the return value on both paths."""
     out = []
     for i, stmt in enumerate(stmts):
-        if not isinstance(stmt, _SCOPES):
+        if not isinstance(stmt, SCOPES):
             for block in _blocks(stmt):
                 block[:] = guard(block, flag)
         out.append(stmt)
@@ -95,7 +95,7 @@ def _replace(stmts, kind, make, into_loops):
         if isinstance(stmt, kind):
             stmts[i:] = [ast.copy_location(s, stmt) for s in make(stmt)]
             return True
-        if isinstance(stmt, _SCOPES) or (isinstance(stmt, _LOOPS) and not into_loops):
+        if isinstance(stmt, SCOPES) or (isinstance(stmt, _LOOPS) and not into_loops):
             continue
         for block in _blocks(stmt):
             found = _replace(block, kind, make, into_loops) or found
@@ -105,7 +105,7 @@ def _replace(stmts, kind, make, into_loops):
 def _stop_loops(stmts, flag):
     """Make every loop of the block that sets `flag` stop once it is set."""
     for stmt in stmts:
-        if isinstance(stmt, _SCOPES):
+        if isinstance(stmt, SCOPES):
             continue
         if isinstance(stmt, _LOOPS) and _sets(stmt, flag):
             _add_exit_test(stmt, flag)
@@ -124,7 +124,7 @@ def _add_exit_test(loop, flag):
 
 def lower_returns(fn):
     """Rewrite the returns of FunctionDef `fn` when one is inside a compound statement."""
-    nested = any(isinstance(n, ast.Return) for stmt in fn.body if not isinstance(stmt, _SCOPES)
+    nested = any(isinstance(n, ast.Return) for stmt in fn.body if not isinstance(stmt, SCOPES)
                  for n in _walk_scope(stmt))   # a return inside a compound statement
     if not nested:
         return
@@ -149,7 +149,7 @@ def lower_loop_jumps(stmts, counter):
     `counter` numbers the flags. Returns the new block (a loop's `else` follows the loop)."""
     out = []
     for stmt in stmts:
-        if isinstance(stmt, _SCOPES):
+        if isinstance(stmt, SCOPES):
             out.append(stmt)
             continue
         for block in _blocks(stmt):

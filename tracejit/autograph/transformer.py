@@ -10,7 +10,7 @@ import itertools
 
 from . import analysis, lowering
 
-_AG = 'ag__'
+AG = 'ag__'
 
 
 def _name(id_, store=False):
@@ -18,7 +18,7 @@ def _name(id_, store=False):
 
 
 def _ag(attr):
-    return ast.Attribute(value=_name(_AG), attr=attr, ctx=ast.Load())
+    return ast.Attribute(value=_name(AG), attr=attr, ctx=ast.Load())
 
 
 def _call(func, *args):
@@ -31,7 +31,7 @@ def _lambda(body):
     return ast.Lambda(args=args, body=body)
 
 
-def _def(name, params, body):
+def function_def(name, params, body):
     args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in params], vararg=None,
                          kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
     return ast.FunctionDef(name=name, args=args, body=body or [ast.Pass()],
@@ -76,7 +76,7 @@ class _Expressions(ast.NodeTransformer):
             node.args = [_name(a) for a in self.super_args]
             return node
         if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-                and func.value.id == _AG):
+                and func.value.id == AG):
             node.func = ast.copy_location(_call(_ag('converted'), func), func)
         return node
 
@@ -92,11 +92,7 @@ class _Statements:
         self.generated = set()   # the nested functions' own names
 
     def block(self, stmts):
-        out = []
-        for stmt in stmts:
-            converted = self.stmt(stmt)
-            out.extend(converted)
-        return out
+        return [new for stmt in stmts for new in self.stmt(stmt)]
 
     def stmt(self, stmt):
         if isinstance(stmt, ast.If):
@@ -105,7 +101,7 @@ class _Statements:
             return self._while(stmt)
         if isinstance(stmt, ast.For):
             return self._for(stmt)
-        if isinstance(stmt, analysis._SCOPES):
+        if isinstance(stmt, analysis.SCOPES):
             return [stmt]
         for field in ('body', 'orelse', 'finalbody'):
             if isinstance(getattr(stmt, field, None), list):
@@ -126,14 +122,14 @@ class _Statements:
         used_globals = sorted(self.globals & analysis.assigned(inner, mutations=False))
         if used_globals:
             decl.append(ast.Global(names=used_globals))
-        return _def(name, params, decl + inner)
+        return function_def(name, params, decl + inner)
 
     def _state_fns(self, n, names):
-        getter = _def(f'get_state_{n}', [], [ast.Return(value=ast.Tuple(
+        getter = function_def(f'get_state_{n}', [], [ast.Return(value=ast.Tuple(
             elts=[_name(x) for x in names], ctx=ast.Load()))])
         self.generated.update((getter.name, f'set_state_{n}'))
         target = ast.Tuple(elts=[_name(x, True) for x in names], ctx=ast.Store())
-        setter = _def(f'set_state_{n}', ['vars_'],
+        setter = function_def(f'set_state_{n}', ['vars_'],
                       ([ast.Nonlocal(names=list(names))] if names else [])
                       + [ast.Assign(targets=[target], value=_name('vars_'))])
         self.bound.update(names)
@@ -166,7 +162,7 @@ class _Statements:
         names = self._state(stmt, analysis.assigned(stmt.body))
         body = self._body_fn(f'loop_body_{n}', stmt.body)
         getter, setter = self._state_fns(n, names)
-        test = _def(f'loop_test_{n}', [], [ast.Return(value=stmt.test)])
+        test = function_def(f'loop_test_{n}', [], [ast.Return(value=stmt.test)])
         self.generated.add(test.name)
         return self._emit(stmt, [getter, setter, test, body], 'while_stmt',
                           [_name(test.name), _name(body.name), _name(getter.name),
@@ -200,7 +196,7 @@ def _range_call(node):
     """`range(a, b)` / `tj.range(a, b)` as a loop iterable become `ag__.range_(range, a, b)`,
     so a traced bound makes a tensor loop instead of failing in range()."""
     func = node.func if isinstance(node, ast.Call) else None
-    if isinstance(func, ast.Call) and ast.unparse(func.func) == f'{_AG}.converted':
+    if isinstance(func, ast.Call) and ast.unparse(func.func) == f'{AG}.converted':
         func = func.args[0]
     is_range = (isinstance(func, ast.Name) and func.id == 'range') or (
         isinstance(func, ast.Attribute) and func.attr == 'range')
