@@ -445,6 +445,14 @@ class _Gated(tj.keras.Model):
         return y
 
 
+class _Shifted(_Gated):
+    """Its call uses zero-argument super() and branches again."""
+
+    def call(self, x):
+        y = super().call(x)
+        return y + 1.0 if tj.reduce_sum(y) < 0.0 else y
+
+
 def _fit(run_eagerly, x, y):
     tj.random.set_seed(3)
     model = _Gated()
@@ -453,8 +461,9 @@ def _fit(run_eagerly, x, y):
     return history.history['loss'], model.get_weights()
 
 
-def test_keras_layer_call_is_converted_unless_autograph_is_off():
-    model = _Gated()
+@pytest.mark.parametrize('model_class', [_Gated, _Shifted])
+def test_keras_layer_call_is_converted_unless_autograph_is_off(model_class):
+    model = model_class()
     x = np.stack([X, -X])
 
     def predict(x):
