@@ -575,7 +575,7 @@ def test_shape_error_inside_function_points_at_the_users_line():
 
 
 def test_python_control_flow_on_traced_values_is_a_concretization_error():
-    @tj.function
+    @tj.function(autograph=False)   # AutoGraph would make it a tj.cond
     def branchy(x):
         if tj.reduce_sum(x) > 0:
             return x

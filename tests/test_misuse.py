@@ -165,7 +165,7 @@ def assign_none():
 # ------------------------------------------------------------------------------ tj.function
 
 def function_python_if():
-    @tj.function
+    @tj.function(autograph=False)   # AutoGraph would make it a tj.cond
     def f(x):
         if x > 0:
             return x
@@ -174,7 +174,7 @@ def function_python_if():
 
 
 def function_python_while():
-    @tj.function
+    @tj.function(autograph=False)   # AutoGraph would make it a tj.cond
     def f(x):
         while x < 10.0:
             x = x * 2.0

@@ -19,7 +19,7 @@ _os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 from . import config, data, debugging, dtypes, errors, image, nn, random, strings  # noqa: F401
 from . import summary  # noqa: F401
 from . import linalg, math  # noqa: F401
-from . import train  # noqa: F401
+from . import autograph, train  # noqa: F401
 from .autodiff import (GradientTape, UnconnectedGradients, custom_gradient, grad,  # noqa: F401
                        gradients, value_and_grad)
 from .debug import graph_to_dot  # noqa: F401

@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from . import config, dtypes, errors, passes, tracing, tree
+from . import autograph, config, dtypes, errors, passes, tracing, tree
 from . import signature as sig
 from .concrete import ConcreteFunction, resized
 from .indexed_slices import IndexedSlices
@@ -103,8 +103,10 @@ class Function:
     """A Python function compiled per input signature; see the module docstring."""
 
     def __init__(self, fn, static_argnums=(), static_argnames=(), debug_nans=False,
-                 input_signature=None, reduce_retracing=False, **_tf_options):
+                 input_signature=None, reduce_retracing=False, autograph=True, **_tf_options):
         self._fn = fn
+        self._autograph = bool(autograph)
+        self._converted = None   # the AutoGraph conversion of fn, made at the first trace
         self._signature = _safe_signature(fn)
         self._input_specs = input_signature
         self._input_signature = _checked_input_signature(input_signature, fn)
@@ -133,7 +135,7 @@ class Function:
         if instance not in bound:
             method = Function(self._fn.__get__(instance, owner), self._static_argnums,
                               self._static_argnames, self.debug_nans, self._input_specs,
-                              self._reduce_retracing)
+                              self._reduce_retracing, autograph=self._autograph)
             bound[instance] = method
         return bound[instance]
 
@@ -146,7 +148,8 @@ class Function:
             if self._input_signature is not None:   # checked and converted, as TF does
                 args, kwargs = tree.tree_map(_as_tensor, self._conform(args, kwargs),
                                              is_leaf=_is_leaf)
-            return self._fn(*args, **kwargs)
+            fn = self._traced_fn() if tracing.busy() else self._fn
+            return fn(*args, **kwargs)
         if not kwargs and self._fast_ok:
             fast_key, dynamic = _fast_key(args)
             entry = self._fast.get(fast_key) if fast_key is not None else None
@@ -156,6 +159,12 @@ class Function:
         if self._input_signature is not None:
             args, kwargs = self._conform(args, kwargs)
         return self._call_general(args, kwargs)
+
+    def _traced_fn(self):
+        """What a trace runs: the function converted by AutoGraph unless autograph=False."""
+        if self._converted is None:
+            self._converted = autograph.convert(self._fn) if self._autograph else self._fn
+        return self._converted
 
     def _conform(self, args, kwargs):
         """The call checked against input_signature (TypeError as TF), tensors converted."""
@@ -285,7 +294,8 @@ class Function:
                     call_args.append(value)
                 else:
                     call_kwargs[name] = value
-            out = self._fn(*call_args, **call_kwargs)
+            with autograph.enabled(self._autograph):
+                out = self._traced_fn()(*call_args, **call_kwargs)
             leaves, treedef = tree.flatten(out, is_leaf=_is_leaf)
             traced, static = [], []
             for leaf in leaves:
@@ -540,7 +550,9 @@ def function(func=None, input_signature=None, *, static_argnums=(), static_argna
     """Decorator: `@tj.function`, `@tj.function(input_signature=[tj.TensorSpec([None])])`,
     `@tj.function(static_argnums=1)`, or `tj.function(f)`. With `input_signature`, calls must
     fit it (TypeError as TF) and None sizes never make a new signature; `reduce_retracing`
-    generalises sizes that changed to None after the first retrace, as TF does."""
+    generalises sizes that changed to None after the first retrace, as TF does. With
+    `autograph=True` (the default, as TF) Python if/while/for on traced tensors in `func` and
+    the user functions it calls become tj.cond / tj.while_loop (see tracejit/autograph)."""
     def make(f):
         return Function(f, static_argnums, static_argnames, debug_nans,
                         input_signature=input_signature, reduce_retracing=reduce_retracing,
@@ -548,7 +560,12 @@ def function(func=None, input_signature=None, *, static_argnums=(), static_argna
     return make if func is None else make(func)
 
 
-jit = function
+def jit(func=None, *, static_argnums=(), static_argnames=(), **options):
+    """JAX's jax.jit: tj.function without AutoGraph (Python control flow stays Python; use
+    tj.lax.cond / while_loop / fori_loop / scan on traced values)."""
+    options.setdefault('autograph', False)
+    return function(func, static_argnums=static_argnums, static_argnames=static_argnames,
+                    **options)
 
 
 # -------------------------------------------------------------------------------- leaves

@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 
-from .. import dtypes, errors, operands, ops
+from .. import autograph, dtypes, errors, operands, ops
 from ..checkpoint import is_trackable
 from ..tensor import TensorOps
 from ..variables import Module, Variable
@@ -121,7 +121,7 @@ class Layer(Module):
         training = self._resolve_training(args, kwargs)
         _training_stack.append(training)
         try:
-            outputs = self.call(inputs, *args, **kwargs)
+            outputs = autograph.in_trace(self.call)(inputs, *args, **kwargs)
         finally:
             _training_stack.pop()
         self.built = True
