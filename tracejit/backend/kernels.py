@@ -355,31 +355,16 @@ def _window_peaks(xp, corner, first, rows, cols, w, peak, best):
 
 
 @_jit
-def _put_at_peaks(grad, ct, o, best, corner, rows, cols, w, apart):
-    """grad[best[t], t] (+)= ct[o, t] for one window, as a select per tap; windows `apart`
-    (no overlap) assign, so each pixel is written once."""
-    for p in range(rows[0], rows[1]):
-        for q in range(cols[0], cols[1]):
-            src = corner + p * w + q
-            for t in range(grad.shape[1]):
-                g = ct[o, t] if best[t] == src else 0
-                if apart:
-                    grad[src, t] = g
-                else:
-                    grad[src, t] += g
-
-
-@_jit
 def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
     """Every window's first maximum (_window_peaks), used per `mode` (a literal at each
     caller, so the other branches fold away): 0 writes the maxima into `values`, 1 their flat
-    indices into `index`, 2 puts the windows' cotangents `ct` there in `grad` (zeroed by the
-    caller). `values`, `index` and `ct` are (N * OH * OW, C), `grad` (N * H * W, C)."""
+    indices into `index`, 2 adds the windows' cotangents `ct` there into `grad` (zeroed by
+    the caller: one scattered add per channel, cheaper than a select over every tap).
+    `values`, `index` and `ct` are (N * OH * OW, C), `grad` (N * H * W, C)."""
     n, h, w, c = x.shape
     top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
     xp = x.reshape((n * h * w, c))
     peak, best = np.empty(c, x.dtype), np.empty(c, np.int64)
-    apart = sh >= kh and sw >= kw
     for b in range(n):
         for i in range(oh):
             rows = _window_range(i, sh, kh, top, h)
@@ -396,7 +381,8 @@ def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
                     for t in range(c):
                         index[o, t] = best[t] * c + t
                 else:
-                    _put_at_peaks(grad, ct, o, best, corner, rows, cols, w, apart)
+                    for t in range(c):
+                        grad[best[t], t] += ct[o, t]
 
 
 @_jit
