@@ -18,7 +18,7 @@ import importlib.util
 
 import numpy as np
 
-from .w9_embedding import time_block
+from .w9_embedding import time_block  # noqa: E402
 from .workloads import ADAM, SEED, cycling_feed, epoch_feed, load_digits_split
 
 UNITS, CLASSES, STEPS, FEATURES, BATCH, TARGET = 64, 10, 8, 8, 128, 0.4
