@@ -64,25 +64,29 @@ def _state_list(states):
     return list(states) if isinstance(states, (list, tuple)) else [states]
 
 
+_UNSUPPORTED = ('kernel_regularizer', 'recurrent_regularizer', 'bias_regularizer',
+                'kernel_constraint', 'recurrent_constraint', 'bias_constraint')
+
+
 class RecurrentCell(Layer):
     """Base of the built-in cells: the arguments they share, dropout masks, and `call` as
     `recur(project(inputs))`. Subclasses set `gates`, `state_size` and build the weights."""
 
     gates = 1
 
-    def _setup(self, units, activation, use_bias, kernel_initializer, recurrent_initializer,
-               bias_initializer, dropout, recurrent_dropout, seed, unsupported):
-        what = type(self).__name__
-        check_unsupported(what, **unsupported)
-        self.units = _positive(what, units)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.dropout = _rate(what, 'dropout', dropout)
-        self.recurrent_dropout = _rate(what, 'recurrent_dropout', recurrent_dropout)
-        self.seed = seed
+    def _setup(self, arguments):
+        """The constructor arguments every cell shares, read from its `locals()`."""
+        what, a = type(self).__name__, arguments
+        check_unsupported(what, **{name: a[name] for name in _UNSUPPORTED})
+        self.units = _positive(what, a['units'])
+        self.activation = activations.get(a['activation'])
+        self.use_bias = bool(a['use_bias'])
+        self.kernel_initializer = initializers.get(a['kernel_initializer'])
+        self.recurrent_initializer = initializers.get(a['recurrent_initializer'])
+        self.bias_initializer = initializers.get(a['bias_initializer'])
+        self.dropout = _rate(what, 'dropout', a['dropout'])
+        self.recurrent_dropout = _rate(what, 'recurrent_dropout', a['recurrent_dropout'])
+        self.seed = a['seed']
         self.output_size = self.units
 
     def _build_kernels(self, input_shape):
@@ -143,13 +147,7 @@ class SimpleRNNCell(RecurrentCell):
                  bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, dropout, recurrent_dropout, seed, dict(
-                        kernel_regularizer=kernel_regularizer,
-                        recurrent_regularizer=recurrent_regularizer,
-                        bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                        recurrent_constraint=recurrent_constraint,
-                        bias_constraint=bias_constraint))
+        self._setup(locals())
         self.state_size = self.units
 
     def build(self, input_shape):
@@ -176,13 +174,7 @@ class LSTMCell(RecurrentCell):
                  recurrent_constraint=None, bias_constraint=None, dropout=0.0,
                  recurrent_dropout=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, dropout, recurrent_dropout, seed, dict(
-                        kernel_regularizer=kernel_regularizer,
-                        recurrent_regularizer=recurrent_regularizer,
-                        bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                        recurrent_constraint=recurrent_constraint,
-                        bias_constraint=bias_constraint))
+        self._setup(locals())
         self.recurrent_activation = activations.get(recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
         self.state_size = [self.units, self.units]
@@ -231,13 +223,7 @@ class GRUCell(RecurrentCell):
                  bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, reset_after=True,
                  seed=None, **kwargs):
         super().__init__(**kwargs)
-        self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, dropout, recurrent_dropout, seed, dict(
-                        kernel_regularizer=kernel_regularizer,
-                        recurrent_regularizer=recurrent_regularizer,
-                        bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                        recurrent_constraint=recurrent_constraint,
-                        bias_constraint=bias_constraint))
+        self._setup(locals())
         self.recurrent_activation = activations.get(recurrent_activation)
         self.reset_after = bool(reset_after)
         self.state_size = self.units
