@@ -181,6 +181,17 @@ def summarize(samples):
 # ---------------------------------------------------------------------------------------------
 # Table printing
 
+def summarized(workload, timed, width):
+    """{impl: (median, spread, repeats, steps per block)} of `timed`, each printed as it goes."""
+    results = {}
+    for impl, (samples, n) in timed.items():
+        med, spread = summarize(samples)
+        results[impl] = (med, spread, len(samples), n)
+        print(f'  {workload} {impl:{width}s} {fmt_us(med):>10s} µs/step  (±{spread:.0%}, '
+              f'{len(samples)} x {n} steps)', flush=True)
+    return results
+
+
 def fmt_us(us):
     if us is None or (isinstance(us, float) and math.isnan(us)):
         return '-'
@@ -216,13 +227,7 @@ def run_timings(problem, impls, args):
             print(f'  {problem.name} {name}: FAILED {type(exc).__name__}: {exc}')
     min_block = 0.01 if args.quick else 0.05
     timed = time_interleaved(benches, args.repeats, min_block, problem.loop_steps)
-    results = {}
-    for name, (samples, n) in timed.items():
-        med, spread = summarize(samples)
-        results[name] = (med, spread, len(samples), n)
-        print(f'  {problem.name} {name:8s} {fmt_us(med):>10s} µs/step  (±{spread:.0%}, '
-              f'{len(samples)} x {n} steps)', flush=True)
-    return results
+    return summarized(problem.name, timed, 8)
 
 
 def timing_rows(workload, results, floor, meter):
@@ -346,12 +351,7 @@ def run_layer_workload(name, impls, args):
             print(f'  {name}: FAILED to build: {exc}')
             benches = {}
         timed = time_interleaved(benches, args.repeats, 0.01 if args.quick else 0.05)
-    results = {}
-    for impl, (samples, n) in timed.items():
-        med, spread = summarize(samples)
-        results[impl] = (med, spread, len(samples), n)
-        print(f'  {name} {impl:18s} {fmt_us(med):>10s} µs/step  (±{spread:.0%}, '
-              f'{len(samples)} x {n} steps)', flush=True)
+    results = summarized(name, timed, 18)
     floor = results.pop('floor', None)
     floor = (floor[0], 'its conv GEMMs through numpy') if floor else None
     print(f'  {name} background CPU use: {meter.describe()}')
