@@ -12,7 +12,7 @@ import numpy as np
 from . import dtypes, errors, ir, ops, tree
 from .operands import dtype_of, operand
 from .subgraph import COND, SCAN, WHILE
-from .subtrace import operand_key, record
+from .subtrace import record, union_captures
 from .tensor import TensorOps
 from .tracing import Tracer, bind
 
@@ -30,19 +30,6 @@ def _aval(value):
 
 def _is_float(value):
     return dtype_of(value).kind == 'f'
-
-
-def _union(recs, skip=()):
-    """The operands the recordings captured, each once (their keys), leaving out the input
-    Vars in `skip`."""
-    operands, keys = [], []
-    for rec in recs:
-        for outer, var in rec.captures():
-            key = operand_key(outer)
-            if var not in skip and key not in keys:
-                operands.append(outer)
-                keys.append(key)
-    return operands, keys
 
 
 def _inputs_for(rec, keys, operands):
@@ -124,7 +111,7 @@ def switch(index, fns, what):
     variables = _assigned(recs)
     for rec in recs:   # a branch leaves a Variable it does not assign as it was
         rec.graph.outputs = rec.graph.outputs + [rec.value_of(v) for v in variables]
-    operands, keys = _union(recs)
+    operands, keys = union_captures(recs)
     for rec in recs:
         rec.graph.inputs = _inputs_for(rec, keys, operands)
     outs = _outs(bind(COND, index, *operands, branches=tuple(rec.graph for rec in recs)))
@@ -143,15 +130,10 @@ def _check_same_types(first, other, what, k):
 
 # -------------------------------------------------------------------------------- loops
 
-def _carried(rec, variables):
-    """Input Vars of a loop function for the Variables carried by the loop: its reads of them
-    (a fresh Var where it reads one not)."""
-    return [rec.read_var(v) or ir.Var(v.shape, v.dtype.np) for v in variables]
-
-
-def _loop_inputs(rec, variables, keys, operands, explicit, x_count=0):
+def _loop_inputs(rec, variables, keys, operands, x_count=0):
     """Inputs of a loop function in node order: consts, carry, carried Variables, xs."""
-    carried = _carried(rec, variables)
+    explicit = rec.graph.inputs[:rec.num_explicit]
+    carried = rec.carry_reads(variables)
     consts = _inputs_for(rec, keys, operands)
     carry, xs = explicit[:len(explicit) - x_count], explicit[len(explicit) - x_count:]
     return consts + carry + carried + xs
@@ -228,11 +210,9 @@ def _while(init, cond_fn, body_fn, max_iter):
     _check_loop_types(init, rec_body.graph.outputs, 'tj.while_loop: body')
     variables = rec_body.variables()
     rec_body.graph.outputs = rec_body.graph.outputs + [rec_body.value_of(v) for v in variables]
-    carried = {rec.read_var(v) for rec in (rec_cond, rec_body) for v in variables}
-    operands, keys = _union([rec_cond, rec_body], skip=carried)
+    operands, keys = union_captures([rec_cond, rec_body])
     for rec in (rec_cond, rec_body):
-        explicit = rec.graph.inputs[:rec.num_explicit]
-        rec.graph.inputs = _loop_inputs(rec, variables, keys, operands, explicit)
+        rec.graph.inputs = _loop_inputs(rec, variables, keys, operands)
     initial = [v.value() for v in variables]
     outs = _outs(bind(WHILE, *operands, *init, *initial, cond_graph=rec_cond.graph,
                       body_graph=rec_body.graph, num_consts=len(operands), max_iter=max_iter))
@@ -278,9 +258,8 @@ def scan_flat(body_fn, init, xs, length=None, reverse=False, what='tj.scan'):
     outputs = rec.graph.outputs
     finals = [rec.value_of(v) for v in variables]
     rec.graph.outputs = outputs[:num_carry] + finals + outputs[num_carry:]
-    operands, keys = _union([rec], skip={rec.read_var(v) for v in variables})
-    explicit = rec.graph.inputs[:rec.num_explicit]
-    rec.graph.inputs = _loop_inputs(rec, variables, keys, operands, explicit, len(xs))
+    operands, keys = union_captures([rec])
+    rec.graph.inputs = _loop_inputs(rec, variables, keys, operands, len(xs))
     initial = [v.value() for v in variables]
     carried = num_carry + len(variables)
     outs = _outs(bind(SCAN, *operands, *init, *initial, *xs, body=rec.graph,

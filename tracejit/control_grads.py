@@ -17,7 +17,7 @@ from .control import cond, scan_flat, switch
 from .operands import dtype_of
 from .primitives import REGISTRY
 from .subgraph import COND, SCAN, WHILE
-from .subtrace import call_graph, operand_key, record
+from .subtrace import call_graph, record, union_captures
 from .tracing import Tracer, bind
 
 
@@ -108,14 +108,9 @@ def _cond_vjp(cts, outs, index, *operands, branches):
     n = len(operands)
     parts = [_linearization(b, diff_in, diff_out, n, n, False, 'a tj.cond gradient')
              for b in branches]
-    captured, keys = [], []
-    for _, rec in parts:
-        for outer, _ in rec.captures():
-            if operand_key(outer) not in keys:
-                captured.append(outer)
-                keys.append(operand_key(outer))
+    captured, keys = union_captures([rec for _, rec in parts])
     slots, placements = _slots([lin.forward.outputs[len(outs):] for lin, _ in parts])
-    forward = [_branch_forward(lin.forward, rec, captured, len(outs), slots, placed)
+    forward = [_branch_forward(lin.forward, rec, captured, keys, len(outs), slots, placed)
                for (lin, rec), placed in zip(parts, placements)]
     residuals = _residuals(outs, (index,) + operands, captured,
                            lambda c, a: a[:1] + c + a[1:], COND, {'branches': tuple(forward)},
@@ -153,14 +148,14 @@ def _slots(residuals):
     return slots, placements
 
 
-def _branch_forward(forward, rec, captured, num_outs, slots, placed):
+def _branch_forward(forward, rec, captured, keys, num_outs, slots, placed):
     """A branch's forward part with the node's inputs (every branch's captured operands, then
     the operands) and outputs (its own, then every residual slot: its residuals in the slots
     `placed`, zeros in the others)."""
     own_captured = len(rec.captures())
     graph = ir.Graph()
-    graph.inputs = [rec.input_for(operand_key(c)) or ir.Var(c.shape, dtype_of(c).np, c.weak)
-                    for c in captured] + forward.inputs[own_captured:]
+    graph.inputs = [rec.input_for(key) or ir.Var(c.shape, dtype_of(c).np, c.weak)
+                    for key, c in zip(keys, captured)] + forward.inputs[own_captured:]
     graph.consts, graph.nodes = dict(forward.consts), list(forward.nodes)
     filled = dict(zip(placed, forward.outputs[num_outs:]))
     graph.outputs = list(forward.outputs[:num_outs]) + [

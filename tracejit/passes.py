@@ -168,7 +168,7 @@ def _simplify(node, out, producers):
             if _is_constant(out, ins[pos], neutral) and _same_type(other, result):
                 return other
     if (name in ('reshape', 'broadcast_to') and _same_type(ins[0], result)
-            or name == 'stop_gradient'):
+            or name in ('stop_gradient', 'fresh_read')):
         return ins[0]
     source = producers.get(ins[0]) if ins else None
     if name == 'broadcast_to' and ins[0].shape != () and ins[0].size == 1:

@@ -96,6 +96,14 @@ def _select_rule(cond, x, y):
     return [(broadcast_shapes(cond.shape, x.shape, y.shape), dtype, False)]
 
 
+def _fresh_read_rule(value, entry):
+    if tuple(value.shape) != tuple(entry.shape) or np.dtype(value.dtype) != np.dtype(entry.dtype):
+        raise errors.ShapeError(f'the value {np.dtype(value.dtype).name}{list(value.shape)} and '
+                                f'the entry {np.dtype(entry.dtype).name}{list(entry.shape)} of '
+                                'a Variable read differ')
+    return [(tuple(value.shape), np.dtype(value.dtype), False)]
+
+
 def _reduced_shape(shape, axes):
     for ax in axes:
         if not 0 <= ax < len(shape):
@@ -414,6 +422,10 @@ for _name, (_fn, _sym) in COMPARISONS.items():
     nondiff(_name, _fn, _elementwise(out_dtype=np.dtype(np.bool_)), 'elementwise',
             f'({{0}} {_sym} {{1}})')
 nondiff('stop_gradient', lambda x: x, _elementwise(), 'elementwise', '{0}')
+# A read of a Variable inside a sub-graph: `value` is its current value, `entry` its value on
+# entry to the sub-graph; the cotangent goes to `entry` (the Variable), never through `value`
+# (an assignment is not differentiated, as in TensorFlow). The simplifier drops it.
+Primitive('fresh_read', lambda value, entry: value, _fresh_read_rule, 'elementwise', '{0}')
 nondiff('and', np.logical_and, _bool_operands, 'elementwise', '({0} & {1})')
 nondiff('or', np.logical_or, _bool_operands, 'elementwise', '({0} | {1})')
 nondiff('not', np.logical_not, _bool_operands, 'elementwise', '(not {0})')

@@ -6,12 +6,21 @@ sub-graph, remembered in `captured` as the operands the control-flow node must b
 Variable the function assigns leaves its final value as an extra output (`assigned`). Gradient
 tapes are paused while recording: they see the control-flow node as a whole, not its insides,
 and are told of the Variable reads it makes on the enclosing level.
+
+As in TensorFlow, the gradient with respect to a Variable sums the cotangents of its reads, and
+an assignment is not differentiated: a read after an assignment in the function is a
+`fresh_read` node, whose cotangent goes to the Variable's value on entry (the captured read of
+the enclosing level), never back through the assigned value. A loop carries an assigned
+Variable: `carry_reads` makes the reads of its value on entry fresh reads of the carry too.
 """
 import numpy as np
 
 from . import errors, ir, tracing, tree
+from .primitives import REGISTRY
 from .tensor import Tensor, TensorOps
 from .tracing import Trace, Tracer
+
+FRESH_READ = REGISTRY['fresh_read']
 
 
 class SubTrace(Trace):
@@ -54,18 +63,29 @@ class SubTrace(Trace):
         return var
 
     def read_variable(self, variable):
-        entry = self.current.get(id(variable))
-        if entry is None:
+        entry = self._entry(variable)
+        current = Tracer(self, self.current[id(variable)][1])
+        if current.var is entry:
+            return current
+        return self.emit(FRESH_READ, [current, Tracer(self, entry)], {})[0]
+
+    def assign_variable(self, variable, value):
+        self._entry(variable)
+        self.current[id(variable)] = (variable, self.to_var(value))
+
+    def _entry(self, variable):
+        """The input Var of `variable`'s value on entry, read on the enclosing level first."""
+        key = id(variable)
+        if key not in self.reads:
             if self.parent is not None:
                 outer = self.parent.read_variable(variable)
             else:
                 outer = Tensor(variable.buffer.copy())
             for tape in self.tapes:
                 tape.on_variable_read(variable, outer)
-            var = self.capture(outer)
-            self.reads[id(variable)] = var
-            entry = self.current[id(variable)] = (variable, var)
-        return Tracer(self, entry[1])
+            var = self.reads[key] = self.capture(outer)
+            self.current[key] = (variable, var)
+        return self.reads[key]
 
     def assigned(self):
         """[(Variable, Var of its final value)] for the Variables the function assigned."""
@@ -88,21 +108,66 @@ class Recorded:
         """[(operand on the enclosing level, input Var here)] in capture order."""
         return list(zip(self.sub.captured, self.sub.capture_vars))
 
-    def input_for(self, key):
-        """This graph's input Var for an enclosing operand's `operand_key`, or None."""
+    def capture_keys(self):
+        """[(key, operand, input Var)] in capture order. The n-th capture of one operand (a
+        Variable's entry read and a closed-over tensor can hold one value) has the n-th key
+        of it, so two recordings share a key for a value both captured."""
+        counts, out = {}, []
         for outer, var in self.captures():
-            if operand_key(outer) == key:
-                return var
-        return None
+            key = operand_key(outer)
+            counts[key] = counts.get(key, -1) + 1
+            out.append(((key, counts[key]), outer, var))
+        return out
 
-    def read_var(self, variable):
-        """The input Var of `variable`'s value on entry (None if never read)."""
-        return self.sub.reads.get(id(variable))
+    def input_for(self, key):
+        """This graph's input Var for a key of `capture_keys`, or None."""
+        return next((var for k, _, var in self.capture_keys() if k == key), None)
 
     def value_of(self, variable):
         """The Var of `variable`'s value at the end (read now if the function never did)."""
-        self.sub.read_variable(variable)
+        if id(variable) not in self.sub.current:
+            self.sub.read_variable(variable)
         return self.sub.current[id(variable)][1]
+
+    def carry_reads(self, variables):
+        """Fresh input Vars carrying `variables` through a loop. The reads of a Variable's
+        value on entry become fresh reads of its carry: the cotangent of each goes to the
+        value before the loop, a const input, not back into the previous iteration."""
+        carry = []
+        for variable in variables:
+            var = ir.Var(variable.shape, variable.dtype.np)
+            entry = self.sub.reads.get(id(variable))
+            if entry is not None:
+                _read_through(self.graph, entry, var)
+            carry.append(var)
+        return carry
+
+
+def _read_through(graph, entry, carry):
+    """Let every use of `entry` in `graph` (but as the entry of a fresh read) read
+    `fresh_read(carry, entry)` instead."""
+    read = ir.Var(entry.shape, entry.dtype)
+
+    def renamed(node):
+        inputs = [read if v is entry else v for v in node.inputs]
+        if node.prim is FRESH_READ:
+            inputs[1] = entry
+        return ir.Node(node.prim, inputs, node.params, node.outputs, node.where)
+
+    graph.nodes = [ir.Node(FRESH_READ, [carry, entry], {}, [read])] + [
+        renamed(n) if entry in n.inputs else n for n in graph.nodes]
+    graph.outputs = [read if v is entry else v for v in graph.outputs]
+
+
+def union_captures(recs):
+    """The operands the recordings captured, each once, and their keys (`capture_keys`)."""
+    operands, keys = [], []
+    for rec in recs:
+        for key, outer, _ in rec.capture_keys():
+            if key not in keys:
+                operands.append(outer)
+                keys.append(key)
+    return operands, keys
 
 
 def operand_key(value):
