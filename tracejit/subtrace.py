@@ -40,6 +40,9 @@ class SubTrace(Trace):
             return self.capture(value)   # an operand, so tapes see gradients flow into it
         return super().to_var(value)
 
+    def records_eager_ops(self):
+        return self.in_eager_code()
+
     def in_eager_code(self):
         """Whether the outermost enclosing trace is a sub-graph of eager code."""
         root = self

@@ -131,6 +131,11 @@ class Trace:
         self.read_variable(variable)
         self.current[id(variable)] = (variable, self.to_var(value))
 
+    def records_eager_ops(self):
+        """Whether ops on eager tensors are recorded here instead of run: in a branch or loop
+        body of eager code, where tapes see the sub-graph's inputs only (subtrace.py)."""
+        return False
+
     def encloses(self, other):
         """Whether `other` is a trace this one is nested in (a branch or loop body being
         recorded inside it, see subtrace.py): values of `other` are then captured here."""
@@ -206,6 +211,10 @@ def bind(prim, *args, **params):
             if innermost is not trace and innermost is not None and innermost.encloses(trace):
                 trace = innermost   # a value closed over by a branch or loop body
             break
+    if trace is None and any(isinstance(a, Tensor) for a in args):
+        innermost = current_trace()
+        if innermost is not None and innermost.records_eager_ops():
+            trace = innermost
     if trace is None:
         values = [a._value if isinstance(a, Tensor) else a for a in args]
         prim.check(*(ir.Var(v.shape, v.dtype) for v in values), **params)
