@@ -7,18 +7,22 @@ compiled; and, where differentiable, VJP == finite differences to second order (
 and tj.grad; compiled: a tape inside tj.function). Cases cover Variables assigned inside
 branches and loop bodies, and loops nested in branches.
 """
+import os
+
 import numpy as np
 import pytest
 
 import tracejit as tj
-from tracejit import errors, passes
+from tracejit import errors, passes, tracing
 from tracejit.backend import Interpreted
 from tracejit.primitives import REGISTRY
 
+import assigned_variables as av
 from gradcheck import check_grads
 
 X = np.array([[0.3, -0.2, 0.5], [0.1, 0.4, -0.6], [0.7, -0.1, 0.2], [-0.3, 0.2, 0.4]])
 W = np.array([1.3, 0.7, -0.4])
+ASSIGNED = np.load(os.path.join(os.path.dirname(__file__), 'fixtures', 'assigned_variables.npz'))
 
 
 def _np_rnn(x, w, reverse=False):
@@ -273,6 +277,72 @@ def test_gradient_through_a_variable_read_in_a_branch_and_a_loop():
     np.testing.assert_allclose(loss(tj.constant(x)).numpy(), want, rtol=1e-12)
     graph = tj.function(loss).trace(x).graph
     np.testing.assert_allclose(Interpreted(graph).run([x])[0], want, rtol=1e-12)
+
+
+def _assigned_variable_programs(variables):
+    """Every program of assigned_variables.py with its own Variables, results in one list."""
+    def step(xs):
+        return [r for name, program in av.PROGRAMS.items()
+                for r in av.gradients(tj, program, xs, *variables[name])]
+    return step
+
+
+@pytest.mark.parametrize('mode', ['eager', 'interpreted', COMPILED])
+def test_gradients_through_assigned_variables_match_tensorflow(mode):
+    """As TensorFlow: the gradient in a Variable sums its reads (each read in a loop body a
+    read of the Variable), an assignment is not differentiated (nothing flows through it into
+    the Variable's old value or into xs), to second order; nested loops in branches and loops."""
+    variables = {name: av.variables(tj) for name in av.PROGRAMS}
+    got = iter(_run(mode, _assigned_variable_programs(variables), av.XS))
+    for name in av.PROGRAMS:
+        for key in av.NAMES:
+            np.testing.assert_allclose(np.asarray(next(got)), ASSIGNED[f'{name}/{key}'],
+                                       rtol=1e-10, atol=1e-12, err_msg=f'{name}: {key} ({mode})')
+        for variable, key in zip(variables[name], ('v_final', 'w_final')):
+            np.testing.assert_allclose(variable.numpy(), ASSIGNED[f'{name}/{key}'], rtol=1e-12)
+
+
+def _reset_and_run(name):
+    v, w = av.variables(tj)
+
+    def fn(xs):
+        v.assign(av.V0)
+        w.assign(av.W0)
+        return av.PROGRAMS[name](tj, xs, v, w)
+    return fn
+
+
+@pytest.mark.parametrize('name', av.FD_PROGRAMS)
+def test_gradients_through_assigned_variables_match_finite_differences(name):
+    """Where the assigned values do not depend on xs, the gradient in xs is the derivative."""
+    check_grads(_reset_and_run(name), [av.XS], order=2, name=name)
+
+
+@pytest.mark.compiled
+def test_compiled_gradients_through_an_assigned_variable_to_second_order():
+    check_grads(_reset_and_run('scan_in_cond'), [av.XS], order=2, modes=('function',))
+
+
+def test_a_fresh_read_has_the_current_value_and_the_gradient_of_the_entry():
+    current, entry = tj.constant(X), tj.constant(-X)
+    with tj.GradientTape(persistent=True) as tape:
+        tape.watch([current, entry])
+        y = tj.reduce_sum(tj.sin(tracing.bind(REGISTRY['fresh_read'], current, entry)))
+    np.testing.assert_array_equal(y.numpy(), np.sin(X).sum())
+    assert tape.gradient(y, current) is None
+    np.testing.assert_allclose(tape.gradient(y, entry).numpy(), np.cos(X), rtol=1e-15)
+    with pytest.raises(errors.ShapeError, match='fresh_read: the value float64'):
+        tracing.bind(REGISTRY['fresh_read'], current, entry[0])
+
+
+def test_fresh_reads_leave_no_trace_in_the_optimised_loop():
+    """Without a gradient, the fresh reads and the Variable's value before the loop they read
+    are optimised away: the scan has the inputs of a loop that knows nothing of gradients."""
+    v, w = av.variables(tj)
+    graph = tj.function(lambda xs: av.scan_assign_then_read(tj, xs, v, w)).trace(av.XS).graph
+    assert not _nodes(graph, 'fresh_read')
+    (scan,) = [n for n in graph.nodes if n.prim.name == 'scan']
+    assert len(scan.inputs) == 3   # the carry, the Variable carried, the xs
 
 
 # ---------------------------------------------------------------------------- the kernel

@@ -365,7 +365,8 @@ def test_every_primitive_is_fuzzed():
     case = Case([np.ones(s) for s in INPUT_SHAPES], [np.ones(s) for s in VAR_SHAPES],
                 [('tanh', (0,), None)], [5], [('noise', 5)], grad=False, order2=False, seed=0)
     record(body(case, _fresh_variables(case)), *case.inputs)
-    # stop_gradient is dropped by the simplifier once the graph is differentiated, so it never
-    # reaches a kernel; the program table applies it (eagerly, traced and compiled)
+    # stop_gradient and fresh_read are dropped by the simplifier once the graph is
+    # differentiated, so they never reach a kernel; the program table applies stop_gradient
+    # (eagerly, traced and compiled), test_control_flow.py fresh reads
     assert 'stop_gradient' in PROGRAM_OPS
-    assert sorted(set(REGISTRY) - seen - {'stop_gradient'}) == []
+    assert sorted(set(REGISTRY) - seen - {'stop_gradient', 'fresh_read'}) == []

@@ -513,6 +513,10 @@ SPECS = {
     'gt': compare(lambda x, y: x > y, tj.greater),
     'ge': compare(lambda x, y: x >= y, tj.greater_equal),
     'stop_gradient': unary(lambda x: x.copy(), tj.stop_gradient, dtypes=NUMBERS, order=0),
+    # a read of a Variable in a sub-graph: the value; its VJP is checked against TensorFlow
+    # in test_control_flow.py
+    'fresh_read': Spec([Case([A(s), A(s)], grad=False) for s in [(3, 4), ()]],
+                       lambda value, entry: value.copy(), order=0, compiled=(0,)),
     'and': logical(lambda x, y: x & y, tj.logical_and),
     'or': logical(lambda x, y: x | y, tj.logical_or),
     'not': logical(lambda x: ~x, tj.logical_not, arity=1),

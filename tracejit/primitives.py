@@ -424,8 +424,10 @@ for _name, (_fn, _sym) in COMPARISONS.items():
 nondiff('stop_gradient', lambda x: x, _elementwise(), 'elementwise', '{0}')
 # A read of a Variable inside a sub-graph: `value` is its current value, `entry` its value on
 # entry to the sub-graph; the cotangent goes to `entry` (the Variable), never through `value`
-# (an assignment is not differentiated, as in TensorFlow). The simplifier drops it.
-Primitive('fresh_read', lambda value, entry: value, _fresh_read_rule, 'elementwise', '{0}')
+# (an assignment is not differentiated, as in TensorFlow). The simplifier drops it; `entry`
+# is an operand for the VJP only.
+Primitive('fresh_read', lambda value, entry: value, _fresh_read_rule, 'elementwise',
+          '({0} if True else {1})')
 nondiff('and', np.logical_and, _bool_operands, 'elementwise', '({0} & {1})')
 nondiff('or', np.logical_or, _bool_operands, 'elementwise', '({0} | {1})')
 nondiff('not', np.logical_not, _bool_operands, 'elementwise', '(not {0})')
