@@ -97,11 +97,11 @@ def _select_rule(cond, x, y):
 
 
 def _fresh_read_rule(value, entry):
-    if tuple(value.shape) != tuple(entry.shape) or np.dtype(value.dtype) != np.dtype(entry.dtype):
-        raise errors.ShapeError(f'the value {np.dtype(value.dtype).name}{list(value.shape)} and '
-                                f'the entry {np.dtype(entry.dtype).name}{list(entry.shape)} of '
-                                'a Variable read differ')
-    return [(tuple(value.shape), np.dtype(value.dtype), False)]
+    dtype = _same_dtype([value, entry])
+    if tuple(value.shape) != tuple(entry.shape):
+        raise errors.ShapeError(f'a Variable read of shape {tuple(value.shape)} with an entry '
+                                f'value of shape {tuple(entry.shape)}')
+    return [(tuple(value.shape), dtype, False)]
 
 
 def _reduced_shape(shape, axes):
