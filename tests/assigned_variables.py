@@ -46,6 +46,15 @@ def scan_two_variables(tf, xs, v, w):
     return _scan(tf, body, xs)
 
 
+def scan_closes_over_a_read(tf, xs, v, w):
+    before = v.read_value()   # traced, the same value as the loop's entry read of v
+
+    def body(c, e):
+        v.assign(v + e)
+        return c + v * before
+    return _scan(tf, body, xs)
+
+
 def while_assigns(tf, xs, v, w):
     s = tf.reduce_sum(xs)
 
@@ -84,7 +93,7 @@ def scan_in_scan(tf, xs, v, w):
 
 PROGRAMS = {f.__name__: f for f in [
     scan_assign_then_read, scan_read_then_assign, scan_assign_add, scan_two_variables,
-    while_assigns, cond_assigns, scan_in_cond, scan_in_scan]}
+    scan_closes_over_a_read, while_assigns, cond_assigns, scan_in_cond, scan_in_scan]}
 FD_PROGRAMS = ['scan_assign_then_read', 'while_assigns', 'scan_in_cond', 'scan_in_scan']
 
 

@@ -113,6 +113,10 @@ CASES = {
     'scan-reverse': Case('scan', lambda x, w: tj.scan(lambda a, r: tj.tanh(a * w + r), x,
                                                      initializer=tj.zeros_like(w), reverse=True),
                          lambda x, w: _np_rnn(x, w, reverse=True)),
+    # exp(w) does not change in the loop: eagerly too it is part of the body's graph
+    'scan-invariant': Case('scan', lambda x, w: tj.scan(lambda a, r: tj.tanh(a * tj.exp(w) + r),
+                                                       x, initializer=tj.zeros_like(w)),
+                           lambda x, w: _np_rnn(x, np.exp(w))),
     'lax.scan': Case('scan', _lax_scan, _np_lax_scan),
     'fori-in-map_fn': Case('scan', _fori_in_scan, _np_fori_in_scan),
     'while': Case('while', _while_bounded, _np_while),
