@@ -386,25 +386,59 @@ class _DatasetEpochs:
         return itertools.islice(self.iterator, self.limit)
 
     def run_epoch(self, cbs):
-        logs = MetricLogs(self.model.metrics) if cbs.batch_begin or cbs.batch_end else None
-        train, batch = self.model._steps.train, -1
-        for batch, (x, y) in enumerate(dataset_pairs(self.model, self._batches())):
+        model = self.model
+        logs = MetricLogs(model.metrics) if cbs.batch_begin or cbs.batch_end else None
+        batch = 0
+        pairs = dataset_pairs(model, self._batches())
+        for x, y, count in _executions(pairs, model._steps_per_execution):
+            step = model._steps.train if count is None else model._steps.train_multi
             if logs is not None:
                 cbs.on_train_batch_begin(batch, logs)
-            out = train(x, y, float(structured_data.sample_count(x, 'x')))
+            out = step(x, y, float(structured_data.sample_count(x, 'x') if count is None
+                                   else tree.leaves(x)[0].shape[1]))
+            batch += count or 1
             if logs is not None:
-                cbs.on_train_batch_end(batch, _keep_logs(self.model, out) or logs)
+                cbs.on_train_batch_end(batch - 1, _keep_logs(model, out) or logs)
             elif out is not None:
-                _keep_logs(self.model, out)
-            if self.model.stop_training:
+                _keep_logs(model, out)
+            if model.stop_training:
                 return
-        if batch < 0 and self.limit is None:
+        if batch == 0 and self.limit is None:
             raise ValueError('the dataset has no batches to train on')
-        if self.limit is not None and batch + 1 < self.limit:
-            warnings.warn(f'the dataset ran out of data after {batch + 1} of {self.limit} '
+        if self.limit is not None and batch < self.limit:
+            warnings.warn(f'the dataset ran out of data after {batch} of {self.limit} '
                           'steps_per_epoch; use repeat() to train longer', RuntimeWarning,
                           stacklevel=4)
-            self.model.stop_training = True
+            model.stop_training = True
+
+
+def _executions(pairs, per_call):
+    """A dataset's (x, y) batches grouped into native calls: `(x, y, None)` for a call on one
+    batch; with steps_per_execution = N, runs of 2 to N consecutive batches of one signature
+    become `(xs, ys, count)`, stacked (one copy) for the multi-batch step."""
+    run, signature = [], None
+    for x, y in pairs:
+        leaves = tree.leaves((x, y))
+        key = tuple((a.shape, a.dtype) for a in leaves)
+        if run and key != signature:
+            yield _stacked(run)
+            run = []
+        run.append((x, y))
+        signature = key
+        if len(run) == per_call:
+            yield _stacked(run)
+            run = []
+    if run:
+        yield _stacked(run)
+
+
+def _stacked(run):
+    if len(run) == 1:
+        return run[0] + (None,)
+    _, treedef = tree.flatten(run[0])
+    columns = zip(*(tree.leaves(pair) for pair in run))
+    xs, ys = tree.unflatten(treedef, [np.stack(column) for column in columns])
+    return xs, ys, len(run)
 
 
 def _limited(dataset, steps, what='steps'):
