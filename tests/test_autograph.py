@@ -297,6 +297,56 @@ def test_gradients_through_converted_control_flow(loss):
         check_grads(loss, (x,), order=1)
 
 
+def _doubling_capped(x):
+    while tj.reduce_sum(x) < 100.0:
+        tj.autograph.experimental.set_loop_options(maximum_iterations=3)
+        x = x * 2.0
+    return x
+
+
+def _range_capped(x, n):
+    for i in tj.range(n):
+        tj.autograph.experimental.set_loop_options(maximum_iterations=2, parallel_iterations=4)
+        x = x + tj.cast(i, tj.float32) + 1.0
+    return x
+
+
+def _rows_capped(x):
+    s = x[0] * 0.0
+    for v in x:
+        tj.autograph.experimental.set_loop_options(maximum_iterations=2)
+        s = s + v * v
+    return s
+
+
+def test_set_loop_options_bounds_tensor_loops_and_makes_while_differentiable():
+    """maximum_iterations caps each kind of tensor loop (plain Python ignores the call, as in
+    TF: the references cap by hand), and a bounded while has a gradient (2**3 here)."""
+    x = np.array([1.0, 2.0], np.float32)
+    np.testing.assert_allclose(_traced(_doubling_capped, x), x * 8.0)
+    np.testing.assert_allclose(_traced(_doubling_capped, x * 10.0), x * 40.0)   # test stops it
+    np.testing.assert_allclose(_traced(_range_capped, x, np.array(5, np.int32)), x + 3.0)
+    np.testing.assert_allclose(_traced(_range_capped, x, np.array(1, np.int32)), x + 1.0)
+    rows = np.array([1.0, -2.0, 3.0], np.float32)
+    np.testing.assert_allclose(_traced(_rows_capped, rows), 5.0)
+    np.testing.assert_allclose(_rows_capped(rows), 14.0)   # eager: a Python loop, no cap
+
+    def grad(x):
+        with tj.GradientTape() as tape:
+            tape.watch(x)
+            out = tj.reduce_sum(_doubling_capped(x))
+        return tape.gradient(out, x)
+    np.testing.assert_allclose(_traced(grad, x), [8.0, 8.0])
+
+    def bad(x):
+        while tj.reduce_sum(x) < 100.0:
+            tj.autograph.experimental.set_loop_options(maximum_iterations=-1)
+            x = x * 2.0
+        return x
+    with pytest.raises(errors.InvalidArgumentError, match='non-negative integer, got -1'):
+        tj.function(bad).trace(x)
+
+
 # ------------------------------------------------------------------------- errors
 
 def test_undefined_in_one_branch_and_containers_in_tensor_loops():

@@ -544,6 +544,25 @@ def test_steps_per_execution_gives_the_same_weights(data):
     assert 'for ' in kernel and source.count('K.dot(') <= 4 * 2   # the step once, in a loop
 
 
+def test_steps_per_execution_with_a_dataset_groups_batches_of_one_shape(data):
+    """A dataset's batches run N per call too: runs of up to N batches of one shape are
+    stacked, the partial last batch goes alone; the weights equal one batch per call."""
+    x, y = data
+    one = make_model(seed=2)
+    one.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    multi = make_model(seed=2, steps_per_execution=3)
+    recorder = Recorder()
+    dataset = tj.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    history = multi.fit(dataset, epochs=2, verbose=0, callbacks=[recorder])
+    same_weights(one, multi)
+    assert multi.optimizer.iterations.numpy() == 18
+    assert history.history['loss'] == pytest.approx(one.history.history['loss'], rel=1e-5)
+    calls = [' '.join(c.split()[:2]) for c in recorder.calls if c.startswith('batch_')][:8]
+    assert calls[0::2] == [f'batch_begin {b}' for b in (0, 3, 6, 8)]
+    assert calls[1::2] == [f'batch_end {b}' for b in (2, 5, 7, 8)]
+    assert multi._steps.train_multi.cache_info()['traces'] >= 1
+
+
 def test_run_eagerly_matches_compiled_fit(data):
     x, y = data
     compiled = make_model(seed=3)

@@ -5,6 +5,7 @@ values as it is. `tj.function` converts its function (autograph=False turns it o
 import types as _types
 
 from .conversion import convert, do_not_convert, enabled, in_trace, to_code
+from .operators import set_loop_options
 
 
 def to_graph(f, recursive=True, experimental_optional_features=None):
@@ -12,7 +13,8 @@ def to_graph(f, recursive=True, experimental_optional_features=None):
     return convert(f)
 
 
-experimental = _types.SimpleNamespace(do_not_convert=do_not_convert)
+experimental = _types.SimpleNamespace(do_not_convert=do_not_convert,
+                                      set_loop_options=set_loop_options)
 
 __all__ = ['convert', 'do_not_convert', 'enabled', 'experimental', 'in_trace', 'to_code',
            'to_graph']

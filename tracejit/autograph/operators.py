@@ -178,8 +178,35 @@ def _loop_state(get_state, names):
     return tuple(init)
 
 
-def while_stmt(test, body, get_state, set_state, names):
-    """A `while`: Python's while the test is not traced, else one tj.while_loop."""
+def set_loop_options(parallel_iterations=None, swap_memory=None, maximum_iterations=None,
+                     shape_invariants=None):
+    """TensorFlow's tf.autograph.experimental.set_loop_options: called first in the body of a
+    loop that becomes a tensor loop, it sets that loop's options (AutoGraph reads its
+    arguments before the loop; the call itself does nothing). `maximum_iterations` bounds the
+    loop, which makes a `while` differentiable; the other options are TensorFlow's memory and
+    parallelism hints, with nothing to do here."""
+
+
+def _maximum_iterations(options):
+    options = options or {}
+    if options.get('shape_invariants') is not None:
+        raise errors.UnimplementedError(errors.at_user_line(
+            'set_loop_options(shape_invariants=...): compiled loops keep each loop variable\'s '
+            'shape; give it its final shape before the loop'))
+    limit = options.get('maximum_iterations')
+    if is_tensor(limit):
+        return ops.cast(limit, dtypes.int32)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                              or limit < 0):
+        raise errors.InvalidArgumentError(errors.at_user_line(
+            f'set_loop_options: maximum_iterations must be a non-negative integer, got '
+            f'{limit!r}'))
+    return None if limit is None else int(limit)
+
+
+def while_stmt(test, body, get_state, set_state, names, options=None):
+    """A `while`: Python's while the test is not traced, else one tj.while_loop (bounded by
+    set_loop_options' maximum_iterations)."""
     cond = test()
     if not is_tensor(cond):
         while cond:
@@ -202,14 +229,15 @@ def while_stmt(test, body, get_state, set_state, names):
         out = tuple(get_state())
         _check_same(init, out, names, _LOOP_CHANGE)
         return out
-    set_state(control.while_loop(loop_cond, loop_body, init) if init else
-              _stateless(loop_cond, loop_body))
+    limit = _maximum_iterations(options)
+    set_state(control.while_loop(loop_cond, loop_body, init, maximum_iterations=limit) if init
+              else _stateless(loop_cond, loop_body, limit))
 
 
-def _stateless(loop_cond, loop_body):
+def _stateless(loop_cond, loop_body, limit):
     """A loop without state still runs (its Variable assignments): carry a dummy counter."""
     control.while_loop(lambda i: loop_cond(), lambda i: (loop_body(), i + 1)[1],
-                       (ops.constant(0, dtypes.int32),))
+                       (ops.constant(0, dtypes.int32),), maximum_iterations=limit)
     return ()
 
 
@@ -230,20 +258,23 @@ def range_(fn, *args):
     return TensorRange(start, limit, delta, traced or fn is not range)
 
 
-def for_stmt(iterated, extra_test, body, get_state, set_state, names):
+def for_stmt(iterated, extra_test, body, get_state, set_state, names, options=None):
     """A `for`: Python's over a Python iterable, else a tj.while_loop over the range or over
-    the leading axis of the tensor. `extra_test` (from `break`/`return`) stops the loop."""
+    the leading axis of the tensor (a scan when nothing stops it early). `extra_test` (from
+    `break`/`return`) and set_loop_options' maximum_iterations stop the loop."""
+    limit = _maximum_iterations(options)
     if isinstance(iterated, TensorRange):
-        return _for_range(iterated, extra_test, body, get_state, set_state, names)
+        return _for_range(iterated, extra_test, body, get_state, set_state, names, limit)
     if is_tensor(iterated):
         if not iterated.shape:
             raise errors.InvalidArgumentError(errors.at_user_line(
                 'cannot iterate over a scalar tensor'))
-        if extra_test is None:
-            return _scan(iterated, body, get_state, set_state, names)
         n = int(iterated.shape[0])
+        if extra_test is None and not is_tensor(limit):
+            return _scan(iterated if limit is None or limit >= n else iterated[:limit], body,
+                         get_state, set_state, names)
         return _while_range(0, n, 1, extra_test, body, get_state, set_state, names,
-                            lambda i: ops.gather(iterated, i), n)
+                            lambda i: ops.gather(iterated, i), _bound(n, limit))
     for item in iterated:
         if extra_test is not None and not _python_test(extra_test):
             break
@@ -259,7 +290,16 @@ def _python_test(extra_test):
     return ok
 
 
-def _for_range(r, extra_test, body, get_state, set_state, names):
+def _bound(count, limit):
+    """The smaller of two iteration bounds (either may be None or traced)."""
+    if count is None or limit is None:
+        return limit if count is None else count
+    if is_tensor(count) or is_tensor(limit):
+        return ops.minimum(count, limit)
+    return min(count, limit)
+
+
+def _for_range(r, extra_test, body, get_state, set_state, names, limit):
     if not r.tensor:
         for i in range(r.start, r.limit, r.delta):
             if extra_test is not None and not _python_test(extra_test):
@@ -268,10 +308,10 @@ def _for_range(r, extra_test, body, get_state, set_state, names):
         return
     bounds = [ops.cast(b, dtypes.int32) if is_tensor(b) else b
               for b in (r.start, r.limit, r.delta)]
-    if not any(is_tensor(b) for b in bounds) and extra_test is None:
-        indices = ops.constant(np.arange(*bounds, dtype=np.int32))
-        return _scan(indices, body, get_state, set_state, names)
-    _while_range(*bounds, extra_test, body, get_state, set_state, names)
+    if not any(is_tensor(b) for b in bounds + [limit]) and extra_test is None:
+        indices = np.arange(*bounds, dtype=np.int32)[:limit]
+        return _scan(ops.constant(indices), body, get_state, set_state, names)
+    _while_range(*bounds, extra_test, body, get_state, set_state, names, count=limit)
 
 
 def _scan(xs, body, get_state, set_state, names):

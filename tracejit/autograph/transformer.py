@@ -6,6 +6,7 @@ Every generated node keeps the original statement's line, so tracebacks and
 errors.at_user_line point at the user's file and line.
 """
 import ast
+import copy
 import itertools
 
 from . import analysis, lowering
@@ -139,9 +140,11 @@ class _Statements:
         live = stmt.ag_live_out | stmt.ag_live_in
         return sorted((assigned & live) - self.fixed)
 
-    def _emit(self, stmt, defs, op, args):
+    def _emit(self, stmt, defs, op, args, options=None):
         names = tuple(ast.Constant(x) for x in args.pop())
         call = _call(_ag(op), *args, ast.Tuple(elts=list(names), ctx=ast.Load()))
+        if options is not None:
+            call.keywords = [ast.keyword(arg='options', value=options)]
         out = defs + [ast.Expr(value=call)]
         for node in out:
             _locate(node, stmt)
@@ -166,7 +169,7 @@ class _Statements:
         self.generated.add(test.name)
         return self._emit(stmt, [getter, setter, test, body], 'while_stmt',
                           [_name(test.name), _name(body.name), _name(getter.name),
-                           _name(setter.name), names])
+                           _name(setter.name), names], _loop_options(stmt.body))
 
     def _for(self, stmt):
         n = next(self.counter)
@@ -180,7 +183,7 @@ class _Statements:
         extra = ast.Constant(None) if extra is None else _lambda(self.expressions.visit(extra))
         return self._emit(stmt, [getter, setter, body], 'for_stmt',
                           [_range_call(stmt.iter), extra, _name(body.name), _name(getter.name),
-                           _name(setter.name), names])
+                           _name(setter.name), names], _loop_options(stmt.body))
 
 
 def _locate(node, stmt):
@@ -190,6 +193,24 @@ def _locate(node, stmt):
         if getattr(child, 'lineno', None) is None and 'lineno' in child._attributes:
             child.lineno = child.end_lineno = stmt.lineno
             child.col_offset, child.end_col_offset = stmt.col_offset, stmt.col_offset + 1
+
+
+def _loop_options(body):
+    """The keywords of `set_loop_options(...)` calls at the top of a loop's body, as one dict
+    evaluated before the loop (as TensorFlow's converter reads them); None without any."""
+    keywords = []
+    for stmt in body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        func = call.func if isinstance(call, ast.Call) else None
+        if isinstance(func, ast.Call) and ast.unparse(func.func) == f'{AG}.converted':
+            func = func.args[0]
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', None)
+        if name == 'set_loop_options':
+            keywords.extend(call.keywords)
+    if not keywords:
+        return None
+    return ast.Dict(keys=[ast.Constant(k.arg) for k in keywords],
+                    values=[copy.deepcopy(k.value) for k in keywords])
 
 
 def _range_call(node):

@@ -9,6 +9,7 @@ layer calls recorded on `keras.Input`s (see functional.py).
 """
 import numpy as np
 
+from .. import tree
 from . import (compile_utils, functional, metrics as metrics_module, model_file, optimizers,
                saving, serialization, summary as summary_module, training)
 from .layers import Layer, unique_name
@@ -156,6 +157,38 @@ class Model(Layer):
 
     def _metric_values(self):
         return {m.name: m._value() for m in self.metrics}
+
+    def _overrides(self, step):
+        """Whether the model's class defines its own `train_step` / `test_step`."""
+        return getattr(type(self), step) is not getattr(Model, step)
+
+    def _epoch_logs(self):
+        """An epoch's logs: the metric values, or the last logs an overridden `train_step`
+        returned (as Keras)."""
+        return dict(self._step_logs) if self._overrides('train_step') else \
+            self._metric_values()
+
+    # -- the steps fit and evaluate trace (override to customize them, as in Keras) ----------
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        """The compiled loss of `(y, y_pred)` (what the default `train_step` minimizes)."""
+        self._require_compiled('compute_loss')
+        if sample_weight is not None:
+            raise ValueError('compute_loss: sample_weight is not supported by tracejit')
+        return self.compiled_loss.compute(y, y_pred, _batch_count(y_pred))[0]
+
+    def train_step(self, data):
+        """One training step on `data = (x, y)`, traced into the compiled step that `fit`
+        calls per batch; returns the metric results, which become fit's logs."""
+        x, y = data
+        training.train_one_batch(self, x, y, _batch_count(x))
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        """One evaluation step on `data = (x, y)`; returns the metric results."""
+        x, y = data
+        training.test_one_batch(self, x, y, _batch_count(x))
+        return {m.name: m.result() for m in self.metrics}
 
     @property
     def train_function(self):
@@ -400,3 +433,8 @@ class Functional(Model):
 load_model = model_file.load_model
 serialization.register_builtins(
     'keras', globals(), lambda obj: isinstance(obj, type) and issubclass(obj, Model))
+
+
+def _batch_count(data):
+    """The batch size of traced data, from its static leading axis."""
+    return float(tree.leaves(data)[0].shape[0])

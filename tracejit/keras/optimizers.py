@@ -142,6 +142,17 @@ class Optimizer:
         self.iterations.assign_add(1)
         return self.iterations
 
+    def apply(self, grads, trainable_variables=None):
+        """Keras 3 spelling of `apply_gradients`: gradients and variables as two lists."""
+        if trainable_variables is None:
+            raise ValueError('optimizer.apply needs the variables the gradients are for: '
+                             'apply(grads, trainable_variables)')
+        grads, variables = list(grads), list(trainable_variables)
+        if len(grads) != len(variables):
+            raise ValueError(f'optimizer.apply got {len(grads)} gradients for '
+                             f'{len(variables)} variables')
+        return self.apply_gradients(zip(grads, variables))
+
     def minimize(self, loss, var_list, tape=None):
         """TF2 style: `loss` is a zero-argument callable (or a tensor computed under `tape`)."""
         if not callable(var_list):

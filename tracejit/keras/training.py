@@ -46,42 +46,60 @@ class Steps:
         return fn if self.run_eagerly else tj_function(fn)
 
     @functools.cached_property
-    def train(self):
+    def one_batch(self):
+        """The training step as a Python function of `(x, y, batch_size)`: Keras's default,
+        or the model's own `train_step(data)`, whose logs it returns."""
         model = self.model
+        if model._overrides('train_step'):
+            def train_step(x, y, batch_size):
+                return _as_logs(model.train_step((x, y)), 'train_step')
+        else:
+            def train_step(x, y, batch_size):
+                train_one_batch(model, x, y, batch_size)
+        return train_step
 
-        def train_step(x, y, batch_size):
-            _train_step(model, x, y, batch_size)
-        return self._compile(train_step)
+    @functools.cached_property
+    def train(self):
+        return self._compile(self.one_batch)
 
     @functools.cached_property
     def train_multi(self):
-        """Runs `xs.shape[0]` stacked batches per call."""
-        model = self.model
+        """Runs `xs.shape[0]` stacked batches per call; returns what the last batch's step
+        returns (the logs of an overridden `train_step`, else None)."""
+        step = self.one_batch
         if self.run_eagerly:
             def train_steps(xs, ys, batch_size):
                 for k in range(tree.leaves(xs)[0].shape[0]):
-                    _train_step(model, _row(xs, k), _row(ys, k), batch_size)
+                    logs = step(_row(xs, k), _row(ys, k), batch_size)
+                return logs
             return train_steps
 
         def train_scan(xs, ys, batch_size):
             x_leaves, x_tree = tree.flatten(xs)
             y_leaves, y_tree = tree.flatten(ys)
+            logs_tree = []
 
             def body(carry, rows):
-                _train_step(model, tree.unflatten(x_tree, rows[:len(x_leaves)]),
+                logs = step(tree.unflatten(x_tree, rows[:len(x_leaves)]),
                             tree.unflatten(y_tree, rows[len(x_leaves):]), batch_size)
-                return [], []
-            scan_flat(body, [], x_leaves + y_leaves, what='fit with steps_per_execution')
+                leaves, treedef = tree.flatten(logs)
+                logs_tree.append(treedef)
+                return [], leaves
+            _, stacked = scan_flat(body, [], x_leaves + y_leaves,
+                                   what='fit with steps_per_execution')
+            return tree.unflatten(logs_tree[0], [s[-1] for s in stacked])
         return _AfterFirstTrace(self._compile(train_scan), self.train)
 
     @functools.cached_property
     def test(self):
         model = self.model
+        if model._overrides('test_step'):
+            def test_step(x, y, batch_size):
+                return _as_logs(model.test_step((x, y)), 'test_step')
+            return self._compile(test_step)
 
         def test_step(x, y, batch_size):
-            y_pred = model(x, training=False)
-            loss, parts = model.compiled_loss.compute(y, y_pred, batch_size)
-            _update_metrics(model, y, y_pred, loss, parts, batch_size)
+            test_one_batch(model, x, y, batch_size)
         return self._compile(test_step)
 
     @functools.cached_property
@@ -112,13 +130,48 @@ def _row(data, k):
     return tree.tree_map(lambda a: a[k], data)
 
 
-def _train_step(model, x, y, batch_size):
+def train_one_batch(model, x, y, batch_size):
     with GradientTape() as tape:
         y_pred = model(x, training=True)
         loss, parts = model.compiled_loss.compute(y, y_pred, batch_size)
     variables = model.trainable_weights
     grads = tape.gradient(loss, variables)
     model.optimizer.apply_gradients(zip(grads, variables))
+    _update_metrics(model, y, y_pred, loss, parts, batch_size)
+
+
+def _as_logs(logs, what):
+    """An overridden step's logs: a dict name -> scalar, as Keras's fit expects."""
+    if not isinstance(logs, collections.abc.Mapping):
+        raise TypeError(f'{what} must return a dict of metric names to scalar values (e.g. '
+                        f'{{m.name: m.result() for m in self.metrics}}), got '
+                        f'{type(logs).__name__}')
+    return dict(logs)
+
+
+def step_logs_values(logs):
+    """Python floats of the logs an overridden step returned (flattening nested dicts, as
+    Keras does with the result of a compiled-metrics container)."""
+    flat = {}
+    for name, value in logs.items():
+        if isinstance(value, collections.abc.Mapping):
+            flat.update(step_logs_values(value))
+        else:
+            flat[name] = float(np.asarray(value))
+    return flat
+
+
+def _keep_logs(model, out):
+    """Keeps (and returns) the logs an overridden train_step returned; None otherwise."""
+    if out is None:
+        return None
+    model._step_logs = step_logs_values(out)
+    return model._step_logs
+
+
+def test_one_batch(model, x, y, batch_size):
+    y_pred = model(x, training=False)
+    loss, parts = model.compiled_loss.compute(y, y_pred, batch_size)
     _update_metrics(model, y, y_pred, loss, parts, batch_size)
 
 
@@ -247,7 +300,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
     cbs = callbacks_module.CallbackList(
         list(callbacks or []) + [history] + ([logger] if logger else []), model,
         {'epochs': epochs, 'steps': source.steps, 'verbose': verbose})
-    model.history, model.stop_training = history, False
+    model.history, model.stop_training, model._step_logs = history, False, {}
     logs = None
     try:
         cbs.on_train_begin()
@@ -255,7 +308,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose=1, callbacks=None, valid
             model.reset_metrics()
             cbs.on_epoch_begin(epoch)
             source.run_epoch(cbs)
-            logs = model._metric_values()
+            logs = model._epoch_logs()
             val_logs = source.validate()
             if val_logs is not None:
                 logs.update((f'val_{k}', v) for k, v in val_logs.items())
@@ -333,23 +386,59 @@ class _DatasetEpochs:
         return itertools.islice(self.iterator, self.limit)
 
     def run_epoch(self, cbs):
-        logs = MetricLogs(self.model.metrics) if cbs.batch_begin or cbs.batch_end else None
-        train, batch = self.model._steps.train, -1
-        for batch, (x, y) in enumerate(dataset_pairs(self.model, self._batches())):
+        model = self.model
+        logs = MetricLogs(model.metrics) if cbs.batch_begin or cbs.batch_end else None
+        batch = 0
+        pairs = dataset_pairs(model, self._batches())
+        for x, y, count in _executions(pairs, model._steps_per_execution):
+            step = model._steps.train if count is None else model._steps.train_multi
             if logs is not None:
                 cbs.on_train_batch_begin(batch, logs)
-            train(x, y, float(structured_data.sample_count(x, 'x')))
+            out = step(x, y, float(structured_data.sample_count(x, 'x') if count is None
+                                   else tree.leaves(x)[0].shape[1]))
+            batch += count or 1
             if logs is not None:
-                cbs.on_train_batch_end(batch, logs)
-            if self.model.stop_training:
+                cbs.on_train_batch_end(batch - 1, _keep_logs(model, out) or logs)
+            elif out is not None:
+                _keep_logs(model, out)
+            if model.stop_training:
                 return
-        if batch < 0 and self.limit is None:
+        if batch == 0 and self.limit is None:
             raise ValueError('the dataset has no batches to train on')
-        if self.limit is not None and batch + 1 < self.limit:
-            warnings.warn(f'the dataset ran out of data after {batch + 1} of {self.limit} '
+        if self.limit is not None and batch < self.limit:
+            warnings.warn(f'the dataset ran out of data after {batch} of {self.limit} '
                           'steps_per_epoch; use repeat() to train longer', RuntimeWarning,
                           stacklevel=4)
-            self.model.stop_training = True
+            model.stop_training = True
+
+
+def _executions(pairs, per_call):
+    """A dataset's (x, y) batches grouped into native calls: `(x, y, None)` for a call on one
+    batch; with steps_per_execution = N, runs of 2 to N consecutive batches of one signature
+    become `(xs, ys, count)`, stacked (one copy) for the multi-batch step."""
+    run, signature = [], None
+    for x, y in pairs:
+        leaves = tree.leaves((x, y))
+        key = tuple((a.shape, a.dtype) for a in leaves)
+        if run and key != signature:
+            yield _stacked(run)
+            run = []
+        run.append((x, y))
+        signature = key
+        if len(run) == per_call:
+            yield _stacked(run)
+            run = []
+    if run:
+        yield _stacked(run)
+
+
+def _stacked(run):
+    if len(run) == 1:
+        return run[0] + (None,)
+    _, treedef = tree.flatten(run[0])
+    columns = zip(*(tree.leaves(pair) for pair in run))
+    xs, ys = tree.unflatten(treedef, [np.stack(column) for column in columns])
+    return xs, ys, len(run)
 
 
 def _limited(dataset, steps, what='steps'):
@@ -450,10 +539,12 @@ def _run_epoch(model, xs, ys, plan, cbs):
     for step, start, stop, lead, size, batches in plan:
         if logs is not None:
             begin(batch, logs)
-        step(rows(xs, start, stop, lead), rows(ys, start, stop, lead), size)
+        out = step(rows(xs, start, stop, lead), rows(ys, start, stop, lead), size)
         batch += batches
         if logs is not None:
-            end(batch - 1, logs)
+            end(batch - 1, _keep_logs(model, out) or logs)
+        elif out is not None:
+            _keep_logs(model, out)
         if model.stop_training:
             break
 
@@ -497,8 +588,8 @@ def evaluate_arrays(model, x, y, batch_size):
     n, rows = structured_data.sample_count(x, 'x'), structured_data.rows
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        test(rows(x, start, stop), rows(y, start, stop), float(stop - start))
-    return model._metric_values()
+        out = test(rows(x, start, stop), rows(y, start, stop), float(stop - start))
+    return model._metric_values() if out is None else step_logs_values(out)
 
 
 def evaluate_batches(model, batches, count=False):
@@ -507,10 +598,10 @@ def evaluate_batches(model, batches, count=False):
     model.reset_metrics()
     test, n = model._steps.test, 0
     for n, (x, y) in enumerate(dataset_pairs(model, batches), 1):
-        test(x, y, float(structured_data.sample_count(x, 'x')))
+        out = test(x, y, float(structured_data.sample_count(x, 'x')))
     if n == 0:
         raise ValueError('the dataset has no batches to evaluate')
-    logs = model._metric_values()
+    logs = model._metric_values() if out is None else step_logs_values(out)
     return (logs, n) if count else logs
 
 
