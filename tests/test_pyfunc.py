@@ -84,6 +84,25 @@ def test_compiled_py_function_values_gradient_and_every_call():
 
 
 @pytest.mark.compiled
+def test_a_compiled_call_gets_a_scalar_operand_in_its_own_dtype():
+    """A kernel passes 0-d operands to the host as Python floats: they arrive as float32 again,
+    so a float32 Tout of a float32 computation holds (it was refused as float64)."""
+    seen = []
+
+    def f(a):
+        seen.append(a.dtype)
+        return tj.sin(a) * 2.0
+
+    @tj.function
+    def step(x, s):
+        return x + tj.py_function(f, [s], s.dtype)
+    s = np.array(0.75, np.float32)
+    out = step(np.ones(2, np.float32), s)
+    assert out.dtype == tj.float32 and seen == [tj.float32]
+    np.testing.assert_allclose(out, 1.0 + 2.0 * np.sin(np.float32(0.75)), rtol=1e-6)
+
+
+@pytest.mark.compiled
 def test_errors_in_func_propagate_and_leave_variables_unchanged():
     v = tj.Variable([1.0, 2.0])
 

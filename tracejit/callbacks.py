@@ -11,12 +11,14 @@ Order: input 0 of every host call is the previous host call's first output in th
 (a constant before the first one), so the calls run in program order however the backend
 groups the rest, and the passes never drop, merge or fold them (passes.py).
 """
+import itertools
 import weakref
 
 import numpy as np
 
 from . import errors
 from .passes import has_effects
+from .operands import dtype_of
 from .primitives import REGISTRY
 from .backend.hostcalls import register
 from .tracing import Tracer
@@ -34,8 +36,12 @@ class HostCall:
         self.fn, self.name, self.guarded = fn, name, guarded
         self.out_avals = tuple((tuple(shape), np.dtype(dtype)) for shape, dtype in out_avals)
         self.token = register(self)
+        self.operand_dtypes = ()
 
     def __call__(self, operands):
+        # a kernel hands 0-d operands over as Python scalars: give them back their dtypes
+        operands = [np.asarray(v, dtype) if dtype is not None and np.ndim(v) == 0 else v
+                    for v, dtype in itertools.zip_longest(operands, self.operand_dtypes)]
         if self.guarded and bool(operands[0]):
             return [np.zeros(shape, dtype) for shape, dtype in self.out_avals]
         results = self.fn(operands)
@@ -68,6 +74,7 @@ def emit(trace, call, operands):
     if trace in _bodies_with_calls:
         order = _after_bodies(trace, order)
     order = np.zeros((), np.int64) if order is None else order
+    call.operand_dtypes = tuple(dtype_of(o) if hasattr(o, 'dtype') else None for o in operands)
     outs = trace.emit(REGISTRY['host_call'], [order, *operands], {'call': call})
     _last_call[trace] = outs[0]
     level = getattr(trace, 'parent', None)
