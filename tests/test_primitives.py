@@ -246,6 +246,22 @@ def _sum_duplicates_ref(values, indices):
     return out
 
 
+def _moment_rows_ref(base, indices, values, *, decay, power):
+    """Row by row over the distinct indices, the values of each summed first."""
+    out = base.copy()
+    for row in set(indices.tolist()):
+        total = sum(values[j] for j, i in enumerate(indices) if i == row)
+        out[row] = decay * base[row] + (1 - decay) * total ** power
+    return out
+
+
+def _adam_rows_ref(var, indices, m, v, lr, *, epsilon):
+    out = var.copy()
+    for row in set(indices.tolist()):
+        out[row] = var[row] - lr * m[row] / (np.sqrt(v[row]) + epsilon)
+    return out
+
+
 def _matmul_ref(a, b, *, transpose_a, transpose_b):
     a = np.swapaxes(a, -1, -2) if transpose_a else a
     b = np.swapaxes(b, -1, -2) if transpose_b else b
@@ -437,6 +453,16 @@ SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base
 SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0]),
                         ((4, 2), [90000, 3, 90000, 3])]   # a span this wide sorts
 
+MOMENT_ROWS_CASES = [  # (table shape, row indices, decay, power)
+    ((6, 3), [2, 0, 2, 5, 0, 2], 0.9, 1),     # repeated rows sum before the update
+    ((5,), [4, 4, 1], 0.999, 2),
+    ((1, 2, 2), [0], 0.5, 2),
+    ((4, 2), [3, 3, 3, 3], 0.0, 1),           # decay 0: the summed gradient alone
+    ((3, 2), [], 0.9, 2),                     # no rows: nothing changes
+]
+ADAM_ROWS_CASES = [((6, 3), [2, 0, 2, 5], 1e-7), ((5,), [4, 1, 4], 0.1), ((2, 2, 2), [1], 1e-3),
+                   ((3, 2), [], 1e-7)]
+
 MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((3, 4), (4, 2), False, False),
     ((4, 3), (4, 2), True, False),
@@ -576,6 +602,14 @@ SPECS = {
                          NUMBERS, compiled=(0, 4, 5)),
     'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
                            _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0, 3)),
+    'moment_rows': Spec([Case([A(shape), Fixed(rows), A((len(rows),) + shape[1:])],
+                              {'decay': decay, 'power': power})
+                         for shape, rows, decay, power in MOMENT_ROWS_CASES],
+                        _moment_rows_ref, ops.moment_rows, order=0, compiled=(0, 1)),
+    'adam_rows': Spec([Case([A(shape), Fixed(rows), A(shape), A(shape, _positive),
+                             A((), _positive)], {'epsilon': eps})
+                       for shape, rows, eps in ADAM_ROWS_CASES],
+                      _adam_rows_ref, ops.adam_rows, order=0, compiled=(0, 1)),
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),

@@ -545,6 +545,20 @@ def sum_duplicates(values, indices):
     return bind(P.REGISTRY['sum_duplicates'], operand(values), operand(indices))
 
 
+def moment_rows(base, indices, values, decay, power):
+    """`base` with each distinct row r of `indices` set to decay * base[r] + (1 - decay) *
+    S**power, S the sum of the values of r (LazyAdam's moments); other rows unchanged."""
+    return bind(P.REGISTRY['moment_rows'], operand(base), operand(indices), operand(values),
+                decay=float(decay), power=int(power))
+
+
+def adam_rows(var, indices, m, v, lr, epsilon):
+    """`var` with each distinct row r of `indices` set to var[r] - lr * m[r] / (sqrt(v[r]) +
+    epsilon) (LazyAdam's step); other rows unchanged."""
+    return bind(P.REGISTRY['adam_rows'], operand(var), operand(indices), operand(m), operand(v),
+                operand(lr), epsilon=float(epsilon))
+
+
 def slice_(x, slices):
     return bind(P.REGISTRY['slice'], operand(x), slices=tuple(slices))
 

@@ -243,6 +243,32 @@ def _sum_duplicates_rule(values, indices):
     return [(tuple(values.shape), np.dtype(values.dtype), False)]
 
 
+def _moment_rows_rule(base, indices, values, *, decay, power):
+    _check_indices(indices)
+    dtype = _same_dtype([base, values])
+    if dtype.kind != 'f' or power not in (1, 2) or not 0.0 <= decay <= 1.0:
+        raise errors.InvalidArgumentError(
+            f'moment_rows needs float rows, power 1 or 2 and decay in [0, 1]; got {dtype}, '
+            f'power {power!r}, decay {decay!r}')
+    if len(indices.shape) != 1 or not base.shape \
+            or tuple(values.shape) != tuple(indices.shape) + tuple(base.shape[1:]):
+        raise errors.ShapeError(f'values of shape {tuple(values.shape)} do not fit indices of '
+                                f'shape {tuple(indices.shape)} into rows of {tuple(base.shape)}')
+    return [(tuple(base.shape), dtype, False)]
+
+
+def _adam_rows_rule(var, indices, m, v, lr, *, epsilon):
+    _check_indices(indices)
+    dtype = _same_dtype([var, m, v, lr])
+    if dtype.kind != 'f' or len(indices.shape) != 1 or not var.shape or lr.shape != () \
+            or not tuple(var.shape) == tuple(m.shape) == tuple(v.shape):
+        raise errors.ShapeError(
+            f'adam_rows needs float var, m, v of one shape, 1-D indices and a scalar rate; got '
+            f'{tuple(var.shape)}, {tuple(m.shape)}, {tuple(v.shape)}, indices '
+            f'{tuple(indices.shape)}, rate {tuple(lr.shape)}')
+    return [(tuple(var.shape), dtype, False)]
+
+
 # ---------------------------------------------------------------------------- numpy rules
 
 def _slices(slices):
@@ -295,6 +321,37 @@ def _sum_duplicates(values, indices):
                     values.dtype)
     np.add.at(sums, inverse.reshape(-1), values)
     return sums[inverse.reshape(-1)]
+
+
+def _distinct_rows(indices, rows):
+    """The distinct indices and, per index, its place among them; range-checked like
+    kernels.scatter_rows2."""
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    return np.unique(indices, return_inverse=True)
+
+
+def _moment_rows(base, indices, values, *, decay, power):
+    """LazyAdam's moment update on the rows seen: for each distinct index r, with S the sum
+    (in index order) of the values of r, row r becomes decay * row + (1 - decay) * S**power;
+    the other rows are kept."""
+    rows, inverse = _distinct_rows(indices, base.shape[0])
+    sums = np.zeros((len(rows),) + base.shape[1:], values.dtype)
+    np.add.at(sums, inverse.reshape(-1), values)
+    kind = base.dtype.type
+    out = np.array(base)
+    out[rows] = kind(decay) * base[rows] + kind(1.0 - decay) * (sums * sums if power == 2
+                                                                  else sums)
+    return out
+
+
+def _adam_rows(var, indices, m, v, lr, *, epsilon):
+    """Adam's step on the rows seen: var[r] - lr * m[r] / (sqrt(v[r]) + epsilon) for each
+    distinct index r; the other rows are kept."""
+    rows, _ = _distinct_rows(indices, var.shape[0])
+    out = np.array(var)
+    out[rows] = var[rows] - lr * m[rows] / (np.sqrt(v[rows]) + var.dtype.type(epsilon))
+    return out
 
 
 def _matmul(a, b, *, transpose_a, transpose_b):
@@ -445,6 +502,9 @@ Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
 Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_rows')
 Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
+# optimizer updates of the rows a sparse gradient touches (LazyAdam); never differentiated
+nondiff('moment_rows', _moment_rows, _moment_rows_rule, 'layout', 'moment_rows')
+nondiff('adam_rows', _adam_rows, _adam_rows_rule, 'layout', 'adam_rows')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 

@@ -229,6 +229,37 @@ def scatter_rows(cg, node, name):
             f'{SCATTER_MODES[node.params["mode"]]})')
 
 
+def _row_table(cg, node, name):
+    """The output viewed as (rows, row): the Variable's own buffer when the codegen found that
+    legal (cg.inplace), else a copy of input 0."""
+    base = node.inputs[0]
+    target = cg.inplace.get(node.outputs[0])
+    cg.emit(f'{name} = {target}' if target is not None else f'{name} = {cg.ref(base)}.copy()')
+    return f'{name}.reshape(({cg.size(base, range(1))}, {cg.size(base, range(1, base.ndim))}))'
+
+
+def _rows_of(cg, value, like):
+    return (f'np.ascontiguousarray({cg.ref(value)}).reshape(({cg.size(value, range(1))}, '
+            f'{cg.size(like, range(1, like.ndim))}))')
+
+
+def moment_rows(cg, node, name):
+    base, idx, values = node.inputs
+    kind, decay = np_type(base.dtype), node.params['decay']
+    table = _row_table(cg, node, name)
+    cg.emit(f'K.moment_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
+            f'{_rows_of(cg, values, base)}, {kind}({decay!r}), {kind}({1.0 - decay!r}), '
+            f'{node.params["power"]})')
+
+
+def adam_rows(cg, node, name):
+    var, idx, m, v, lr = node.inputs
+    table = _row_table(cg, node, name)
+    cg.emit(f'K.adam_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
+            f'{_rows_of(cg, m, var)}, {_rows_of(cg, v, var)}, {cg.ref(lr)}, '
+            f'{np_type(var.dtype)}({node.params["epsilon"]!r}))')
+
+
 def sum_duplicates(cg, node, name):
     u, idx = node.inputs
     out = node.outputs[0]

@@ -186,3 +186,20 @@ def sum_duplicates(node):
 def independent(node):
     """No axes tied: a control-flow node's sub-graphs have dims of their own."""
     return ()
+
+
+def moment_rows(node):
+    base, idx, values = node.inputs
+    for k in range(base.ndim):
+        yield (node.outputs[0], k), (base, k)
+    yield (values, 0), (idx, 0)
+    for k in range(1, base.ndim):
+        yield (values, k), (base, k)
+
+
+def adam_rows(node):
+    var, _, m, v, _ = node.inputs
+    for k in range(var.ndim):
+        yield (node.outputs[0], k), (var, k)
+        yield (m, k), (var, k)
+        yield (v, k), (var, k)

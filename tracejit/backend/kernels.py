@@ -472,15 +472,12 @@ def _distinct_slots(idx):
     return slot, count
 
 
-@_cached
-def sum_duplicates2(u, idx, out):
-    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'. The
-    rows add up in one row per distinct index (a buffer small enough to stay in cache, where
-    adding into `out` itself would scatter over all of it), then copy out."""
+@_jit
+def _slot_sums(u, slot, count):
+    """sums[s] = the rows u[j] with slot[j] == s added in order of j: one row per distinct
+    index, a buffer small enough to stay in cache (adding into a table would scatter over all
+    of it)."""
     k, m = u.shape
-    if k == 0:
-        return out
-    slot, count = _distinct_slots(idx)
     sums = np.empty((count, m), u.dtype)
     seen = np.zeros(count, np.bool_)
     for j in range(k):
@@ -492,8 +489,68 @@ def sum_duplicates2(u, idx, out):
             seen[slot[j]] = True
             for b in range(m):
                 total[b] = row[b]
+    return sums
+
+
+@_jit
+def _checked_distinct(idx, n):
+    """(slot, count, row of each slot) for indices that must lie in [0, n); every index is
+    checked before anything is written, so a bad one changes nothing."""
+    for j in range(idx.shape[0]):
+        if idx[j] < 0 or idx[j] >= n:
+            raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    slot, count = _distinct_slots(idx)
+    row_of = np.empty(count, np.int64)
+    for j in range(idx.shape[0]):
+        row_of[slot[j]] = idx[j]
+    return slot, count, row_of
+
+
+@_cached
+def sum_duplicates2(u, idx, out):
+    """out[j] = the sum of the rows u[j'] with idx[j'] == idx[j], added in order of j'."""
+    k, m = u.shape
+    if k == 0:
+        return out
+    slot, count = _distinct_slots(idx)
+    sums = _slot_sums(u, slot, count)
     for j in range(k):
         row, total = out[j], sums[slot[j]]
         for b in range(m):
             row[b] = total[b]
+    return out
+
+
+@_cached
+def moment_rows2(out, idx, u, decay, keep, power):
+    """For each distinct r = idx[j]: out[r] = decay * out[r] + keep * S**power (power 1 or 2),
+    S the sum of the rows u[j] of r. One pass over the distinct rows, whatever the repeats."""
+    if idx.shape[0] == 0:
+        return out
+    slot, count, row_of = _checked_distinct(idx, out.shape[0])
+    sums = _slot_sums(u, slot, count)
+    m = out.shape[1]
+    for s in range(count):
+        row, total = out[row_of[s]], sums[s]
+        if power == 2:
+            for b in range(m):
+                row[b] = decay * row[b] + keep * (total[b] * total[b])
+        else:
+            for b in range(m):
+                row[b] = decay * row[b] + keep * total[b]
+    return out
+
+
+@_cached
+def adam_rows2(out, idx, m, v, lr, epsilon):
+    """For each distinct r = idx[j]: out[r] -= lr * m[r] / (sqrt(v[r]) + epsilon)."""
+    if idx.shape[0] == 0:
+        return out
+    _, count, row_of = _checked_distinct(idx, out.shape[0])
+    width = out.shape[1]
+    for s in range(count):
+        r = row_of[s]
+        row, mr, vr = out[r], m[r], v[r]
+        for b in range(width):
+            row[b] = row[b] - lr * mr[b] / (np.sqrt(vr[b]) + epsilon)
     return out

@@ -86,6 +86,10 @@ BY_NAME = {
     'scatter_rows': Lowering(dims.scatter_rows, emit=calls.scatter_rows, checks_indices=True,
                              writes_base=True),
     'sum_duplicates': Lowering(dims.sum_duplicates, emit=calls.sum_duplicates),
+    'moment_rows': Lowering(dims.moment_rows, emit=calls.moment_rows, checks_indices=True,
+                            writes_base=True),
+    'adam_rows': Lowering(dims.adam_rows, emit=calls.adam_rows, checks_indices=True,
+                          writes_base=True),
     'host_call': Lowering(hostcalls.unrelated_dims, emit=hostcalls.host_call, raises=True),
     # control flow: sub-graphs lowered to functions of their own (control.py)
     'cond': Lowering(dims.independent, emit=control.cond),

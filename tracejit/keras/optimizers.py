@@ -326,14 +326,13 @@ class LazyAdam(Adam):
     def _apply_sparse(self, grad, var, lr_t):
         m, v = self.add_slot(var, 'm'), self.add_slot(var, 'v')
         values, indices = _rows_of(grad, var)
-        g = ops.sum_duplicates(values, indices)  # a repeated row carries its total each time
-        m_rows = self.beta_1 * ops.gather(m.value(), indices) + (1.0 - self.beta_1) * g
-        v_rows = self.beta_2 * ops.gather(v.value(), indices) + (1.0 - self.beta_2) * \
-            ops.square(g)
-        var_rows = ops.gather(var.value(), indices) - lr_t * m_rows / (ops.sqrt(v_rows)
-                                                                      + self.epsilon)
-        for slot, rows in ((m, m_rows), (v, v_rows), (var, var_rows)):
-            slot.scatter_update(IndexedSlices(rows, indices, var.shape))
+        # each distinct row once, in the slots' and the weights' own buffers: repeated ids
+        # cost their share of the gradient sum, not a row update each
+        m_new = ops.moment_rows(m.value(), indices, values, self.beta_1, 1)
+        v_new = ops.moment_rows(v.value(), indices, values, self.beta_2, 2)
+        m.assign(m_new)
+        v.assign(v_new)
+        var.assign(ops.adam_rows(var.value(), indices, m_new, v_new, lr_t, self.epsilon))
 
 
 _BY_NAME = {'sgd': SGD, 'adam': Adam, 'rmsprop': RMSprop, 'adagrad': Adagrad}
