@@ -246,11 +246,12 @@ def _sum_duplicates_ref(values, indices):
     return out
 
 
-def _moment_rows_ref(base, indices, values, *, decay, power):
-    """Row by row over the distinct indices, the values of each summed first."""
+def _moment_rows_ref(base, indices, values, *, decay, power, repeat):
+    """Row by row over the distinct indices, the values of each summed first (index j goes
+    with value j // repeat)."""
     out = base.copy()
     for row in set(indices.tolist()):
-        total = sum(values[j] for j, i in enumerate(indices) if i == row)
+        total = sum(values[j // repeat] for j, i in enumerate(indices) if i == row)
         out[row] = decay * base[row] + (1 - decay) * total ** power
     return out
 
@@ -453,12 +454,14 @@ SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base
 SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0]),
                         ((4, 2), [90000, 3, 90000, 3])]   # a span this wide sorts
 
-MOMENT_ROWS_CASES = [  # (table shape, row indices, decay, power)
-    ((6, 3), [2, 0, 2, 5, 0, 2], 0.9, 1),     # repeated rows sum before the update
-    ((5,), [4, 4, 1], 0.999, 2),
-    ((1, 2, 2), [0], 0.5, 2),
-    ((4, 2), [3, 3, 3, 3], 0.0, 1),           # decay 0: the summed gradient alone
-    ((3, 2), [], 0.9, 2),                     # no rows: nothing changes
+MOMENT_ROWS_CASES = [  # (table shape, row indices, decay, power, repeat)
+    ((6, 3), [2, 0, 2, 5, 0, 2], 0.9, 1, 1),     # repeated rows sum before the update
+    ((5,), [4, 4, 1], 0.999, 2, 1),
+    ((1, 2, 2), [0], 0.5, 2, 1),
+    ((4, 2), [3, 3, 3, 3], 0.0, 1, 1),           # decay 0: the summed gradient alone
+    ((3, 2), [], 0.9, 2, 1),                     # no rows: nothing changes
+    ((5, 2), [1, 3, 1, 0, 3, 3], 0.9, 2, 2),     # each value row serves two indices
+    ((4, 3), [2, 2, 2], 0.999, 1, 3),
 ]
 ADAM_ROWS_CASES = [((6, 3), [2, 0, 2, 5], 1e-7), ((5,), [4, 1, 4], 0.1), ((2, 2, 2), [1], 1e-3),
                    ((3, 2), [], 1e-7)]
@@ -602,10 +605,10 @@ SPECS = {
                          NUMBERS, compiled=(0, 4, 5)),
     'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
                            _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0, 3)),
-    'moment_rows': Spec([Case([A(shape), Fixed(rows), A((len(rows),) + shape[1:])],
-                              {'decay': decay, 'power': power})
-                         for shape, rows, decay, power in MOMENT_ROWS_CASES],
-                        _moment_rows_ref, ops.moment_rows, order=0, compiled=(0, 1)),
+    'moment_rows': Spec([Case([A(shape), Fixed(rows), A((len(rows) // repeat,) + shape[1:])],
+                              {'decay': decay, 'power': power, 'repeat': repeat})
+                         for shape, rows, decay, power, repeat in MOMENT_ROWS_CASES],
+                        _moment_rows_ref, ops.moment_rows, order=0, compiled=(0, 5)),
     'adam_rows': Spec([Case([A(shape), Fixed(rows), A(shape), A(shape, _positive),
                              A((), _positive)], {'epsilon': eps})
                        for shape, rows, eps in ADAM_ROWS_CASES],

@@ -13,6 +13,7 @@ import pytest
 
 import tracejit as tj
 import tracejit.compat.v1 as v1
+from tracejit import passes
 from tracejit.errors import InvalidArgumentError
 
 FIXTURES = np.load(os.path.join(os.path.dirname(__file__), 'fixtures', 'embedding.npz'))
@@ -265,6 +266,37 @@ def test_lazy_adam_updates_only_the_rows_seen_in_weights_and_slots():
     assert var.numpy()[never_seen].tobytes() == TABLE[never_seen].tobytes()
     for slot in ('m', 'v'):
         assert not optimizer.get_slot(var, slot).numpy()[never_seen].any()
+
+
+@pytest.mark.compiled
+def test_lazy_adam_on_a_mean_of_embeddings_reads_the_gradient_unbroadcast():
+    """The gradient of a mean over each sequence is one row per sequence, broadcast over its
+    ids: the optimized step updates the moments from those rows (`repeat`), same numbers."""
+    optimizer = tj.keras.optimizers.LazyAdam(0.01)
+    var = tj.Variable(TABLE)
+    weights = WEIGHTS[:, 0, :]
+
+    @tj.function
+    def step(ids):
+        with tj.GradientTape() as tape:
+            loss = tj.reduce_sum(tj.reduce_mean(tj.nn.embedding_lookup(var, ids), axis=1)
+                                 * weights)
+        optimizer.apply_gradients([(tape.gradient(loss, var), var)])
+        return loss
+
+    graph = passes.optimize(step.trace(IDS).graph)
+    moments = [n for n in graph.nodes if n.prim.name == 'moment_rows']
+    assert [n.params['repeat'] for n in moments] == [3, 3]
+    assert not any(n.prim.name == 'broadcast_to' and n.outputs[0].shape == (2, 3, 3)
+                   for n in graph.nodes)
+    rows = np.repeat(weights / 3, 3, axis=0)
+    table, m, v = TABLE.astype(np.float64), np.zeros((8, 3)), np.zeros((8, 3))
+    for t, ids in enumerate([IDS, np.array([[1, 1, 1], [2, 0, 2]], np.int32)], start=1):
+        step(ids)
+        table, m, v = _lazy_adam_ref(table, m, v, rows, ids, t)
+    np.testing.assert_allclose(var.numpy(), table, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(optimizer.get_slot(var, 'v').numpy(), v, rtol=1e-5, atol=1e-10)
+    assert var.numpy()[[4, 5, 6]].tobytes() == TABLE[[4, 5, 6]].tobytes()
 
 
 @pytest.mark.compiled

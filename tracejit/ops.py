@@ -545,11 +545,12 @@ def sum_duplicates(values, indices):
     return bind(P.REGISTRY['sum_duplicates'], operand(values), operand(indices))
 
 
-def moment_rows(base, indices, values, decay, power):
+def moment_rows(base, indices, values, decay, power, repeat=1):
     """`base` with each distinct row r of `indices` set to decay * base[r] + (1 - decay) *
-    S**power, S the sum of the values of r (LazyAdam's moments); other rows unchanged."""
+    S**power, S the sum of the values of r (LazyAdam's moments; index j goes with value
+    j // repeat); other rows unchanged."""
     return bind(P.REGISTRY['moment_rows'], operand(base), operand(indices), operand(values),
-                decay=float(decay), power=int(power))
+                decay=float(decay), power=int(power), repeat=int(repeat))
 
 
 def adam_rows(var, indices, m, v, lr, epsilon):

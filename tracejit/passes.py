@@ -229,6 +229,43 @@ def _sum_of_broadcast(node, source, out):
     return _emit(out, 'mul', [base, out.add_const(np.asarray(copies, x.dtype))])
 
 
+@into_subgraphs
+def row_repeats(graph):
+    """A row update whose values are a gradient broadcast over looked-up rows (a mean or sum
+    over a sequence of embeddings: reshape(broadcast_to(x, (B, L, ..)), (B * L, ..)) with x
+    of shape (B, 1, ..)) reads the unbroadcast x with `repeat` L, so the (B * L, ..) copy is
+    never made."""
+    producers = {}
+
+    def rule(node, out):
+        replacement = None
+        if node.prim.name == 'moment_rows' and node.params['repeat'] == 1:
+            found = _repeated_rows(node.inputs[2], producers)
+            if found is not None:
+                x, shape, repeat = found
+                rows = _emit(out, 'reshape', [x], shape=shape)
+                replacement = _emit(out, 'moment_rows', node.inputs[:2] + [rows],
+                                    **dict(node.params, repeat=repeat))
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _repeated_rows(var, producers):
+    """(x, (B, ..), L) when `var` is x of shape (B, 1, ..) broadcast to (B, L, ..) and
+    flattened to (B * L, ..); else None."""
+    flat = producers.get(var)
+    spread = flat is not None and flat.prim.name == 'reshape' and producers.get(flat.inputs[0])
+    if not spread or spread.prim.name != 'broadcast_to':
+        return None
+    x, full = spread.inputs[0], tuple(spread.params['shape'])
+    if len(full) < 2 or full[1] < 1 or x.shape != (full[0], 1) + full[2:] \
+            or var.shape != (full[0] * full[1],) + full[2:]:
+        return None
+    return x, (full[0],) + full[2:], full[1]
+
+
 def _emit(graph, name, inputs, **params):
     prim = REGISTRY[name]
     (shape, dtype, weak), = prim.check(*inputs, **params)
@@ -263,6 +300,7 @@ def _hashable(value):
 PIPELINE = [
     ('fold', constant_folding),
     ('simplify', algebraic_simplification),
+    ('row_repeats', row_repeats),
     ('cse', common_subexpression_elimination),
     ('simplify2', algebraic_simplification),
     ('fold2', constant_folding),

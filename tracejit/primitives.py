@@ -243,7 +243,7 @@ def _sum_duplicates_rule(values, indices):
     return [(tuple(values.shape), np.dtype(values.dtype), False)]
 
 
-def _moment_rows_rule(base, indices, values, *, decay, power):
+def _moment_rows_rule(base, indices, values, *, decay, power, repeat):
     _check_indices(indices)
     dtype = _same_dtype([base, values])
     if dtype.kind != 'f' or power not in (1, 2) or not 0.0 <= decay <= 1.0:
@@ -251,9 +251,12 @@ def _moment_rows_rule(base, indices, values, *, decay, power):
             f'moment_rows needs float rows, power 1 or 2 and decay in [0, 1]; got {dtype}, '
             f'power {power!r}, decay {decay!r}')
     if len(indices.shape) != 1 or not base.shape \
-            or tuple(values.shape) != tuple(indices.shape) + tuple(base.shape[1:]):
-        raise errors.ShapeError(f'values of shape {tuple(values.shape)} do not fit indices of '
-                                f'shape {tuple(indices.shape)} into rows of {tuple(base.shape)}')
+            or not isinstance(repeat, int) or repeat < 1 or not values.shape \
+            or values.shape[0] * repeat != indices.shape[0] \
+            or tuple(values.shape[1:]) != tuple(base.shape[1:]):
+        raise errors.ShapeError(f'values of shape {tuple(values.shape)}, each repeated {repeat} '
+                                f'times, do not fit indices of shape {tuple(indices.shape)} '
+                                f'into rows of {tuple(base.shape)}')
     return [(tuple(base.shape), dtype, False)]
 
 
@@ -331,11 +334,13 @@ def _distinct_rows(indices, rows):
     return np.unique(indices, return_inverse=True)
 
 
-def _moment_rows(base, indices, values, *, decay, power):
+def _moment_rows(base, indices, values, *, decay, power, repeat):
     """LazyAdam's moment update on the rows seen: for each distinct index r, with S the sum
     (in index order) of the values of r, row r becomes decay * row + (1 - decay) * S**power;
-    the other rows are kept."""
+    the other rows are kept. `repeat`: value j // repeat goes with index j (the gradient of a
+    sum or mean over looked-up rows, kept unbroadcast by passes.row_repeats)."""
     rows, inverse = _distinct_rows(indices, base.shape[0])
+    values = np.repeat(values, repeat, axis=0)
     sums = np.zeros((len(rows),) + base.shape[1:], values.dtype)
     np.add.at(sums, inverse.reshape(-1), values)
     kind = base.dtype.type

@@ -243,12 +243,20 @@ def _rows_of(cg, value, like):
             f'{cg.size(like, range(1, like.ndim))}))')
 
 
+def _repeat(cg, idx, values):
+    """How many indices share each row of values, read from the sizes at run time (a literal
+    would make a new kernel for each sequence length)."""
+    rows = cg.size(values, range(1))
+    return f'{cg.size(idx)} // max(1, {rows})'
+
+
 def moment_rows(cg, node, name):
     base, idx, values = node.inputs
     kind, decay = np_type(base.dtype), node.params['decay']
     table = _row_table(cg, node, name)
     cg.emit(f'K.moment_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
-            f'{_rows_of(cg, values, base)}, {kind}({decay!r}), {kind}({1.0 - decay!r}), '
+            f'{_rows_of(cg, values, base)}, {_repeat(cg, idx, values)}, '
+            f'{kind}({decay!r}), {kind}({1.0 - decay!r}), '
             f'{node.params["power"]})')
 
 

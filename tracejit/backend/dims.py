@@ -192,7 +192,8 @@ def moment_rows(node):
     base, idx, values = node.inputs
     for k in range(base.ndim):
         yield (node.outputs[0], k), (base, k)
-    yield (values, 0), (idx, 0)
+    if node.params['repeat'] == 1:
+        yield (values, 0), (idx, 0)
     for k in range(1, base.ndim):
         yield (values, k), (base, k)
 
