@@ -246,13 +246,20 @@ def _sum_duplicates_ref(values, indices):
     return out
 
 
-def _moment_rows_ref(base, indices, values, *, decay, power, repeat):
+def _gather_sum_ref(x, indices):
+    out = np.zeros(indices.shape[:-1] + x.shape[1:], x.dtype)
+    for pos in np.ndindex(indices.shape):
+        out[pos[:-1]] += x[indices[pos]]
+    return out
+
+
+def _accumulate_rows_ref(base, indices, values, scale, *, decay, power, repeat):
     """Row by row over the distinct indices, the values of each summed first (index j goes
     with value j // repeat)."""
     out = base.copy()
     for row in set(indices.tolist()):
         total = sum(values[j // repeat] for j, i in enumerate(indices) if i == row)
-        out[row] = decay * base[row] + (1 - decay) * total ** power
+        out[row] = decay * base[row] + scale * total ** power
     return out
 
 
@@ -442,6 +449,14 @@ GATHER_CASES = [  # (operand shape, indices, axis)
     ((4,), np.array(2), 0),
 ]
 
+GATHER_SUM_CASES = [  # (table shape, indices): bags along the indices' last axis
+    ((5, 3), [[4, 0, 2], [2, 2, 1]]),     # a repeated row counts twice
+    ((4,), [1, 3, 3]),                    # one bag of scalars
+    ((2, 3, 4), [[[1, 0]], [[1, 1]]]),
+    ((3, 2), [[0, -1]]),                  # batch 1, a negative index counts from the end
+    ((3, 2), np.zeros((2, 0), np.int32)),  # empty bags sum to zero
+]
+
 SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base and updates)
     ((5, 3), [4, 0, 2, 2], 1, 'add', (_signed, _signed)),      # a repeated row adds up
     ((5, 3), [1, 4, 0], 1, 'update', (_signed, _signed)),
@@ -454,7 +469,7 @@ SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base
 SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0]),
                         ((4, 2), [90000, 3, 90000, 3])]   # a span this wide sorts
 
-MOMENT_ROWS_CASES = [  # (table shape, row indices, decay, power, repeat)
+ACCUMULATE_ROWS_CASES = [  # (table shape, row indices, decay, power, repeat); scale random
     ((6, 3), [2, 0, 2, 5, 0, 2], 0.9, 1, 1),     # repeated rows sum before the update
     ((5,), [4, 4, 1], 0.999, 2, 1),
     ((1, 2, 2), [0], 0.5, 2, 1),
@@ -462,6 +477,7 @@ MOMENT_ROWS_CASES = [  # (table shape, row indices, decay, power, repeat)
     ((3, 2), [], 0.9, 2, 1),                     # no rows: nothing changes
     ((5, 2), [1, 3, 1, 0, 3, 3], 0.9, 2, 2),     # each value row serves two indices
     ((4, 3), [2, 2, 2], 0.999, 1, 3),
+    ((6, 3), [1, 4, 1], 1.0, 1, 1),              # decay 1: SGD's step, base + scale * S
 ]
 ADAM_ROWS_CASES = [((6, 3), [2, 0, 2, 5], 1e-7), ((5,), [4, 1, 4], 0.1), ((2, 2, 2), [1], 1e-3),
                    ((3, 2), [], 1e-7)]
@@ -593,6 +609,8 @@ SPECS = {
         _concat_ref, lambda *xs, axis: tj.concat(list(xs), axis), NUMBERS),
     'gather': Spec([Case([A(s), Fixed(i, i.dtype)], {'axis': axis})
                     for s, i, axis in GATHER_CASES], _gather_ref, tj.gather, NUMBERS),
+    'gather_sum': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in GATHER_SUM_CASES],
+                       _gather_sum_ref, compiled=(0, 3)),
     'scatter_add': Spec([Case([A(s[:axis] + i.shape + s[axis + 1:]), Fixed(i, i.dtype)],
                               {'axis': axis, 'size': s[axis]}) for s, i, axis in GATHER_CASES],
                         _scatter_add_ref, ops.scatter_add, NUMBERS),
@@ -605,10 +623,11 @@ SPECS = {
                          NUMBERS, compiled=(0, 4, 5)),
     'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
                            _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0, 3)),
-    'moment_rows': Spec([Case([A(shape), Fixed(rows), A((len(rows) // repeat,) + shape[1:])],
-                              {'decay': decay, 'power': power, 'repeat': repeat})
-                         for shape, rows, decay, power, repeat in MOMENT_ROWS_CASES],
-                        _moment_rows_ref, ops.moment_rows, order=0, compiled=(0, 5)),
+    'accumulate_rows': Spec([Case([A(shape), Fixed(rows), A((len(rows) // repeat,) + shape[1:]),
+                                   A(())], {'decay': decay, 'power': power, 'repeat': repeat})
+                             for shape, rows, decay, power, repeat in ACCUMULATE_ROWS_CASES],
+                            _accumulate_rows_ref, ops.accumulate_rows, order=0,
+                            compiled=(0, 5)),
     'adam_rows': Spec([Case([A(shape), Fixed(rows), A(shape), A(shape, _positive),
                              A((), _positive)], {'epsilon': eps})
                        for shape, rows, eps in ADAM_ROWS_CASES],
@@ -957,6 +976,7 @@ SPECIAL_POINTS = {
                [None, [1.0, 0.0], [0.0, 1.0]]),
     'log_softmax': ([[[0.0, -INF], [1.0, 1.0]]], {}, [[[-1.0, 1.0], [0.0, 0.0]]]),
     'gather': ([[1.0, INF, 3.0], Fixed([1, 1, 0])], {'axis': 0}, [[1.0, 2.0, 0.0], None]),
+    'gather_sum': ([[1.0, INF, 3.0], Fixed([[1, 1], [0, 2]])], {}, [[1.0, 2.0, 1.0], None]),
     'scatter_add': ([[INF, 1.0, 2.0], Fixed([1, 1, 0])], {'axis': 0, 'size': 3},
                     [[1.0, 1.0, 1.0], None]),
     'scatter_rows': ([[[1.0, 2.0, INF]], Fixed([0]), [[1.0, 3.0, 0.0]]],

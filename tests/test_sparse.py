@@ -226,7 +226,7 @@ def _loss_gradient(table, ids=IDS, weights=WEIGHTS):
 def test_sgd_updates_only_the_rows_looked_up():
     v, step = _embedding_step(tj.keras.optimizers.SGD(0.1), TABLE)
     # the rows are written into the Variable's buffer (state argument s0), not into a copy
-    assert re.search(r'(\w+) = s0\n\s+K\.scatter_rows2\(\1', step.lower(IDS, WEIGHTS).source)
+    assert re.search(r'(\w+) = s0\n\s+K\.accumulate_rows2\(\1', step.lower(IDS, WEIGHTS).source)
     step(IDS, WEIGHTS)
     rows, _ = _loss_gradient(TABLE)
     want = _scatter_ref(TABLE, IDS.ravel(), 0.1 * rows, lambda old, new: old - new)
@@ -285,7 +285,9 @@ def test_lazy_adam_on_a_mean_of_embeddings_reads_the_gradient_unbroadcast():
         return loss
 
     graph = passes.optimize(step.trace(IDS).graph)
-    moments = [n for n in graph.nodes if n.prim.name == 'moment_rows']
+    names = [n.prim.name for n in graph.nodes]
+    assert names.count('gather_sum') == 1 and 'gather' not in names   # the forward bag
+    moments = [n for n in graph.nodes if n.prim.name == 'accumulate_rows']
     assert [n.params['repeat'] for n in moments] == [3, 3]
     assert not any(n.prim.name == 'broadcast_to' and n.outputs[0].shape == (2, 3, 3)
                    for n in graph.nodes)
@@ -297,6 +299,19 @@ def test_lazy_adam_on_a_mean_of_embeddings_reads_the_gradient_unbroadcast():
     np.testing.assert_allclose(var.numpy(), table, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(optimizer.get_slot(var, 'v').numpy(), v, rtol=1e-5, atol=1e-10)
     assert var.numpy()[[4, 5, 6]].tobytes() == TABLE[[4, 5, 6]].tobytes()
+
+
+def test_a_bag_is_fused_only_when_nothing_else_reads_the_gathered_rows():
+    @tj.function
+    def bags(table, ids):
+        rows = tj.gather(table, ids)
+        return tj.reduce_sum(rows, axis=1), tj.reduce_sum(rows, axis=0)
+
+    names = [n.prim.name for n in passes.optimize(bags.trace(TABLE, IDS).graph).nodes]
+    assert 'gather' in names and 'gather_sum' not in names
+    by_bag, by_position = bags(TABLE, IDS)
+    np.testing.assert_allclose(by_bag, TABLE[IDS].sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(by_position, TABLE[IDS].sum(axis=0), rtol=1e-6)
 
 
 @pytest.mark.compiled

@@ -545,12 +545,14 @@ def sum_duplicates(values, indices):
     return bind(P.REGISTRY['sum_duplicates'], operand(values), operand(indices))
 
 
-def moment_rows(base, indices, values, decay, power, repeat=1):
-    """`base` with each distinct row r of `indices` set to decay * base[r] + (1 - decay) *
-    S**power, S the sum of the values of r (LazyAdam's moments; index j goes with value
-    j // repeat); other rows unchanged."""
-    return bind(P.REGISTRY['moment_rows'], operand(base), operand(indices), operand(values),
-                decay=float(decay), power=int(power), repeat=int(repeat))
+def accumulate_rows(base, indices, values, scale, decay, power, repeat=1):
+    """`base` with each distinct row r of `indices` set to decay * base[r] + scale *
+    S**power, S the sum of the values of r (index j goes with value j // repeat): LazyAdam's
+    moments, SGD's sparse step; other rows unchanged."""
+    base = operand(base)
+    return bind(P.REGISTRY['accumulate_rows'], base, operand(indices), operand(values),
+                cast(scale, base.dtype), decay=float(decay), power=int(power),
+                repeat=int(repeat))
 
 
 def adam_rows(var, indices, m, v, lr, epsilon):

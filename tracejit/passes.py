@@ -230,6 +230,38 @@ def _sum_of_broadcast(node, source, out):
 
 
 @into_subgraphs
+def embedding_bags(graph):
+    """reduce_sum over the last index axis of a gather along axis 0 (a sum or mean of looked-up
+    rows) becomes one gather_sum, which adds the rows as it reads them, when nothing else reads
+    the gathered rows."""
+    uses = _use_counts(graph)
+    producers = {}
+
+    def rule(node, out):
+        source = producers.get(node.inputs[0]) if node.inputs else None
+        replacement = None
+        if node.prim.name == 'reduce_sum' and source is not None \
+                and source.prim.name == 'gather' and source.params['axis'] == 0 \
+                and uses[source.outputs[0]] == 1 and source.inputs[1].ndim >= 1 \
+                and tuple(node.params['axes']) == (source.inputs[1].ndim - 1,) \
+                and source.inputs[0].dtype.kind == 'f':
+            replacement = _emit(out, 'gather_sum', source.inputs)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _use_counts(graph):
+    """How many times each value is read: by nodes, as an output, as a Variable's update."""
+    uses = {}
+    for var in [v for n in graph.nodes for v in n.inputs] + list(graph.outputs) + [
+            v for _, v in graph.updates]:
+        uses[var] = uses.get(var, 0) + 1
+    return uses
+
+
+@into_subgraphs
 def row_repeats(graph):
     """A row update whose values are a gradient broadcast over looked-up rows (a mean or sum
     over a sequence of embeddings: reshape(broadcast_to(x, (B, L, ..)), (B * L, ..)) with x
@@ -239,12 +271,13 @@ def row_repeats(graph):
 
     def rule(node, out):
         replacement = None
-        if node.prim.name == 'moment_rows' and node.params['repeat'] == 1:
+        if node.prim.name == 'accumulate_rows' and node.params['repeat'] == 1:
             found = _repeated_rows(node.inputs[2], producers)
             if found is not None:
                 x, shape, repeat = found
                 rows = _emit(out, 'reshape', [x], shape=shape)
-                replacement = _emit(out, 'moment_rows', node.inputs[:2] + [rows],
+                base, indices, _, scale = node.inputs
+                replacement = _emit(out, 'accumulate_rows', [base, indices, rows, scale],
                                     **dict(node.params, repeat=repeat))
         for v in node.outputs:
             producers[v] = node
@@ -301,6 +334,7 @@ PIPELINE = [
     ('fold', constant_folding),
     ('simplify', algebraic_simplification),
     ('row_repeats', row_repeats),
+    ('embedding_bags', embedding_bags),
     ('cse', common_subexpression_elimination),
     ('simplify2', algebraic_simplification),
     ('fold2', constant_folding),

@@ -243,14 +243,23 @@ def _sum_duplicates_rule(values, indices):
     return [(tuple(values.shape), np.dtype(values.dtype), False)]
 
 
-def _moment_rows_rule(base, indices, values, *, decay, power, repeat):
+def _gather_sum_rule(x, indices):
     _check_indices(indices)
-    dtype = _same_dtype([base, values])
+    if np.dtype(x.dtype).kind != 'f' or not x.shape or not indices.shape:
+        raise errors.ShapeError(f'gather_sum needs a float table and indices of rank >= 1, got '
+                                f'{np.dtype(x.dtype).name} {tuple(x.shape)} and indices '
+                                f'{tuple(indices.shape)}')
+    return [(tuple(indices.shape[:-1]) + tuple(x.shape[1:]), np.dtype(x.dtype), False)]
+
+
+def _accumulate_rows_rule(base, indices, values, scale, *, decay, power, repeat):
+    _check_indices(indices)
+    dtype = _same_dtype([base, values, scale])
     if dtype.kind != 'f' or power not in (1, 2) or not 0.0 <= decay <= 1.0:
         raise errors.InvalidArgumentError(
-            f'moment_rows needs float rows, power 1 or 2 and decay in [0, 1]; got {dtype}, '
+            f'accumulate_rows needs float rows, power 1 or 2 and decay in [0, 1]; got {dtype}, '
             f'power {power!r}, decay {decay!r}')
-    if len(indices.shape) != 1 or not base.shape \
+    if len(indices.shape) != 1 or not base.shape or scale.shape != () \
             or not isinstance(repeat, int) or repeat < 1 or not values.shape \
             or values.shape[0] * repeat != indices.shape[0] \
             or tuple(values.shape[1:]) != tuple(base.shape[1:]):
@@ -326,6 +335,12 @@ def _sum_duplicates(values, indices):
     return sums[inverse.reshape(-1)]
 
 
+def _gather_sum(x, indices):
+    """The rows of `x` at `indices`, summed over the last axis of `indices` (an embedding
+    bag): gather then reduce_sum, which passes.embedding_bags fuses into this."""
+    return np.sum(_gather(x, indices, axis=0), axis=indices.ndim - 1, dtype=np.float64)
+
+
 def _distinct_rows(indices, rows):
     """The distinct indices and, per index, its place among them; range-checked like
     kernels.scatter_rows2."""
@@ -334,19 +349,19 @@ def _distinct_rows(indices, rows):
     return np.unique(indices, return_inverse=True)
 
 
-def _moment_rows(base, indices, values, *, decay, power, repeat):
-    """LazyAdam's moment update on the rows seen: for each distinct index r, with S the sum
-    (in index order) of the values of r, row r becomes decay * row + (1 - decay) * S**power;
-    the other rows are kept. `repeat`: value j // repeat goes with index j (the gradient of a
-    sum or mean over looked-up rows, kept unbroadcast by passes.row_repeats)."""
+def _accumulate_rows(base, indices, values, scale, *, decay, power, repeat):
+    """A sparse update on the rows seen (LazyAdam's moments, SGD's step): for each distinct
+    index r, with S the sum (in index order) of the values of r, row r becomes decay * row +
+    scale * S**power; the other rows are kept. `repeat`: value j // repeat goes with index j
+    (the gradient of a sum or mean over looked-up rows, kept unbroadcast by
+    passes.row_repeats)."""
     rows, inverse = _distinct_rows(indices, base.shape[0])
     values = np.repeat(values, repeat, axis=0)
     sums = np.zeros((len(rows),) + base.shape[1:], values.dtype)
     np.add.at(sums, inverse.reshape(-1), values)
-    kind = base.dtype.type
     out = np.array(base)
-    out[rows] = kind(decay) * base[rows] + kind(1.0 - decay) * (sums * sums if power == 2
-                                                                  else sums)
+    out[rows] = base.dtype.type(decay) * base[rows] + scale * (sums * sums if power == 2
+                                                                else sums)
     return out
 
 
@@ -504,11 +519,12 @@ Primitive('unslice', _unslice, _unslice_rule, 'layout', 'unslice')
 Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rule, 'layout',
           'concat')
 Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
+Primitive('gather_sum', _gather_sum, _gather_sum_rule, 'layout', 'gather_sum')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
 Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_rows')
 Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
 # optimizer updates of the rows a sparse gradient touches (LazyAdam); never differentiated
-nondiff('moment_rows', _moment_rows, _moment_rows_rule, 'layout', 'moment_rows')
+nondiff('accumulate_rows', _accumulate_rows, _accumulate_rows_rule, 'layout', 'accumulate_rows')
 nondiff('adam_rows', _adam_rows, _adam_rows_rule, 'layout', 'adam_rows')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')

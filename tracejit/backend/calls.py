@@ -109,6 +109,18 @@ def gather(cg, node, name):
     _finish(cg, out, name, out3)
 
 
+def gather_sum(cg, node, name):
+    x, idx = node.inputs
+    out = node.outputs[0]
+    bags, row = cg.size(idx, range(idx.ndim - 1)), cg.size(x, range(1, x.ndim))
+    out2 = cg.fresh('g')
+    cg.emit(f'{out2} = np.empty(({bags}, {row}), {np_type(out.dtype)})')
+    cg.emit(f'K.gather_sum2(np.ascontiguousarray({cg.ref(x)}).reshape(({cg.dim(x, 0)}, {row})), '
+            f'np.ascontiguousarray({cg.ref(idx)}).reshape(({bags}, {cg.dim(idx, idx.ndim - 1)})), '
+            f'{out2})')
+    _finish(cg, out, name, out2)
+
+
 def scatter_add(cg, node, name):
     u, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
@@ -250,13 +262,12 @@ def _repeat(cg, idx, values):
     return f'{cg.size(idx)} // max(1, {rows})'
 
 
-def moment_rows(cg, node, name):
-    base, idx, values = node.inputs
-    kind, decay = np_type(base.dtype), node.params['decay']
+def accumulate_rows(cg, node, name):
+    base, idx, values, scale = node.inputs
     table = _row_table(cg, node, name)
-    cg.emit(f'K.moment_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
+    cg.emit(f'K.accumulate_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
             f'{_rows_of(cg, values, base)}, {_repeat(cg, idx, values)}, '
-            f'{kind}({decay!r}), {kind}({1.0 - decay!r}), '
+            f'{np_type(base.dtype)}({node.params["decay"]!r}), {cg.ref(scale)}, '
             f'{node.params["power"]})')
 
 

@@ -140,6 +140,15 @@ def gather(node):
         yield (out, k - 1 + idx.ndim), (x, k)
 
 
+def gather_sum(node):
+    x, idx = node.inputs
+    out = node.outputs[0]
+    for k in range(idx.ndim - 1):
+        yield (out, k), (idx, k)
+    for k in range(1, x.ndim):
+        yield (out, idx.ndim - 2 + k), (x, k)
+
+
 def scatter_add(node):
     u, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
@@ -188,8 +197,8 @@ def independent(node):
     return ()
 
 
-def moment_rows(node):
-    base, idx, values = node.inputs
+def accumulate_rows(node):
+    base, idx, values, _ = node.inputs
     for k in range(base.ndim):
         yield (node.outputs[0], k), (base, k)
     if node.params['repeat'] == 1:

@@ -223,6 +223,40 @@ def gather3(x, idx, out):
     return out
 
 
+GATHER_SUM_BLOCK = 32  # rows added in the table's dtype before each float64 step
+
+
+@_cached
+def gather_sum2(x, idx, out):
+    """out[b] = the sum over l of x[idx[b, l]] for x as (rows, row), never materialising the
+    gathered rows. Blocks of GATHER_SUM_BLOCK rows add up in x's dtype, blocks in float64:
+    converting every element to float64 halved the speed (float32 embeddings of width 64),
+    and 32-row float32 partials stay within ~2e-7 of the float64 sum."""
+    n, m = x.shape
+    bags, length = idx.shape
+    for b in range(bags):
+        for l in range(length):
+            if idx[b, l] < -n or idx[b, l] >= n:
+                raise IndexError('gather: an index computed inside the compiled step is out '
+                                 'of range')
+    acc = np.empty(m, np.float64)
+    part = np.empty(m, x.dtype)
+    for b in range(bags):
+        acc[:] = 0.0
+        for start in range(0, length, GATHER_SUM_BLOCK):
+            part[:] = 0
+            for l in range(start, min(length, start + GATHER_SUM_BLOCK)):
+                k = idx[b, l]
+                row = x[k + n if k < 0 else k]
+                for c in range(m):
+                    part[c] += row[c]
+            for c in range(m):
+                acc[c] += part[c]
+        for c in range(m):
+            out[b, c] = acc[c]
+    return out
+
+
 @_cached
 def scatter_add3(u, idx, out):
     """out[a, idx[j], b] += u[a, j, b]; `out` starts zeroed."""
@@ -534,8 +568,8 @@ def sum_duplicates2(u, idx, out):
 
 
 @_cached
-def moment_rows2(out, idx, u, repeat, decay, keep, power):
-    """For each distinct r = idx[j]: out[r] = decay * out[r] + keep * S**power (power 1 or 2),
+def accumulate_rows2(out, idx, u, repeat, decay, scale, power):
+    """For each distinct r = idx[j]: out[r] = decay * out[r] + scale * S**power (power 1, 2),
     S the sum of the rows u[j // repeat] of r. One pass over the distinct rows."""
     if idx.shape[0] == 0:
         return out
@@ -546,10 +580,10 @@ def moment_rows2(out, idx, u, repeat, decay, keep, power):
         row, total = out[row_of[s]], sums[s]
         if power == 2:
             for b in range(m):
-                row[b] = decay * row[b] + keep * (total[b] * total[b])
+                row[b] = decay * row[b] + scale * (total[b] * total[b])
         else:
             for b in range(m):
-                row[b] = decay * row[b] + keep * total[b]
+                row[b] = decay * row[b] + scale * total[b]
     return out
 
 

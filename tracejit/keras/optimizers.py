@@ -7,10 +7,11 @@ retrace. Slots (momenta, moving averages) are Variables created on first use, wh
 `tj.function` is the step's first trace. `iterations` counts applied updates.
 
 Sparse gradients (IndexedSlices, from embedding lookups and gathers) are applied as Keras 3
-applies them: SGD without momentum subtracts the rows it was given (`scatter_sub`, so a step
-touches only those rows); every other rule here reads its slots densely and takes the dense
-gradient, giving exactly dense Adam's numbers. (Keras 3 squares each slice before adding
-repeated rows up, so its Adam on repeated ids differs from dense Adam; ours does not.)
+applies them: SGD without momentum subtracts the rows it was given (summed per distinct id,
+then each row updated once in place, so a step touches only those rows); every other rule
+here reads its slots densely and takes the dense gradient, giving exactly dense Adam's
+numbers. (Keras 3 squares each slice before adding repeated rows up, so its Adam on repeated
+ids differs from dense Adam; ours does not.)
 LazyAdam updates only the rows seen.
 """
 import logging
@@ -235,7 +236,8 @@ class SGD(Optimizer):
             super()._apply_sparse(grad, var, lr)
             return
         values, indices = _rows_of(grad, var)
-        var.scatter_sub(IndexedSlices(values * lr, indices, var.shape))
+        # the rows of repeated ids summed first, then each row updated once, in place
+        var.assign(ops.accumulate_rows(var.value(), indices, values, ops.negative(lr), 1.0, 1))
 
 
 class Adam(Optimizer):
@@ -328,8 +330,10 @@ class LazyAdam(Adam):
         values, indices = _rows_of(grad, var)
         # each distinct row once, in the slots' and the weights' own buffers: repeated ids
         # cost their share of the gradient sum, not a row update each
-        m_new = ops.moment_rows(m.value(), indices, values, self.beta_1, 1)
-        v_new = ops.moment_rows(v.value(), indices, values, self.beta_2, 2)
+        m_new = ops.accumulate_rows(m.value(), indices, values, 1.0 - self.beta_1,
+                                    self.beta_1, 1)
+        v_new = ops.accumulate_rows(v.value(), indices, values, 1.0 - self.beta_2,
+                                    self.beta_2, 2)
         m.assign(m_new)
         v.assign(v_new)
         var.assign(ops.adam_rows(var.value(), indices, m_new, v_new, lr_t, self.epsilon))
