@@ -254,6 +254,10 @@ def _lazy_adam_ref(table, m, v, grad_rows, ids, t, lr=0.01, b1=0.9, b2=0.999, ep
 def test_lazy_adam_updates_only_the_rows_seen_in_weights_and_slots():
     optimizer = tj.keras.optimizers.LazyAdam(0.01)
     var, step = _embedding_step(optimizer, TABLE)
+    # weights and both moments are written in their own buffers (s0 and two slots), no copies
+    source = step.lower(IDS, WEIGHTS).source
+    assert re.search(r'(\w+) = s0\n\s+(\w+) = s\d+\n\s+(\w+) = s\d+\n\s+K\.lazy_adam_rows2\(\1'
+                     r'\.reshape\(\(\w+, \w+\)\), \2\.reshape\(\(\w+, \w+\)\), \3', source)
     table, m, v = TABLE.astype(np.float64), np.zeros((8, 3)), np.zeros((8, 3))
     for t, ids in enumerate([IDS, np.array([[1, 1, 1], [2, 0, 2]], np.int32)], start=1):
         rows, _ = _loss_gradient(var.numpy(), ids)
@@ -271,7 +275,7 @@ def test_lazy_adam_updates_only_the_rows_seen_in_weights_and_slots():
 @pytest.mark.compiled
 def test_lazy_adam_on_a_mean_of_embeddings_reads_the_gradient_unbroadcast():
     """The gradient of a mean over each sequence is one row per sequence, broadcast over its
-    ids: the optimized step updates the moments from those rows (`repeat`), same numbers."""
+    ids: the optimized step updates the rows from those (`repeat`), same numbers."""
     optimizer = tj.keras.optimizers.LazyAdam(0.01)
     var = tj.Variable(TABLE)
     weights = WEIGHTS[:, 0, :]
@@ -287,8 +291,8 @@ def test_lazy_adam_on_a_mean_of_embeddings_reads_the_gradient_unbroadcast():
     graph = passes.optimize(step.trace(IDS).graph)
     names = [n.prim.name for n in graph.nodes]
     assert names.count('gather_sum') == 1 and 'gather' not in names   # the forward bag
-    moments = [n for n in graph.nodes if n.prim.name == 'accumulate_rows']
-    assert [n.params['repeat'] for n in moments] == [3, 3]
+    updates = [n for n in graph.nodes if n.prim.name == 'lazy_adam_rows']
+    assert [n.params['repeat'] for n in updates] == [3]
     assert not any(n.prim.name == 'broadcast_to' and n.outputs[0].shape == (2, 3, 3)
                    for n in graph.nodes)
     rows = np.repeat(weights / 3, 3, axis=0)

@@ -555,11 +555,12 @@ def accumulate_rows(base, indices, values, scale, decay, power, repeat=1):
                 repeat=int(repeat))
 
 
-def adam_rows(var, indices, m, v, lr, epsilon):
-    """`var` with each distinct row r of `indices` set to var[r] - lr * m[r] / (sqrt(v[r]) +
-    epsilon) (LazyAdam's step); other rows unchanged."""
-    return bind(P.REGISTRY['adam_rows'], operand(var), operand(indices), operand(m), operand(v),
-                operand(lr), epsilon=float(epsilon))
+def lazy_adam_rows(var, indices, m, v, values, lr, beta_1, beta_2, epsilon, repeat=1):
+    """(var, m, v) after TF Addons' LazyAdam step on the distinct rows of `indices` (values of
+    repeated ids summed; index j goes with value j // repeat); other rows unchanged."""
+    return bind(P.REGISTRY['lazy_adam_rows'], operand(var), operand(indices), operand(m),
+                operand(v), operand(values), operand(lr), beta_1=float(beta_1),
+                beta_2=float(beta_2), epsilon=float(epsilon), repeat=int(repeat))
 
 
 def slice_(x, slices):

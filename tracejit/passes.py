@@ -261,6 +261,10 @@ def _use_counts(graph):
     return uses
 
 
+# sparse row updates: the position of the input holding one value row per index
+ROW_VALUES = {'accumulate_rows': 2, 'lazy_adam_rows': 4}
+
+
 @into_subgraphs
 def row_repeats(graph):
     """A row update whose values are a gradient broadcast over looked-up rows (a mean or sum
@@ -270,18 +274,16 @@ def row_repeats(graph):
     producers = {}
 
     def rule(node, out):
-        replacement = None
-        if node.prim.name == 'accumulate_rows' and node.params['repeat'] == 1:
-            found = _repeated_rows(node.inputs[2], producers)
-            if found is not None:
-                x, shape, repeat = found
-                rows = _emit(out, 'reshape', [x], shape=shape)
-                base, indices, _, scale = node.inputs
-                replacement = _emit(out, 'accumulate_rows', [base, indices, rows, scale],
-                                    **dict(node.params, repeat=repeat))
+        position = ROW_VALUES.get(node.prim.name)
+        found = None if position is None or node.params['repeat'] != 1 else \
+            _repeated_rows(node.inputs[position], producers)
+        if found is not None:   # the node is rewrite's copy: change its operand and params
+            x, shape, repeat = found
+            node.inputs[position] = _emit(out, 'reshape', [x], shape=shape)
+            node.params = dict(node.params, repeat=repeat)
         for v in node.outputs:
             producers[v] = node
-        return replacement
+        return None
     return rewrite(graph, rule)
 
 
@@ -315,7 +317,7 @@ def common_subexpression_elimination(graph):
 
     def rule(node, out):
         if node.prim.name == 'random_uniform' or node.prim.kind == 'control' \
-                or has_effects(node):
+                or len(node.outputs) > 1 or has_effects(node):
             return None   # a fresh draw each time; several outputs (merged only as one node)
         key = (node.prim.name, tuple(id(v) for v in node.inputs),
                tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))

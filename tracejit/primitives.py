@@ -269,16 +269,14 @@ def _accumulate_rows_rule(base, indices, values, scale, *, decay, power, repeat)
     return [(tuple(base.shape), dtype, False)]
 
 
-def _adam_rows_rule(var, indices, m, v, lr, *, epsilon):
-    _check_indices(indices)
-    dtype = _same_dtype([var, m, v, lr])
-    if dtype.kind != 'f' or len(indices.shape) != 1 or not var.shape or lr.shape != () \
-            or not tuple(var.shape) == tuple(m.shape) == tuple(v.shape):
-        raise errors.ShapeError(
-            f'adam_rows needs float var, m, v of one shape, 1-D indices and a scalar rate; got '
-            f'{tuple(var.shape)}, {tuple(m.shape)}, {tuple(v.shape)}, indices '
-            f'{tuple(indices.shape)}, rate {tuple(lr.shape)}')
-    return [(tuple(var.shape), dtype, False)]
+def _lazy_adam_rows_rule(var, indices, m, v, values, lr, *, beta_1, beta_2, epsilon, repeat):
+    _accumulate_rows_rule(var, indices, values, lr, decay=beta_1, power=1, repeat=repeat)
+    _accumulate_rows_rule(var, indices, values, lr, decay=beta_2, power=2, repeat=repeat)
+    dtype = _same_dtype([var, m, v])
+    if not tuple(var.shape) == tuple(m.shape) == tuple(v.shape):
+        raise errors.ShapeError(f'lazy_adam_rows needs var, m and v of one shape, got '
+                                f'{tuple(var.shape)}, {tuple(m.shape)}, {tuple(v.shape)}')
+    return [(tuple(var.shape), dtype, False)] * 3
 
 
 # ---------------------------------------------------------------------------- numpy rules
@@ -341,12 +339,15 @@ def _gather_sum(x, indices):
     return np.sum(_gather(x, indices, axis=0), axis=indices.ndim - 1, dtype=np.float64)
 
 
-def _distinct_rows(indices, rows):
-    """The distinct indices and, per index, its place among them; range-checked like
-    kernels.scatter_rows2."""
+def _row_sums(indices, values, repeat, rows):
+    """The distinct indices and the sum (in index order) of the values of each, value
+    j // repeat going with index j; range-checked like kernels.scatter_rows2."""
     if indices.size and (indices.min() < 0 or indices.max() >= rows):
         raise IndexError('scatter: an index computed inside the compiled step is out of range')
-    return np.unique(indices, return_inverse=True)
+    distinct, inverse = np.unique(indices, return_inverse=True)
+    sums = np.zeros((len(distinct),) + values.shape[1:], values.dtype)
+    np.add.at(sums, inverse.reshape(-1), np.repeat(values, repeat, axis=0))
+    return distinct, sums
 
 
 def _accumulate_rows(base, indices, values, scale, *, decay, power, repeat):
@@ -355,23 +356,24 @@ def _accumulate_rows(base, indices, values, scale, *, decay, power, repeat):
     scale * S**power; the other rows are kept. `repeat`: value j // repeat goes with index j
     (the gradient of a sum or mean over looked-up rows, kept unbroadcast by
     passes.row_repeats)."""
-    rows, inverse = _distinct_rows(indices, base.shape[0])
-    values = np.repeat(values, repeat, axis=0)
-    sums = np.zeros((len(rows),) + base.shape[1:], values.dtype)
-    np.add.at(sums, inverse.reshape(-1), values)
+    rows, sums = _row_sums(indices, values, repeat, base.shape[0])
     out = np.array(base)
     out[rows] = base.dtype.type(decay) * base[rows] + scale * (sums * sums if power == 2
                                                                 else sums)
     return out
 
 
-def _adam_rows(var, indices, m, v, lr, *, epsilon):
-    """Adam's step on the rows seen: var[r] - lr * m[r] / (sqrt(v[r]) + epsilon) for each
-    distinct index r; the other rows are kept."""
-    rows, _ = _distinct_rows(indices, var.shape[0])
-    out = np.array(var)
-    out[rows] = var[rows] - lr * m[rows] / (np.sqrt(v[rows]) + var.dtype.type(epsilon))
-    return out
+def _lazy_adam_rows(var, indices, m, v, values, lr, *, beta_1, beta_2, epsilon, repeat):
+    """TF Addons' LazyAdam on the rows seen: with S the summed values of a distinct index r,
+    m[r] and v[r] move towards S and S**2, then var[r] -= lr * m[r] / (sqrt(v[r]) + epsilon);
+    other rows are kept. Returns the new (var, m, v)."""
+    rows, sums = _row_sums(indices, values, repeat, var.shape[0])
+    kind = var.dtype.type
+    var_out, m_out, v_out = np.array(var), np.array(m), np.array(v)
+    m_out[rows] = kind(beta_1) * m[rows] + kind(1.0 - beta_1) * sums
+    v_out[rows] = kind(beta_2) * v[rows] + kind(1.0 - beta_2) * (sums * sums)
+    var_out[rows] = var[rows] - lr * m_out[rows] / (np.sqrt(v_out[rows]) + kind(epsilon))
+    return var_out, m_out, v_out
 
 
 def _matmul(a, b, *, transpose_a, transpose_b):
@@ -525,7 +527,7 @@ Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_
 Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
 # optimizer updates of the rows a sparse gradient touches (LazyAdam); never differentiated
 nondiff('accumulate_rows', _accumulate_rows, _accumulate_rows_rule, 'layout', 'accumulate_rows')
-nondiff('adam_rows', _adam_rows, _adam_rows_rule, 'layout', 'adam_rows')
+nondiff('lazy_adam_rows', _lazy_adam_rows, _lazy_adam_rows_rule, 'layout', 'lazy_adam_rows')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 

@@ -241,11 +241,10 @@ def scatter_rows(cg, node, name):
             f'{SCATTER_MODES[node.params["mode"]]})')
 
 
-def _row_table(cg, node, name):
-    """The output viewed as (rows, row): the Variable's own buffer when the codegen found that
-    legal (cg.inplace), else a copy of input 0."""
-    base = node.inputs[0]
-    target = cg.inplace.get(node.outputs[0])
+def _row_table(cg, base, out, name):
+    """`out` (`base` with rows changed) viewed as (rows, row): the Variable's own buffer when
+    the codegen found that legal (cg.inplace), else a copy of `base`."""
+    target = cg.inplace.get(out)
     cg.emit(f'{name} = {target}' if target is not None else f'{name} = {cg.ref(base)}.copy()')
     return f'{name}.reshape(({cg.size(base, range(1))}, {cg.size(base, range(1, base.ndim))}))'
 
@@ -264,19 +263,26 @@ def _repeat(cg, idx, values):
 
 def accumulate_rows(cg, node, name):
     base, idx, values, scale = node.inputs
-    table = _row_table(cg, node, name)
+    table = _row_table(cg, base, node.outputs[0], name)
     cg.emit(f'K.accumulate_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
             f'{_rows_of(cg, values, base)}, {_repeat(cg, idx, values)}, '
             f'{np_type(base.dtype)}({node.params["decay"]!r}), {cg.ref(scale)}, '
             f'{node.params["power"]})')
 
 
-def adam_rows(cg, node, name):
-    var, idx, m, v, lr = node.inputs
-    table = _row_table(cg, node, name)
-    cg.emit(f'K.adam_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
-            f'{_rows_of(cg, m, var)}, {_rows_of(cg, v, var)}, {cg.ref(lr)}, '
-            f'{np_type(var.dtype)}({node.params["epsilon"]!r}))')
+def lazy_adam_rows(cg, node, name):
+    var, idx, m, v, values, lr = node.inputs
+    kind = np_type(var.dtype)
+    tables = []
+    for k, (base, out) in enumerate(zip((var, m, v), node.outputs)):
+        table = name if k == 0 else cg.fresh()
+        cg.names[out] = table
+        tables.append(_row_table(cg, base, out, table))
+    b1, b2 = node.params['beta_1'], node.params['beta_2']
+    cg.emit(f'K.lazy_adam_rows2({", ".join(tables)}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
+            f'{_rows_of(cg, values, var)}, {_repeat(cg, idx, values)}, {kind}({b1!r}), '
+            f'{kind}({1.0 - b1!r}), {kind}({b2!r}), {kind}({1.0 - b2!r}), {cg.ref(lr)}, '
+            f'{kind}({node.params["epsilon"]!r}))')
 
 
 def sum_duplicates(cg, node, name):

@@ -207,9 +207,12 @@ def accumulate_rows(node):
         yield (values, k), (base, k)
 
 
-def adam_rows(node):
-    var, _, m, v, _ = node.inputs
+def lazy_adam_rows(node):
+    var, idx, m, v, values, _ = node.inputs
     for k in range(var.ndim):
-        yield (node.outputs[0], k), (var, k)
-        yield (m, k), (var, k)
-        yield (v, k), (var, k)
+        for other in (m, v, *node.outputs):
+            yield (other, k), (var, k)
+    if node.params['repeat'] == 1:
+        yield (values, 0), (idx, 0)
+    for k in range(1, var.ndim):
+        yield (values, k), (var, k)

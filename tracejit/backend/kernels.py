@@ -588,15 +588,21 @@ def accumulate_rows2(out, idx, u, repeat, decay, scale, power):
 
 
 @_cached
-def adam_rows2(out, idx, m, v, lr, epsilon):
-    """For each distinct r = idx[j]: out[r] -= lr * m[r] / (sqrt(v[r]) + epsilon)."""
+def lazy_adam_rows2(var, m, v, idx, u, repeat, b1, k1, b2, k2, lr, epsilon):
+    """For each distinct r = idx[j], with S the sum of the rows u[j // repeat] of r:
+    m[r] = b1 m[r] + k1 S; v[r] = b2 v[r] + k2 S^2; var[r] -= lr m[r] / (sqrt(v[r]) + epsilon).
+    One pass over the distinct rows, the three tables' rows together."""
     if idx.shape[0] == 0:
-        return out
-    _, count, row_of = _checked_distinct(idx, out.shape[0])
-    width = out.shape[1]
+        return
+    slot, count, row_of = _checked_distinct(idx, var.shape[0])
+    sums = _slot_sums(u, repeat, slot, count)
+    width = var.shape[1]
     for s in range(count):
         r = row_of[s]
-        row, mr, vr = out[r], m[r], v[r]
+        w, mr, vr, g = var[r], m[r], v[r], sums[s]
         for b in range(width):
-            row[b] = row[b] - lr * mr[b] / (np.sqrt(vr[b]) + epsilon)
-    return out
+            mb = b1 * mr[b] + k1 * g[b]
+            vb = b2 * vr[b] + k2 * (g[b] * g[b])
+            mr[b] = mb
+            vr[b] = vb
+            w[b] = w[b] - lr * mb / (np.sqrt(vb) + epsilon)

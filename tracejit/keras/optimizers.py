@@ -328,15 +328,14 @@ class LazyAdam(Adam):
     def _apply_sparse(self, grad, var, lr_t):
         m, v = self.add_slot(var, 'm'), self.add_slot(var, 'v')
         values, indices = _rows_of(grad, var)
-        # each distinct row once, in the slots' and the weights' own buffers: repeated ids
-        # cost their share of the gradient sum, not a row update each
-        m_new = ops.accumulate_rows(m.value(), indices, values, 1.0 - self.beta_1,
-                                    self.beta_1, 1)
-        v_new = ops.accumulate_rows(v.value(), indices, values, 1.0 - self.beta_2,
-                                    self.beta_2, 2)
-        m.assign(m_new)
-        v.assign(v_new)
-        var.assign(ops.adam_rows(var.value(), indices, m_new, v_new, lr_t, self.epsilon))
+        # each distinct row once, weights and moments together, in their own buffers:
+        # repeated ids cost their share of the gradient sum, not a row update each
+        new_var, new_m, new_v = ops.lazy_adam_rows(var.value(), indices, m.value(), v.value(),
+                                                   values, lr_t, self.beta_1, self.beta_2,
+                                                   self.epsilon)
+        m.assign(new_m)
+        v.assign(new_v)
+        var.assign(new_var)
 
 
 _BY_NAME = {'sgd': SGD, 'adam': Adam, 'rmsprop': RMSprop, 'adagrad': Adagrad}
