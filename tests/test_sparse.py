@@ -305,6 +305,19 @@ def test_lazy_adam_on_a_mean_of_embeddings_reads_the_gradient_unbroadcast():
     assert var.numpy()[[4, 5, 6]].tobytes() == TABLE[[4, 5, 6]].tobytes()
 
 
+def test_sparse_row_updates_refuse_bad_operands_by_name():
+    table, ids, rows = tj.constant(TABLE), np.array([1, 4], np.int32), TABLE[:2]
+    with pytest.raises(tj.errors.ShapeError, match=r'lazy_adam_rows: .*one shape'):
+        tj.ops.lazy_adam_rows(table, ids, table[:4], table, rows, np.float32(0.1), 0.9, 0.999,
+                              1e-7)
+    with pytest.raises(tj.errors.ShapeError, match=r'accumulate_rows: .*repeated 2 times'):
+        tj.ops.accumulate_rows(table, ids, rows, np.float32(0.1), 0.9, 1, repeat=2)
+    with pytest.raises(InvalidArgumentError, match='power must be 1 or 2'):
+        tj.ops.accumulate_rows(table, ids, rows, np.float32(0.1), 0.9, 3)
+    with pytest.raises(IndexError, match='out of range'):   # eagerly too, nothing written
+        tj.ops.accumulate_rows(table, np.array([1, 8], np.int32), rows, np.float32(0.1), 0.9, 1)
+
+
 def test_a_bag_is_fused_only_when_nothing_else_reads_the_gathered_rows():
     @tj.function
     def bags(table, ids):

@@ -215,8 +215,8 @@ def _convert_rule(x, *, dtype):
     return [(tuple(x.shape), np.dtype(dtype), False)]
 
 
-# -- row scatters into a tensor (Variable.scatter_*, tensor_scatter_nd_*, sparse optimizer
-#    updates) and the duplicate-summing of sparse gradients (LazyAdam)
+# -- row scatters into a tensor (Variable.scatter_*, tensor_scatter_nd_*), the duplicate-
+#    summing of sparse gradients, embedding bags and the sparse optimizer updates
 
 SCATTER_MODES = ('update', 'add', 'max', 'min')
 
@@ -252,13 +252,14 @@ def _gather_sum_rule(x, indices):
     return [(tuple(indices.shape[:-1]) + tuple(x.shape[1:]), np.dtype(x.dtype), False)]
 
 
-def _accumulate_rows_rule(base, indices, values, scale, *, decay, power, repeat):
+def _check_row_update(base, indices, values, scale, repeat, decays):
+    """The checks shared by the sparse optimizer updates: float rows, a scalar coefficient,
+    1-D indices, value j // repeat for index j, decays in [0, 1]; returns the dtype."""
     _check_indices(indices)
     dtype = _same_dtype([base, values, scale])
-    if dtype.kind != 'f' or power not in (1, 2) or not 0.0 <= decay <= 1.0:
-        raise errors.InvalidArgumentError(
-            f'accumulate_rows needs float rows, power 1 or 2 and decay in [0, 1]; got {dtype}, '
-            f'power {power!r}, decay {decay!r}')
+    if dtype.kind != 'f' or not all(0.0 <= d <= 1.0 for d in decays):
+        raise errors.InvalidArgumentError(f'row updates need float rows and decays in [0, 1]; '
+                                          f'got {dtype} and {decays}')
     if len(indices.shape) != 1 or not base.shape or scale.shape != () \
             or not isinstance(repeat, int) or repeat < 1 or not values.shape \
             or values.shape[0] * repeat != indices.shape[0] \
@@ -266,13 +267,19 @@ def _accumulate_rows_rule(base, indices, values, scale, *, decay, power, repeat)
         raise errors.ShapeError(f'values of shape {tuple(values.shape)}, each repeated {repeat} '
                                 f'times, do not fit indices of shape {tuple(indices.shape)} '
                                 f'into rows of {tuple(base.shape)}')
-    return [(tuple(base.shape), dtype, False)]
+    return dtype
+
+
+def _accumulate_rows_rule(base, indices, values, scale, *, decay, power, repeat):
+    if power not in (1, 2):
+        raise errors.InvalidArgumentError(f'accumulate_rows: power must be 1 or 2, got {power!r}')
+    return [(tuple(base.shape), _check_row_update(base, indices, values, scale, repeat,
+                                                   (decay,)), False)]
 
 
 def _lazy_adam_rows_rule(var, indices, m, v, values, lr, *, beta_1, beta_2, epsilon, repeat):
-    _accumulate_rows_rule(var, indices, values, lr, decay=beta_1, power=1, repeat=repeat)
-    _accumulate_rows_rule(var, indices, values, lr, decay=beta_2, power=2, repeat=repeat)
-    dtype = _same_dtype([var, m, v])
+    dtype = _check_row_update(var, indices, values, lr, repeat, (beta_1, beta_2))
+    _same_dtype([var, m, v])
     if not tuple(var.shape) == tuple(m.shape) == tuple(v.shape):
         raise errors.ShapeError(f'lazy_adam_rows needs var, m and v of one shape, got '
                                 f'{tuple(var.shape)}, {tuple(m.shape)}, {tuple(v.shape)}')
@@ -525,7 +532,7 @@ Primitive('gather_sum', _gather_sum, _gather_sum_rule, 'layout', 'gather_sum')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
 Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_rows')
 Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
-# optimizer updates of the rows a sparse gradient touches (LazyAdam); never differentiated
+# optimizer updates of the rows a sparse gradient touches (SGD, LazyAdam); never differentiated
 nondiff('accumulate_rows', _accumulate_rows, _accumulate_rows_rule, 'layout', 'accumulate_rows')
 nondiff('lazy_adam_rows', _lazy_adam_rows, _lazy_adam_rows_rule, 'layout', 'lazy_adam_rows')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
