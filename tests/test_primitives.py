@@ -246,6 +246,34 @@ def _sum_duplicates_ref(values, indices):
     return out
 
 
+def _gather_sum_ref(x, indices):
+    out = np.zeros(indices.shape[:-1] + x.shape[1:], x.dtype)
+    for pos in np.ndindex(indices.shape):
+        out[pos[:-1]] += x[indices[pos]]
+    return out
+
+
+def _accumulate_rows_ref(base, indices, values, scale, *, decay, power, repeat):
+    """Row by row over the distinct indices, the values of each summed first (index j goes
+    with value j // repeat)."""
+    out = base.copy()
+    for row in set(indices.tolist()):
+        total = sum(values[j // repeat] for j, i in enumerate(indices) if i == row)
+        out[row] = decay * base[row] + scale * total ** power
+    return out
+
+
+def _lazy_adam_rows_ref(var, indices, m, v, values, lr, *, beta_1, beta_2, epsilon, repeat):
+    """Row by row over the distinct indices: the moments, then the step."""
+    var, m, v = var.copy(), m.copy(), v.copy()
+    for row in set(indices.tolist()):
+        g = sum(values[j // repeat] for j, i in enumerate(indices) if i == row)
+        m[row] = beta_1 * m[row] + (1 - beta_1) * g
+        v[row] = beta_2 * v[row] + (1 - beta_2) * g * g
+        var[row] = var[row] - lr * m[row] / (np.sqrt(v[row]) + epsilon)
+    return var, m, v
+
+
 def _matmul_ref(a, b, *, transpose_a, transpose_b):
     a = np.swapaxes(a, -1, -2) if transpose_a else a
     b = np.swapaxes(b, -1, -2) if transpose_b else b
@@ -425,6 +453,14 @@ GATHER_CASES = [  # (operand shape, indices, axis)
     ((4,), np.array(2), 0),
 ]
 
+GATHER_SUM_CASES = [  # (table shape, indices): bags along the indices' last axis
+    ((5, 3), [[4, 0, 2], [2, 2, 1]]),     # a repeated row counts twice
+    ((4,), [1, 3, 3]),                    # one bag of scalars
+    ((2, 3, 4), [[[1, 0]], [[1, 1]]]),
+    ((3, 2), [[0, -1]]),                  # batch 1, a negative index counts from the end
+    ((3, 2), np.zeros((2, 0), np.int32)),  # empty bags sum to zero
+]
+
 SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base and updates)
     ((5, 3), [4, 0, 2, 2], 1, 'add', (_signed, _signed)),      # a repeated row adds up
     ((5, 3), [1, 4, 0], 1, 'update', (_signed, _signed)),
@@ -436,6 +472,24 @@ SCATTER_ROWS_CASES = [  # (base shape, row indices, depth, mode, domains of base
 ]
 SUM_DUPLICATES_CASES = [((6, 3), [2, 0, 2, 5, 0, 2]), ((4,), [1, 1, 1, 1]), ((1, 2, 2), [0]),
                         ((4, 2), [90000, 3, 90000, 3])]   # a span this wide sorts
+
+ACCUMULATE_ROWS_CASES = [  # (table shape, row indices, decay, power, repeat); scale random
+    ((6, 3), [2, 0, 2, 5, 0, 2], 0.9, 1, 1),     # repeated rows sum before the update
+    ((5,), [4, 4, 1], 0.999, 2, 1),
+    ((1, 2, 2), [0], 0.5, 2, 1),
+    ((4, 2), [3, 3, 3, 3], 0.0, 1, 1),           # decay 0: the summed gradient alone
+    ((3, 2), [], 0.9, 2, 1),                     # no rows: nothing changes
+    ((5, 2), [1, 3, 1, 0, 3, 3], 0.9, 2, 2),     # each value row serves two indices
+    ((4, 3), [2, 2, 2], 0.999, 1, 3),
+    ((6, 3), [1, 4, 1], 1.0, 1, 1),              # decay 1: SGD's step, base + scale * S
+]
+LAZY_ADAM_ROWS_CASES = [  # (table shape, row indices, repeat, epsilon)
+    ((6, 3), [2, 0, 2, 5], 1, 1e-7),     # a repeated row's values sum first
+    ((5,), [4, 1, 4], 1, 0.1),
+    ((2, 2, 2), [1], 1, 1e-3),
+    ((3, 2), [], 1, 1e-7),               # no rows: nothing changes
+    ((5, 2), [1, 3, 1, 0, 3, 3], 3, 1e-7),
+]
 
 MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
     ((3, 4), (4, 2), False, False),
@@ -568,6 +622,8 @@ SPECS = {
         _concat_ref, lambda *xs, axis: tj.concat(list(xs), axis), NUMBERS),
     'gather': Spec([Case([A(s), Fixed(i, i.dtype)], {'axis': axis})
                     for s, i, axis in GATHER_CASES], _gather_ref, tj.gather, NUMBERS),
+    'gather_sum': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in GATHER_SUM_CASES],
+                       _gather_sum_ref, compiled=(0, 3)),
     'scatter_add': Spec([Case([A(s[:axis] + i.shape + s[axis + 1:]), Fixed(i, i.dtype)],
                               {'axis': axis, 'size': s[axis]}) for s, i, axis in GATHER_CASES],
                         _scatter_add_ref, ops.scatter_add, NUMBERS),
@@ -580,6 +636,17 @@ SPECS = {
                          NUMBERS, compiled=(0, 4, 5)),
     'sum_duplicates': Spec([Case([A(shape), Fixed(rows)]) for shape, rows in SUM_DUPLICATES_CASES],
                            _sum_duplicates_ref, ops.sum_duplicates, NUMBERS, compiled=(0, 3)),
+    'accumulate_rows': Spec([Case([A(shape), Fixed(rows), A((len(rows) // repeat,) + shape[1:]),
+                                   A(())], {'decay': decay, 'power': power, 'repeat': repeat})
+                             for shape, rows, decay, power, repeat in ACCUMULATE_ROWS_CASES],
+                            _accumulate_rows_ref, ops.accumulate_rows, order=0,
+                            compiled=(0, 5)),
+    'lazy_adam_rows': Spec([Case([A(shape), Fixed(rows), A(shape), A(shape, _positive),
+                                  A((len(rows) // repeat,) + shape[1:]), A((), _positive)],
+                                 {'beta_1': 0.9, 'beta_2': 0.999, 'epsilon': eps,
+                                  'repeat': repeat})
+                            for shape, rows, repeat, eps in LAZY_ADAM_ROWS_CASES],
+                           _lazy_adam_rows_ref, ops.lazy_adam_rows, order=0, compiled=(0, 4)),
     'matmul': Spec([Case([A(sa), A(sb)], {'transpose_a': ta, 'transpose_b': tb})
                     for sa, sb, ta, tb in MATMUL_CASES], _matmul_ref, tj.matmul,
                    (np.float64, np.float32, np.int32)),
@@ -664,10 +731,16 @@ def _expected_dtype(name, case, dtype):
 
 
 def _reference(name, case, args, dtype):
+    """The reference result: an array, or a tuple of them for a primitive of several outputs."""
     upcast = [a.astype(np.float64) if a.dtype.kind == 'f' else a for a in args]
     with np.errstate(all='ignore'):
-        ref = np.asarray(SPECS[name].ref(*upcast, **case.params))
-    return ref
+        ref = SPECS[name].ref(*upcast, **case.params)
+    return tuple(map(np.asarray, ref)) if isinstance(ref, tuple) else np.asarray(ref)
+
+
+def _outputs(value):
+    """A result as the list of its outputs (one, unless the primitive has several)."""
+    return list(value) if isinstance(value, (tuple, list)) else [value]
 
 
 def _assert_close(actual, expected, dtype, what):
@@ -764,51 +837,53 @@ def test_nondifferentiable_is_explicit(name):
 def test_eager_matches_numpy(name, index, dtype):
     case, args = _make_args(name, index, dtype)
     expected_dtype = _expected_dtype(name, case, dtype)
-    ref = _reference(name, case, args, dtype)
-    out = _run_bind(name, args, case.params)
-    assert isinstance(out, tj.Tensor), type(out)
-    _assert_close(out, ref, expected_dtype, f'{name} eager (bind) vs numpy')
-    out_t = _run_bind(name, [tj.constant(a) for a in args], case.params)
-    _assert_close(out_t, ref, expected_dtype, f'{name} eager on tensors vs numpy')
-    op = SPECS[name].op
-    if op is not None:
-        public = op(*args, **case.params)
-        assert isinstance(public, tj.Tensor), f'{name}: the public op returned {type(public)}'
-        _assert_close(public, ref, expected_dtype, f'{name} public op vs numpy')
+    refs = _outputs(_reference(name, case, args, dtype))
+    results = {'eager (bind)': _run_bind(name, args, case.params),
+               'eager on tensors': _run_bind(name, [tj.constant(a) for a in args], case.params)}
+    if SPECS[name].op is not None:
+        results['public op'] = SPECS[name].op(*args, **case.params)
+    for what, result in results.items():
+        outs = _outputs(result)
+        assert len(outs) == len(refs), f'{name} {what}: {len(outs)} outputs, {len(refs)} expected'
+        for k, (out, ref) in enumerate(zip(outs, refs)):
+            assert isinstance(out, tj.Tensor), f'{name} {what} returned {type(out)}'
+            _assert_close(out, ref, expected_dtype, f'{name} {what} vs numpy, output {k}')
 
 
 @pytest.mark.parametrize('name, index, dtype', _cases())
 def test_shape_rule_matches_numpy_rule(name, index, dtype):
     case, args = _make_args(name, index, dtype)
     prim = P.REGISTRY[name]
-    avals = [ir.Var(a.shape, a.dtype) for a in args]
-    [(shape, out_dtype, weak)] = prim.check(*avals, **case.params)
+    avals = prim.check(*[ir.Var(a.shape, a.dtype) for a in args], **case.params)
     with np.errstate(all='ignore'):
-        raw = np.asarray(prim.impl(*args, **case.params))
-    assert tuple(shape) == raw.shape, (
-        f'{name}: shape rule says {shape}, numpy rule gives {raw.shape}')
-    assert np.dtype(out_dtype) == _expected_dtype(name, case, dtype)
-    assert tuple(shape) == _reference(name, case, args, dtype).shape
-    assert weak is False, 'strongly typed operands must give a strongly typed result'
+        raws = _outputs(prim.impl(*args, **case.params))
+    refs = _outputs(_reference(name, case, args, dtype))
+    assert len(avals) == len(raws) == len(refs)
+    for (shape, out_dtype, weak), raw, ref in zip(avals, raws, refs):
+        assert tuple(shape) == np.shape(raw), (
+            f'{name}: shape rule says {shape}, numpy rule gives {np.shape(raw)}')
+        assert np.dtype(out_dtype) == _expected_dtype(name, case, dtype)
+        assert tuple(shape) == ref.shape
+        assert weak is False, 'strongly typed operands must give a strongly typed result'
 
 
 @pytest.mark.parametrize('name, index, dtype', _function_cases())
 def test_function_matches_eager(name, index, dtype):
     """tj.function (traced, then interpreted or compiled) == eager."""
     case, args = _make_args(name, index, dtype)
-    eager = np.asarray(_run_bind(name, args, case.params))
+    eagers = [np.asarray(e) for e in _outputs(_run_bind(name, args, case.params))]
     fn = tj.function(lambda *xs: _run_bind(name, list(xs), case.params))
-    out = fn(*args)
-    assert isinstance(out, tj.Tensor)
+    outs = _outputs(fn(*args))
+    assert len(outs) == len(eagers) and all(isinstance(out, tj.Tensor) for out in outs)
     fn.trace(*args).graph.verify()
-    out = np.asarray(out)
-    assert out.shape == eager.shape and out.dtype == eager.dtype, (
-        f'{out.dtype}{out.shape} from tj.function, {eager.dtype}{eager.shape} eagerly')
-    if out.dtype.kind == 'f':
-        tol = 1e-5 if out.dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(out, eager, rtol=tol, atol=tol)
-    else:
-        np.testing.assert_array_equal(out, eager)
+    for out, eager in zip(map(np.asarray, outs), eagers):
+        assert out.shape == eager.shape and out.dtype == eager.dtype, (
+            f'{out.dtype}{out.shape} from tj.function, {eager.dtype}{eager.shape} eagerly')
+        if out.dtype.kind == 'f':
+            tol = 1e-5 if out.dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(out, eager, rtol=tol, atol=tol)
+        else:
+            np.testing.assert_array_equal(out, eager)
 
 
 # ---------------------------------------------------------------------------- gradients
@@ -924,6 +999,7 @@ SPECIAL_POINTS = {
                [None, [1.0, 0.0], [0.0, 1.0]]),
     'log_softmax': ([[[0.0, -INF], [1.0, 1.0]]], {}, [[[-1.0, 1.0], [0.0, 0.0]]]),
     'gather': ([[1.0, INF, 3.0], Fixed([1, 1, 0])], {'axis': 0}, [[1.0, 2.0, 0.0], None]),
+    'gather_sum': ([[1.0, INF, 3.0], Fixed([[1, 1], [0, 2]])], {}, [[1.0, 2.0, 1.0], None]),
     'scatter_add': ([[INF, 1.0, 2.0], Fixed([1, 1, 0])], {'axis': 0, 'size': 3},
                     [[1.0, 1.0, 1.0], None]),
     'scatter_rows': ([[[1.0, 2.0, INF]], Fixed([0]), [[1.0, 3.0, 0.0]]],

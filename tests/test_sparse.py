@@ -13,6 +13,7 @@ import pytest
 
 import tracejit as tj
 import tracejit.compat.v1 as v1
+from tracejit import passes
 from tracejit.errors import InvalidArgumentError
 
 FIXTURES = np.load(os.path.join(os.path.dirname(__file__), 'fixtures', 'embedding.npz'))
@@ -225,7 +226,7 @@ def _loss_gradient(table, ids=IDS, weights=WEIGHTS):
 def test_sgd_updates_only_the_rows_looked_up():
     v, step = _embedding_step(tj.keras.optimizers.SGD(0.1), TABLE)
     # the rows are written into the Variable's buffer (state argument s0), not into a copy
-    assert re.search(r'(\w+) = s0\n\s+K\.scatter_rows2\(\1', step.lower(IDS, WEIGHTS).source)
+    assert re.search(r'(\w+) = s0\n\s+K\.accumulate_rows2\(\1', step.lower(IDS, WEIGHTS).source)
     step(IDS, WEIGHTS)
     rows, _ = _loss_gradient(TABLE)
     want = _scatter_ref(TABLE, IDS.ravel(), 0.1 * rows, lambda old, new: old - new)
@@ -253,6 +254,10 @@ def _lazy_adam_ref(table, m, v, grad_rows, ids, t, lr=0.01, b1=0.9, b2=0.999, ep
 def test_lazy_adam_updates_only_the_rows_seen_in_weights_and_slots():
     optimizer = tj.keras.optimizers.LazyAdam(0.01)
     var, step = _embedding_step(optimizer, TABLE)
+    # weights and both moments are written in their own buffers (s0 and two slots), no copies
+    source = step.lower(IDS, WEIGHTS).source
+    assert re.search(r'(\w+) = s0\n\s+(\w+) = s\d+\n\s+(\w+) = s\d+\n\s+K\.lazy_adam_rows2\(\1'
+                     r'\.reshape\(\(\w+, \w+\)\), \2\.reshape\(\(\w+, \w+\)\), \3', source)
     table, m, v = TABLE.astype(np.float64), np.zeros((8, 3)), np.zeros((8, 3))
     for t, ids in enumerate([IDS, np.array([[1, 1, 1], [2, 0, 2]], np.int32)], start=1):
         rows, _ = _loss_gradient(var.numpy(), ids)
@@ -265,6 +270,65 @@ def test_lazy_adam_updates_only_the_rows_seen_in_weights_and_slots():
     assert var.numpy()[never_seen].tobytes() == TABLE[never_seen].tobytes()
     for slot in ('m', 'v'):
         assert not optimizer.get_slot(var, slot).numpy()[never_seen].any()
+
+
+@pytest.mark.compiled
+def test_lazy_adam_on_a_mean_of_embeddings_reads_the_gradient_unbroadcast():
+    """The gradient of a mean over each sequence is one row per sequence, broadcast over its
+    ids: the optimized step updates the rows from those (`repeat`), same numbers."""
+    optimizer = tj.keras.optimizers.LazyAdam(0.01)
+    var = tj.Variable(TABLE)
+    weights = WEIGHTS[:, 0, :]
+
+    @tj.function
+    def step(ids):
+        with tj.GradientTape() as tape:
+            loss = tj.reduce_sum(tj.reduce_mean(tj.nn.embedding_lookup(var, ids), axis=1)
+                                 * weights)
+        optimizer.apply_gradients([(tape.gradient(loss, var), var)])
+        return loss
+
+    graph = passes.optimize(step.trace(IDS).graph)
+    names = [n.prim.name for n in graph.nodes]
+    assert names.count('gather_sum') == 1 and 'gather' not in names   # the forward bag
+    updates = [n for n in graph.nodes if n.prim.name == 'lazy_adam_rows']
+    assert [n.params['repeat'] for n in updates] == [3]
+    assert not any(n.prim.name == 'broadcast_to' and n.outputs[0].shape == (2, 3, 3)
+                   for n in graph.nodes)
+    rows = np.repeat(weights / 3, 3, axis=0)
+    table, m, v = TABLE.astype(np.float64), np.zeros((8, 3)), np.zeros((8, 3))
+    for t, ids in enumerate([IDS, np.array([[1, 1, 1], [2, 0, 2]], np.int32)], start=1):
+        step(ids)
+        table, m, v = _lazy_adam_ref(table, m, v, rows, ids, t)
+    np.testing.assert_allclose(var.numpy(), table, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(optimizer.get_slot(var, 'v').numpy(), v, rtol=1e-5, atol=1e-10)
+    assert var.numpy()[[4, 5, 6]].tobytes() == TABLE[[4, 5, 6]].tobytes()
+
+
+def test_sparse_row_updates_refuse_bad_operands_by_name():
+    table, ids, rows = tj.constant(TABLE), np.array([1, 4], np.int32), TABLE[:2]
+    with pytest.raises(tj.errors.ShapeError, match=r'lazy_adam_rows: .*one shape'):
+        tj.ops.lazy_adam_rows(table, ids, table[:4], table, rows, np.float32(0.1), 0.9, 0.999,
+                              1e-7)
+    with pytest.raises(tj.errors.ShapeError, match=r'accumulate_rows: .*repeated 2 times'):
+        tj.ops.accumulate_rows(table, ids, rows, np.float32(0.1), 0.9, 1, repeat=2)
+    with pytest.raises(InvalidArgumentError, match='power must be 1 or 2'):
+        tj.ops.accumulate_rows(table, ids, rows, np.float32(0.1), 0.9, 3)
+    with pytest.raises(IndexError, match='out of range'):   # eagerly too, nothing written
+        tj.ops.accumulate_rows(table, np.array([1, 8], np.int32), rows, np.float32(0.1), 0.9, 1)
+
+
+def test_a_bag_is_fused_only_when_nothing_else_reads_the_gathered_rows():
+    @tj.function
+    def bags(table, ids):
+        rows = tj.gather(table, ids)
+        return tj.reduce_sum(rows, axis=1), tj.reduce_sum(rows, axis=0)
+
+    names = [n.prim.name for n in passes.optimize(bags.trace(TABLE, IDS).graph).nodes]
+    assert 'gather' in names and 'gather_sum' not in names
+    by_bag, by_position = bags(TABLE, IDS)
+    np.testing.assert_allclose(by_bag, TABLE[IDS].sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(by_position, TABLE[IDS].sum(axis=0), rtol=1e-6)
 
 
 @pytest.mark.compiled

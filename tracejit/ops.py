@@ -545,6 +545,24 @@ def sum_duplicates(values, indices):
     return bind(P.REGISTRY['sum_duplicates'], operand(values), operand(indices))
 
 
+def accumulate_rows(base, indices, values, scale, decay, power, repeat=1):
+    """`base` with each distinct row r of `indices` set to decay * base[r] + scale *
+    S**power, S the sum of the values of r (index j goes with value j // repeat): LazyAdam's
+    moments, SGD's sparse step; other rows unchanged."""
+    base = operand(base)
+    return bind(P.REGISTRY['accumulate_rows'], base, operand(indices), operand(values),
+                cast(scale, base.dtype), decay=float(decay), power=int(power),
+                repeat=int(repeat))
+
+
+def lazy_adam_rows(var, indices, m, v, values, lr, beta_1, beta_2, epsilon, repeat=1):
+    """(var, m, v) after TF Addons' LazyAdam step on the distinct rows of `indices` (values of
+    repeated ids summed; index j goes with value j // repeat); other rows unchanged."""
+    return bind(P.REGISTRY['lazy_adam_rows'], operand(var), operand(indices), operand(m),
+                operand(v), operand(values), operand(lr), beta_1=float(beta_1),
+                beta_2=float(beta_2), epsilon=float(epsilon), repeat=int(repeat))
+
+
 def slice_(x, slices):
     return bind(P.REGISTRY['slice'], operand(x), slices=tuple(slices))
 

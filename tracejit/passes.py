@@ -229,6 +229,78 @@ def _sum_of_broadcast(node, source, out):
     return _emit(out, 'mul', [base, out.add_const(np.asarray(copies, x.dtype))])
 
 
+@into_subgraphs
+def embedding_bags(graph):
+    """reduce_sum over the last index axis of a gather along axis 0 (a sum or mean of looked-up
+    rows) becomes one gather_sum, which adds the rows as it reads them, when nothing else reads
+    the gathered rows."""
+    uses = _use_counts(graph)
+    producers = {}
+
+    def rule(node, out):
+        source = producers.get(node.inputs[0]) if node.inputs else None
+        replacement = None
+        if node.prim.name == 'reduce_sum' and source is not None \
+                and source.prim.name == 'gather' and source.params['axis'] == 0 \
+                and uses[source.outputs[0]] == 1 and source.inputs[1].ndim >= 1 \
+                and tuple(node.params['axes']) == (source.inputs[1].ndim - 1,) \
+                and source.inputs[0].dtype.kind == 'f':
+            replacement = _emit(out, 'gather_sum', source.inputs)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _use_counts(graph):
+    """How many times each value is read: by nodes, as an output, as a Variable's update."""
+    uses = {}
+    for var in [v for n in graph.nodes for v in n.inputs] + list(graph.outputs) + [
+            v for _, v in graph.updates]:
+        uses[var] = uses.get(var, 0) + 1
+    return uses
+
+
+# sparse row updates: the position of the input holding one value row per index
+ROW_VALUES = {'accumulate_rows': 2, 'lazy_adam_rows': 4}
+
+
+@into_subgraphs
+def row_repeats(graph):
+    """A row update whose values are a gradient broadcast over looked-up rows (a mean or sum
+    over a sequence of embeddings: reshape(broadcast_to(x, (B, L, ..)), (B * L, ..)) with x
+    of shape (B, 1, ..)) reads the unbroadcast x with `repeat` L, so the (B * L, ..) copy is
+    never made."""
+    producers = {}
+
+    def rule(node, out):
+        position = ROW_VALUES.get(node.prim.name)
+        found = None if position is None or node.params['repeat'] != 1 else \
+            _repeated_rows(node.inputs[position], producers)
+        if found is not None:   # the node is rewrite's copy: change its operand and params
+            x, shape, repeat = found
+            node.inputs[position] = _emit(out, 'reshape', [x], shape=shape)
+            node.params = dict(node.params, repeat=repeat)
+        for v in node.outputs:
+            producers[v] = node
+        return None
+    return rewrite(graph, rule)
+
+
+def _repeated_rows(var, producers):
+    """(x, (B, ..), L) when `var` is x of shape (B, 1, ..) broadcast to (B, L, ..) and
+    flattened to (B * L, ..); else None."""
+    flat = producers.get(var)
+    spread = flat is not None and flat.prim.name == 'reshape' and producers.get(flat.inputs[0])
+    if not spread or spread.prim.name != 'broadcast_to':
+        return None
+    x, full = spread.inputs[0], tuple(spread.params['shape'])
+    if len(full) < 2 or full[1] < 1 or x.shape != (full[0], 1) + full[2:] \
+            or var.shape != (full[0] * full[1],) + full[2:]:
+        return None
+    return x, (full[0],) + full[2:], full[1]
+
+
 def _emit(graph, name, inputs, **params):
     prim = REGISTRY[name]
     (shape, dtype, weak), = prim.check(*inputs, **params)
@@ -245,7 +317,7 @@ def common_subexpression_elimination(graph):
 
     def rule(node, out):
         if node.prim.name == 'random_uniform' or node.prim.kind == 'control' \
-                or has_effects(node):
+                or len(node.outputs) > 1 or has_effects(node):
             return None   # a fresh draw each time; several outputs (merged only as one node)
         key = (node.prim.name, tuple(id(v) for v in node.inputs),
                tuple(sorted((k, _hashable(p)) for k, p in node.params.items())))
@@ -263,6 +335,8 @@ def _hashable(value):
 PIPELINE = [
     ('fold', constant_folding),
     ('simplify', algebraic_simplification),
+    ('row_repeats', row_repeats),
+    ('embedding_bags', embedding_bags),
     ('cse', common_subexpression_elimination),
     ('simplify2', algebraic_simplification),
     ('fold2', constant_folding),

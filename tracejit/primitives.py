@@ -223,8 +223,8 @@ def _convert_rule(x, *, dtype):
     return [(tuple(x.shape), np.dtype(dtype), False)]
 
 
-# -- row scatters into a tensor (Variable.scatter_*, tensor_scatter_nd_*, sparse optimizer
-#    updates) and the duplicate-summing of sparse gradients (LazyAdam)
+# -- row scatters into a tensor (Variable.scatter_*, tensor_scatter_nd_*), the duplicate-
+#    summing of sparse gradients, embedding bags and the sparse optimizer updates
 
 SCATTER_MODES = ('update', 'add', 'max', 'min')
 
@@ -249,6 +249,49 @@ def _sum_duplicates_rule(values, indices):
         raise errors.ShapeError(f'values of shape {tuple(values.shape)} do not match indices of '
                                 f'shape {tuple(indices.shape)}')
     return [(tuple(values.shape), np.dtype(values.dtype), False)]
+
+
+def _gather_sum_rule(x, indices):
+    _check_indices(indices)
+    if np.dtype(x.dtype).kind != 'f' or not x.shape or not indices.shape:
+        raise errors.ShapeError(f'gather_sum needs a float table and indices of rank >= 1, got '
+                                f'{np.dtype(x.dtype).name} {tuple(x.shape)} and indices '
+                                f'{tuple(indices.shape)}')
+    return [(tuple(indices.shape[:-1]) + tuple(x.shape[1:]), np.dtype(x.dtype), False)]
+
+
+def _check_row_update(base, indices, values, scale, repeat, decays):
+    """The checks shared by the sparse optimizer updates: float rows, a scalar coefficient,
+    1-D indices, value j // repeat for index j, decays in [0, 1]; returns the dtype."""
+    _check_indices(indices)
+    dtype = _same_dtype([base, values, scale])
+    if dtype.kind != 'f' or not all(0.0 <= d <= 1.0 for d in decays):
+        raise errors.InvalidArgumentError(f'row updates need float rows and decays in [0, 1]; '
+                                          f'got {dtype} and {decays}')
+    if len(indices.shape) != 1 or not base.shape or scale.shape != () \
+            or not isinstance(repeat, int) or repeat < 1 or not values.shape \
+            or values.shape[0] * repeat != indices.shape[0] \
+            or tuple(values.shape[1:]) != tuple(base.shape[1:]):
+        raise errors.ShapeError(f'values of shape {tuple(values.shape)}, each repeated {repeat} '
+                                f'times, do not fit indices of shape {tuple(indices.shape)} '
+                                f'into rows of {tuple(base.shape)}')
+    return dtype
+
+
+def _accumulate_rows_rule(base, indices, values, scale, *, decay, power, repeat):
+    if power not in (1, 2):
+        raise errors.InvalidArgumentError(f'accumulate_rows: power must be 1 or 2, got {power!r}')
+    return [(tuple(base.shape), _check_row_update(base, indices, values, scale, repeat,
+                                                   (decay,)), False)]
+
+
+def _lazy_adam_rows_rule(var, indices, m, v, values, lr, *, beta_1, beta_2, epsilon, repeat):
+    dtype = _check_row_update(var, indices, values, lr, repeat, (beta_1, beta_2))
+    _same_dtype([var, m, v])
+    if not tuple(var.shape) == tuple(m.shape) == tuple(v.shape):
+        raise errors.ShapeError(f'lazy_adam_rows needs var, m and v of one shape, got '
+                                f'{tuple(var.shape)}, {tuple(m.shape)}, {tuple(v.shape)}')
+    return [(tuple(var.shape), dtype, False)] * 3
 
 
 # ---------------------------------------------------------------------------- numpy rules
@@ -303,6 +346,49 @@ def _sum_duplicates(values, indices):
                     values.dtype)
     np.add.at(sums, inverse.reshape(-1), values)
     return sums[inverse.reshape(-1)]
+
+
+def _gather_sum(x, indices):
+    """The rows of `x` at `indices`, summed over the last axis of `indices` (an embedding
+    bag): gather then reduce_sum, which passes.embedding_bags fuses into this."""
+    return np.sum(_gather(x, indices, axis=0), axis=indices.ndim - 1, dtype=np.float64)
+
+
+def _row_sums(indices, values, repeat, rows):
+    """The distinct indices and the sum (in index order) of the values of each, value
+    j // repeat going with index j; range-checked like kernels.scatter_rows2."""
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        raise IndexError('scatter: an index computed inside the compiled step is out of range')
+    distinct, inverse = np.unique(indices, return_inverse=True)
+    sums = np.zeros((len(distinct),) + values.shape[1:], values.dtype)
+    np.add.at(sums, inverse.reshape(-1), np.repeat(values, repeat, axis=0))
+    return distinct, sums
+
+
+def _accumulate_rows(base, indices, values, scale, *, decay, power, repeat):
+    """A sparse update on the rows seen (LazyAdam's moments, SGD's step): for each distinct
+    index r, with S the sum (in index order) of the values of r, row r becomes decay * row +
+    scale * S**power; the other rows are kept. `repeat`: value j // repeat goes with index j
+    (the gradient of a sum or mean over looked-up rows, kept unbroadcast by
+    passes.row_repeats)."""
+    rows, sums = _row_sums(indices, values, repeat, base.shape[0])
+    out = np.array(base)
+    out[rows] = base.dtype.type(decay) * base[rows] + scale * (sums * sums if power == 2
+                                                                else sums)
+    return out
+
+
+def _lazy_adam_rows(var, indices, m, v, values, lr, *, beta_1, beta_2, epsilon, repeat):
+    """TF Addons' LazyAdam on the rows seen: with S the summed values of a distinct index r,
+    m[r] and v[r] move towards S and S**2, then var[r] -= lr * m[r] / (sqrt(v[r]) + epsilon);
+    other rows are kept. Returns the new (var, m, v)."""
+    rows, sums = _row_sums(indices, values, repeat, var.shape[0])
+    kind = var.dtype.type
+    var_out, m_out, v_out = np.array(var), np.array(m), np.array(v)
+    m_out[rows] = kind(beta_1) * m[rows] + kind(1.0 - beta_1) * sums
+    v_out[rows] = kind(beta_2) * v[rows] + kind(1.0 - beta_2) * (sums * sums)
+    var_out[rows] = var[rows] - lr * m_out[rows] / (np.sqrt(v_out[rows]) + kind(epsilon))
+    return var_out, m_out, v_out
 
 
 def _matmul(a, b, *, transpose_a, transpose_b):
@@ -456,9 +542,13 @@ Primitive('unslice', _unslice, _unslice_rule, 'layout', 'unslice')
 Primitive('concat', lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_rule, 'layout',
           'concat')
 Primitive('gather', _gather, _gather_rule, 'layout', 'gather')
+Primitive('gather_sum', _gather_sum, _gather_sum_rule, 'layout', 'gather_sum')
 Primitive('scatter_add', _scatter_add, _scatter_add_rule, 'layout', 'scatter_add')
 Primitive('scatter_rows', _scatter_rows, _scatter_rows_rule, 'layout', 'scatter_rows')
 Primitive('sum_duplicates', _sum_duplicates, _sum_duplicates_rule, 'layout', 'sum_duplicates')
+# optimizer updates of the rows a sparse gradient touches (SGD, LazyAdam); never differentiated
+nondiff('accumulate_rows', _accumulate_rows, _accumulate_rows_rule, 'layout', 'accumulate_rows')
+nondiff('lazy_adam_rows', _lazy_adam_rows, _lazy_adam_rows_rule, 'layout', 'lazy_adam_rows')
 Primitive('matmul', _matmul, _matmul_rule, 'matmul', 'np.dot')
 Primitive('log_softmax', _log_softmax, _rowwise_rule, 'rowwise', 'log_softmax_rows')
 

@@ -65,6 +65,13 @@ def _gather_vjp(ct, out, x, i, *, axis):
     return o.scatter_add(ct, i, axis, x.shape[axis])
 
 
+def _gather_sum_vjp(ct, out, x, i):
+    """Each index's row gets its bag's cotangent: gather's rule on the cotangent spread over
+    the bag."""
+    spread = o.broadcast_to(o.expand_dims(ct, i.ndim - 1), tuple(i.shape) + tuple(x.shape[1:]))
+    return _gather_vjp(spread, None, x, i, axis=0)
+
+
 def _rows(x, depth):
     """`x` viewed as (rows, *row) over its first `depth` axes."""
     return o.reshape(x, (int(np.prod(x.shape[:depth], dtype=np.int64)),) + tuple(x.shape[depth:]))
@@ -127,6 +134,7 @@ defvjp('unslice', lambda ct, out, u, *, shape, slices: o.slice_(ct, slices))
 defvjp('concat', all_inputs=_concat_vjp)
 defvjp('gather', _gather_vjp, _zero)
 defvjp('fresh_read', _zero, lambda ct, out, value, entry: ct)
+defvjp('gather_sum', _gather_sum_vjp, _zero)
 defvjp('scatter_add', lambda ct, out, u, i, *, axis, size: o.gather(ct, i, axis=axis), _zero)
 defvjp('allreduce_sum', lambda ct, out, x, *, comm, timeout: o.allreduce_sum(ct, comm, timeout))
 defvjp('matmul', _matmul_vjp_a, _matmul_vjp_b)

@@ -109,6 +109,18 @@ def gather(cg, node, name):
     _finish(cg, out, name, out3)
 
 
+def gather_sum(cg, node, name):
+    x, idx = node.inputs
+    out = node.outputs[0]
+    bags, row = cg.size(idx, range(idx.ndim - 1)), cg.size(x, range(1, x.ndim))
+    out2 = cg.fresh('g')
+    cg.emit(f'{out2} = np.empty(({bags}, {row}), {np_type(out.dtype)})')
+    cg.emit(f'K.gather_sum2(np.ascontiguousarray({cg.ref(x)}).reshape(({cg.dim(x, 0)}, {row})), '
+            f'np.ascontiguousarray({cg.ref(idx)}).reshape(({bags}, {cg.dim(idx, idx.ndim - 1)})), '
+            f'{out2})')
+    _finish(cg, out, name, out2)
+
+
 def scatter_add(cg, node, name):
     u, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
@@ -227,6 +239,50 @@ def scatter_rows(cg, node, name):
     cg.emit(f'K.scatter_rows2({name}.reshape(({rows}, {row})), {cg.ref(idx)}.reshape({k}), '
             f'np.ascontiguousarray({cg.ref(upd)}).reshape(({k}, {row})), '
             f'{SCATTER_MODES[node.params["mode"]]})')
+
+
+def _row_table(cg, base, out, name):
+    """`out` (`base` with rows changed) viewed as (rows, row): the Variable's own buffer when
+    the codegen found that legal (cg.inplace), else a copy of `base`."""
+    target = cg.inplace.get(out)
+    cg.emit(f'{name} = {target}' if target is not None else f'{name} = {cg.ref(base)}.copy()')
+    return f'{name}.reshape(({cg.size(base, range(1))}, {cg.size(base, range(1, base.ndim))}))'
+
+
+def _rows_of(cg, value, like):
+    return (f'np.ascontiguousarray({cg.ref(value)}).reshape(({cg.size(value, range(1))}, '
+            f'{cg.size(like, range(1, like.ndim))}))')
+
+
+def _repeat(cg, idx, values):
+    """How many indices share each row of values, read from the sizes at run time (a literal
+    would make a new kernel for each sequence length)."""
+    rows = cg.size(values, range(1))
+    return f'{cg.size(idx)} // max(1, {rows})'
+
+
+def accumulate_rows(cg, node, name):
+    base, idx, values, scale = node.inputs
+    table = _row_table(cg, base, node.outputs[0], name)
+    cg.emit(f'K.accumulate_rows2({table}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
+            f'{_rows_of(cg, values, base)}, {_repeat(cg, idx, values)}, '
+            f'{np_type(base.dtype)}({node.params["decay"]!r}), {cg.ref(scale)}, '
+            f'{node.params["power"]})')
+
+
+def lazy_adam_rows(cg, node, name):
+    var, idx, m, v, values, lr = node.inputs
+    kind = np_type(var.dtype)
+    tables = []
+    for k, (base, out) in enumerate(zip((var, m, v), node.outputs)):
+        table = name if k == 0 else cg.fresh()
+        cg.names[out] = table
+        tables.append(_row_table(cg, base, out, table))
+    b1, b2 = node.params['beta_1'], node.params['beta_2']
+    cg.emit(f'K.lazy_adam_rows2({", ".join(tables)}, {cg.ref(idx)}.reshape({cg.size(idx)}), '
+            f'{_rows_of(cg, values, var)}, {_repeat(cg, idx, values)}, {kind}({b1!r}), '
+            f'{kind}({1.0 - b1!r}), {kind}({b2!r}), {kind}({1.0 - b2!r}), {cg.ref(lr)}, '
+            f'{kind}({node.params["epsilon"]!r}))')
 
 
 def sum_duplicates(cg, node, name):

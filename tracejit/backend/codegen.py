@@ -223,18 +223,18 @@ class Codegen:
         else:
             self.names[out] = name
         entry = lowering.lowering_of(node.prim)
-        if entry.writes_base:
-            target = self._rows_target(group, node)
+        for result, position in zip(node.outputs, entry.writes_base):
+            target = self._rows_target(group, node.inputs[position], result)
             if target is not None:
-                self.inplace[out] = target
+                self.inplace[result] = target
         entry.emit(self, node, name)
 
-    def _rows_target(self, group, node):
-        """The Variable buffer a row scatter may write in place: its base is that buffer's
-        value (the Variable's read, or an earlier scatter written there), nothing reads the
-        base after this group, and the result, through further such scatters only, becomes
-        the Variable's final value. So `var.scatter_sub(...)` costs the rows it touches."""
-        base = node.inputs[0]
+    def _rows_target(self, group, base, value):
+        """The Variable buffer a row scatter may write its result `value` into in place: its
+        `base` is that buffer's value (the Variable's read, or an earlier scatter written
+        there), nothing reads the base after this group, and the result, through further
+        such scatters only, becomes the Variable's final value. So `var.scatter_sub(...)`
+        costs the rows it touches."""
         storage = self.state_arg.get(base) or self.inplace.get(base)
         readers = self.readers.get(base, set()) - {group.index}
         if storage is None or 'end' in readers or any(
@@ -242,10 +242,9 @@ class Codegen:
             return None
         finals = {self.state_arg[state]: value for (_, value), state in zip(
             self.graph.updates, self._state_vars_of_updates())}
-        value = node.outputs[0]
         while value is not finals.get(storage):
             users = [n for n in self.graph.nodes if value in n.inputs]
-            if len(users) != 1 or not lowering.lowering_of(users[0].prim).writes_base \
+            if len(users) != 1 or lowering.lowering_of(users[0].prim).writes_base != (0,) \
                     or value in users[0].inputs[1:] or users[0].inputs[0] is not value:
                 return None
             value = users[0].outputs[0]

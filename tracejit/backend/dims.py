@@ -140,6 +140,15 @@ def gather(node):
         yield (out, k - 1 + idx.ndim), (x, k)
 
 
+def gather_sum(node):
+    x, idx = node.inputs
+    out = node.outputs[0]
+    for k in range(idx.ndim - 1):
+        yield (out, k), (idx, k)
+    for k in range(1, x.ndim):
+        yield (out, idx.ndim - 2 + k), (x, k)
+
+
 def scatter_add(node):
     u, idx = node.inputs
     out, axis = node.outputs[0], node.params['axis']
@@ -186,3 +195,24 @@ def sum_duplicates(node):
 def independent(node):
     """No axes tied: a control-flow node's sub-graphs have dims of their own."""
     return ()
+
+
+def accumulate_rows(node):
+    base, idx, values, _ = node.inputs
+    for k in range(base.ndim):
+        yield (node.outputs[0], k), (base, k)
+    if node.params['repeat'] == 1:
+        yield (values, 0), (idx, 0)
+    for k in range(1, base.ndim):
+        yield (values, k), (base, k)
+
+
+def lazy_adam_rows(node):
+    var, idx, m, v, values, _ = node.inputs
+    for k in range(var.ndim):
+        for other in (m, v, *node.outputs):
+            yield (other, k), (var, k)
+    if node.params['repeat'] == 1:
+        yield (values, 0), (idx, 0)
+    for k in range(1, var.ndim):
+        yield (values, k), (var, k)

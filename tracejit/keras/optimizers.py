@@ -7,10 +7,11 @@ retrace. Slots (momenta, moving averages) are Variables created on first use, wh
 `tj.function` is the step's first trace. `iterations` counts applied updates.
 
 Sparse gradients (IndexedSlices, from embedding lookups and gathers) are applied as Keras 3
-applies them: SGD without momentum subtracts the rows it was given (`scatter_sub`, so a step
-touches only those rows); every other rule here reads its slots densely and takes the dense
-gradient, giving exactly dense Adam's numbers. (Keras 3 squares each slice before adding
-repeated rows up, so its Adam on repeated ids differs from dense Adam; ours does not.)
+applies them: SGD without momentum subtracts the rows it was given (summed per distinct id,
+then each row updated once in place, so a step touches only those rows); every other rule
+here reads its slots densely and takes the dense gradient, giving exactly dense Adam's
+numbers. (Keras 3 squares each slice before adding repeated rows up, so its Adam on repeated
+ids differs from dense Adam; ours does not.)
 LazyAdam updates only the rows seen.
 """
 import logging
@@ -246,7 +247,8 @@ class SGD(Optimizer):
             super()._apply_sparse(grad, var, lr)
             return
         values, indices = _rows_of(grad, var)
-        var.scatter_sub(IndexedSlices(values * lr, indices, var.shape))
+        # the rows of repeated ids summed first, then each row updated once, in place
+        var.assign(ops.accumulate_rows(var.value(), indices, values, ops.negative(lr), 1.0, 1))
 
 
 class Adam(Optimizer):
@@ -337,14 +339,14 @@ class LazyAdam(Adam):
     def _apply_sparse(self, grad, var, lr_t):
         m, v = self.add_slot(var, 'm'), self.add_slot(var, 'v')
         values, indices = _rows_of(grad, var)
-        g = ops.sum_duplicates(values, indices)  # a repeated row carries its total each time
-        m_rows = self.beta_1 * ops.gather(m.value(), indices) + (1.0 - self.beta_1) * g
-        v_rows = self.beta_2 * ops.gather(v.value(), indices) + (1.0 - self.beta_2) * \
-            ops.square(g)
-        var_rows = ops.gather(var.value(), indices) - lr_t * m_rows / (ops.sqrt(v_rows)
-                                                                      + self.epsilon)
-        for slot, rows in ((m, m_rows), (v, v_rows), (var, var_rows)):
-            slot.scatter_update(IndexedSlices(rows, indices, var.shape))
+        # each distinct row once, weights and moments together, in their own buffers:
+        # repeated ids cost their share of the gradient sum, not a row update each
+        new_var, new_m, new_v = ops.lazy_adam_rows(var.value(), indices, m.value(), v.value(),
+                                                   values, lr_t, self.beta_1, self.beta_2,
+                                                   self.epsilon)
+        m.assign(new_m)
+        v.assign(new_v)
+        var.assign(new_var)
 
 
 _BY_NAME = {'sgd': SGD, 'adam': Adam, 'rmsprop': RMSprop, 'adagrad': Adagrad}
