@@ -500,12 +500,14 @@ def test_debug_nans_names_the_control_flow_node_and_keeps_the_variables():
 def test_carries_in_two_buffers_keep_each_iterations_values():
     """Array carries are updated in place (the body writes the spare buffer, then the two swap)
     and stacked rows written into the result: a body that swaps two carries, passes one
-    through, and stacks the old value, the new one and a matmul's must still equal a Python
-    loop, for odd and even trip counts, forwards and reversed; a while loop likewise (zero trips too)."""
+    through, and stacks the old value, the new one and matmuls' must still equal a Python
+    loop, for odd and even trip counts, forwards and reversed; a while loop likewise (zero
+    trips too)."""
     def body(carry, x):
         a, b, k = carry
         new_a = tj.tanh(b * x + 1.0)
-        return (new_a, a, k), (a, new_a, tj.matmul(k, tj.expand_dims(new_a, 1))[:, 0], x[0])
+        return (new_a, a, k), (a, new_a, tj.matmul(k, tj.expand_dims(new_a, 1))[:, 0], x[0],
+                               tj.matmul(k, k * x[1]))
 
     @tj.function
     def run(xs, a, b, k, n):
@@ -516,10 +518,12 @@ def test_carries_in_two_buffers_keep_each_iterations_values():
         return forward, backward, (c, d)
 
     def reference(xs, a, b, k, n, reverse=False):
-        ys = [np.empty((len(xs), 3), np.float32) for _ in range(3)] + [np.empty(len(xs))]
+        ys = [np.empty((len(xs), 3)) for _ in range(3)] + [np.empty(len(xs)),
+                                                           np.empty((len(xs), 3, 3))]
         for i in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
             new_a = np.tanh(b * xs[i] + 1.0)
             ys[0][i], ys[1][i], ys[2][i], ys[3][i] = a, new_a, k @ new_a, xs[i, 0]
+            ys[4][i] = k @ (k * xs[i, 1])
             a, b = new_a, a
         return (a, b, k), ys
 
