@@ -570,3 +570,57 @@ def test_debug_nans_names_the_control_flow_node_and_keeps_the_variables():
     with pytest.raises(FloatingPointError, match='cond produced NaN'):
         step(np.array([0.5, 2.0]))
     np.testing.assert_array_equal(v.numpy(), [1.0, 2.0])
+
+
+@pytest.mark.compiled
+def test_carries_in_two_buffers_keep_each_iterations_values():
+    """Array carries are updated in place (the body writes the spare buffer, then the two swap)
+    and stacked rows written into the result: a body that swaps two carries, passes one
+    through, and stacks the old value, the new one and matmuls' must still equal a Python
+    loop, for odd and even trip counts, forwards and reversed; a while loop likewise (zero
+    trips too)."""
+    def body(carry, x):
+        a, b, k = carry
+        new_a = tj.tanh(b * x + 1.0)
+        return (new_a, a, k), (a, new_a, tj.matmul(k, tj.expand_dims(new_a, 1))[:, 0], x[0],
+                               tj.matmul(k, k * x[1]))
+
+    @tj.function
+    def run(xs, a, b, k, n):
+        forward = tj.lax.scan(body, (a, b, k), xs)
+        backward = tj.lax.scan(body, (a, b, k), xs, reverse=True)
+        _, c, d = tj.while_loop(lambda i, c, d: i < n, lambda i, c, d: (i + 1, d * 0.5, c + d),
+                                (0, a, b))
+        return forward, backward, (c, d)
+
+    def reference(xs, a, b, k, n, reverse=False):
+        ys = [np.empty((len(xs), 3)) for _ in range(3)] + [np.empty(len(xs)),
+                                                           np.empty((len(xs), 3, 3))]
+        for i in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
+            new_a = np.tanh(b * xs[i] + 1.0)
+            ys[0][i], ys[1][i], ys[2][i], ys[3][i] = a, new_a, k @ new_a, xs[i, 0]
+            ys[4][i] = k @ (k * xs[i, 1])
+            a, b = new_a, a
+        return (a, b, k), ys
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    k = rng.standard_normal((3, 3)).astype(np.float32)
+    for length, n in ((5, 3), (2, 0)):
+        xs = rng.standard_normal((length, 3)).astype(np.float32)
+        forward, backward, (c, d) = run(xs, a, b, k, np.int32(n))
+        for got, reverse in ((forward, False), (backward, True)):
+            want = reference(xs, a, b, k, n, reverse)
+            (got_carry, got_ys), (want_carry, want_ys) = got, want
+            for g, w in zip(list(got_carry) + list(got_ys), list(want_carry) + want_ys):
+                np.testing.assert_allclose(np.asarray(g), w, rtol=1e-6, atol=1e-6)
+        want_c, want_d = a, b
+        for _ in range(n):
+            want_c, want_d = want_d * 0.5, want_c + want_d
+        np.testing.assert_allclose(c.numpy(), want_c, rtol=1e-6)
+        np.testing.assert_allclose(d.numpy(), want_d, rtol=1e-6)
+    source = run.lower(xs, a, b, k, np.int32(1)).source
+    in_loops = [line for line in source[source.index('def kernel'):].splitlines()
+                if line.startswith(' ' * 8)]
+    assert in_loops and not any('.copy()' in line or 'np.empty' in line for line in in_loops)
+    assert sum(', b' in line and ' = b' in line for line in in_loops) == 2 * 3 + 2   # swaps

@@ -735,3 +735,50 @@ def test_optimize_verifies_the_result_of_every_pass():
         with pytest.raises(AssertionError, match=f"after pass '{name}'"):
             passes.optimize(graph, [('dce', passes.dead_code_elimination), (name, broken)])
     assert prims(passes.optimize(graph, [('dce', passes.dead_code_elimination)])) == ['exp']
+
+
+def _unslice_sum(b, parts, shape, order):
+    """b's graph of sum(unslice(part, shape, slices)) in `order`, and its numpy value."""
+    total, values, want = None, [], np.zeros(shape)
+    for k in order:
+        slices = parts[k]
+        size = tuple(stop - start for start, stop, _ in slices)
+        x = b.arg(size)
+        value = RNG.standard_normal(size)
+        values.append(value)
+        want[tuple(slice(*s) for s in slices)] += value
+        u = b.op('unslice', x, shape=shape, slices=slices)
+        total = u if total is None else b.op('add', total, u)
+    return total, values, want
+
+
+def test_simplify_joins_a_sum_of_adjacent_unslices_into_one_concat():
+    """The gradient of gates split from one array: four pads summed in any order become one
+    concat (no zero-filled pad, no add); a partial tiling keeps one unslice of the concat."""
+    gates = [((0, 3, 1), (2 * k, 2 * k + 2, 1)) for k in range(4)]
+    b = Builder()
+    whole, values, want = _unslice_sum(b, gates, (3, 8), [3, 2, 0, 1])
+    graph = b.done(whole)
+    after = passes.dead_code_elimination(apply(passes.algebraic_simplification, graph))
+    assert prims(after) == ['concat']
+    assert_same_values(graph, after, values, expected=[want])
+    b = Builder()
+    partial, values, want = _unslice_sum(b, [((1, 3, 1), (0, 2, 1)), ((1, 3, 1), (2, 5, 1)),
+                                             ((1, 3, 1), (6, 8, 1))], (4, 8), [2, 1, 0])
+    graph = b.done(partial)
+    after = passes.dead_code_elimination(apply(passes.algebraic_simplification, graph))
+    assert sorted(prims(after)) == ['add', 'concat', 'unslice', 'unslice']
+    assert_same_values(graph, after, values, expected=[want])
+
+
+@pytest.mark.parametrize('parts', [
+    [((0, 3, 1), (0, 3, 1)), ((0, 3, 1), (2, 5, 1))],     # overlapping
+    [((0, 3, 1), (0, 2, 1)), ((0, 3, 1), (3, 5, 1))],     # a gap between them
+    [((0, 1, 1), (0, 2, 1)), ((1, 3, 1), (2, 4, 1))]])    # differing on two axes
+def test_simplify_keeps_sums_of_unslices_that_do_not_touch(parts):
+    b = Builder()
+    total, values, want = _unslice_sum(b, parts, (3, 5), [0, 1])
+    graph = b.done(total)
+    after = apply(passes.algebraic_simplification, graph)
+    assert prims(after) == prims(graph)
+    assert_same_values(graph, after, values, expected=[want])

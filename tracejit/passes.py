@@ -145,13 +145,16 @@ def _is_constant(graph, var, value):
 @into_subgraphs
 def algebraic_simplification(graph):
     """x*1, x+0, x-0, x/1, --x, no-op reshapes/broadcasts, reshape chains, double transposes,
-    transposes folded into matmul flags, and sum(broadcast(x)) as a multiplication."""
+    transposes folded into matmul flags, sum(broadcast(x)) as a multiplication, and sums of
+    adjacent unslices as one."""
     producers = {}
 
     def rule(node, out):
+        start = len(out.nodes)
         replacement = _simplify(node, out, producers)
-        for v in node.outputs:
-            producers[v] = node
+        for made in [node] + out.nodes[start:]:
+            for v in made.outputs:
+                producers[v] = made
         return replacement
     return rewrite(graph, rule)
 
@@ -186,7 +189,74 @@ def _simplify(node, out, producers):
         return _fold_matmul_transposes(node, out, producers)
     if name == 'reduce_sum' and source is not None and source.prim.name == 'broadcast_to':
         return _sum_of_broadcast(node, source, out)
+    if name == 'add' and _same_type(ins[0], ins[1]) and _same_type(ins[0], result):
+        for x, y in (ins, ins[::-1]):
+            if _made_by(producers, y, 'unslice'):
+                merged = _add_unslice(x, y, out, producers)
+                if merged is not None:
+                    return merged
     return None
+
+
+def _made_by(producers, var, name):
+    node = producers.get(var)
+    return node is not None and node.prim.name == name
+
+
+def _add_unslice(x, u, graph, producers):
+    """x + u for an unslice `u` when x is (or is a sum holding) an unslice adjacent to u along
+    one axis: the two become one unslice of their concatenation. The gradient of gates split
+    from one array (an LSTM's z) is then one concat, not a zero-filled pad per gate summed."""
+    if _made_by(producers, x, 'unslice'):
+        return _join_unslices(producers[x], producers[u], graph, producers)
+    if not _made_by(producers, x, 'add'):
+        return None
+    for p, q in (producers[x].inputs, producers[x].inputs[::-1]):
+        if _made_by(producers, q, 'unslice'):
+            joined = _join_unslices(producers[q], producers[u], graph, producers)
+            if joined is None:
+                continue
+            merged = _add_unslice(p, joined, graph, producers) \
+                if _made_by(producers, joined, 'unslice') else None
+            return merged if merged is not None else _emit_known(graph, producers, 'add',
+                                                                 [p, joined])
+    return None
+
+
+def _join_unslices(a, b, graph, producers):
+    """unslice(concat(parts)) for unslices a and b of one shape whose slices differ on one
+    axis, where they touch (step 1); the concat alone when it fills the whole shape."""
+    sa, sb, shape = a.params['slices'], b.params['slices'], a.params['shape']
+    if shape != b.params['shape'] or any(s[2] != 1 or s[0] < 0 or s[1] < s[0]
+                                         for s in sa + sb):
+        return None
+    differ = [k for k, (p, q) in enumerate(zip(sa, sb)) if p != q]
+    if len(differ) != 1:
+        return None
+    axis = differ[0]
+    if sa[axis][0] > sb[axis][0]:
+        a, b, sa, sb = b, a, sb, sa
+    if sa[axis][1] != sb[axis][0]:
+        return None
+    parts = []
+    for part in (a.inputs[0], b.inputs[0]):   # one concat for many parts
+        source = producers.get(part)
+        joined = source is not None and source.prim.name == 'concat' \
+            and source.params['axis'] == axis
+        parts += list(source.inputs) if joined else [part]
+    whole = _emit_known(graph, producers, 'concat', parts, axis=axis)
+    slices = tuple((sa[axis][0], sb[axis][1], 1) if k == axis else s for k, s in enumerate(sa))
+    if all(s == (0, n, 1) for s, n in zip(slices, shape)):
+        return whole
+    return _emit_known(graph, producers, 'unslice', [whole], shape=shape, slices=slices)
+
+
+def _emit_known(graph, producers, name, inputs, **params):
+    """_emit, recording the node as its output's producer at once (later rewrites of the same
+    node look at it)."""
+    var = _emit(graph, name, inputs, **params)
+    producers[var] = graph.nodes[-1]
+    return var
 
 
 def _scalar_of(var, source, graph):

@@ -45,6 +45,11 @@ def matmul(cg, node, name):
     ta = '.T' if node.params['transpose_a'] else ''
     tb = '.T' if node.params['transpose_b'] else ''
     dot = 'dot' if out.dtype.kind == 'f' else 'dot_loops'
+    target = cg.out_target.get(out)
+    if out.ndim == 2 and dot == 'dot' and target is not None:   # a loop body's result buffer
+        cg.emit(f'K.dot_into({cg.ref(a)}{ta}, {cg.ref(b)}{tb}, {target})')
+        cg.names[out] = target
+        return
     if out.ndim == 2:
         cg.emit(f'{name} = K.{dot}({cg.ref(a)}{ta}, {cg.ref(b)}{tb})')
         return

@@ -53,7 +53,10 @@ class Lowered:
 
 
 class Codegen:
-    def __init__(self, graph):
+    def __init__(self, graph, out_buffers=False):
+        """`out_buffers`: the function writes its array outputs into buffers the caller
+        passes after its other parameters (one per array output, in order) and returns only
+        its 0-d outputs; a loop body's carries and stacked rows are then updated in place."""
         self.graph = graph
         self.dims = DimClasses(graph, lowering.dims_rule)
         self.plan = partition(graph, self.dims)
@@ -65,6 +68,9 @@ class Codegen:
         self.order = {g.index: k for k, g in enumerate(self.plan.groups)}
         self.state_arg = {}       # state Var -> argument name
         self.inplace = {}         # update value Var -> state argument written inside its loop
+        self.out_buffers = out_buffers
+        self.out_args = []        # (output Var, buffer argument) per array output
+        self.out_target = {}      # array output Var -> the buffer its loop writes directly
 
     # -- naming ----------------------------------------------------------------------------
 
@@ -150,6 +156,7 @@ class Codegen:
                 self.emit(f'{self.scalar[var]} = {name}[0]')
             else:
                 self.names[var] = name
+        params += self._out_params()
         params += ['dims', 'fc', 'ic']
         for var, value in self.graph.consts.items():
             if value.ndim == 0:
@@ -159,6 +166,25 @@ class Codegen:
                 self.array_consts.append(np.ascontiguousarray(value))
                 params.append(name)
                 self.names[var] = name
+        return params
+
+    def _out_params(self):
+        """The output buffers' parameters (out_buffers mode). An output computed by a loop of
+        this function is stored straight into its first buffer; inputs and constants passed
+        through, later duplicates and values made by calls are copied there at the end."""
+        if not self.out_buffers:
+            return []
+        passed = set(self.graph.inputs) | set(self.graph.consts) | {v for _, v in
+                                                                    self.graph.state}
+        params = []
+        for k, var in enumerate(self.graph.outputs):
+            if var.shape == ():
+                continue
+            name = mark(f'o{k}')
+            params.append(name)
+            self.out_args.append((var, name))
+            if var not in passed and var not in self.out_target:
+                self.out_target[var] = name
         return params
 
     def const_scalar(self, value):
@@ -173,6 +199,9 @@ class Codegen:
         return name
 
     def epilogue(self):
+        if self.out_buffers:
+            self._fill_out_buffers()
+            return
         outs = []  # copied before the updates are written: an output may be a state's old value
         aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
             self.graph.consts)
@@ -200,6 +229,17 @@ class Codegen:
                 n = self.size(value)
                 self.emit(f'K.copy_into({target}.reshape({n}), {src}.reshape({n}))')
         self.emit(f'return ({"".join(o + ", " for o in outs)})')
+
+    def _fill_out_buffers(self):
+        """Copy into each output buffer the values not already computed there; return the 0-d
+        outputs."""
+        for var, buffer in self.out_args:
+            if self.names.get(var) != buffer:
+                n = self.size(var)
+                self.emit(f'K.copy_into({buffer}.reshape({n}), '
+                          f'np.ascontiguousarray({self.names[var]}).reshape({n}))')
+        scalars = ''.join(self.ref(v) + ', ' for v in self.graph.outputs if v.shape == ())
+        self.emit(f'return ({scalars})')
 
     def _state_vars_of_updates(self):
         initial = {id(variable): var for variable, var in self.graph.state}
@@ -484,6 +524,8 @@ class Codegen:
             target = self._inplace_target(group, out)
             if target is not None:
                 self.names[out] = self.inplace[out] = target
+            elif out in self.out_target:
+                self.names[out] = self.out_target[out]
             else:
                 self.names[out] = self.fresh()
                 self.emit(f'{self.names[out]} = np.empty({self.shape(out)}, '

@@ -7,15 +7,20 @@ loops) and called once per iteration; Numba inlines or calls it natively. Equal 
 one function, as equal loops share one helper. A sub-graph's per-trace values (its dims, scalar
 constants and array constants) are array constants of the enclosing function, so its source,
 like the kernel's, is the same for every size and trip count.
+
+A loop body's function writes its array results into buffers it is passed: the next value of
+each array carry into a spare buffer (current and spare swap after each iteration) and each
+stacked output straight into its row of the result, so iterations neither allocate nor copy.
 """
 import numpy as np
 
 from .blocks import mark, np_type
 
 
-def _function(cg, graph):
-    """(name, [argument texts of its per-trace values]) of the function computing `graph`."""
-    sub = type(cg)(graph)
+def _function(cg, graph, out_buffers=False):
+    """(name, [argument texts of its per-trace values]) of the function computing `graph`
+    (with `out_buffers`, one writing its array outputs into buffers passed by the caller)."""
+    sub = type(cg)(graph, out_buffers)
     sub.helpers = cg.helpers
     text, sizes = sub.function_text()
     if text not in cg.helpers:
@@ -61,6 +66,27 @@ def _fresh_copies(cg, values):
     return names
 
 
+def _spares(cg, carry, values):
+    """A second buffer per array carry: the body reads the current buffers and writes the next
+    ones, then the two swap, so no iteration allocates or copies a carry."""
+    spares = {}
+    for name, var in zip(carry, values):
+        if var.shape != ():
+            spares[name] = cg.fresh('b')
+            cg.assign(spares[name], f'np.empty_like({name})')
+    return spares
+
+
+def _step(cg, body, args, carry, spares, rows):
+    """One iteration: the body writes the array carries into the spares and the stacked
+    rows (`rows`: (text, is 0-d) per stacked output) in place, returns the 0-d ones."""
+    buffers = [spares[c] for c in carry if c in spares] + [r for r, scalar in rows if not scalar]
+    results = [c for c in carry if c not in spares] + [r for r, scalar in rows if scalar]
+    _call(cg, body, args + buffers, results, 2)
+    for name, spare in spares.items():
+        cg.emit(f'{name}, {spare} = {spare}, {name}', 2, (name, spare))
+
+
 def cond(cg, node, name):
     index, operands = cg.ref(node.inputs[0]), [cg.ref(v) for v in node.inputs[1:]]
     results = _bind_outputs(cg, node, name)
@@ -80,13 +106,15 @@ def while_loop(cg, node, name):
     num_consts = node.params['num_consts']
     consts = [cg.ref(v) for v in node.inputs[:num_consts]]
     carry = _fresh_copies(cg, node.inputs[num_consts:])
-    test, body = _function(cg, node.params['cond_graph']), _function(cg, node.params['body_graph'])
+    spares = _spares(cg, carry, node.inputs[num_consts:])
+    test = _function(cg, node.params['cond_graph'])
+    body = _function(cg, node.params['body_graph'], out_buffers=True)
     pred = cg.fresh('p')
     cg.emit('while True:')
     _call(cg, test, consts + carry, [pred], 2)
     cg.emit(f'if not {pred}:', 2)
     cg.emit('break', 3)
-    _call(cg, body, consts + carry, carry, 2)
+    _step(cg, body, consts + carry, carry, spares, [])
     for result, value in zip(_bind_outputs(cg, node, name), carry):
         cg.assign(result, value)
 
@@ -97,19 +125,22 @@ def scan(cg, node, name):
     split = num_consts + num_carry
     consts = [cg.ref(v) for v in node.inputs[:num_consts]]
     carry = _fresh_copies(cg, node.inputs[num_consts:split])
+    spares = _spares(cg, carry, node.inputs[num_consts:split])
     xs = [cg.ref(v) for v in node.inputs[split:]]
     length = cg.const_scalar(np.asarray(params['length'], np.int64))
     results = _bind_outputs(cg, node, name)
     stacked = results[num_carry:]
     for out, ys in zip(node.outputs[num_carry:], stacked):
         cg.emit(f'{ys} = np.empty({cg.shape(out)}, {np_type(out.dtype)})')
-    body = _function(cg, params['body'])
+    body = _function(cg, params['body'], out_buffers=True)
     step, row = cg.fresh('j'), cg.fresh('i')
-    rows = [cg.fresh('y') for _ in stacked]
+    rows = [(cg.fresh('y'), True) if out.shape == () else (f'{ys}[{row}]', False)
+            for out, ys in zip(params['body'].outputs[num_carry:], stacked)]
     cg.emit(f'for {step} in range({length}):', defines=(step,))
     cg.assign(row, f'{length} - 1 - {step}' if params['reverse'] else step, 2)
-    _call(cg, body, consts + carry + [f'{x}[{row}]' for x in xs], carry + rows, 2)
-    for ys, y in zip(stacked, rows):
-        cg.emit(f'{ys}[{row}] = {y}', 2)
+    _step(cg, body, consts + carry + [f'{x}[{row}]' for x in xs], carry, spares, rows)
+    for (y, scalar), ys in zip(rows, stacked):
+        if scalar:
+            cg.emit(f'{ys}[{row}] = {y}', 2)
     for result, value in zip(results[:num_carry], carry):
         cg.assign(result, value)
