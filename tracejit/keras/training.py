@@ -161,12 +161,13 @@ def step_logs_values(logs):
     return flat
 
 
-def _keep_logs(model, out):
-    """Keeps (and returns) the logs an overridden train_step returned; None otherwise."""
-    if out is None:
-        return None
-    model._step_logs = step_logs_values(out)
-    return model._step_logs
+def _batch_end(model, out, logs, end, batch):
+    """After a call: keep the logs an overridden train_step returned (`out`, else None) and
+    give the batch-end hooks those, or the live metric logs."""
+    if out is not None:
+        model._step_logs = step_logs_values(out)
+    if logs is not None:
+        end(batch, logs if out is None else model._step_logs)
 
 
 def test_one_batch(model, x, y, batch_size):
@@ -397,10 +398,7 @@ class _DatasetEpochs:
             out = step(x, y, float(structured_data.sample_count(x, 'x') if count is None
                                    else tree.leaves(x)[0].shape[1]))
             batch += count or 1
-            if logs is not None:
-                cbs.on_train_batch_end(batch - 1, _keep_logs(model, out) or logs)
-            elif out is not None:
-                _keep_logs(model, out)
+            _batch_end(model, out, logs, cbs.on_train_batch_end, batch - 1)
             if model.stop_training:
                 return
         if batch == 0 and self.limit is None:
@@ -541,10 +539,7 @@ def _run_epoch(model, xs, ys, plan, cbs):
             begin(batch, logs)
         out = step(rows(xs, start, stop, lead), rows(ys, start, stop, lead), size)
         batch += batches
-        if logs is not None:
-            end(batch - 1, _keep_logs(model, out) or logs)
-        elif out is not None:
-            _keep_logs(model, out)
+        _batch_end(model, out, logs, end, batch - 1)
         if model.stop_training:
             break
 
