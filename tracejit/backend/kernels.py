@@ -139,8 +139,9 @@ def concat_into(parts, out):
     start = 0
     for part in literal_unroll(parts):   # the parts may differ in type (read-only ones)
         for r in range(part.shape[0]):
-            for c in range(part.shape[1]):
-                out[r, start + c] = part[r, c]
+            row, target = part[r], out[r, start:]   # zero-based indices vectorise
+            for c in range(row.shape[0]):
+                target[c] = row[c]
         start += part.shape[1]
 
 
