@@ -6,7 +6,10 @@ input cotangents)`: the body replayed, then differentiated. Its nodes that read 
 (the replayed forward and the factors of the derivative that depend on forward values only)
 are known: they move into the forward loop, which emits what the rest reads (the residuals).
 The other nodes form the backward body, which reads the residuals instead of recomputing the
-forward. A residual is, by where its value comes from:
+forward; only cheap arithmetic of values a loop stacks anyway (an LSTM gate's s * (1 - s) from
+its activation s) is recomputed there rather than stacked too (an LSTM stacks 7 values a step,
+not 12).
+A residual is, by where its value comes from:
 
 - `('const', i)`: the loop's const input i (the backward loop is given it as it is);
 - `('x', i)`: the row of the scanned input i (the backward loop scans the same input);
