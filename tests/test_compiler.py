@@ -478,8 +478,9 @@ def test_equal_static_objects_do_not_leave_stale_fast_entries():
 
 
 def test_small_matrix_products_run_on_one_blas_thread():
-    """Kernels' np.dot goes through scipy's OpenBLAS; small products drop it to one thread for
-    their duration and then restore the count (left alone when it is already 1)."""
+    """Kernels' np.dot goes through scipy's OpenBLAS; small products (few multiply-adds, or
+    few outputs) drop it to one thread for their duration and then restore the count (left
+    alone when it is already 1)."""
     from tracejit.backend import kernels
     get, set_ = blas_thread_functions()
     default = get()
@@ -489,10 +490,12 @@ def test_small_matrix_products_run_on_one_blas_thread():
     try:
         for threads in (3, 1):
             set_(threads)
-            for m, k, n in [(128, 64, 128), (300, 200, 100)]:   # below and above the threshold
-                assert (m * k * n < kernels.SINGLE_THREAD_GEMM) == (m == 128)
+            # few multiply-adds; a long sum into few outputs; neither (two threads)
+            for (m, k, n), small in [((128, 64, 128), True), ((64, 1024, 256), True),
+                                     ((300, 200, 300), False)]:
                 a = rng.standard_normal((m, k)).astype(np.float32)
                 b = rng.standard_normal((k, n)).astype(np.float32)
+                assert kernels._small_gemm(a, b) == small
                 want = a.astype(np.float64) @ b
                 np.testing.assert_allclose(kernels.dot(a, b), want, rtol=1e-4, atol=1e-4)
                 out = np.empty((m, n), np.float32)

@@ -51,6 +51,11 @@ def uniform64(key, index):
 # a quiet machine at 1M, but when another process holds the second core OpenBLAS's threads wait
 # for each other and small products get 5-40x slower (measured at 0.1M-1M multiply-adds).
 SINGLE_THREAD_GEMM = 1 << 22
+# So do products with fewer outputs than this, however long their sums: a loop's weight
+# gradient summed over every step at once, (64 x 1024) @ (1024 x 256), took 185 us on two
+# threads and 355 on one on a quiet machine, but 5,200 on two and 940 on one with the other
+# core busy.
+SINGLE_THREAD_OUTPUTS = 1 << 16
 
 
 def _blas_thread_symbols():
@@ -80,7 +85,8 @@ _blas_get_threads, _blas_set_threads = _blas_thread_symbols()
 
 @_jit
 def _small_gemm(a, b):
-    return a.shape[0] * a.shape[1] * b.shape[1] < SINGLE_THREAD_GEMM
+    outputs = a.shape[0] * b.shape[1]
+    return outputs * a.shape[1] < SINGLE_THREAD_GEMM or outputs < SINGLE_THREAD_OUTPUTS
 
 
 @_jit
