@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from . import lowering
-from .blocks import MARK, Block, helper, mark, np_type
+from .blocks import DIMS, FLOATS, INTS, MARK, Block, helper, mark, np_type
 from .dims import DimClasses
 from .fpflags import fastmath_source
 from .fusion import partition
@@ -125,17 +125,24 @@ class Codegen:
                        parallel)
 
     def function_text(self):
-        """(the function's text from its parameter list on, the dims array values). Nodes may
-        add parameters (`self.params`) while they are emitted: control-flow nodes pass the
-        per-trace values of their sub-graphs' functions (backend/control.py)."""
-        self.params = self.prologue()
-        for group in self.plan.groups:
-            getattr(self, f'emit_{group.kind}')(group)
-        self.epilogue()
+        """(the function's text from its parameter list on, the dims array values)."""
+        results = self.statements()
+        self.emit(f'return ({"".join(r + ", " for r in results)})')
         sizes = self.dims.sizes()
         dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(sizes)))
         signature = ', '.join(self.params).replace(MARK, '')
         return f'{signature}):\n{dims}{self.block.render()}', sizes
+
+    def statements(self):
+        """Emit the graph's code into `self.block`; return the expressions of its results.
+        The code reads the parameters `self.params` (marked names: inputs, states, output
+        buffers, DIMS, FLOATS, INTS, array constants) and the size slots `d0`, `d1`, ..
+        (marked) of the dims array. Nodes may add parameters while they are emitted:
+        control-flow nodes pass their sub-graphs' per-trace values (backend/control.py)."""
+        self.params = self.prologue()
+        for group in self.plan.groups:
+            getattr(self, f'emit_{group.kind}')(group)
+        return self.epilogue()
 
     def prologue(self):
         params = []
@@ -157,7 +164,7 @@ class Codegen:
             else:
                 self.names[var] = name
         params += self._out_params()
-        params += ['dims', 'fc', 'ic']
+        params += [DIMS, FLOATS, INTS]
         for var, value in self.graph.consts.items():
             if value.ndim == 0:
                 self.scalar[var] = self.const_scalar(value)
@@ -190,18 +197,18 @@ class Codegen:
     def const_scalar(self, value):
         name = self.fresh('c')
         if value.dtype.kind == 'f':
-            self.emit(f'{name} = {np_type(value.dtype)}(fc[{len(self.fconsts)}])')
+            self.emit(f'{name} = {np_type(value.dtype)}({FLOATS}[{len(self.fconsts)}])')
             self.fconsts.append(float(value))
         else:
-            self.emit(f'{name} = {np_type(value.dtype)}(ic[{len(self.iconsts)}])'
-                      if value.dtype != np.bool_ else f'{name} = ic[{len(self.iconsts)}] != 0')
+            self.emit(f'{name} = {np_type(value.dtype)}({INTS}[{len(self.iconsts)}])'
+                      if value.dtype != np.bool_ else f'{name} = {INTS}[{len(self.iconsts)}] != 0')
             self.iconsts.append(int(value))
         return name
 
     def epilogue(self):
+        """Write the state updates; return the expressions of the outputs."""
         if self.out_buffers:
-            self._fill_out_buffers()
-            return
+            return self._fill_out_buffers()
         outs = []  # copied before the updates are written: an output may be a state's old value
         aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
             self.graph.consts)
@@ -228,18 +235,17 @@ class Codegen:
             else:
                 n = self.size(value)
                 self.emit(f'K.copy_into({target}.reshape({n}), {src}.reshape({n}))')
-        self.emit(f'return ({"".join(o + ", " for o in outs)})')
+        return outs
 
     def _fill_out_buffers(self):
-        """Copy into each output buffer the values not already computed there; return the 0-d
-        outputs."""
+        """Copy into each output buffer the values not already computed there; the 0-d
+        outputs are the results."""
         for var, buffer in self.out_args:
             if self.names.get(var) != buffer:
                 n = self.size(var)
                 self.emit(f'K.copy_into({buffer}.reshape({n}), '
                           f'np.ascontiguousarray({self.names[var]}).reshape({n}))')
-        scalars = ''.join(self.ref(v) + ', ' for v in self.graph.outputs if v.shape == ())
-        self.emit(f'return ({scalars})')
+        return [self.ref(v) for v in self.graph.outputs if v.shape == ()]
 
     def _state_vars_of_updates(self):
         initial = {id(variable): var for variable, var in self.graph.state}
