@@ -24,14 +24,19 @@ from .blocks import mark, names_in, np_type, renamed
 _PARAMETER_PREFIXES = ('a', 's', 'o', 'k', 'd')
 
 
-def _inline(cg, graph, args, results, depth=1, out_buffers=False):
-    """Emit the code of `graph` at `depth`, reading `args` (marked texts: its inputs, then
-    with `out_buffers` the buffers of its array outputs) and assigning its outputs (with
-    `out_buffers`, its 0-d ones) to `results`."""
-    sub = type(cg)(graph, out_buffers)
+def _generate(cg, graph, out_buffers=False, carries=None):
+    """(codegen, result expressions) of `graph`'s code, to emit with `_emit`."""
+    sub = type(cg)(graph, out_buffers, carries)
     sub.helpers = cg.helpers
-    returned = sub.statements()
     assert not graph.state, 'sub-graphs read Variables through their inputs'
+    return sub, sub.statements()
+
+
+def _emit(cg, generated, args, results, depth=1):
+    """Emit generated sub-graph code at `depth`, reading `args` (marked texts: its inputs,
+    then with `out_buffers` the buffers of its array outputs) and assigning its outputs (with
+    `out_buffers`, its 0-d ones) to `results`."""
+    sub, returned = generated
     consts = []
     for value in (np.asarray(sub.dims.sizes(), np.int64), np.asarray(sub.fconsts, np.float64),
                   np.asarray(sub.iconsts, np.int64), *sub.array_consts):
@@ -62,6 +67,10 @@ def _inline(cg, graph, args, results, depth=1, out_buffers=False):
         cg.assign(result, renamed(value, rename), depth)
 
 
+def _inline(cg, graph, args, results, depth=1):
+    _emit(cg, _generate(cg, graph), args, results, depth)
+
+
 def _bind_outputs(cg, node, first):
     """A name for each output of the node (`first`, given by the caller, for the first)."""
     names = []
@@ -72,36 +81,53 @@ def _bind_outputs(cg, node, first):
     return names
 
 
-def _fresh_copies(cg, values):
-    """Loop-carried names holding the initial values: arrays are copied (the loop may run zero
-    times, and its results must never be an argument's or a Variable's buffer), scalars cast
-    to their exact type (Numba keeps a loop variable's type)."""
+def _body(cg, graph, num_consts, num_carry):
+    """A loop body's generated code: carries updated in place where legal."""
+    return _generate(cg, graph, True, {k: num_consts + k for k in range(num_carry)})
+
+
+def _initial_carries(cg, node, values, in_place):
+    """Loop-carried names holding the initial values. Arrays are copied (the loop may run zero
+    times, and its results must never be an argument's or a Variable's buffer), except a
+    Variable's value that the loop updates in place (`in_place`: carry indices the body
+    writes into their own buffer) when the loop's result is that Variable's final value and
+    nothing reads its old one later: the loop then runs in the Variable's buffer. Scalars are
+    cast to their exact type (Numba keeps a loop variable's type)."""
     names = []
-    for var in values:
-        name = cg.fresh('c')
+    for k, var in enumerate(values):
         ref = cg.ref(var)
-        cg.assign(name, f'{np_type(var.dtype)}({ref})' if var.shape == () else f'{ref}.copy()')
-        names.append(name)
+        if var.shape == ():
+            names.append(cg.fresh('c'))
+            cg.assign(names[-1], f'{np_type(var.dtype)}({ref})')
+        elif k in in_place and cg.writable_state(cg.group, node.outputs[k]) is var \
+                and node.inputs.count(var) == 1:
+            cg.inplace[node.outputs[k]] = ref
+            names.append(ref)
+        else:
+            names.append(cg.fresh('c'))
+            cg.assign(names[-1], f'{ref}.copy()')
     return names
 
 
-def _spares(cg, carry, values):
-    """A second buffer per array carry: the body reads the current buffers and writes the next
-    ones, then the two swap, so no iteration allocates or copies a carry."""
+def _spares(cg, carry, values, in_place):
+    """A second buffer per array carry not updated in place: the body reads the current
+    buffers and writes the next ones, then the two swap, so no iteration allocates or copies
+    a carry."""
     spares = {}
-    for name, var in zip(carry, values):
-        if var.shape != ():
+    for k, (name, var) in enumerate(zip(carry, values)):
+        if var.shape != () and k not in in_place:
             spares[name] = cg.fresh('b')
             cg.assign(spares[name], f'np.empty_like({name})')
     return spares
 
 
 def _step(cg, body, args, carry, spares, rows):
-    """One iteration: the body writes the array carries into the spares and the stacked
-    rows (`rows`: (text, is 0-d) per stacked output) in place, assigns the 0-d ones."""
-    buffers = [spares[c] for c in carry if c in spares] + [r for r, scalar in rows if not scalar]
-    results = [c for c in carry if c not in spares] + [r for r, scalar in rows if scalar]
-    _inline(cg, body, args + buffers, results, 2, out_buffers=True)
+    """One iteration: the body writes the array carries into the spares (or in place) and the
+    stacked rows (`rows`: (text, is 0-d) per stacked output) in place, assigns the 0-d ones."""
+    arrays = [c for c, v in zip(carry, body[0].graph.outputs) if v.shape != ()]
+    buffers = [spares.get(c, c) for c in arrays] + [r for r, scalar in rows if not scalar]
+    results = [c for c in carry if c not in arrays] + [r for r, scalar in rows if scalar]
+    _emit(cg, body, args + buffers, results, 2)
     for name, spare in spares.items():
         cg.emit(f'{name}, {spare} = {spare}, {name}', 2, (name, spare))
 
@@ -124,14 +150,16 @@ def cond(cg, node, name):
 def while_loop(cg, node, name):
     num_consts = node.params['num_consts']
     consts = [cg.ref(v) for v in node.inputs[:num_consts]]
-    carry = _fresh_copies(cg, node.inputs[num_consts:])
-    spares = _spares(cg, carry, node.inputs[num_consts:])
+    values = node.inputs[num_consts:]
+    body = _body(cg, node.params['body_graph'], num_consts, len(values))
+    carry = _initial_carries(cg, node, values, body[0].carried_in_place)
+    spares = _spares(cg, carry, values, body[0].carried_in_place)
     pred = cg.fresh('p')
     cg.emit('while True:')
     _inline(cg, node.params['cond_graph'], consts + carry, [pred], 2)
     cg.emit(f'if not {pred}:', 2)
     cg.emit('break', 3)
-    _step(cg, node.params['body_graph'], consts + carry, carry, spares, [])
+    _step(cg, body, consts + carry, carry, spares, [])
     for result, value in zip(_bind_outputs(cg, node, name), carry):
         cg.assign(result, value)
 
@@ -141,8 +169,10 @@ def scan(cg, node, name):
     num_consts, num_carry = params['num_consts'], params['num_carry']
     split = num_consts + num_carry
     consts = [cg.ref(v) for v in node.inputs[:num_consts]]
-    carry = _fresh_copies(cg, node.inputs[num_consts:split])
-    spares = _spares(cg, carry, node.inputs[num_consts:split])
+    values = node.inputs[num_consts:split]
+    body = _body(cg, params['body'], num_consts, num_carry)
+    carry = _initial_carries(cg, node, values, body[0].carried_in_place)
+    spares = _spares(cg, carry, values, body[0].carried_in_place)
     xs = [cg.ref(v) for v in node.inputs[split:]]
     length = cg.const_scalar(np.asarray(params['length'], np.int64))
     results = _bind_outputs(cg, node, name)
@@ -154,8 +184,7 @@ def scan(cg, node, name):
             for out, ys in zip(params['body'].outputs[num_carry:], stacked)]
     cg.emit(f'for {step} in range({length}):', defines=(step,))
     cg.assign(row, f'{length} - 1 - {step}' if params['reverse'] else step, 2)
-    _step(cg, params['body'], consts + carry + [f'{x}[{row}]' for x in xs], carry, spares,
-          rows)
+    _step(cg, body, consts + carry + [f'{x}[{row}]' for x in xs], carry, spares, rows)
     for (y, scalar), ys in zip(rows, stacked):
         if scalar:
             cg.emit(f'{ys}[{row}] = {y}', 2)
