@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from . import lowering
+from . import fusion_buffers, lowering
 from .blocks import MARK, Block, helper, mark, np_type
 from .dims import DimClasses
 from .fpflags import fastmath_source
@@ -71,6 +71,9 @@ class Codegen:
         self.out_buffers = out_buffers
         self.out_args = []        # (output Var, buffer argument) per array output
         self.out_target = {}      # array output Var -> the buffer its loop writes directly
+        # allreduce operand -> its persistent buffer; values computed in one's slot
+        self.fusion_buffers, self.packed_sources = fusion_buffers.plan(self)
+        self.buffer_views = set()  # values that may view a fusion buffer
 
     # -- naming ----------------------------------------------------------------------------
 
@@ -166,6 +169,9 @@ class Codegen:
                 self.array_consts.append(np.ascontiguousarray(value))
                 params.append(name)
                 self.names[var] = name
+        for buffer in self.fusion_buffers.values():
+            params.append(buffer.name)
+            self.array_consts.append(buffer.array)
         return params
 
     def _out_params(self):
@@ -204,7 +210,7 @@ class Codegen:
             return
         outs = []  # copied before the updates are written: an output may be a state's old value
         aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
-            self.graph.consts)
+            self.graph.consts) | self.buffer_views
         for var in self.graph.outputs:
             ref = self.ref(var)
             if var.shape != () and var in aliased:
@@ -268,6 +274,8 @@ class Codegen:
             if target is not None:
                 self.inplace[result] = target
         entry.emit(self, node, name)
+        if any(v in self.buffer_views for v in node.inputs):
+            self.buffer_views.update(node.outputs)
 
     def _rows_target(self, group, base, value):
         """The Variable buffer a row scatter may write its result `value` into in place: its
