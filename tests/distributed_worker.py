@@ -191,7 +191,7 @@ def main():
     if scenario != 'train':
         failing(scenario)
         return
-    results = {}
+    results = {'cma_threshold': os.environ.get('MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD')}
     custom_training(results)
     embedding_training(results)
     collectives(results)
