@@ -9,10 +9,15 @@ taken in turn so background load hits every measurement alike:
   local        both ranks run the plain step at once (both cores busy, no communication);
   distributed  both ranks run the step with DistributedGradientTape (the allreduce inside the
                kernel);
-  mpi4py       both ranks run mpi4py's `Allreduce` of the step's gradient bytes.
+  mpi4py       both ranks run mpi4py's `Allreduce` of the step's gradient bytes;
+  synced       the plain step then the in-kernel allreduce of one float: lockstep, no data;
+  in-kernel    the compiled steps' allreduce (backend/mpi_kernels.py) of the gradient bytes,
+               called alone.
 The allreduce's share of the step is distributed - local (packing, MPI call, waiting for the
-peer), quoted against mpi4py's own Allreduce of the same bytes. Medians of `repeats` blocks of
->= 50 ms; rank 0 prints.
+peer), quoted against mpi4py's own Allreduce of the same bytes, and split into: lockstep
+(synced - local: waiting for the slower rank), the MPI call (in-kernel), and the rest (packing,
+both ranks' memory-bound phases coinciding). Medians of `repeats` blocks of >= 50 ms; rank 0
+prints, with the minor page faults per step of the plain and distributed steps.
 """
 import os
 
@@ -20,6 +25,7 @@ for _name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'NUM
     os.environ.setdefault(_name, '1')
 
 import argparse  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -84,9 +90,17 @@ def measure(problem, repeats, comm):
     grads = np.ones(count, np.float32)
     out = np.empty_like(grads)
 
+    kernel_allreduce = in_kernel_allreduce(grads, comm)
+    sync = in_kernel_allreduce(np.ones(1, np.float32), comm)
+
     def mpi4py_allreduce():
         comm.Allreduce(grads, out)
-    runs = {'local': alone, 'distributed': distributed, 'mpi4py': mpi4py_allreduce}
+
+    def synced():
+        alone()
+        sync()
+    runs = {'local': alone, 'distributed': distributed, 'mpi4py': mpi4py_allreduce,
+            'synced': synced, 'in-kernel': kernel_allreduce}
     for fn in runs.values():   # compile and warm up on both ranks
         fn(), fn(), fn()
     tj.config.block_until_compiled()   # time native kernels, not the interpreter meanwhile
@@ -103,17 +117,37 @@ def measure(problem, repeats, comm):
         for name, fn in runs.items():
             comm.Barrier()
             times[name].append(block(fn, sizes[name]))
-    return times, count
+    faults = {name: page_faults(runs[name]) for name in ('local', 'distributed')}
+    return times, count, faults
 
 
-def report(problem, times, count):
+def in_kernel_allreduce(buffer, comm):
+    """The allreduce compiled steps make, of `buffer` in place, as a Python callable."""
+    from mpi4py import MPI
+
+    from tracejit.backend import mpi_kernels, mpi_library
+    fns = np.array(mpi_library.function_addresses(), np.int64)
+    handles = np.array(mpi_library.sum_handles(buffer.dtype) + [MPI._handleof(comm)], np.int64)
+    allreduce = getattr(mpi_kernels, f'allreduce_sum{mpi_library.handle_bits()}')
+    return lambda: allreduce(buffer, fns, handles, 300.0)
+
+
+def page_faults(fn, steps=10):
+    """Minor page faults per call of `fn` (a fresh multi-MB array costs one per 4 KiB)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
+
+
+def report(problem, times, count, faults):
     us = {name: float(np.median(t)) * 1e6 for name, t in times.items()}
     spread = {name: float(np.subtract(*np.percentile(t, [75, 25])) / 2 / np.median(t))
               for name, t in times.items()}
     share = us['distributed'] - us['local']
     mib = count * 4 / 2**20
     print(f'{problem.name}  {problem.title}: gradients {count} floats ({mib:.2f} MiB)')
-    for name in ('alone', 'local', 'distributed', 'mpi4py'):
+    for name in ('alone', 'local', 'distributed', 'mpi4py', 'synced', 'in-kernel'):
         print(f'  {name:12s} {us[name]:10.1f} us   +-{100 * spread[name]:4.1f}%')
     scaling = 2 * us['alone'] / us['distributed']
     print(f'  throughput scaling 2 x alone / distributed = {scaling:.2f}x'
@@ -121,7 +155,12 @@ def report(problem, times, count):
           f'{2 * us["alone"] / us["local"]:.2f}x)')
     print(f'  allreduce share = distributed - local = {share:.1f} us = '
           f'{share / us["mpi4py"]:.2f}x mpi4py Allreduce of the same bytes '
-          f'({100 * share / us["distributed"]:.0f}% of the step)', flush=True)
+          f'({100 * share / us["distributed"]:.0f}% of the step)')
+    lockstep = us['synced'] - us['local']
+    print(f'    lockstep {lockstep:.1f} us, MPI call {us["in-kernel"]:.1f} us, rest '
+          f'{share - lockstep - us["in-kernel"]:.1f} us;  page faults a step: local '
+          f'{faults["local"]:.0f}, distributed {faults["distributed"]:.0f};  load '
+          f'{os.getloadavg()[0]:.2f}', flush=True)
 
 
 def main():
@@ -136,9 +175,9 @@ def main():
     makers = {'W3': make_w3, 'W4': make_w4}
     for name in args.workloads.split(','):
         problem = makers[name]()
-        times, count = measure(problem, args.repeats, comm)
+        times, count, faults = measure(problem, args.repeats, comm)
         if comm.rank == 0:
-            report(problem, times, count)
+            report(problem, times, count, faults)
 
 
 if __name__ == '__main__':

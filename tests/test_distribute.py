@@ -66,8 +66,10 @@ def test_bad_arguments_are_refused():
 
 def test_init_without_mpi4py_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, 'mpi4py', None)
+    monkeypatch.delenv('MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD', raising=False)
     with pytest.raises(tj.errors.UnavailableError, match=r'pip install "tracejit\[distributed\]"'):
         hvd.init()
+    assert 'MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD' not in os.environ   # nothing set for nothing
     assert hvd.size() == 1 and not hvd.is_initialized()
 
 
@@ -115,6 +117,8 @@ def test_two_processes_train_like_one_on_the_concatenated_batches(tmp_path):
         np.testing.assert_allclose(r0[f'param{i}'], r0[f'ref{i}'], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r0['embedding'], r0['ref_embedding'], rtol=1e-5, atol=1e-6)
     assert r0['allreduce_calls'] == 1 == r0['mpi_calls_in_kernel']  # fused: one MPI call a step
+    assert r0['concatenates'] == 0 and r0['gradients_in_buffer'] == 2
+    assert r0['cma_threshold'] == str(256 * 1024)   # init's MPICH default
     for i in range(4):   # Keras fit with DistributedOptimizer and both callbacks
         np.testing.assert_allclose(r0[f'fit{i}'], r0[f'ref_fit{i}'], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r0['fit_loss'], r0['ref_fit_loss'], rtol=1e-5)

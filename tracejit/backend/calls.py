@@ -99,6 +99,11 @@ def unslice(cg, node, name):
 
 def concat(cg, node, name):
     out, axis = node.outputs[0], node.params['axis']
+    buffer = cg.fusion_buffers.get(out)
+    if buffer is not None and buffer.by_concat:   # packing an allreduce's fusion buffer
+        buffer.pack(cg, cg.packed_sources)
+        cg.emit(f'{name} = {buffer.name}')
+        return
     target = cg.out_target.get(out)
     if target is None:
         parts = ''.join(f'{cg.ref(v)}, ' for v in node.inputs)
@@ -179,25 +184,28 @@ def identity(cg, node, name):
 
 
 def allreduce_sum(cg, node, name):
-    """The sum over MPI processes, by mpi_kernels.allreduce_sum from inside the kernel. The
-    library's function pointers, the handles and the deadline are per-process constants read
-    from `ic`/`fc`, so the source stays the same in every process (communicator 0: this
-    process alone, a copy)."""
+    """The sum over MPI processes, by mpi_kernels.allreduce_sum from inside the kernel, in
+    place in the operand's persistent fusion buffer (fusion_buffers.py). The library's function
+    pointers, the handles and the deadline are per-process constants read from `ic`/`fc`, so
+    the source stays the same in every process (communicator 0: this process alone, a copy)."""
     x, out = node.inputs[0], node.outputs[0]
-    send, recv = cg.fresh('m'), cg.fresh('m')
-    cg.emit(f'{send} = np.ascontiguousarray({_as_array(cg, x)}).reshape({cg.size(x)})')
     if node.params['comm'] == 0:
-        cg.emit(f'{recv} = {send}.copy()')
-    else:
-        base = len(cg.iconsts)
-        cg.iconsts.extend(mpi_library.function_addresses() + mpi_library.sum_handles(out.dtype)
-                          + [node.params['comm']])
-        cg.fconsts.append(node.params['timeout'])
-        cg.emit(f'{recv} = np.empty({cg.size(x)}, {np_type(out.dtype)})')
-        fns, handles = f'{INTS}[{base}:{base + 4}]', f'{INTS}[{base + 4}:{base + 7}]'
-        cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, {fns}, {handles}, '
-                f'{FLOATS}[{len(cg.fconsts) - 1}])')
-    _finish(cg, out, name, recv)
+        recv = cg.fresh('m')
+        cg.emit(f'{recv} = np.ascontiguousarray({_as_array(cg, x)}).reshape({cg.size(x)}).copy()')
+        _finish(cg, out, name, recv)
+        return
+    buffer = cg.fusion_buffers[x]
+    if not buffer.by_concat:
+        buffer.pack(cg, {})
+    base = len(cg.iconsts)
+    cg.iconsts.extend(mpi_library.function_addresses() + mpi_library.sum_handles(out.dtype)
+                      + [node.params['comm']])
+    cg.fconsts.append(node.params['timeout'])
+    fns, handles = f'{INTS}[{base}:{base + 5}]', f'{INTS}[{base + 5}:{base + 8}]'
+    cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({buffer.name}, {fns}, {handles}, '
+            f'{FLOATS}[{len(cg.fconsts) - 1}])')
+    cg.buffer_views.add(out)
+    _finish(cg, out, name, buffer.name)
 
 
 def _window_args(node):

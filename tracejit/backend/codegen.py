@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from . import lowering
+from . import fusion_buffers, lowering
 from .blocks import DIMS, FLOATS, INTS, MARK, Block, helper, mark, np_type
 from .dims import DimClasses
 from .fpflags import fastmath_source
@@ -78,6 +78,9 @@ class Codegen:
         self.out_buffers = out_buffers
         self.out_args = []        # (output Var, buffer argument) per array output
         self.out_target = {}      # array output Var -> the buffer its loop writes directly
+        # allreduce operand -> its persistent buffer; values computed in one's slot
+        self.fusion_buffers, self.packed_sources = fusion_buffers.plan(self)
+        self.buffer_views = set()  # values that may view a fusion buffer
 
     # -- naming ----------------------------------------------------------------------------
 
@@ -111,6 +114,8 @@ class Codegen:
     # -- analysis --------------------------------------------------------------------------
 
     def _readers(self):
+        """{value: the groups reading it ('end': an output or update)}, a read of a view
+        counting as a read of its base too (see `direct_readers`, `view_readers`)."""
         readers = {}
         for group in self.plan.groups:
             for node in group.nodes:
@@ -118,6 +123,7 @@ class Codegen:
                     readers.setdefault(v, set()).add(group.index)
         for v in self.graph.outputs + [v for _, v in self.graph.updates]:
             readers.setdefault(v, set()).add('end')
+        self.direct_readers = {v: set(groups) for v, groups in readers.items()}
         self.view_readers = {}   # value -> groups reading a view of it
         for view, base in self.owner.items():
             self.view_readers.setdefault(base, set()).update(readers.get(view, ()))
@@ -193,6 +199,9 @@ class Codegen:
                 self.array_consts.append(np.ascontiguousarray(value))
                 params.append(name)
                 self.names[var] = name
+        for buffer in self.fusion_buffers.values():
+            params.append(buffer.name)
+            self.array_consts.append(buffer.array)
         return params
 
     def _out_params(self):
@@ -234,7 +243,7 @@ class Codegen:
             return self._fill_out_buffers()
         outs = []  # copied before the updates are written: an output may be a state's old value
         aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
-            self.graph.consts)
+            self.graph.consts) | self.buffer_views
         for var in self.graph.outputs:
             ref = self.ref(var)
             if var.shape != () and self.owner.get(var, var) in aliased:
@@ -302,6 +311,8 @@ class Codegen:
             if target is not None:
                 self.inplace[result] = target
         entry.emit(self, node, name)
+        if any(v in self.buffer_views for v in node.inputs):
+            self.buffer_views.update(node.outputs)
 
     def _rows_target(self, group, base, value):
         """The Variable buffer a row scatter may write its result `value` into in place: its

@@ -1,5 +1,8 @@
-"""MPI calls from inside a compiled kernel: an allreduce with a deadline, through C function
-pointers received as arguments (see mpi_library.py).
+"""MPI calls from inside a compiled kernel: an in-place allreduce with a deadline, through C
+function pointers received as arguments (see mpi_library.py).
+
+The buffer is reduced in place (MPI_IN_PLACE): it is the step's persistent fusion buffer
+(fusion_buffers.py), so a step neither allocates a receive buffer nor hands MPI a new address.
 
 The allreduce is non-blocking (MPI_Iallreduce) and polled with MPI_Test until it completes or
 `timeout` seconds of MPI_Wtime pass: a peer that died, stopped early or runs a different step
@@ -8,7 +11,8 @@ MPI_Allreduce polls the same way; after SPINS polls this one also yields its cor
 (sched_yield), so on a machine with more busy processes than cores the peer it waits for can
 be scheduled instead of the poller.
 
-`fns` holds the addresses of (MPI_Iallreduce, MPI_Test, MPI_Wtime, sched_yield), `handles`
+`fns` holds the addresses of (MPI_Iallreduce, MPI_Test, MPI_Wtime, sched_yield, MPI_IN_PLACE),
+`handles`
 (datatype, op, communicator); a handle is an integer of `bits` bits (32 for MPICH, 64 for Open
 MPI), passed as an int64 and narrowed here, so one kernel source serves both.
 """
@@ -62,12 +66,12 @@ _IALLREDUCE = {32: _iallreduce(ir.IntType(32)), 64: _iallreduce(ir.IntType(64))}
 
 def _allreduce_sum(iallreduce):
     @numba.njit(nogil=True, cache=True)
-    def allreduce_sum(send, recv, fns, handles, timeout):
-        """recv <- the sum over ranks of send (C-contiguous, same size), or raise."""
+    def allreduce_sum(buffer, fns, handles, timeout):
+        """buffer (C-contiguous) <- its sum over ranks, or raise."""
         request = np.zeros(1, np.int64)
         flag = np.zeros(1, np.int32)
         status = np.zeros(16, np.int64)  # larger than MPI_Status in MPICH and Open MPI
-        code = iallreduce(fns[0], (send.ctypes.data, recv.ctypes.data, send.size, handles[0],
+        code = iallreduce(fns[0], (fns[4], buffer.ctypes.data, buffer.size, handles[0],
                                    handles[1], handles[2], request.ctypes.data))
         if code != 0:
             raise UnavailableError('MPI_Iallreduce failed in a compiled step')

@@ -26,10 +26,11 @@ def handle_bits():
 
 
 def function_addresses():
-    """Addresses of FUNCTIONS, then of the C library's sched_yield."""
-    _, lib = _library()
+    """Addresses of FUNCTIONS, of the C library's sched_yield, then MPI_IN_PLACE (a special
+    address: -1 in MPICH, 1 in Open MPI)."""
+    MPI, lib = _library()
     functions = [getattr(lib, name) for name in FUNCTIONS] + [ctypes.CDLL(None).sched_yield]
-    return [ctypes.cast(f, ctypes.c_void_p).value for f in functions]
+    return [ctypes.cast(f, ctypes.c_void_p).value for f in functions] + [int(MPI.IN_PLACE)]
 
 
 def sum_handles(dtype):
