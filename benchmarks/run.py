@@ -1,10 +1,11 @@
 """Benchmark runner: `python -m benchmarks.run [--workloads W1,W3] [--repeats N] [--quick]
-[--impls numpy,jax] [--check] [--memory]`.
+[--impls numpy,jax] [--check] [--memory] [--end-to-end]`.
 
 Runs workloads W1-W5, W8 and W9 for every available implementation in this process and prints
 µs/step (median over repeats of a block of consecutive steps), ratios vs JAX and numpy, and the
 floors;
-W6 (compile latency) and `--memory` (peak RSS) use fresh subprocesses (see `isolated.py`).
+W6 (compile latency) and `--memory` (peak RSS) use fresh subprocesses (see `isolated.py`);
+`--end-to-end` then times whole scripts from process start (E2, E3: see `scripts.py`).
 `--check` instead runs a few steps of each implementation from identical parameters and data and
 asserts that the parameters agree with the numpy reference to 1e-4 relative.
 """
@@ -407,6 +408,9 @@ def parse_args(argv):
                    help='check every implementation against numpy instead of timing')
     p.add_argument('--memory', action='store_true',
                    help='also measure peak RSS of W4 and W5 in a subprocess per implementation')
+    p.add_argument('--end-to-end', action='store_true',
+                   help='also time whole scripts from process start, cold and warm cache '
+                        '(E2, E3: benchmarks/scripts.py)')
     args = p.parse_args(argv)
     args.workloads = [w.strip().upper() for w in args.workloads.split(',') if w.strip()]
     args.impls = [i.strip() for i in args.impls.split(',') if i.strip()]
@@ -484,6 +488,9 @@ def main(argv=None):
         isolated.report_latency(impls, args)
     if args.memory:
         isolated.report_memory(impls, args)
+    if args.end_to_end:
+        from benchmarks import scripts
+        scripts.main([])
     print('\n' + load_report('end'))
     return 0
 
