@@ -137,6 +137,7 @@ def test_compiled_step_equals_eager():
     ((2, 5, 7, 3), (2, 2), (3, 2), 'VALID'),   # windows apart: a row and a column in none
     ((1, 5, 5, 2), (1, 2), (3, 2), 'SAME'),
     ((1, 5, 5, 2), (3, 3), (2, 2), 'SAME'),    # overlapping windows
+    ((2, 4, 5, 3), (2, 2), (1, 1), 'SAME'),
 ])
 def test_max_pool_grad_helper_writes_its_whole_output(shape, ksize, strides, padding):
     """The kernel gets an uninitialised array (NaNs here): every pixel is written, zero

