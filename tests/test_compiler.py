@@ -73,6 +73,28 @@ def test_linear_step_is_one_loop_and_matches_numpy():
     np.testing.assert_allclose([W.numpy(), b.numpy()], [W_ref, b_ref], rtol=1e-5)
 
 
+def test_views_of_a_variable_read_before_its_update_keep_the_old_value():
+    """reshape and a leading-axis slice of a Variable are views of its buffer in the kernel:
+    results read before the assignment hold the old value, as in TensorFlow, whether the
+    update is written in place or copied in at the end."""
+    w0 = np.arange(6.0).reshape(2, 3)
+    v, u = tj.Variable(w0), tj.Variable(w0)
+
+    @tj.function
+    def step():
+        flat, row, cols = tj.reshape(v, (6,)), v[0], tj.transpose(u)
+        v.assign(v * 2.0 + 1.0)
+        u.assign(tj.transpose(cols) + 1.0)
+        return flat, row, cols
+
+    flat, row, cols = step()
+    np.testing.assert_array_equal(np.asarray(flat), w0.ravel())
+    np.testing.assert_array_equal(np.asarray(row), w0[0])
+    np.testing.assert_array_equal(np.asarray(cols), w0.T)
+    np.testing.assert_array_equal(v.numpy(), w0 * 2.0 + 1.0)
+    np.testing.assert_array_equal(u.numpy(), w0 + 1.0)
+
+
 @pytest.mark.parametrize('n', [64, codegen.PARALLEL_MIN + 1000])
 def test_elementwise_loss_gradient_and_update_share_one_pass(n):
     step, a, b = elementwise_step(n)

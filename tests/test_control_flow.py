@@ -264,6 +264,61 @@ def _run(mode, step, *args):
     return outs[0] if len(outs) == 1 else outs
 
 
+def _updated_in_loop(v, xs, keep=None):
+    """v <- v * 0.5 + x (+ `keep`, a view of v's value read before the loop) for x in xs."""
+    @tj.function
+    def run(xs):
+        before = tj.reshape(v, (-1,))
+        first = v[0]
+        for x in xs:
+            v.assign(v * 0.5 + x + (first if keep == 'first' else 0.0))
+        return before if keep == 'before' else tj.reduce_sum(xs) + 1.0
+    return run
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize('keep', [None, 'before', 'first'])
+def test_a_loop_updates_a_variable_in_its_buffer_unless_its_old_value_is_read(keep):
+    """A loop whose body reads each element of a Variable before it writes it runs in the
+    Variable's buffer: no copy in, none out, no spare buffer. When the old value is read
+    after the loop starts (a view of it returned, or read by the body), it must not: every
+    result equals a numpy loop."""
+    w0 = np.arange(6.0).reshape(2, 3)
+    xs = np.linspace(-1.0, 1.0, 18).reshape(3, 2, 3)
+    v = tj.Variable(w0)
+    run = _updated_in_loop(v, xs, keep)
+    out = np.asarray(run(xs)).copy()
+    want = w0
+    for x in xs:
+        want = want * 0.5 + x + (w0[0] if keep == 'first' else 0.0)
+    np.testing.assert_allclose(v.numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(out, w0.ravel() if keep == 'before' else xs.sum() + 1.0,
+                               rtol=1e-12)
+    source = run.lower(xs).source
+    if keep is None:
+        assert '.copy()' not in source and 'np.empty_like' not in source
+        assert 'copy_into' not in source
+
+
+@pytest.mark.compiled
+def test_a_loop_failing_midway_leaves_the_variables_it_updates_in_place_unchanged():
+    v = tj.Variable(np.zeros(3))
+    table = np.arange(12.0).reshape(4, 3)
+
+    @tj.function
+    def run(ids):
+        for i in ids:
+            v.assign(v * 0.5 + tj.gather(table, i))
+        return tj.reduce_sum(v)
+
+    np.testing.assert_allclose(float(run(np.array([1, 2], np.int32))),
+                               (table[1] * 0.5 + table[2]).sum())
+    before = v.numpy().copy()
+    with pytest.raises(IndexError, match='out of range'):   # at the third step
+        run(np.array([0, 3, 4], np.int32))
+    np.testing.assert_array_equal(v.numpy(), before)
+
+
 def test_gradient_through_a_variable_read_in_a_branch_and_a_loop():
     w = tj.Variable(np.array([0.5, -1.5, 2.0]))
 
@@ -574,8 +629,9 @@ def test_debug_nans_names_the_control_flow_node_and_keeps_the_variables():
 
 @pytest.mark.compiled
 def test_carries_in_two_buffers_keep_each_iterations_values():
-    """Array carries are updated in place (the body writes the spare buffer, then the two swap)
-    and stacked rows written into the result: a body that swaps two carries, passes one
+    """Array carries are updated in place (in their own buffer when the body reads element i
+    before writing it, else the body writes a spare buffer and the two swap) and stacked rows
+    written into the result: a body that swaps two carries, passes one
     through, and stacks the old value, the new one and matmuls' must still equal a Python
     loop, for odd and even trip counts, forwards and reversed; a while loop likewise (zero
     trips too)."""
@@ -622,5 +678,12 @@ def test_carries_in_two_buffers_keep_each_iterations_values():
     source = run.lower(xs, a, b, k, np.int32(1)).source
     in_loops = [line for line in source[source.index('def kernel'):].splitlines()
                 if line.startswith(' ' * 8)]
-    assert in_loops and not any('.copy()' in line or 'np.empty' in line for line in in_loops)
-    assert sum(', b' in line and ' = b' in line for line in in_loops) == 2 * 3 + 2   # swaps
+    # no carry or stacked row is copied or allocated per iteration: the loops' only allocation
+    # is each scan body's own temporary `k * x[1]`
+    allocations = [line for line in in_loops if '.copy()' in line or 'np.empty' in line]
+    assert len(allocations) == 2 and all('= np.empty((' in line for line in allocations)
+    # each scan swaps its three carries (its body reads an old value after the new one is made:
+    # `a` is stacked, `b` becomes `a`, `k` passes through); the while body's loop reads c[i]
+    # and d[i] before it writes them, so both are updated in their own buffers
+    assert sum(', b' in line and ' = b' in line for line in in_loops) == 2 * 3
+    assert source.count('np.empty_like') == 2 * 3

@@ -368,8 +368,5 @@ def test_every_primitive_is_fuzzed():
     # stop_gradient and fresh_read are dropped by the simplifier once the graph is
     # differentiated, so they never reach a kernel; the program table applies stop_gradient
     # (eagerly, traced and compiled), test_control_flow.py fresh reads
-    # the sparse optimizer row kernels are made by optimizers and passes, not by user ops: their
-    # registry specs (test_primitives.py, compiled too) and test_sparse.py check them
-    row_kernels = {'gather_sum', 'accumulate_rows', 'lazy_adam_rows'}
     assert 'stop_gradient' in PROGRAM_OPS
-    assert sorted(set(REGISTRY) - seen - {'stop_gradient', 'fresh_read'} - row_kernels) == []
+    assert sorted(set(REGISTRY) - seen - {'stop_gradient', 'fresh_read'}) == []

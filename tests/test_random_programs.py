@@ -23,8 +23,11 @@ from hypothesis import strategies as st
 
 import tracejit as tj
 from tracejit import ir
+from tracejit.primitives import REGISTRY
+from tracejit.tracing import bind
 
 from gradcheck import check_grads
+from test_primitives import _accumulate_rows_ref, _gather_sum_ref, _lazy_adam_rows_ref
 
 MARGIN = 1e-2           # distance from any kink, >> the finite-difference steps
 MAX_MAGNITUDE = 1e4     # reject programs whose values explode (exp of exp of ...)
@@ -193,6 +196,62 @@ def _np_sum_duplicates(p, x):
     return np.stack([x[ids == i].sum(axis=0) for i in ids]) if ids.size else x
 
 
+def _bag_params(shape):
+    """Bags of rows for gather_sum: a repeated row, a negative index, an empty bag."""
+    if not shape:
+        return []
+    n = shape[0]
+    return [((0, n - 1), (n - 1, n - 1)), ((-1,),), ((), ())]
+
+
+def _tj_gather_sum(p, x):
+    return bind(REGISTRY['gather_sum'], x, np.array(p, np.int32))
+
+
+def _np_gather_sum(p, x):
+    return _gather_sum_ref(x, np.array(p, np.int32))
+
+
+def _update_rows_params(shape):
+    """(rows, repeat) for the sparse optimizer row kernels: rows repeated, each value row
+    serving one or two indices; the values are x's first rows."""
+    if not shape:
+        return []
+    n = shape[0]
+    return [((n - 1, 0, n - 1), 1), (tuple(i % n for i in range(2 * n)), 2)]
+
+
+def _tj_accumulate_rows(p, x):
+    """SGD's sparse step on x (the base is an operand used again by the program: an in-place
+    row kernel must not clobber it)."""
+    rows, repeat = p
+    values = tj.gather(x, np.arange(len(rows) // repeat) % x.shape[0])
+    return tj.ops.accumulate_rows(x, np.array(rows, np.int32), values, -0.25, 1.0, 1, repeat)
+
+
+def _np_accumulate_rows(p, x):
+    rows, repeat = p
+    values = x[np.arange(len(rows) // repeat) % x.shape[0]]
+    return _accumulate_rows_ref(x, np.array(rows), values, -0.25, decay=1.0, power=1,
+                                repeat=repeat)
+
+
+def _tj_lazy_adam_rows(p, x):
+    rows, repeat = p
+    values = tj.gather(x, np.arange(len(rows) // repeat) % x.shape[0])
+    var, m, v = tj.ops.lazy_adam_rows(x, np.array(rows, np.int32), x * 0.5, x * x + 0.5,
+                                      values, 0.1, 0.9, 0.999, 1e-7, repeat)
+    return var + m * v
+
+
+def _np_lazy_adam_rows(p, x):
+    rows, repeat = p
+    values = x[np.arange(len(rows) // repeat) % x.shape[0]]
+    var, m, v = _lazy_adam_rows_ref(x, np.array(rows), x * 0.5, x * x + 0.5, values, 0.1,
+                                    beta_1=0.9, beta_2=0.999, epsilon=1e-7, repeat=repeat)
+    return var + m * v
+
+
 def _to_integer(x):
     """Distance of `x` from the nearest integer (the kinks of floor and of a cast to int)."""
     x = np.asarray(x)
@@ -344,6 +403,13 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
     'sum_duplicates': Op(1, lambda p, x: tj.ops.sum_duplicates(x, np.array(p, np.int32)),
                          _np_sum_duplicates,
                          lambda s: [tuple(i % 2 for i in range(s[0]))] if s else []),
+    'gather_sum': Op(1, _tj_gather_sum, _np_gather_sum, _bag_params),
+    # the sparse optimizer row kernels are not differentiated (their programs compare
+    # tracejit's gradient paths, not finite differences)
+    'accumulate_rows': Op(1, _tj_accumulate_rows, _np_accumulate_rows, _update_rows_params,
+                          fd=False),
+    'lazy_adam_rows': Op(1, _tj_lazy_adam_rows, _np_lazy_adam_rows, _update_rows_params,
+                         fd=False),
     'py_function': Op(1, lambda p, x: tj.py_function(lambda a: tj.sin(a) * 2.0, [x], x.dtype),
                       lambda p, x: np.sin(x) * 2.0),   # a host call back into Python
     'tile': Op(1, lambda p, x: tj.tile(x, p), lambda p, x: np.tile(x, p),

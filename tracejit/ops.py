@@ -558,8 +558,9 @@ def accumulate_rows(base, indices, values, scale, decay, power, repeat=1):
 def lazy_adam_rows(var, indices, m, v, values, lr, beta_1, beta_2, epsilon, repeat=1):
     """(var, m, v) after TF Addons' LazyAdam step on the distinct rows of `indices` (values of
     repeated ids summed; index j goes with value j // repeat); other rows unchanged."""
-    return bind(P.REGISTRY['lazy_adam_rows'], operand(var), operand(indices), operand(m),
-                operand(v), operand(values), operand(lr), beta_1=float(beta_1),
+    var = operand(var)
+    return bind(P.REGISTRY['lazy_adam_rows'], var, operand(indices), operand(m),
+                operand(v), operand(values), cast(lr, var.dtype), beta_1=float(beta_1),
                 beta_2=float(beta_2), epsilon=float(epsilon), repeat=int(repeat))
 
 

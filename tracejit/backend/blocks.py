@@ -19,6 +19,10 @@ def mark(name):
     return f'{MARK}{name}{MARK}'
 
 
+# the per-trace value arrays every generated function receives: dims, float and int constants
+DIMS, FLOATS, INTS = mark('dims'), mark('fc'), mark('ic')
+
+
 class Statement:
     """One line of code: its indentation depth, its text and the marked names it assigns."""
 
@@ -57,8 +61,16 @@ class Block:
         return render(self.statements)
 
 
-def _names_in(text):
+def names_in(text):
+    """The marked names in `text`, in order."""
     return text.split(MARK)[1::2]
+
+
+def renamed(text, rename):
+    """`text` with its marked names renamed by `rename` (a dict), still marked."""
+    parts = text.split(MARK)
+    parts[1::2] = [rename.get(n, n) for n in parts[1::2]]
+    return MARK.join(parts)
 
 
 def render(statements, rename=None):
@@ -77,13 +89,13 @@ def helper(statements, results):
     (marked names): the text, from the parameter list on, names parameters p0, p1, .. and
     locals w0, w1, .. in order of appearance, so equal loops give equal text. The parameters
     are marked names: the names the statements read without assigning them."""
-    defined = {n for s in statements for d in s.defines for n in _names_in(d)}
-    order = list(dict.fromkeys(n for s in statements for n in _names_in(s.text)))
-    order += [n for n in _names_in(''.join(results)) if n not in order]
+    defined = {n for s in statements for d in s.defines for n in names_in(d)}
+    order = list(dict.fromkeys(n for s in statements for n in names_in(s.text)))
+    order += [n for n in names_in(''.join(results)) if n not in order]
     params = [n for n in order if n not in defined]
     rename = {n: f'p{k}' for k, n in enumerate(params)}
     rename.update((n, f'w{k}') for k, n in enumerate(n for n in order if n in defined))
     text = f'{", ".join(rename[p] for p in params)}):\n{render(statements, rename)}'
     if results:
-        text += f'\n    return {", ".join(rename[r] for n in results for r in _names_in(n))},'
+        text += f'\n    return {", ".join(rename[r] for n in results for r in names_in(n))},'
     return text, [mark(p) for p in params]

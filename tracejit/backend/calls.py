@@ -6,7 +6,7 @@ their operand as (before, axis, after) so one helper in `kernels.py` serves ever
 import numpy as np
 
 from . import mpi_library
-from .blocks import np_type
+from .blocks import FLOATS, INTS, np_type
 
 
 def _slice_text(cg, slices, var):
@@ -182,9 +182,9 @@ def allreduce_sum(cg, node, name):
                           + [node.params['comm']])
         cg.fconsts.append(node.params['timeout'])
         cg.emit(f'{recv} = np.empty({cg.size(x)}, {np_type(out.dtype)})')
-        fns, handles = f'ic[{base}:{base + 4}]', f'ic[{base + 4}:{base + 7}]'
+        fns, handles = f'{INTS}[{base}:{base + 4}]', f'{INTS}[{base + 4}:{base + 7}]'
         cg.emit(f'K.allreduce_sum{mpi_library.handle_bits()}({send}, {recv}, {fns}, {handles}, '
-                f'fc[{len(cg.fconsts) - 1}])')
+                f'{FLOATS}[{len(cg.fconsts) - 1}])')
     _finish(cg, out, name, recv)
 
 

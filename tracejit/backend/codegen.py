@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from . import lowering
-from .blocks import MARK, Block, helper, mark, np_type
+from .blocks import DIMS, FLOATS, INTS, MARK, Block, helper, mark, np_type
 from .dims import DimClasses
 from .fpflags import fastmath_source
 from .fusion import partition
@@ -53,17 +53,24 @@ class Lowered:
 
 
 class Codegen:
-    def __init__(self, graph, out_buffers=False):
+    def __init__(self, graph, out_buffers=False, carries=None):
         """`out_buffers`: the function writes its array outputs into buffers the caller
         passes after its other parameters (one per array output, in order) and returns only
-        its 0-d outputs; a loop body's carries and stacked rows are then updated in place."""
+        its 0-d outputs; a loop body's carries and stacked rows are then updated in place.
+        `carries` (a loop body's): {output index: index of the input it is the next value of};
+        `carried_in_place` then lists the outputs written into their input's buffer (whose
+        buffer argument the caller passes is that input's)."""
         self.graph = graph
+        self.carries = carries or {}
+        self.carried_in_place = set()
+        self.group = None         # the group being emitted
         self.dims = DimClasses(graph, lowering.dims_rule)
         self.plan = partition(graph, self.dims)
         self.block, self.names, self.scalar = Block(), {}, {}
         self.fconsts, self.iconsts, self.array_consts = [], [], []
         self.counter = 0
         self.helpers = {}         # canonical loop text -> (helper name, parallel)
+        self.owner = self._view_owners()
         self.readers = self._readers()
         self.order = {g.index: k for k, g in enumerate(self.plan.groups)}
         self.state_arg = {}       # state Var -> argument name
@@ -111,7 +118,20 @@ class Codegen:
                     readers.setdefault(v, set()).add(group.index)
         for v in self.graph.outputs + [v for _, v in self.graph.updates]:
             readers.setdefault(v, set()).add('end')
+        self.view_readers = {}   # value -> groups reading a view of it
+        for view, base in self.owner.items():
+            self.view_readers.setdefault(base, set()).update(readers.get(view, ()))
+        for base, groups in self.view_readers.items():
+            readers.setdefault(base, set()).update(groups)
         return readers
+
+    def _view_owners(self):
+        """{a value that may be a view: the value whose buffer it may share}."""
+        owner = {}
+        for node in self.graph.nodes:
+            if lowering.lowering_of(node.prim).views:
+                owner[node.outputs[0]] = owner.get(node.inputs[0], node.inputs[0])
+        return owner
 
     # -- whole kernel ----------------------------------------------------------------------
 
@@ -125,17 +145,24 @@ class Codegen:
                        parallel)
 
     def function_text(self):
-        """(the function's text from its parameter list on, the dims array values). Nodes may
-        add parameters (`self.params`) while they are emitted: control-flow nodes pass the
-        per-trace values of their sub-graphs' functions (backend/control.py)."""
-        self.params = self.prologue()
-        for group in self.plan.groups:
-            getattr(self, f'emit_{group.kind}')(group)
-        self.epilogue()
+        """(the function's text from its parameter list on, the dims array values)."""
+        results = self.statements()
+        self.emit(f'return ({"".join(r + ", " for r in results)})')
         sizes = self.dims.sizes()
         dims = ''.join(f'    d{slot} = dims[{slot}]\n' for slot in range(len(sizes)))
         signature = ', '.join(self.params).replace(MARK, '')
         return f'{signature}):\n{dims}{self.block.render()}', sizes
+
+    def statements(self):
+        """Emit the graph's code into `self.block`; return the expressions of its results.
+        The code reads the parameters `self.params` (marked names: inputs, states, output
+        buffers, DIMS, FLOATS, INTS, array constants) and the size slots `d0`, `d1`, ..
+        (marked) of the dims array. Nodes may add parameters while they are emitted:
+        control-flow nodes pass their sub-graphs' per-trace values (backend/control.py)."""
+        self.params = self.prologue()
+        for group in self.plan.groups:
+            getattr(self, f'emit_{group.kind}')(group)
+        return self.epilogue()
 
     def prologue(self):
         params = []
@@ -157,7 +184,7 @@ class Codegen:
             else:
                 self.names[var] = name
         params += self._out_params()
-        params += ['dims', 'fc', 'ic']
+        params += [DIMS, FLOATS, INTS]
         for var, value in self.graph.consts.items():
             if value.ndim == 0:
                 self.scalar[var] = self.const_scalar(value)
@@ -190,24 +217,24 @@ class Codegen:
     def const_scalar(self, value):
         name = self.fresh('c')
         if value.dtype.kind == 'f':
-            self.emit(f'{name} = {np_type(value.dtype)}(fc[{len(self.fconsts)}])')
+            self.emit(f'{name} = {np_type(value.dtype)}({FLOATS}[{len(self.fconsts)}])')
             self.fconsts.append(float(value))
         else:
-            self.emit(f'{name} = {np_type(value.dtype)}(ic[{len(self.iconsts)}])'
-                      if value.dtype != np.bool_ else f'{name} = ic[{len(self.iconsts)}] != 0')
+            self.emit(f'{name} = {np_type(value.dtype)}({INTS}[{len(self.iconsts)}])'
+                      if value.dtype != np.bool_ else f'{name} = {INTS}[{len(self.iconsts)}] != 0')
             self.iconsts.append(int(value))
         return name
 
     def epilogue(self):
+        """Write the state updates; return the expressions of the outputs."""
         if self.out_buffers:
-            self._fill_out_buffers()
-            return
+            return self._fill_out_buffers()
         outs = []  # copied before the updates are written: an output may be a state's old value
         aliased = set(self.state_arg) | set(self.inplace) | set(self.graph.inputs) | set(
             self.graph.consts)
         for var in self.graph.outputs:
             ref = self.ref(var)
-            if var.shape != () and var in aliased:
+            if var.shape != () and self.owner.get(var, var) in aliased:
                 outs.append(self.fresh('o'))
                 self.emit(f'{outs[-1]} = {ref}.copy()')
             else:
@@ -217,7 +244,8 @@ class Codegen:
         sources = {}
         for target, value in pending:  # copy first, so swaps read the values from before
             src = self.ref(value)
-            if value.shape != () and (value in self.state_arg or value in self.inplace):
+            if value.shape != () and (self.owner.get(value, value) in self.state_arg
+                                      or self.owner.get(value, value) in self.inplace):
                 copied = self.fresh('u')
                 self.emit(f'{copied} = {src}.copy()')
                 src = copied
@@ -228,18 +256,20 @@ class Codegen:
             else:
                 n = self.size(value)
                 self.emit(f'K.copy_into({target}.reshape({n}), {src}.reshape({n}))')
-        self.emit(f'return ({"".join(o + ", " for o in outs)})')
+        return outs
 
     def _fill_out_buffers(self):
-        """Copy into each output buffer the values not already computed there; return the 0-d
-        outputs."""
-        for var, buffer in self.out_args:
-            if self.names.get(var) != buffer:
+        """Copy into each output buffer the values not already computed there; the 0-d
+        outputs are the results."""
+        for k, (var, buffer) in zip(self._array_outputs(), self.out_args):
+            if self.names.get(var) != buffer and k not in self.carried_in_place:
                 n = self.size(var)
                 self.emit(f'K.copy_into({buffer}.reshape({n}), '
                           f'np.ascontiguousarray({self.names[var]}).reshape({n}))')
-        scalars = ''.join(self.ref(v) + ', ' for v in self.graph.outputs if v.shape == ())
-        self.emit(f'return ({scalars})')
+        return [self.ref(v) for v in self.graph.outputs if v.shape == ()]
+
+    def _array_outputs(self):
+        return [k for k, var in enumerate(self.graph.outputs) if var.shape != ()]
 
     def _state_vars_of_updates(self):
         initial = {id(variable): var for variable, var in self.graph.state}
@@ -263,6 +293,7 @@ class Codegen:
         else:
             self.names[out] = name
         entry = lowering.lowering_of(node.prim)
+        self.group = group
         for result, position in zip(node.outputs, entry.writes_base):
             target = self._rows_target(group, node.inputs[position], result)
             if target is not None:
@@ -524,6 +555,8 @@ class Codegen:
             target = self._inplace_target(group, out)
             if target is not None:
                 self.names[out] = self.inplace[out] = target
+            elif self._carry_in_place(group, out):
+                pass
             elif out in self.out_target:
                 self.names[out] = self.out_target[out]
             else:
@@ -561,14 +594,40 @@ class Codegen:
         of the loop's shape whose old value nothing reads after this loop (earlier groups, such
         as the matmuls of the forward pass, have finished with it; this loop reads element i
         before it writes element i)."""
-        order = self.order[group.index]
-        for (variable, value), state_var in zip(self.graph.updates, self._state_vars_of_updates()):
-            readers = self.readers.get(state_var, set()) - {group.index}
-            if value is out and self.dims.signature(state_var) == group.signature \
-                    and value not in self.inplace and 'end' not in readers \
-                    and all(self.order[r] < order for r in readers):
-                return self.state_arg[state_var]
+        state_var = self.writable_state(group, out)
+        if state_var is not None and self.dims.signature(state_var) == group.signature:
+            return self.state_arg[state_var]
         return None
+
+    def writable_state(self, group, value):
+        """The state Var whose buffer `value`, made by `group`, may be written into: `value`
+        is that Variable's final value and nothing after this group reads its old one."""
+        order = self.order[group.index]
+        for (variable, update), state_var in zip(self.graph.updates,
+                                                 self._state_vars_of_updates()):
+            readers = self.readers.get(state_var, set()) - {group.index}
+            if update is value and value not in self.inplace and 'end' not in readers \
+                    and all(self.order[r] < order for r in readers) \
+                    and group.index not in self.view_readers.get(state_var, ()):
+                return state_var
+        return None
+
+    def _carry_in_place(self, group, out):
+        """Store the loop carry `out` into its input's buffer when legal, as a Variable's
+        final value is (see `_inplace_target`); the caller then passes that buffer for it."""
+        order = self.order[group.index]
+        for k, j in self.carries.items():
+            carried = self.graph.inputs[j]
+            readers = self.readers.get(carried, set()) - {group.index}
+            if self.graph.outputs[k] is out and k not in self.carried_in_place \
+                    and carried.shape == out.shape and carried.dtype == out.dtype \
+                    and self.dims.signature(carried) == group.signature \
+                    and 'end' not in readers and all(self.order[r] < order for r in readers) \
+                    and group.index not in self.view_readers.get(carried, ()):
+                self.names[out] = self.names[carried]
+                self.carried_in_place.add(k)
+                return True
+        return False
 
     # -- reductions ------------------------------------------------------------------------
 

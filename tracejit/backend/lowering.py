@@ -21,11 +21,16 @@ from .blocks import np_type
 
 
 class Lowering:
+    """`views`: the result may be a view of operand 0's buffer (a read of it reads that
+    buffer, so an in-place update of the operand must wait for it)."""
+
     def __init__(self, dims=None, expression=None, emit=None, accumulate=None,
-                 needs_index=False, checks_indices=False, writes_base=(), raises=False):
+                 needs_index=False, checks_indices=False, writes_base=(), raises=False,
+                 views=False):
         self.dims, self.expression, self.emit = dims, expression, emit
         self.accumulate, self.needs_index = accumulate, needs_index
         self.checks_indices, self.writes_base, self.raises = checks_indices, writes_base, raises
+        self.views = views
 
     @property
     def looped(self):
@@ -69,9 +74,9 @@ BY_NAME = {
     'argmax': Lowering(dims.reduced, emit=calls.argreduce(largest=True)),
     'argmin': Lowering(dims.reduced, emit=calls.argreduce(largest=False)),
     'matmul': Lowering(dims.matmul, emit=calls.matmul),
-    'reshape': Lowering(dims.reshape, emit=calls.reshape),
-    'transpose': Lowering(dims.transpose, emit=calls.transpose),
-    'slice': Lowering(dims.full_slices, emit=calls.slice_),
+    'reshape': Lowering(dims.reshape, emit=calls.reshape, views=True),
+    'transpose': Lowering(dims.transpose, emit=calls.transpose, views=True),
+    'slice': Lowering(dims.full_slices, emit=calls.slice_, views=True),
     'unslice': Lowering(dims.full_slices, emit=calls.unslice),
     'concat': Lowering(dims.concat, emit=calls.concat),
     'gather': Lowering(dims.gather, emit=calls.gather, checks_indices=True),
@@ -92,7 +97,7 @@ BY_NAME = {
     'lazy_adam_rows': Lowering(dims.lazy_adam_rows, emit=calls.lazy_adam_rows,
                                checks_indices=True, writes_base=(0, 2, 3)),
     'host_call': Lowering(hostcalls.unrelated_dims, emit=hostcalls.host_call, raises=True),
-    # control flow: sub-graphs lowered to functions of their own (control.py)
+    # control flow: sub-graphs emitted in place (control.py)
     'cond': Lowering(dims.independent, emit=control.cond),
     'while': Lowering(dims.independent, emit=control.while_loop),
     'scan': Lowering(dims.independent, emit=control.scan),
