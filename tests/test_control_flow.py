@@ -201,6 +201,44 @@ def test_gradients_run_the_forward_once():
     assert [len(n.outputs) for n in plain.nodes if n.prim.name == 'scan'] == [2]
 
 
+def _gated(x, w):
+    """An LSTM's cell-state update, elementwise: c = sigmoid(f) * c + sigmoid(i) * tanh(g)."""
+    def cell(c, r):
+        return tj.sigmoid(r * w) * c + tj.sigmoid(r + w) * tj.tanh(r - w)
+    return tj.scan(cell, x, initializer=tj.zeros_like(w))
+
+
+def _np_gated(x, w):
+    def sigmoid(z):
+        return 1.0 / (1.0 + np.exp(-z))
+    c, out = np.zeros_like(w), []
+    for r in x:
+        c = sigmoid(r * w) * c + sigmoid(r + w) * np.tanh(r - w)
+        out.append(c)
+    return np.stack(out)
+
+
+def test_a_scan_gradient_stacks_activations_and_recomputes_their_derivatives():
+    """The backward loop recomputes s * (1 - s) and 1 - t * t from the activations s and t
+    the forward loop stacks, instead of reading each derivative from a stack of its own:
+    the forward scan stacks the three activations and the carry, and the gradients, first
+    and second order, equal finite differences."""
+    x = np.linspace(-1.0, 1.5, 12).reshape(4, 3)
+    np.testing.assert_allclose(_gated(tj.constant(x), tj.constant(W)).numpy(), _np_gated(x, W),
+                               rtol=1e-12)
+
+    def vjp(x, w):
+        with tj.GradientTape() as tape:
+            tape.watch([x, w])
+            y = tj.reduce_sum(_gated(x, w))
+        return tape.gradient(y, [x, w])
+    forward, backward = _nodes(tj.function(vjp).trace(x, W).graph, 'scan')
+    # the final c and 4 stacks: the 3 activations and c's previous value (7 with derivatives)
+    assert len(forward.outputs) == 1 + 4
+    assert {'sigmoid', 'tanh'}.isdisjoint(n.prim.name for n in backward.params['body'].nodes)
+    check_grads(_gated, [x, W], order=2, modes=('tape', 'function'))
+
+
 # ---------------------------------------------------------------------------- Variables
 
 def _branch_assigns(v, u):
@@ -682,8 +720,38 @@ def test_carries_in_two_buffers_keep_each_iterations_values():
     # is each scan body's own temporary `k * x[1]`
     allocations = [line for line in in_loops if '.copy()' in line or 'np.empty' in line]
     assert len(allocations) == 2 and all('= np.empty((' in line for line in allocations)
-    # each scan swaps its three carries (its body reads an old value after the new one is made:
-    # `a` is stacked, `b` becomes `a`, `k` passes through); the while body's loop reads c[i]
-    # and d[i] before it writes them, so both are updated in their own buffers
-    assert sum(', b' in line and ' = b' in line for line in in_loops) == 2 * 3
-    assert source.count('np.empty_like') == 2 * 3
+    # each scan swaps two carries (its body reads an old value after the new one is made: `a`
+    # is stacked, `b` becomes `a`) and leaves `k`, passed through, in its buffer; the while
+    # body's loop reads c[i] and d[i] before it writes them, so both stay in their buffers
+    assert sum(', b' in line and ' = b' in line for line in in_loops) == 2 * 2
+    assert source.count('np.empty_like') == 2 * 2
+
+
+@pytest.mark.compiled
+def test_a_stacked_concat_is_written_into_its_row():
+    """A concatenation the body stacks (an LSTM's gate gradients) is written straight into its
+    row of the result, parts of any kind (computed, or an argument passed through), and the
+    values equal a Python loop's."""
+    @tj.function
+    def run(xs, h, w):
+        def body(h, x):
+            z = tj.concat([tj.tanh(h * x), w, tj.sin(h)], axis=1)
+            return tj.tanh(z[:, :3] + z[:, 4:]), z
+        return tj.lax.scan(body, h, xs)
+
+    rng = np.random.default_rng(4)
+    xs, h = rng.standard_normal((5, 2, 3)).astype(np.float32), np.full((2, 3), 0.5, np.float32)
+    w = rng.standard_normal((2, 1)).astype(np.float32)
+    final, zs = run(xs, h, w)
+    want_zs = []
+    for x in xs:
+        z = np.concatenate([np.tanh(h * x), w, np.sin(h)], axis=1)
+        h = np.tanh(z[:, :3] + z[:, 4:])
+        want_zs.append(z)
+    np.testing.assert_allclose(final.numpy(), h, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(zs.numpy(), np.stack(want_zs), rtol=1e-6, atol=1e-6)
+    source = run.lower(xs, h, w).source
+    loop = [line for line in source[source.index('def kernel'):].splitlines()
+            if line.startswith(' ' * 8)]
+    assert any('K.concat_into(' in line for line in loop)
+    assert 'np.concatenate' not in source

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tracejit as tj
+from gradcheck import check_grads
 from tracejit import ir, passes
 from tracejit.primitives import REGISTRY, window_geometry
 
@@ -879,3 +880,152 @@ def test_simplify_keeps_sums_of_unslices_that_do_not_touch(parts):
     after = apply(passes.algebraic_simplification, graph)
     assert prims(after) == prims(graph)
     assert_same_values(graph, after, values, expected=[want])
+
+
+
+# ----------------------------------------------------------------- scan accumulations
+
+def _scan(b, body, consts, carry, xs, reverse=False):
+    """Append a scan node running `body` to b's graph; its outputs."""
+    params = dict(body=body, num_consts=len(consts), num_carry=len(carry),
+                  length=xs[0].shape[0], reverse=reverse)
+    inputs = list(consts) + list(carry) + list(xs)
+    outs = [ir.Var(*aval) for aval in REGISTRY['scan'].check(*inputs, **params)]
+    b.graph.nodes.append(ir.Node(REGISTRY['scan'], inputs, params, outs))
+    return outs
+
+
+def _op(x, transposed):
+    return x.T if transposed else x
+
+
+def _summed_product_scan(transpose_a, transpose_b, q_row, reverse=False, zero_init=False,
+                         use_q=False):
+    """A scan carrying h = tanh(h @ w + x_i) and acc + op(h) @ op(q_i) (q_i the scanned row,
+    or with `use_q` the intermediate h @ w + q_i): the graph, its arguments and numpy's
+    (h, acc)."""
+    acc_shape = (_op(np.empty((2, 3)), transpose_a) @ _op(np.empty(q_row), transpose_b)).shape
+    body = Builder()
+    w, h, acc, x, q = (body.arg(s) for s in ((3, 3), (2, 3), acc_shape, (2, 3), q_row))
+    hw = body.op('matmul', h, w, transpose_a=False, transpose_b=False)
+    operand = body.op('add', hw, q) if use_q else q
+    term = body.op('matmul', h, operand, transpose_a=transpose_a, transpose_b=transpose_b)
+    body = body.done(body.op('tanh', body.op('add', hw, x)), body.op('add', acc, term))
+    b = Builder()
+    w, h0 = b.arg((3, 3)), b.arg((2, 3))
+    init = b.op('broadcast_to', b.const(0.0), shape=acc_shape) if zero_init else b.arg(
+        acc_shape)
+    xs, qs = b.arg((5, 2, 3)), b.arg((5,) + q_row)
+    graph = b.done(*_scan(b, body, [w], [h0, init], [xs, qs], reverse))
+    values = [RNG.standard_normal(v.shape) for v in graph.inputs]
+    wv, hv = values[:2]
+    accv = np.zeros(acc_shape) if zero_init else values[2]
+    xv, qv = values[-2:]
+    for i in (range(4, -1, -1) if reverse else range(5)):
+        operand = hv @ wv + qv[i] if use_q else qv[i]
+        accv = accv + _op(hv, transpose_a) @ _op(operand, transpose_b)
+        hv = np.tanh(hv @ wv + xv[i])
+    return graph, values, [hv, accv]
+
+
+def _scan_node(graph):
+    (node,) = [n for n in graph.nodes if n.prim.name == 'scan']
+    return node
+
+
+@pytest.mark.parametrize('transpose_a, transpose_b, q_row', [
+    (True, False, (2, 4)), (False, False, (3, 4)), (False, True, (4, 3)), (True, True, (4, 2))])
+@pytest.mark.parametrize('reverse', [False, True])
+def test_hoist_sums_a_carried_matmul_as_one_matmul_after_the_scan(transpose_a, transpose_b,
+                                                                  q_row, reverse):
+    """acc + op(h_i) @ op(q_i) over the iterations: the carry leaves the loop, h_i is stacked
+    as an output, q_i is read from the scanned input, and one matmul over all rows follows."""
+    graph, values, want = _summed_product_scan(transpose_a, transpose_b, q_row, reverse)
+    after = apply(passes.hoist_scan_accumulations, graph)
+    scan = _scan_node(after)
+    assert scan.params['num_carry'] == 1 and len(scan.outputs) == 2
+    assert prims(scan.params['body']) == ['matmul', 'add', 'tanh']
+    assert prims(after)[-1] == 'add' and prims(after).count('matmul') == 1
+    (dot,) = [n for n in after.nodes if n.prim.name == 'matmul']
+    contracted = 2 if transpose_a else 3   # h's rows or columns, of every iteration at once
+    assert dot.inputs[0].shape[1 - transpose_a] == 5 * contracted
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+
+
+def test_hoist_stacks_an_intermediate_and_drops_the_add_of_zeros():
+    """The recurrent kernel's gradient: h^T @ z_i with z_i computed in the body (stacked as a
+    new output), summed from zeros (no add after the matmul)."""
+    graph, values, want = _summed_product_scan(True, False, (2, 3), zero_init=True,
+                                               use_q=True)
+    after = passes.dead_code_elimination(apply(passes.hoist_scan_accumulations, graph))
+    scan = _scan_node(after)
+    assert len(scan.outputs) == 3 and scan.outputs[2].shape == (5, 2, 3)
+    assert [v.shape for v in scan.params['body'].outputs] == [(2, 3), (2, 3), (2, 3)]
+    assert prims(after) == ['scan', 'reshape', 'reshape', 'matmul']
+    assert after.outputs[1] is after.nodes[-1].outputs[0]
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+
+
+def _edit_body(graph, edit):
+    """The graph of one scan with its body rebuilt by `edit(builder, inputs) -> outputs`."""
+    node = _scan_node(graph)
+    body = Builder()
+    ins = [body.arg(v.shape) for v in node.params['body'].inputs]
+    b = Builder()
+    b.graph.inputs = list(graph.inputs)
+    return b.done(*_scan(b, body.done(*edit(body, ins)), node.inputs[:1], node.inputs[1:3],
+                         node.inputs[3:]))
+
+
+@pytest.mark.parametrize('case', ['acc-read-twice', 'invariant-operand', 'not-a-matmul',
+                                  'sum-also-stacked'])
+def test_hoist_leaves_accumulations_it_cannot_move_alone(case):
+    graph, values, _ = _summed_product_scan(True, False, (2, 3))
+
+    def edit(b, ins):
+        w, h, acc, x, q = ins
+        new_h = b.op('tanh', b.op('add', b.op('matmul', h, w, transpose_a=False,
+                                              transpose_b=False), x))
+        term = b.op('matmul', h, b.const(np.ones((2, 3))) if case == 'invariant-operand' else q,
+                    transpose_a=True,
+                    transpose_b=False)
+        if case == 'not-a-matmul':
+            term = b.op('exp', b.op('matmul', h, q, transpose_a=True, transpose_b=False))
+        total = b.op('add', acc, term)
+        if case == 'acc-read-twice':
+            new_h = b.op('add', new_h, b.op('reduce_sum', acc, axes=(0, 1)))
+        return [new_h, total] + ([total] if case == 'sum-also-stacked' else [])
+
+    graph = _edit_body(graph, edit)
+    after = apply(passes.hoist_scan_accumulations, graph)
+    assert prims(after) == prims(graph)
+    assert _scan_node(after).params['num_carry'] == 2
+    assert_same_values(graph, after, values)
+
+
+def _rnn_loss(w, u, xs):
+    def cell(h, x):
+        h = tj.tanh(tj.matmul(x, w) + tj.matmul(h, u))
+        return h, h
+    _, hs = tj.lax.scan(cell, tj.zeros((2, 3), tj.float64), xs)
+    return tj.reduce_sum(tj.sin(hs))
+
+
+def _dots_in_loops(source):
+    """(matmuls inside the kernel's loops, matmuls in the kernel outside them)."""
+    kernel = source[source.index('def kernel'):].splitlines()
+    looped = [line for line in kernel if line.startswith(' ' * 8)]
+    return (sum(line.count('dot') for line in looped),
+            sum(line.count('dot') for line in kernel) - sum(line.count('dot') for line in looped))
+
+
+@pytest.mark.compiled
+def test_a_compiled_rnn_gradient_sums_its_weight_gradients_after_the_loop():
+    """End to end: the gradients of an RNN's input and recurrent kernels, compiled, equal
+    finite differences, and the loops hold only the products that carry values from one
+    step to the next (x_i @ w, h @ u forward; the cotangent through u and w backward)."""
+    xs = RNG.standard_normal((4, 2, 5))
+    w, u = 0.5 * RNG.standard_normal((5, 3)), 0.5 * RNG.standard_normal((3, 3))
+    check_grads(_rnn_loss, [w, u, xs], order=1, modes=('function',))
+    grads = tj.function(tj.grad(_rnn_loss, argnums=(0, 1, 2)))
+    assert _dots_in_loops(grads.lower(w, u, xs).source) == (2 + 2, 2)

@@ -195,3 +195,35 @@ def test_a_cache_directory_deleted_during_compiles_costs_only_the_cache(tmp_path
     x = np.linspace(-1, 1, 4).astype(np.float32).astype(np.float64)
     want = [np.sum(np.tanh(x) * (0.5 + k) + np.exp(x) * k) for k in range(6)]
     np.testing.assert_allclose(eval(lines[-1]), want, rtol=1e-5)
+
+
+HEAP = textwrap.dedent('''
+    import resource
+    import numpy as np, tracejit as tj
+    from tracejit.backend import heap
+
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def temporaries():   # what a step allocates: 8 arrays of 1 MiB, written, then freed
+        arrays = [np.ones(1 << 18, np.float32) for _ in range(8)]
+        del arrays
+
+    tj.function(lambda x: x * 2.0)(np.ones(3, np.float32))   # the first kernel sets the heap
+    temporaries()
+    before = faults()
+    for _ in range(10):
+        temporaries()
+    print(heap.keep_freed_memory(), (faults() - before) / 10)
+''')
+
+
+@pytest.mark.parametrize('tuning', ['1', '0'])
+def test_temporaries_reuse_the_heap_instead_of_faulting_pages_in_again(shared_cache, tuning):
+    """Once a kernel exists, the blocks a step frees stay in the heap for the next step;
+    glibc's defaults hand them back and fault each of their 2,048 pages in again per step
+    (what TRACEJIT_MALLOC_TUNING=0 keeps)."""
+    lines, _ = _python(HEAP, dict(shared_cache, TRACEJIT_MALLOC_TUNING=tuning))
+    applied, per_step = lines[-1].split()
+    assert applied == str(tuning == '1')
+    assert float(per_step) < 100 if tuning == '1' else float(per_step) > 1000

@@ -6,7 +6,10 @@ input cotangents)`: the body replayed, then differentiated. Its nodes that read 
 (the replayed forward and the factors of the derivative that depend on forward values only)
 are known: they move into the forward loop, which emits what the rest reads (the residuals).
 The other nodes form the backward body, which reads the residuals instead of recomputing the
-forward. A residual is, by where its value comes from:
+forward; only cheap arithmetic of values a loop stacks anyway (an LSTM gate's s * (1 - s) from
+its activation s) is recomputed there rather than stacked too (an LSTM stacks 7 values a step,
+not 12).
+A residual is, by where its value comes from:
 
 - `('const', i)`: the loop's const input i (the backward loop is given it as it is);
 - `('x', i)`: the row of the scanned input i (the backward loop scans the same input);
@@ -51,6 +54,53 @@ def _live(nodes, targets):
     return kept[::-1]
 
 
+def _needed(backward_nodes, grads, unknown, consts):
+    """The known values the backward nodes and the gradients read, in order of first use."""
+    needed = []
+    for v in [v for node in backward_nodes for v in node.inputs] + grads:
+        if v not in unknown and v not in consts and v not in needed:
+            needed.append(v)
+    return needed
+
+
+# arithmetic the backward recomputes rather than reading it from a stacked residual: an
+# LSTM's gate derivatives, s * (1 - s) and 1 - t * t, from the stacked activations s and t
+RECOMPUTED = frozenset({'add', 'sub', 'mul', 'neg'})
+
+
+def _recomputed(needed, known, free):
+    """The known nodes (in order) that recompute, from the other needed values and `free`
+    ones, the needed values that only cheap arithmetic (RECOMPUTED) makes from them; their
+    values then need not be stacked."""
+    producers = {out: node for node in known for out in node.outputs}
+    kept = [v for v in needed if not free(v)]
+
+    def derivable(v, sources, depth=4):
+        if v in sources or free(v):
+            return True
+        node = producers.get(v)
+        return node is not None and node.prim.name in RECOMPUTED and depth > 0 and all(
+            derivable(u, sources, depth - 1) for u in node.inputs)
+
+    for v in list(kept):
+        others = set(kept) - {v}
+        if v in producers and producers[v].prim.name in RECOMPUTED and derivable(v, others):
+            kept.remove(v)
+    sources, nodes = set(kept), set()
+
+    def collect(v):
+        if v in sources or free(v) or v not in producers or producers[v] in nodes:
+            return
+        nodes.add(producers[v])
+        for u in producers[v].inputs:
+            collect(u)
+
+    for v in needed:
+        if v not in sources and not free(v):
+            collect(v)
+    return [node for node in known if node in nodes]
+
+
 def split(graph, num_inputs, num_outputs, num_cts, num_consts, x_start, hoist=True):
     """Split the linearization `graph` of a sub-graph whose inputs are `num_consts` consts,
     then a loop's carry, then its xs from position `x_start`. Without `hoist` (a branch, which
@@ -70,10 +120,15 @@ def split(graph, num_inputs, num_outputs, num_cts, num_consts, x_start, hoist=Tr
         if all(v in invariant for v in node.inputs) and not has_effects(node):
             invariant.update(node.outputs)
     grads = graph.outputs[num_outputs:]
-    needed = []
-    for v in [v for node in backward_nodes for v in node.inputs] + grads:
-        if v not in unknown and v not in graph.consts and v not in needed:
-            needed.append(v)
+    needed = _needed(backward_nodes, grads, unknown, graph.consts)
+    if hoist:   # a loop stacks residuals per iteration: recompute cheap ones instead
+        def free(v):
+            return v in captured or v in invariant or v in graph.consts or v in position and (
+                position[v] < num_consts or position[v] >= x_start)
+        recomputed = _recomputed(needed, known, free)
+        backward_nodes = recomputed + backward_nodes
+        unknown.update(v for node in recomputed for v in node.outputs)
+        needed = _needed(backward_nodes, grads, unknown, graph.consts)
     residuals, stacked, hoisted = [], [], []
     for v in needed:
         if v in position and (position[v] < num_consts or position[v] >= x_start):

@@ -27,15 +27,18 @@ def _copy(graph):
 
 
 def rewrite(graph, rule):
-    """Apply `rule(node, new_graph) -> Var | None` to each node in order; a Var replaces the
-    node's (single) output everywhere after it."""
+    """Apply `rule(node, new_graph) -> Var | dict | None` to each node in order; a Var replaces
+    the node's (single) output everywhere after it, a dict {output: Var} replaces the node by
+    what the rule appended to `new_graph`."""
     out = _copy(graph)
     out.nodes, subst = [], {}
     for node in graph.nodes:
         node = ir.Node(node.prim, [subst.get(v, v) for v in node.inputs], node.params,
                        node.outputs, node.where)
         replacement = rule(node, out)
-        if replacement is None or replacement is node.outputs[0]:
+        if isinstance(replacement, dict):   # the rule emitted the node's replacement itself
+            subst.update(replacement)
+        elif replacement is None or replacement is node.outputs[0]:
             out.nodes.append(node)
         else:
             subst[node.outputs[0]] = replacement
@@ -425,6 +428,112 @@ def _repeated_rows(var, producers):
     return x, (full[0],) + full[2:], full[1]
 
 
+@into_subgraphs
+def hoist_scan_accumulations(graph):
+    """A scan carry that only sums one matmul per iteration, `acc + op(a_i) @ op(b_i)` (the
+    gradient of a loop's weights, such as an RNN's recurrent kernel), becomes ONE matmul after
+    the loop over the a_i and b_i stacked per iteration: a GEMM `length` times as tall instead
+    of `length` small ones, and no carry. The sum's order changes (within rounding)."""
+    def rule(node, out):
+        if node.prim.name != 'scan':
+            return None
+        found = _accumulations(node)
+        return _hoist(node, found, out) if found else None
+    return rewrite(graph, rule)
+
+
+def _accumulations(node):
+    """{carry position: (add, matmul)} for the scan's carries whose next value is `carry +
+    matmul` (2-D float operands that change per iteration), which nothing else in the body
+    reads."""
+    body, num_consts = node.params['body'], node.params['num_consts']
+    uses, producers = _use_counts(body), body.producers()
+    varying = _varying(body, num_consts)
+    found = {}
+    for k in range(node.params['num_carry']):
+        acc, total = body.inputs[num_consts + k], body.outputs[k]
+        add = producers.get(total)
+        if add is None or add.prim.name != 'add' or acc not in add.inputs \
+                or uses.get(acc) != 1 or uses[total] != 1 or not _same_type(acc, total):
+            continue
+        term = add.inputs[1] if add.inputs[0] is acc else add.inputs[0]
+        dot = producers.get(term)
+        if dot is not None and dot.prim.name == 'matmul' and uses[term] == 1 \
+                and _same_type(term, acc) and acc.dtype.kind == 'f' \
+                and all(v.ndim == 2 and v in varying for v in dot.inputs):
+            found[k] = (add, dot)
+    return found
+
+
+def _varying(body, num_consts):
+    """The body's values that depend on the carry or the scanned rows."""
+    varying = set(body.inputs[num_consts:])
+    for node in body.nodes:
+        if any(v in varying for v in node.inputs):
+            varying.update(node.outputs)
+    return varying
+
+
+def _hoist(node, found, out):
+    """Emit the scan without the carries `found` (their matmuls' operands stacked as extra
+    outputs, or read from the scanned inputs) and one matmul per carry after it; returns the
+    substitution of the scan's outputs."""
+    params, body = node.params, node.params['body']
+    num_consts, num_carry = params['num_consts'], params['num_carry']
+    split = num_consts + num_carry
+    stacked = dict(zip(body.inputs[split:], node.inputs[split:]))   # body value -> all rows
+    stacked.update(zip(body.outputs[num_carry:], node.outputs[num_carry:]))
+    extra = []
+    for _, dot in found.values():
+        for v in dot.inputs:
+            if v not in stacked:
+                stacked[v] = ir.Var((params['length'],) + v.shape, v.dtype, v.weak)
+                extra.append(v)
+    kept = [k for k in range(num_carry) if k not in found]
+    removed = {id(n) for pair in found.values() for n in pair}
+    dropped = {body.inputs[num_consts + k] for k in found}
+    new_body = ir.Graph()
+    new_body.inputs = [v for v in body.inputs if v not in dropped]
+    new_body.consts = dict(body.consts)
+    new_body.nodes = [n for n in body.nodes if id(n) not in removed]
+    new_body.outputs = [body.outputs[k] for k in kept] + body.outputs[num_carry:] + extra
+    inputs = node.inputs[:num_consts] + [node.inputs[num_consts + k] for k in kept] \
+        + node.inputs[split:]
+    outputs = [node.outputs[k] for k in kept] + node.outputs[num_carry:] + [
+        stacked[v] for v in extra]
+    out.nodes.append(ir.Node(node.prim, inputs, dict(params, body=new_body,
+                                                     num_carry=len(kept)), outputs, node.where))
+    subst = {}
+    for k, (_, dot) in found.items():
+        (a, b), flags = dot.inputs, dot.params
+        total = _emit(out, 'matmul', [_iterations_along(out, stacked[a], flags['transpose_a']),
+                                      _iterations_along(out, stacked[b],
+                                                        not flags['transpose_b'])], **flags)
+        init = node.inputs[num_consts + k]
+        subst[node.outputs[k]] = total if _is_zeros(out, init) else _emit(out, 'add',
+                                                                          [init, total])
+    return subst
+
+
+def _iterations_along(graph, stacked, contract_rows):
+    """A matmul operand stacked per iteration, (length, r, c), as one 2-D operand whose
+    contracted axis runs over the iterations, then over the operand's own contracted axis
+    (its rows, or its columns)."""
+    length, rows, cols = stacked.shape
+    if contract_rows:
+        return _emit(graph, 'reshape', [stacked], shape=(length * rows, cols))
+    moved = _emit(graph, 'transpose', [stacked], perm=(1, 0, 2))
+    return _emit(graph, 'reshape', [moved], shape=(rows, length * cols))
+
+
+def _is_zeros(graph, var):
+    """Whether `var` is a constant of zeros or a broadcast of one."""
+    node = graph.producers().get(var)
+    if node is not None and node.prim.name == 'broadcast_to':
+        var = node.inputs[0]
+    return _is_constant(graph, var, 0)
+
+
 def _emit(graph, name, inputs, **params):
     prim = REGISTRY[name]
     (shape, dtype, weak), = prim.check(*inputs, **params)
@@ -464,6 +573,7 @@ PIPELINE = [
     ('pooled_relu_gradients', pooled_relu_gradients),
     ('cse', common_subexpression_elimination),
     ('simplify2', algebraic_simplification),
+    ('hoist_accumulations', hoist_scan_accumulations),
     ('fold2', constant_folding),
     ('dce', dead_code_elimination),
 ]

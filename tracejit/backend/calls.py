@@ -98,8 +98,20 @@ def unslice(cg, node, name):
 
 
 def concat(cg, node, name):
-    parts = ''.join(f'{cg.ref(v)}, ' for v in node.inputs)
-    cg.emit(f'{name} = np.concatenate(({parts}), axis={node.params["axis"]})')
+    out, axis = node.outputs[0], node.params['axis']
+    target = cg.out_target.get(out)
+    if target is None:
+        parts = ''.join(f'{cg.ref(v)}, ' for v in node.inputs)
+        cg.emit(f'{name} = np.concatenate(({parts}), axis={axis})')
+        return
+    # a loop body's result buffer (a stacked row, say): the parts are written straight into
+    # it, each as (before, its columns) of one (before, all columns) view
+    before = cg.size(out, range(axis))
+    parts = ''.join(f'np.ascontiguousarray({cg.ref(v)}).reshape(({before}, '
+                    f'{cg.size(v, range(axis, v.ndim))})), ' for v in node.inputs)
+    cg.emit(f'K.concat_into(({parts}), {target}.reshape(({before}, '
+            f'{cg.size(out, range(axis, out.ndim))})))')
+    cg.names[out] = target
 
 
 def gather(cg, node, name):

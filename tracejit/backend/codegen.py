@@ -198,7 +198,8 @@ class Codegen:
     def _out_params(self):
         """The output buffers' parameters (out_buffers mode). An output computed by a loop of
         this function is stored straight into its first buffer; inputs and constants passed
-        through, later duplicates and values made by calls are copied there at the end."""
+        through, later duplicates and values made by calls are copied there at the end,
+        except a loop carry passed through unchanged, which stays in its buffer."""
         if not self.out_buffers:
             return []
         passed = set(self.graph.inputs) | set(self.graph.consts) | {v for _, v in
@@ -210,7 +211,9 @@ class Codegen:
             name = mark(f'o{k}')
             params.append(name)
             self.out_args.append((var, name))
-            if var not in passed and var not in self.out_target:
+            if k in self.carries and var is self.graph.inputs[self.carries[k]]:
+                self.carried_in_place.add(k)
+            elif var not in passed and var not in self.out_target:
                 self.out_target[var] = name
         return params
 

@@ -14,7 +14,7 @@ import os
 import llvmlite.binding as llvm
 import numba
 import numpy as np
-from numba import types
+from numba import literal_unroll, types
 
 from .hostcalls import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
 from .fastmath import exp32, log32
@@ -136,6 +136,19 @@ def dot_into(a, b, out):
     previous = _single_blas_thread()
     np.dot(a, b, out)
     _restore_blas_threads(previous)
+
+
+@_cached
+def concat_into(parts, out):
+    """The 2-D parts side by side in `out` (rows, their columns summed): a concatenation
+    written into a buffer the caller owns, with no array of its own."""
+    start = 0
+    for part in literal_unroll(parts):   # the parts may differ in type (read-only ones)
+        for r in range(part.shape[0]):
+            row, target = part[r], out[r, start:]   # zero-based indices vectorise
+            for c in range(row.shape[0]):
+                target[c] = row[c]
+        start += part.shape[1]
 
 
 @_cached

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from .. import errors, ir
-from . import compiler
+from . import compiler, heap
 from .lowering import lowering_of
 from .parallel import launch_lock
 
@@ -26,6 +26,7 @@ class Kernel:
     native = True
 
     def __init__(self, fn, lowered, graph, checked_inputs=frozenset()):
+        heap.keep_freed_memory()   # the kernel's temporaries reuse the heap, call after call
         self.fn, self.lowered = fn, lowered
         self.source_path = getattr(fn, 'source_path', '<memory>')
         state = tuple(v.buffer.reshape(1) if var.shape == () else v.buffer
