@@ -51,11 +51,6 @@ def uniform64(key, index):
 # a quiet machine at 1M, but when another process holds the second core OpenBLAS's threads wait
 # for each other and small products get 5-40x slower (measured at 0.1M-1M multiply-adds).
 SINGLE_THREAD_GEMM = 1 << 22
-# Thin products (a size of at most THIN_GEMM on any side, as a first convolution's 9 taps)
-# also run on one thread: with the other core busy, two threads made W8's first-layer products
-# 7-10x slower (86528 x 9 times 9 x 32: 10.4 ms against 1.0 on one thread), while a fat one
-# (15488 x 288 times 288 x 64) still ran 2x faster on two.
-THIN_GEMM = 16
 
 
 def _blas_thread_symbols():
@@ -85,8 +80,7 @@ _blas_get_threads, _blas_set_threads = _blas_thread_symbols()
 
 @_jit
 def _small_gemm(a, b):
-    m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    return m * k * n < SINGLE_THREAD_GEMM or min(m, k, n) <= THIN_GEMM
+    return a.shape[0] * a.shape[1] * b.shape[1] < SINGLE_THREAD_GEMM
 
 
 @_jit
