@@ -132,6 +132,51 @@ def test_compiled_step_equals_eager():
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.compiled
+def test_compiled_relu_then_max_pool_gradients_equal_eager():
+    """conv2d + bias -> relu -> max pooling, as Keras builds it: compiled, relu's gradient is
+    masked at the pooled size (passes.pooled_relu_gradients, no full-size comparison left),
+    and the gradients equal eager ones with ties and all-negative windows (integer data)."""
+    x = RNG.integers(-2, 3, (2, 9, 8, 1)).astype(np.float32)
+    w = RNG.integers(-1, 2, (3, 3, 1, 4)).astype(np.float32)
+    b = np.array([0.0, -1.0, 1.0, 0.5], np.float32)
+
+    def step(x, w, b):
+        with tj.GradientTape() as tape:
+            tape.watch([x, w, b])
+            y = tj.nn.max_pool2d(tj.nn.relu(tj.nn.conv2d(x, w, 1, 'VALID') + b), 2, 2, 'VALID')
+            loss = tj.reduce_sum(y * tj.cos(y))
+        return [loss] + tape.gradient(loss, [x, w, b])
+    compiled = tj.function(step)
+    graph = compiled.trace(x, w, b).graph
+    assert not [n for n in graph.nodes if n.prim.name == 'gt' and n.inputs[0].shape[1] == 7]
+    eager = step(tj.constant(x), tj.constant(w), tj.constant(b))
+    for a, c in zip(eager, compiled(x, w, b)):
+        np.testing.assert_allclose(c.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize('shape, ksize, strides, padding', [
+    ((2, 5, 7, 3), (2, 2), (3, 2), 'VALID'),   # windows apart: a row and a column in none
+    ((1, 5, 5, 2), (1, 2), (3, 2), 'SAME'),
+    ((1, 5, 5, 2), (3, 3), (2, 2), 'SAME'),    # overlapping windows
+    ((2, 4, 5, 3), (2, 2), (1, 1), 'SAME'),
+])
+def test_max_pool_grad_helper_writes_its_whole_output(shape, ksize, strides, padding):
+    """The kernel gets an uninitialised array (NaNs here): every pixel is written, zero
+    where no window places a cotangent."""
+    from tracejit.backend import kernels
+    x = tj.constant(RNG.integers(-2, 3, shape).astype(np.float32))   # ties
+    with tj.GradientTape() as tape:
+        tape.watch(x)
+        y = tj.nn.max_pool2d(x, ksize, strides, padding)
+    ct = RNG.normal(size=y.shape).astype(np.float32)
+    want = tape.gradient(y, x, output_gradients=tj.constant(ct)).numpy()
+    out = np.full(shape, np.nan, np.float32)
+    kernels.max_pool_grad(ct, x.numpy(), out, *ksize, *strides, padding == 'SAME')
+    np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize('call, error, match', [
     (lambda: tj.nn.conv2d(np.ones((1, 4, 4, 2)), np.ones((3, 3, 3, 1)), 1, 'SAME'),
      errors.ShapeError, '2 channels, the filters expect 3'),

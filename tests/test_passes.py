@@ -11,7 +11,7 @@ import pytest
 import tracejit as tj
 from gradcheck import check_grads
 from tracejit import ir, passes
-from tracejit.primitives import REGISTRY
+from tracejit.primitives import REGISTRY, window_geometry
 
 F64, F32, I64 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.int64)
 RNG = np.random.default_rng(0)
@@ -689,6 +689,103 @@ def test_cse_without_duplicates_changes_nothing():
     xv = x34()
     assert_same_values(graph, after, [xv], expected=[np.exp(xv).sum(0), np.exp(xv).sum(1)],
                        rtol=1e-14)
+
+
+# ----------------------------------------------------------------- pooled relu gradients
+
+def _pool_gradient_reference(r, ct, ksize, strides, padding):
+    """numpy, by explicit windows: (the window maxima of r, each window's cotangent added at
+    its first maximum where that maximum is positive: relu's gradient behind max pooling)."""
+    grad, pooled = np.zeros_like(r), np.zeros_like(ct)
+    n, h, w, c = r.shape
+    geometry = [window_geometry(size, k, s, 1, padding)
+                for size, k, s in zip((h, w), ksize, strides)]
+    for b, i, j, ch in np.ndindex(ct.shape):
+        rows, cols = [range(max(o * s - before, 0), min(o * s - before + k, size))
+                      for o, s, (_, before), k, size in zip((i, j), strides, geometry, ksize,
+                                                            (h, w))]
+        taps = [(p, q) for p in rows for q in cols]
+        p, q = taps[int(np.argmax([r[b, p, q, ch] for p, q in taps]))]
+        pooled[b, i, j, ch] = r[b, p, q, ch]
+        if r[b, p, q, ch] > 0:
+            grad[b, p, q, ch] += ct[b, i, j, ch]
+    return pooled, grad
+
+
+def _relu_pool_backward(b, shape, window):
+    """The graph of relu -> max_pool and relu's gradient behind the pooling's, as autodiff
+    emits it: (pre-activation, cotangent, pooled, gradient, its sum over batch and space)."""
+    a = b.arg(shape)
+    r = b.op('relu', a)
+    pooled = b.op('max_pool', r, **window)
+    ct = b.arg(pooled.shape)
+    grad = b.op('select', b.op('gt', a, b.const(0.0)), b.op('max_pool_grad', ct, r, **window),
+                b.const(0.0))
+    return a, ct, pooled, grad, b.op('reduce_sum', grad, axes=(0, 1, 2))
+
+
+@pytest.mark.parametrize('shape, ksize, strides, padding', [
+    ((2, 5, 5, 3), (2, 2), (2, 2), 'VALID'),   # odd size: the last row and column in no window
+    ((1, 4, 6, 2), (3, 3), (1, 1), 'SAME'),    # overlapping windows over the padding
+    ((2, 3, 4, 1), (2, 3), (2, 1), 'SAME'),
+])
+def test_pooled_relu_gradients_mask_and_sum_at_the_pooled_size(shape, ksize, strides, padding):
+    """The mask reads the forward pass's pooled array, the bias sum the pooled cotangent; the
+    full-size gt is dead. Ties, windows of zeros and of negatives, and equal values across a
+    window included (integers in [-3, 3])."""
+    b = Builder()
+    window = dict(ksize=ksize, strides=strides, padding=padding)
+    a, ct, pooled, grad, bias = _relu_pool_backward(b, shape, window)
+    graph = b.done(pooled, grad, bias)
+    after = passes.dead_code_elimination(apply(passes.pooled_relu_gradients, graph))
+    assert prims(after).count('max_pool') == 1 and 'relu' in prims(after)
+    made = after.producers()
+    scatter = made[after.outputs[1]]
+    assert scatter.prim.name == 'max_pool_grad' and scatter.inputs[1] is graph.nodes[0].outputs[0]
+    mask = made[scatter.inputs[0]]
+    assert mask.prim.name == 'select' and mask.inputs[1] is ct
+    assert made[mask.inputs[0]].inputs[0] is pooled
+    assert made[after.outputs[2]].inputs[0] is scatter.inputs[0]
+    assert all(made[v].inputs[0] is not a for v in made if made[v].prim.name == 'gt')
+    av = RNG.integers(-3, 4, shape).astype(F64)
+    cv = RNG.standard_normal(pooled.shape)
+    max_pooled, want = _pool_gradient_reference(np.maximum(av, 0), cv, ksize, strides, padding)
+    assert_same_values(graph, after, [av, cv], expected=[max_pooled, want, want.sum((0, 1, 2))],
+                       rtol=1e-12)
+
+
+def test_pooled_relu_gradients_keep_nans_where_the_original_does():
+    """A NaN pre-activation is masked (NaN > 0 is false) whether it is its window's peak (a
+    first tap) or not; a NaN cotangent reaches the gradient only through a positive peak."""
+    b = Builder()
+    window = dict(ksize=(2, 2), strides=(2, 2), padding='VALID')
+    *_, pooled, grad, bias = _relu_pool_backward(b, (1, 4, 4, 1), window)
+    graph = b.done(grad, bias)
+    after = apply(passes.pooled_relu_gradients, graph)
+    av = np.array([[np.nan, 1, 2, np.nan], [3, 0, -1, 5], [-1, -2, 1, 1], [-3, -4, 1, 1]])
+    cv = np.array([[7.0, np.nan], [np.nan, 2.0]])
+    want = np.zeros((4, 4))
+    want[1, 3], want[2, 2] = np.nan, 2.0   # the NaN window peak (first tap) is masked
+    assert_same_values(graph, after, [av.reshape(1, 4, 4, 1), cv.reshape(1, 2, 2, 1)],
+                       expected=[want.reshape(1, 4, 4, 1), [np.nan]])
+
+
+def test_pooled_relu_gradients_leave_other_masks_and_sums_alone():
+    """A mask of another value, a non-zero threshold, a pooled value that is not a relu, and a
+    sum that keeps a spatial axis are not the pattern."""
+    window = dict(ksize=(2, 2), strides=(2, 2), padding='VALID')
+    b = Builder()
+    a, other = b.arg((1, 4, 4, 2)), b.arg((1, 4, 4, 2))
+    ct = b.arg((1, 2, 2, 2))
+    r = b.op('relu', a)
+    scatter = b.op('max_pool_grad', ct, r, **window)
+    outs = [b.op('select', b.op('gt', other, b.const(0.0)), scatter, b.const(0.0)),
+            b.op('select', b.op('gt', a, b.const(0.5)), scatter, b.const(0.0)),
+            b.op('select', b.op('gt', a, b.const(0.0)),
+                 b.op('max_pool_grad', ct, b.op('exp', a), **window), b.const(0.0)),
+            b.op('reduce_sum', scatter, axes=(0, 1))]
+    graph = b.done(*outs)
+    assert prims(apply(passes.pooled_relu_gradients, graph)) == prims(graph)
 
 
 # ----------------------------------------------------------------- the pipeline and verify()

@@ -516,6 +516,9 @@ POOL_CASES = [  # (image shape, ksize, strides, padding)
     ((1, 5, 5, 2), (3, 3), (2, 2), 'SAME'),
     ((2, 5, 4, 1), (3, 2), (1, 1), 'SAME'),
     ((1, 7, 5, 2), (2, 3), (3, 2), 'VALID'),
+    ((1, 5, 7, 2), (2, 2), (3, 2), 'VALID'),   # windows apart: a row and a column in none
+    ((2, 5, 5, 1), (2, 1), (2, 3), 'SAME'),    # columns between the windows
+    ((2, 4, 5, 3), (2, 2), (1, 1), 'SAME'),    # overlapping 2 x 2 windows, the last ones cut
 ]
 
 

@@ -325,6 +325,60 @@ def embedding_bags(graph):
     return rewrite(graph, rule)
 
 
+@into_subgraphs
+def pooled_relu_gradients(graph):
+    """Relu's gradient behind max pooling works at the pooled size:
+    select(a > 0, max_pool_grad(ct, relu(a)), 0) = max_pool_grad(select(p > 0, ct, 0), relu(a))
+    with p = max_pool(relu(a)), which the forward pass already computed. Each window's
+    cotangent lands on its first maximum, which is positive exactly where `a` is (a NaN fails
+    both tests), so the full-size mask is neither stored nor read. And a sum over the spatial
+    axes of max_pool_grad(ct, x) is the same sum of ct (each window places its cotangent once,
+    on a pixel inside the image), so a bias gradient reads the pooled array too."""
+    producers, pooled = {}, {}
+
+    def rule(node, out):
+        start = len(out.nodes)
+        replacement = _pooled_relu_gradient(node, out, producers, pooled)
+        for made in [node] + out.nodes[start:]:
+            for v in made.outputs:
+                producers[v] = made
+            if made.prim.name == 'max_pool':
+                pooled.setdefault(_window_key(made), made.outputs[0])
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _window_key(node):
+    """max_pool(x) and max_pool_grad(ct, x) over the same windows of x share a key."""
+    return id(node.inputs[-1]), tuple(sorted(node.params.items()))
+
+
+def _pooled_relu_gradient(node, out, producers, pooled):
+    ins = node.inputs
+    source = producers.get(ins[0]) if ins else None
+    if node.prim.name == 'reduce_sum':
+        if source is not None and source.prim.name == 'max_pool_grad' \
+                and {1, 2} <= set(node.params['axes']):
+            return _emit(out, 'reduce_sum', [source.inputs[0]], **node.params)
+        return None
+    grad = producers.get(ins[1]) if len(ins) == 3 else None
+    if node.prim.name != 'select' or source is None or source.prim.name != 'gt' \
+            or grad is None or grad.prim.name != 'max_pool_grad' \
+            or not _same_type(node.outputs[0], grad.outputs[0]):
+        return None
+    (a, threshold), (ct, x), zero = source.inputs, grad.inputs, ins[2]
+    activation = producers.get(x)
+    if activation is None or activation.prim.name != 'relu' or activation.inputs[0] is not a \
+            or threshold.shape != () or zero.shape != () \
+            or not (_is_constant(out, threshold, 0) and _is_constant(out, zero, 0)):
+        return None
+    peaks = pooled.get(_window_key(grad))
+    if peaks is None:
+        peaks = _emit(out, 'max_pool', [x], **grad.params)
+    kept = _emit(out, 'select', [_emit(out, 'gt', [peaks, threshold]), ct, zero])
+    return _emit(out, 'max_pool_grad', [kept, x], **grad.params)
+
+
 def _use_counts(graph):
     """How many times each value is read: by nodes, as an output, as a Variable's update."""
     uses = {}
@@ -516,6 +570,7 @@ PIPELINE = [
     ('simplify', algebraic_simplification),
     ('row_repeats', row_repeats),
     ('embedding_bags', embedding_bags),
+    ('pooled_relu_gradients', pooled_relu_gradients),
     ('cse', common_subexpression_elimination),
     ('simplify2', algebraic_simplification),
     ('hoist_accumulations', hoist_scan_accumulations),

@@ -242,7 +242,7 @@ def pool(helper):
 def max_pool_grad(cg, node, name):
     ct, x = node.inputs
     (kh, kw), (sh, sw) = node.params['ksize'], node.params['strides']
-    cg.emit(f'{name} = np.zeros({cg.shape(node.outputs[0])}, '
+    cg.emit(f'{name} = np.empty({cg.shape(node.outputs[0])}, '
             f'{np_type(node.outputs[0].dtype)})')
     cg.emit(f'K.max_pool_grad(np.ascontiguousarray({cg.ref(ct)}), '
             f'np.ascontiguousarray({cg.ref(x)}), {name}, {kh}, {kw}, {sh}, {sw}, '

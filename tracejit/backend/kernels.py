@@ -411,13 +411,16 @@ def _window_peaks(xp, corner, first, rows, cols, w, peak, best):
 def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
     """Every window's first maximum (_window_peaks), used per `mode` (a literal at each
     caller, so the other branches fold away): 0 writes the maxima into `values`, 1 their flat
-    indices into `index`, 2 adds the windows' cotangents `ct` there into `grad` (zeroed by
-    the caller: one scattered add per channel, cheaper than a select over every tap).
+    indices into `index`, 2 adds the windows' cotangents `ct` there into `grad` (zeroed
+    before: one scattered add per channel, cheaper than a select over every tap), 3 writes
+    every tap of the window into `grad`, the cotangent at the maximum and zero elsewhere
+    (for windows that do not overlap: no zero fill of `grad` first, one pass over it).
     `values`, `index` and `ct` are (N * OH * OW, C), `grad` (N * H * W, C)."""
     n, h, w, c = x.shape
     top, left = _pad_before(h, oh, kh, sh, 1, same), _pad_before(w, ow, kw, sw, 1, same)
     xp = x.reshape((n * h * w, c))
     peak, best = np.empty(c, x.dtype), np.empty(c, np.int64)
+    zero = np.zeros(1, grad.dtype)[0]
     for b in range(n):
         for i in range(oh):
             rows = _window_range(i, sh, kh, top, h)
@@ -425,6 +428,9 @@ def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
                 cols = _window_range(j, sw, kw, left, w)
                 o = (b * oh + i) * ow + j
                 corner = (b * h + i * sh - top) * w + j * sw - left
+                if kh == 2 and kw == 2 and rows == (0, 2) and cols == (0, 2):
+                    _pool_2x2(xp, corner, w, o, values, index, ct, grad, mode, best, zero)
+                    continue
                 first = corner + rows[0] * w + cols[0]
                 _window_peaks(xp, corner, first, rows, cols, w, peak, best)
                 if mode == 0:
@@ -433,9 +439,83 @@ def _pool_walk(x, oh, ow, kh, kw, sh, sw, same, values, index, ct, grad, mode):
                 elif mode == 1:
                     for t in range(c):
                         index[o, t] = best[t] * c + t
-                else:
+                elif mode == 2:
                     for t in range(c):
                         grad[best[t], t] += ct[o, t]
+                else:
+                    _write_window(grad, ct, o, corner, rows, cols, w, best, zero)
+
+
+@_jit
+def _pool_2x2(xp, corner, w, o, values, index, ct, grad, mode, best, zero):
+    """_pool_walk's work for one 2 x 2 window inside the image (max pooling's usual window)
+    with its taps unrolled, so the channel loop vectorises with the maximum and its tap in
+    registers (W8's first pooling: 0.3 ms instead of 1.6 through _window_peaks). The same
+    first-maximum rule: a tap replaces the maximum only when strictly larger. The gradient
+    modes place the cotangent in a second loop, over the taps kept in `best`."""
+    c = xp.shape[1]
+    for t in range(c):
+        peak, tap = xp[corner, t], 0
+        v = xp[corner + 1, t]
+        take = peak < v
+        peak, tap = (v if take else peak), (1 if take else tap)
+        v = xp[corner + w, t]
+        take = peak < v
+        peak, tap = (v if take else peak), (2 if take else tap)
+        v = xp[corner + w + 1, t]
+        take = peak < v
+        peak, tap = (v if take else peak), (3 if take else tap)
+        if mode == 0:
+            values[o, t] = peak
+        elif mode == 1:
+            index[o, t] = (corner + (tap & 1) + (tap >> 1) * w) * c + t
+        else:
+            best[t] = tap
+    if mode >= 2:
+        for k in range(4):
+            pixel = corner + (k & 1) + (k >> 1) * w
+            for t in range(c):
+                g = ct[o, t] if best[t] == k else zero
+                if mode == 2:
+                    grad[pixel, t] += g
+                else:
+                    grad[pixel, t] = g
+
+
+@_jit
+def _write_window(grad, ct, o, corner, rows, cols, w, best, zero):
+    """grad[pixel, t] = ct[o, t] at each channel's maximum `best[t]`, `zero` at the window's
+    other taps inside the image (a select per tap: the channel loop vectorises)."""
+    for p in range(rows[0], rows[1]):
+        for q in range(cols[0], cols[1]):
+            src = corner + p * w + q
+            for t in range(grad.shape[1]):
+                grad[src, t] = ct[o, t] if best[t] == src else zero
+
+
+@_jit
+def _covered(size, out, k, stride, before):
+    """Which positions of an axis of `size` lie in some window."""
+    inside = np.zeros(size, np.bool_)
+    for o in range(out):
+        first, last = _window_range(o, stride, k, before, size)
+        inside[o * stride - before + first:o * stride - before + last] = True
+    return inside
+
+
+@_jit
+def _zero_outside_windows(grad, shape, out_hw, kh, kw, sh, sw, same):
+    """Zero the pixels of `grad` (N * H * W, C) that no window covers (with strides larger
+    than the window, or the last rows and columns that VALID windows leave out)."""
+    n, h, w, c = shape
+    rows = _covered(h, out_hw[0], kh, sh, _pad_before(h, out_hw[0], kh, sh, 1, same))
+    cols = _covered(w, out_hw[1], kw, sw, _pad_before(w, out_hw[1], kw, sw, 1, same))
+    for b in range(n):
+        for r in range(h):
+            for s in range(w):
+                if not (rows[r] and cols[s]):
+                    for t in range(c):
+                        grad[(b * h + r) * w + s, t] = 0
 
 
 @_jit
@@ -465,11 +545,19 @@ def max_pool(x, out, kh, kw, sh, sw, same):
 
 @_cached
 def max_pool_grad(ct, x, out, kh, kw, sh, sw, same):
-    """out (zeroed by the caller, x's shape) gets each window's cotangent at its first
-    maximum: pool_argmax and the scatter in one pass, without the index array."""
-    unused = np.empty((0, 0), x.dtype)
-    _pool_walk(x, ct.shape[1], ct.shape[2], kh, kw, sh, sw, same, unused,
-               np.empty((0, 0), np.int64), _pixels(ct), _pixels(out), 2)
+    """out (x's shape) = each window's cotangent at its first maximum, zero elsewhere:
+    pool_argmax and the scatter in one pass, without the index array. Windows that do not
+    overlap write their taps whole, so only the pixels outside every window are zeroed
+    first; overlapping ones add into a zeroed `out`."""
+    unused, grad = np.empty((0, 0), x.dtype), _pixels(out)
+    oh, ow = ct.shape[1], ct.shape[2]
+    index = np.empty((0, 0), np.int64)
+    if sh >= kh and sw >= kw:
+        _zero_outside_windows(grad, x.shape, (oh, ow), kh, kw, sh, sw, same)
+        _pool_walk(x, oh, ow, kh, kw, sh, sw, same, unused, index, _pixels(ct), grad, 3)
+    else:
+        grad[:] = 0
+        _pool_walk(x, oh, ow, kh, kw, sh, sw, same, unused, index, _pixels(ct), grad, 2)
     return out
 
 

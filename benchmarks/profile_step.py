@@ -1,0 +1,104 @@
+"""Where a compiled step's time goes: `python -m benchmarks.profile_step [--repeats N]` (W8).
+
+`profile(kernel, args)` reruns a compiled step's generated kernel as Python, statement by
+statement (each call into a Numba loop or helper still runs native), and returns the median
+seconds of every statement over `repeats` runs. The Python between statements adds about a
+microsecond each, so regions of a few microseconds read high. The kernel updates its Variables
+in place on every run, as the step would.
+"""
+import argparse
+import ast
+import os
+import statistics
+import sys
+import time
+
+if __package__ in (None, ''):   # run as `python benchmarks/profile_step.py`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def capture(step, *args):
+    """(Kernel, its full argument tuple) of one call of the compiled `step` on `args`."""
+    from tracejit.backend import runtime
+    seen = []
+    original = runtime.Kernel.run
+
+    def run(self, call_args):
+        seen.append((self, tuple(self._unbox_scalars(list(call_args))) + self.tail))
+        return original(self, call_args)
+    runtime.Kernel.run = run
+    try:
+        step(*args)
+    finally:
+        runtime.Kernel.run = original
+    if not seen:
+        raise RuntimeError('the step ran no compiled kernel (still compiling, or interpreted)')
+    return seen[-1]
+
+
+def _timed_kernel(source):
+    """The module's `kernel` turned into a Python function that appends (statement index,
+    seconds) pairs to its `_times` global; the loops it calls stay Numba functions."""
+    tree = ast.parse(source)
+    [kernel] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == 'kernel']
+    kernel.decorator_list = []
+    body, statements = [], []
+    for index, statement in enumerate(kernel.body):
+        statements.append(ast.unparse(statement))
+        start = ast.parse('_t0 = _clock()').body
+        stop = ast.parse(f'_times.append(({index}, _clock() - _t0))').body
+        body += [statement] if isinstance(statement, ast.Return) else start + [statement] + stop
+    kernel.body = body
+    return ast.unparse(ast.fix_missing_locations(tree)), statements
+
+
+def profile(kernel, args, repeats=11):
+    """[(median seconds, statement source)] of every statement of `kernel`'s generated source,
+    in program order."""
+    from tracejit.backend import compiler
+    text, statements = _timed_kernel(compiler.module_text(kernel.lowered.source, cache=False))
+    times = []
+    namespace = {'_clock': time.perf_counter, '_times': times}
+    exec(compile(text, '<profiled kernel>', 'exec'), namespace)
+    runs = []
+    for _ in range(repeats + 1):   # the first run compiles the loops
+        times.clear()
+        namespace['kernel'](*args)
+        runs.append(dict(times))
+    return [(statistics.median(run.get(i, 0.0) for run in runs[1:]), s)
+            for i, s in enumerate(statements)]
+
+
+def step_seconds(step, repeats=11):
+    """Median seconds of one call of the compiled step, for comparison with the total."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def report(rows, step_time=None, threshold=20e-6):
+    """Print the statements above `threshold` seconds, the total, and the step's own time."""
+    total = sum(seconds for seconds, _ in rows)
+    for seconds, statement in rows:
+        if seconds >= threshold:
+            print(f'{seconds * 1e6:9.0f} us  {statement[:110]}')
+    print(f'{total * 1e6:9.0f} us  total')
+    if step_time is not None:
+        print(f'{step_time * 1e6:9.0f} us  the compiled step')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--repeats', type=int, default=11)
+    options = parser.parse_args(argv)
+    from benchmarks import conv
+    step = conv.tracejit_w8(*conv.w8_problem())
+    rows = profile(*capture(step), repeats=options.repeats)
+    report(rows, step_seconds(step, options.repeats))
+
+
+if __name__ == '__main__':
+    main()
