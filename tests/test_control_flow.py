@@ -1064,13 +1064,22 @@ def test_a_cond_returning_a_variable_or_its_view_keeps_the_old_value():
 
 
 @pytest.mark.compiled
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason='a loop with no carry and no stacked output (a body of effects only) '
-                          'is a node without outputs, which the passes and the backend index')
-def test_a_loop_whose_body_only_prints():
+def test_a_loop_and_a_cond_of_effects_only_run(capfd):
+    """A loop whose body only prints or assigns a Variable its own value, and a cond whose
+    branches only print, have no outputs: they still run for their effects."""
+    v = tj.Variable(H0)
+
     @tj.function
     def run(xs):
         for x in xs:
-            tj.print(x[0])
+            tj.print(x[0, 0])
+            v.assign(v.value())
+        tj.cond(tj.reduce_sum(xs) > 0.0, lambda: tj.print(1.0), lambda: tj.print(-1.0))
         return tj.reduce_sum(xs)
-    _allclose(run(XS).numpy(), XS.sum())
+    for sign in (1.0, -1.0):
+        xs = sign * np.abs(XS)
+        _allclose(run(xs).numpy(), xs.sum())
+        _allclose(v.numpy(), H0)
+        printed = capfd.readouterr()
+        assert [float(line) for line in (printed.out + printed.err).split()] == pytest.approx(
+            list(xs[:, 0, 0]) + [sign], rel=1e-5)
