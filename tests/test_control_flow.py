@@ -777,28 +777,31 @@ def _allclose(got, want, dtype=np.float64):
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_carries_that_rotate_and_read_each_other_after_their_update(dtype):
     """(a, b, c) -> (b + x, c * 1, a - x) rotates the buffers' contents; d's next value reads
-    a's next one; the old a is stacked and d's new value too."""
+    a's next one; the old a is stacked and d's new value too; two 0-d carries swap."""
     @tj.function
     def run(xs, a, b, c):
         def body(carry, x):
-            a, b, c, d = carry
+            a, b, c, d, p, q = carry
             a2 = b + x
-            return (a2, c * 1.0, a - x, d * 0.5 + a2 * a2), (a, d * 0.5 + a2 * a2)
-        return tj.lax.scan(body, (a, b, c, tj.zeros_like(a)), xs)
+            return (a2, c * 1.0, a - x, d * 0.5 + a2 * a2, q, p + tj.reduce_sum(x)), (
+                a, d * 0.5 + a2 * a2, p)
+        zero = tj.reduce_sum(tj.zeros_like(a))
+        return tj.lax.scan(body, (a, b, c, tj.zeros_like(a), zero, zero + 1.0), xs)
 
     for length in (5, 4):
         xs, init = XS[:length].astype(dtype), [h.astype(dtype) for h in (H0, H1, H2)]
         carry, ys = run(xs, *init)
         a, b, c = init
-        d, want_ys = np.zeros_like(a), ([], [])
+        d, p, q, want_ys = np.zeros_like(a), 0.0, 1.0, ([], [], [])
         for x in xs:
             want_ys[0].append(a)
-            a, b, c = b + x, c, a - x
+            want_ys[2].append(p)
+            a, b, c, p, q = b + x, c, a - x, q, p + x.sum()
             d = d * 0.5 + a * a
             want_ys[1].append(d)
-        for got, want in zip(list(carry) + list(ys), [a, b, c, d] + [np.array(y) for y in
-                                                                     want_ys]):
-            _allclose(got.numpy(), want, dtype)
+        for got, want in zip(list(carry) + list(ys), [a, b, c, d, p, q] + [
+                np.array(y) for y in want_ys]):
+            _allclose(np.asarray(got), want, dtype)
 
 
 @pytest.mark.compiled
