@@ -856,10 +856,11 @@ def test_views_of_a_variable_a_while_loop_updates_keep_their_values():
 
 
 @pytest.mark.compiled
-def test_a_variable_read_by_the_loop_as_a_constant_and_carried():
-    """The loop's constant is the Variable's value, a view of it (transpose, a row): the loop
-    must not run in the Variable's buffer, or the constant would change under it."""
-    vs = [tj.Variable(SQUARE) for _ in range(3)]
+def test_a_variable_read_by_the_loop_as_a_constant_or_scanned_and_carried():
+    """The loop's constant is the Variable's value or a view of it (transpose, a row), or the
+    loop scans the rows of the Variable or of its transpose: the loop must not run in the
+    Variable's buffer, or what it reads would change under it."""
+    vs = [tj.Variable(SQUARE) for _ in range(5)]
 
     @tj.function
     def run(n):
@@ -868,6 +869,9 @@ def test_a_variable_read_by_the_loop_as_a_constant_and_carried():
                                      lambda i, a, k=constant: (i + 1, a * 0.5 + k),
                                      (0, v.value()))
             v.assign(final)
+        for v, rows in ((vs[3], vs[3].value()), (vs[4], tj.transpose(vs[4]))):
+            for row in rows:
+                v.assign(v * 0.5 + row)
         return tj.reduce_sum(vs[0])
 
     for n in (3, 0):
@@ -878,6 +882,11 @@ def test_a_variable_read_by_the_loop_as_a_constant_and_carried():
             want = SQUARE
             for _ in range(n):
                 want = want * 0.5 + constant
+            _allclose(v.numpy(), want)
+        for v, rows in zip(vs[3:], (SQUARE, SQUARE.T)):
+            want = SQUARE
+            for row in rows:
+                want = want * 0.5 + row
             _allclose(v.numpy(), want)
 
 
