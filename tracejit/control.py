@@ -260,11 +260,11 @@ def scan_flat(body_fn, init, xs, length=None, reverse=False, what='tj.scan'):
     outputs = rec.graph.outputs
     finals = [rec.value_of(v) for v in variables]
     rec.graph.outputs = outputs[:num_carry] + finals + outputs[num_carry:]
-    operands, keys = union_captures([rec])
     if not rec.graph.outputs:   # a body of effects (or nothing): a counter keeps the node
         scan_flat(lambda counter, x: (counter, body_fn([], x)[1]), [np.int32(0)], xs, length,
                   reverse, what)
         return [], []
+    operands, keys = union_captures([rec])
     rec.graph.inputs = _loop_inputs(rec, variables, keys, operands, len(xs))
     initial = [v.value() for v in variables]
     carried = num_carry + len(variables)
