@@ -755,3 +755,343 @@ def test_a_stacked_concat_is_written_into_its_row():
             if line.startswith(' ' * 8)]
     assert any('K.concat_into(' in line for line in loop)
     assert 'np.concatenate' not in source
+
+
+# ------------------------------------------------------------ in-place loop carries and views
+# Loop bodies are emitted in place, carries are updated in their own buffer (or a Variable's)
+# when that is legal, and reshape/slice/transpose results may be views: each program below
+# mixes these and must equal a numpy loop written here, for zero, odd and even trip counts.
+
+RNG = np.random.default_rng(11)
+XS = RNG.standard_normal((5, 2, 3))
+H0, H1, H2 = RNG.standard_normal((3, 2, 3))
+SQUARE = RNG.standard_normal((3, 3))
+
+
+def _allclose(got, want, dtype=np.float64):
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(np.asarray(got), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_carries_that_rotate_and_read_each_other_after_their_update(dtype):
+    """(a, b, c) -> (b + x, c * 1, a - x) rotates the buffers' contents; d's next value reads
+    a's next one; the old a is stacked and d's new value too; two 0-d carries swap."""
+    @tj.function
+    def run(xs, a, b, c):
+        def body(carry, x):
+            a, b, c, d, p, q = carry
+            a2 = b + x
+            return (a2, c * 1.0, a - x, d * 0.5 + a2 * a2, q, p + tj.reduce_sum(x)), (
+                a, d * 0.5 + a2 * a2, p)
+        zero = tj.reduce_sum(tj.zeros_like(a))
+        return tj.lax.scan(body, (a, b, c, tj.zeros_like(a), zero, zero + 1.0), xs)
+
+    for length in (5, 4):
+        xs, init = XS[:length].astype(dtype), [h.astype(dtype) for h in (H0, H1, H2)]
+        carry, ys = run(xs, *init)
+        a, b, c = init
+        d, p, q, want_ys = np.zeros_like(a), 0.0, 1.0, ([], [], [])
+        for x in xs:
+            want_ys[0].append(a)
+            want_ys[2].append(p)
+            a, b, c, p, q = b + x, c, a - x, q, p + x.sum()
+            d = d * 0.5 + a * a
+            want_ys[1].append(d)
+        for got, want in zip(list(carry) + list(ys), [a, b, c, d, p, q] + [
+                np.array(y) for y in want_ys]):
+            _allclose(np.asarray(got), want, dtype)
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_two_variables_swapped_in_a_loop_run_in_their_buffers(dtype):
+    v0, u0 = H0.astype(dtype), H1.astype(dtype)
+    v, u = tj.Variable(v0), tj.Variable(u0)
+
+    @tj.function
+    def run(xs):
+        for x in xs:
+            new_v, new_u = u * 1.0 + x, v * 2.0
+            v.assign(new_v)
+            u.assign(new_u)
+        return tj.reduce_sum(xs)
+
+    for length in (5, 2):
+        v.assign(v0)
+        u.assign(u0)
+        run(XS[:length].astype(dtype))
+        want_v, want_u = v0, u0
+        for x in XS[:length].astype(dtype):
+            want_v, want_u = want_u + x, want_v * 2.0
+        _allclose(v.numpy(), want_v, dtype)
+        _allclose(u.numpy(), want_u, dtype)
+
+
+@pytest.mark.compiled
+def test_views_of_a_variable_a_while_loop_updates_keep_their_values():
+    """Views read before the loop (transpose, a column) have the old value, views after it the
+    new one, whether or not the loop runs."""
+    v = tj.Variable(H0)
+
+    @tj.function
+    def run(n):
+        before, column = tj.transpose(v), v[:, 1]
+        i = tj.constant(0)
+        while i < n:
+            v.assign(v * 0.5 + 1.0)
+            i += 1
+        return before, column, tj.reshape(v, (-1,)), v[0]
+
+    for n in (0, 3, 2):
+        v.assign(H0)
+        got = run(np.int32(n))
+        want = H0
+        for _ in range(n):
+            want = want * 0.5 + 1.0
+        for g, w in zip(got, (H0.T, H0[:, 1], want.ravel(), want[0])):
+            _allclose(g.numpy(), w)
+        _allclose(v.numpy(), want)
+
+
+@pytest.mark.compiled
+def test_a_variable_read_by_the_loop_as_a_constant_or_scanned_and_carried():
+    """The loop's constant is the Variable's value or a view of it (transpose, a row), or the
+    loop scans the rows of the Variable or of its transpose: the loop must not run in the
+    Variable's buffer, or what it reads would change under it."""
+    vs = [tj.Variable(SQUARE) for _ in range(5)]
+
+    @tj.function
+    def run(n):
+        for v, constant in zip(vs, (vs[0].value(), tj.transpose(vs[1]), vs[2][0])):
+            _, final = tj.while_loop(lambda i, a: i < n,
+                                     lambda i, a, k=constant: (i + 1, a * 0.5 + k),
+                                     (0, v.value()))
+            v.assign(final)
+        for v, rows in ((vs[3], vs[3].value()), (vs[4], tj.transpose(vs[4]))):
+            for row in rows:
+                v.assign(v * 0.5 + row)
+        return tj.reduce_sum(vs[0])
+
+    for n in (3, 0):
+        for v in vs:
+            v.assign(SQUARE)
+        run(np.int32(n))
+        for v, constant in zip(vs, (SQUARE, SQUARE.T, SQUARE[0])):
+            want = SQUARE
+            for _ in range(n):
+                want = want * 0.5 + constant
+            _allclose(v.numpy(), want)
+        for v, rows in zip(vs[3:], (SQUARE, SQUARE.T)):
+            want = SQUARE
+            for row in rows:
+                want = want * 0.5 + row
+            _allclose(v.numpy(), want)
+
+
+@pytest.mark.compiled
+def test_carries_read_through_gathers_reductions_and_broadcasts():
+    """Each carry's next value reads other elements of the carry (a gather, sums along either
+    axis, a matmul, a max, a broadcast row): none may be updated in place element by element."""
+    index = np.array([2, 0, 1], np.int32)
+    steps = [
+        (lambda a: tj.gather(a, index), lambda a: a[index]),
+        (lambda a: tj.reduce_sum(SQUARE * a, axis=1), lambda a: (SQUARE * a).sum(1)),
+        (lambda a: tj.reduce_sum(SQUARE * tj.expand_dims(a, 1), axis=0),
+         lambda a: (SQUARE * a[:, None]).sum(0)),
+        (lambda a: tj.matmul(SQUARE, tj.expand_dims(a, 1))[:, 0], lambda a: SQUARE @ a),
+        (lambda a: tj.reduce_max(a), lambda a: a.max()),
+        (lambda a: tj.broadcast_to(a[1:2], (3,)), lambda a: a[1]),
+    ]
+    xs, init = XS.reshape(10, 3), H0.reshape(2, 3)[0]
+    v = [tj.Variable(init) for _ in steps]
+
+    @tj.function
+    def run(xs):
+        carry, _ = tj.lax.scan(lambda c, x: ([a * 0.5 + f(a) + x for a, (f, _) in
+                                              zip(c, steps)], x), [init] * len(steps), xs)
+        for x in xs:
+            for variable, (f, _) in zip(v, steps):
+                variable.assign(variable * 0.5 + f(variable.value()) + x)
+        return carry
+
+    got = run(xs)
+    for k, (_, ref) in enumerate(steps):
+        want = init
+        for x in xs:
+            want = want * 0.5 + ref(want) + x
+        _allclose(got[k].numpy(), want)
+        _allclose(v[k].numpy(), want)
+
+
+@pytest.mark.compiled
+def test_a_cond_in_a_scan_in_a_while_loop():
+    @tj.function
+    def run(xs, h, n):
+        def body(h, x):
+            h = tj.cond(tj.reduce_sum(x) > 0.0, lambda: tj.tanh(h + x), lambda: h * 0.5 - x)
+            return h, h * 2.0
+
+        def outer(i, h, total):
+            h, ys = tj.lax.scan(body, h, xs)
+            return i + 1, h, total + tj.reduce_sum(ys, axis=0)
+        return tj.while_loop(lambda i, h, total: i < n, outer, (0, h, tj.zeros_like(h)))
+
+    for n in (0, 1, 2):
+        _, h, total = run(XS, H0, np.int32(n))
+        want_h, want_total = H0, np.zeros_like(H0)
+        for _ in range(n):
+            for x in XS:
+                want_h = np.tanh(want_h + x) if x.sum() > 0 else want_h * 0.5 - x
+                want_total = want_total + want_h * 2.0
+        _allclose(h.numpy(), want_h)
+        _allclose(total.numpy(), want_total)
+
+
+def _decay(c, x):
+    return c * 0.9 + x, c
+
+
+def _np_decay(c, xs, reverse=False):
+    ys = [None] * len(xs)
+    for i in (range(len(xs) - 1, -1, -1) if reverse else range(len(xs))):
+        ys[i], c = c, c * 0.9 + xs[i]
+    return c, np.array(ys)
+
+
+@pytest.mark.compiled
+def test_scans_in_both_branches_and_one_body_in_several_loops():
+    """The same body function in four loops (two in a cond's branches, two after it, one
+    reversed) and a scan over a scan that stacks the outer carry: the loops' code is emitted
+    in place four times over with distinct names."""
+    @tj.function
+    def run(xs, c, flag):
+        r = tj.cond(flag > 0, lambda: tj.lax.scan(_decay, c, xs)[0],
+                    lambda: tj.lax.scan(_decay, c * 2.0, xs)[1][-1])
+        r2, _ = tj.lax.scan(_decay, r, xs)
+        r3, _ = tj.lax.scan(_decay, r2, xs, reverse=True)
+        nested = tj.lax.scan(lambda c, x: (tj.lax.scan(_decay, c, tj.transpose(x))[0], c),
+                             r3[0], tj.reshape(xs, (5, 3, 2)))
+        return r, r2, r3, nested
+
+    for flag in (1, -1):
+        got_r, got_r2, got_r3, (got_final, got_stacked) = run(XS, H0, np.int32(flag))
+        r = _np_decay(H0, XS)[0] if flag > 0 else _np_decay(H0 * 2.0, XS)[1][-1]
+        r2 = _np_decay(r, XS)[0]
+        r3 = _np_decay(r2, XS, reverse=True)[0]
+        final, stacked = r3[0], []
+        for x in XS.reshape(5, 3, 2):
+            stacked.append(final)
+            final = _np_decay(final, x.T)[0]
+        for got, want in ((got_r, r), (got_r2, r2), (got_r3, r3), (got_final, final),
+                          (got_stacked, np.array(stacked))):
+            _allclose(got.numpy(), want)
+
+
+@pytest.mark.compiled
+def test_gradients_through_a_loop_with_swapping_carries_match_eager():
+    """A tape inside tj.function over two scans of one body (carries swapping, a Variable
+    read in the body), then the Variable updated: loss, gradient and Variable equal eager."""
+    def make():
+        w = tj.Variable(SQUARE * 0.5)
+
+        def step(xs, h):
+            with tj.GradientTape() as tape:
+                def body(carry, x):
+                    a, b = carry
+                    new_a = tj.tanh(tj.matmul(a, w) + x)
+                    return (b * 1.0, new_a), new_a
+                (a, b), ys = tj.lax.scan(body, (h, h * 0.5), xs)
+                (a, _), _ = tj.lax.scan(body, (a, b), xs, reverse=True)
+                loss = tj.reduce_sum(ys * ys) + tj.reduce_sum(tj.transpose(w)[:2] * a)
+            gradient = tape.gradient(loss, w)
+            w.assign_sub(gradient * 0.1)
+            return loss, gradient
+        return w, step
+
+    w_eager, eager = make()
+    w_compiled, compiled = make()
+    compiled = tj.function(compiled)
+    for xs in (XS, XS[:2]):
+        want = eager(tj.constant(xs), tj.constant(H0))
+        got = compiled(xs, H0)
+        for g, w in zip(list(got) + [w_compiled], list(want) + [w_eager]):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.compiled
+def test_a_gather_failing_midway_leaves_loop_variables_and_views_unchanged():
+    table = np.arange(12.0).reshape(4, 3)
+    v, u = tj.Variable(np.ones((2, 3))), tj.Variable(np.zeros(3))
+
+    @tj.function
+    def run(ids):
+        first = v[0]
+        i = tj.constant(0)
+        while i < tj.shape(ids)[0]:
+            v.assign(v * 0.5 + tj.gather(table, ids[i]))
+            u.assign(u + v[1])
+            i += 1
+        return first, tj.transpose(v)
+
+    first, transposed = run(np.array([1, 2], np.int32))
+    want_v, want_u = np.ones((2, 3)), np.zeros(3)
+    for i in (1, 2):
+        want_v = want_v * 0.5 + table[i]
+        want_u = want_u + want_v[1]
+    _allclose(first.numpy(), np.ones(3))
+    _allclose(transposed.numpy(), want_v.T)
+    _allclose(u.numpy(), want_u)
+    with pytest.raises(IndexError, match='out of range'):   # at the third step
+        run(np.array([0, 3, 4, 1], np.int32))
+    _allclose(v.numpy(), want_v)
+    _allclose(u.numpy(), want_u)
+
+
+@pytest.mark.compiled
+def test_a_cond_returning_a_variable_or_its_view_keeps_the_old_value():
+    """A branch passes the Variable's value (or a slice, a transposed slice) through, then the
+    step updates the Variable: the result is the value from before the update."""
+    picks = [(lambda v: v.value(), lambda a: a), (lambda v: v[:, 1:], lambda a: a[:, 1:]),
+             (lambda v: tj.transpose(v)[1:], lambda a: a.T[1:])]
+    vs = [tj.Variable(H0) for _ in picks]
+
+    @tj.function
+    def run(x):
+        results = []
+        for v, (pick, _) in zip(vs, picks):
+            results.append(tj.cond(tj.reduce_sum(x) > 0.0, lambda v=v, pick=pick: pick(v),
+                                   lambda v=v, pick=pick: pick(v) * 2.0))
+            v.assign(v * 0.5 + x)
+        return results
+
+    for sign in (1.0, -1.0):
+        for v in vs:
+            v.assign(H0)
+        got = run(sign * np.abs(H1))
+        for g, v, (_, ref) in zip(got, vs, picks):
+            _allclose(g.numpy(), ref(H0) * (1.0 if sign > 0 else 2.0))
+            _allclose(v.numpy(), H0 * 0.5 + sign * np.abs(H1))
+
+
+@pytest.mark.compiled
+def test_a_loop_and_a_cond_of_effects_only_run(capfd):
+    """A loop whose body only prints or assigns a Variable its own value, and a cond whose
+    branches only print, have no outputs: they still run for their effects."""
+    v = tj.Variable(H0)
+
+    @tj.function
+    def run(xs):
+        for x in xs:
+            tj.print(x[0, 0])
+            v.assign(v.value())
+        tj.cond(tj.reduce_sum(xs) > 0.0, lambda: tj.print(1.0), lambda: tj.print(-1.0))
+        return tj.reduce_sum(xs)
+    for sign in (1.0, -1.0):
+        xs = sign * np.abs(XS)
+        _allclose(run(xs).numpy(), xs.sum())
+        _allclose(v.numpy(), H0)
+        printed = capfd.readouterr()
+        assert [float(line) for line in (printed.out + printed.err).split()] == pytest.approx(
+            list(xs[:, 0, 0]) + [sign], rel=1e-5)

@@ -111,6 +111,8 @@ def switch(index, fns, what):
     variables = _assigned(recs)
     for rec in recs:   # a branch leaves a Variable it does not assign as it was
         rec.graph.outputs = rec.graph.outputs + [rec.value_of(v) for v in variables]
+        if not rec.graph.outputs:   # branches of effects (or nothing): a flag keeps the node
+            rec.graph.outputs = [rec.graph.add_const(np.int32(0))]
     operands, keys = union_captures(recs)
     for rec in recs:
         rec.graph.inputs = _inputs_for(rec, keys, operands)
@@ -258,6 +260,10 @@ def scan_flat(body_fn, init, xs, length=None, reverse=False, what='tj.scan'):
     outputs = rec.graph.outputs
     finals = [rec.value_of(v) for v in variables]
     rec.graph.outputs = outputs[:num_carry] + finals + outputs[num_carry:]
+    if not rec.graph.outputs:   # a body of effects (or nothing): a counter keeps the node
+        scan_flat(lambda counter, x: (counter, body_fn([], x)[1]), [np.int32(0)], xs, length,
+                  reverse, what)
+        return [], []
     operands, keys = union_captures([rec])
     rec.graph.inputs = _loop_inputs(rec, variables, keys, operands, len(xs))
     initial = [v.value() for v in variables]
