@@ -501,8 +501,8 @@ def test_equal_static_objects_do_not_leave_stale_fast_entries():
 
 def test_small_matrix_products_run_on_one_blas_thread():
     """Kernels' np.dot goes through scipy's OpenBLAS; small products (few multiply-adds, or
-    few outputs) drop it to one thread for their duration and then restore the count (left
-    alone when it is already 1)."""
+    few outputs of sums not too long) drop it to one thread for their duration and then
+    restore the count (left alone when it is already 1)."""
     from tracejit.backend import kernels
     get, set_ = blas_thread_functions()
     default = get()
@@ -512,9 +512,10 @@ def test_small_matrix_products_run_on_one_blas_thread():
     try:
         for threads in (3, 1):
             set_(threads)
-            # few multiply-adds; a long sum into few outputs; neither (two threads)
+            # few multiply-adds; a sum of 1024 terms into few outputs; neither, or few outputs
+            # of sums too long (two threads)
             for (m, k, n), small in [((128, 64, 128), True), ((64, 1024, 256), True),
-                                     ((300, 200, 300), False)]:
+                                     ((300, 200, 300), False), ((16, 8192, 64), False)]:
                 a = rng.standard_normal((m, k)).astype(np.float32)
                 b = rng.standard_normal((k, n)).astype(np.float32)
                 assert kernels._small_gemm(a, b) == small

@@ -51,11 +51,13 @@ def uniform64(key, index):
 # a quiet machine at 1M, but when another process holds the second core OpenBLAS's threads wait
 # for each other and small products get 5-40x slower (measured at 0.1M-1M multiply-adds).
 SINGLE_THREAD_GEMM = 1 << 22
-# So do products with fewer outputs than this, however long their sums: a loop's weight
-# gradient summed over every step at once, (64 x 1024) @ (1024 x 256), took 185 us on two
-# threads and 355 on one on a quiet machine, but 5,200 on two and 940 on one with the other
-# core busy.
+# So do products with fewer outputs than this whose sums are at most SINGLE_THREAD_SUM long: a
+# loop's weight gradient summed over every step at once, (64 x 1024) @ (1024 x 256), took about
+# 360 us on one thread or two on a quiet machine, but 5,200 on two and 940 on one with the other
+# core busy. Longer sums gain from two threads: a convolution's filter gradient, (288 x 15488)
+# @ (15488 x 64), 3.4 ms on two threads against 6.5 on one (quiet).
 SINGLE_THREAD_OUTPUTS = 1 << 16
+SINGLE_THREAD_SUM = 4096
 
 
 def _blas_thread_symbols():
@@ -86,7 +88,8 @@ _blas_get_threads, _blas_set_threads = _blas_thread_symbols()
 @_jit
 def _small_gemm(a, b):
     outputs = a.shape[0] * b.shape[1]
-    return outputs * a.shape[1] < SINGLE_THREAD_GEMM or outputs < SINGLE_THREAD_OUTPUTS
+    return outputs * a.shape[1] < SINGLE_THREAD_GEMM or (
+        outputs < SINGLE_THREAD_OUTPUTS and a.shape[1] <= SINGLE_THREAD_SUM)
 
 
 @_jit
