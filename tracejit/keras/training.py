@@ -119,10 +119,13 @@ class _AfterFirstTrace:
     def __init__(self, function, first):
         self.function, self.first = function, first
         self.cache_info, self.lower = function.cache_info, function.lower
+        self.first_traced = False
 
     def __call__(self, xs, ys, batch_size):
-        if not self.first.cache_info()['traces']:
-            self.first.trace(_row(xs, 0), _row(ys, 0), batch_size)
+        if not self.first_traced:
+            if not self.first.cache_info()['traces']:
+                self.first.trace(_row(xs, 0), _row(ys, 0), batch_size)
+            self.first_traced = True
         return self.function(xs, ys, batch_size)
 
 
