@@ -544,6 +544,48 @@ def test_steps_per_execution_gives_the_same_weights(data):
     assert 'for ' in kernel and source.count('K.dot(') <= 4 * 2   # the step once, in a loop
 
 
+def test_a_failed_multi_batch_call_leaves_weights_and_slots_as_before_it():
+    """The multi-batch step runs in the Variables' own buffers (no copy in or out); when a
+    batch in the middle of a call fails (here a py_function raising at its second batch),
+    the weights and optimizer slots are those after the last call that succeeded."""
+    calls, armed = [], []
+
+    def check(v):
+        calls.append(1)
+        if armed and len(calls) == 5:   # the second call's second batch
+            raise ValueError('bad batch')
+        return v
+
+    class Guard(keras.layers.Layer):
+        def call(self, v):
+            return tj.py_function(check, [v], tj.float32)
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.taken = (batch, self.model.get_weights(),
+                          [np.array(v.numpy()) for v in self.model.optimizer.variables()])
+
+    model = keras.Sequential([keras.layers.Dense(4), Guard(), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss='mse', steps_per_execution=3)
+    x = np.random.default_rng(0).standard_normal((24, 3)).astype(np.float32)
+    model.fit(x, 2.0 * x[:, :1], batch_size=4, epochs=1, verbose=0, shuffle=False)
+    calls.clear()
+    armed.append(True)
+    snapshot = Snapshot()
+    with pytest.raises(ValueError, match='bad batch'):
+        model.fit(x, 2.0 * x[:, :1], batch_size=4, epochs=1, verbose=0, shuffle=False,
+                  callbacks=[snapshot])
+    batch, weights, slots = snapshot.taken
+    assert batch == 2                    # the first call of three batches ran
+    for got, want in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(got, want)
+    for variable, want in zip(model.optimizer.variables(), slots):
+        np.testing.assert_array_equal(variable.numpy(), want)
+    source = model._steps.train_multi.lower(x[:12].reshape(3, 4, 3),
+                                            x[:12, :1].reshape(3, 4, 1), 4.0).source
+    assert '.copy()' not in source
+
+
 def test_steps_per_execution_with_a_dataset_groups_batches_of_one_shape(data):
     """A dataset's batches run N per call too: runs of up to N batches of one shape are
     stacked, the partial last batch goes alone; the weights equal one batch per call."""
