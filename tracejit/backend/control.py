@@ -37,8 +37,9 @@ def _emit(cg, generated, args, results, depth=1):
     then with `out_buffers` the buffers of its array outputs) and assigning its outputs (with
     `out_buffers`, its 0-d ones) to `results`."""
     sub, returned = generated
+    sizes = sub.dims.sizes()
     consts = []
-    for value in (np.asarray(sub.dims.sizes(), np.int64), np.asarray(sub.fconsts, np.float64),
+    for value in (np.asarray(sizes, np.int64), np.asarray(sub.fconsts, np.float64),
                   np.asarray(sub.iconsts, np.int64), *sub.array_consts):
         consts.append(mark(f'k{len(cg.array_consts)}'))
         cg.array_consts.append(value)
@@ -47,14 +48,15 @@ def _emit(cg, generated, args, results, depth=1):
 
     def bind(inner, value):
         """The sub-graph's name `inner` is the caller's `value`: a name, or an expression."""
-        if value != mark(names_in(value)[0] if names_in(value) else ''):
+        names = names_in(value)
+        if len(names) != 1 or value != mark(names[0]):   # an expression: bind it once
             name = cg.fresh('h')
             cg.assign(name, value, depth)
             value = name
         rename[inner] = names_in(value)[0]
     for param, value in zip(sub.params, list(args) + consts, strict=True):
         bind(names_in(param)[0], value)
-    for slot in range(len(sub.dims.sizes())):
+    for slot in range(len(sizes)):
         bind(f'd{slot}', f'{consts[0]}[{slot}]')
     for statement in sub.block.statements:
         for n in names_in(statement.text):
