@@ -17,6 +17,7 @@ import numpy as np
 from numba import literal_unroll, types
 
 from .hostcalls import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
+from . import gemm
 from .fastmath import exp32, log32
 from .fpflags import FASTMATH
 from .mpi_kernels import allreduce_sum32, allreduce_sum64  # noqa: F401 (kernels call K.*)
@@ -112,11 +113,8 @@ def _restore_blas_threads(threads):
 
 @_cached
 def dot(a, b):
-    if not _small_gemm(a, b):
-        return np.dot(a, b)
-    previous = _single_blas_thread()
-    out = np.dot(a, b)
-    _restore_blas_threads(previous)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    dot_into(a, b, out)
     return out
 
 
@@ -133,8 +131,12 @@ def dot_loops(a, b):
 
 @_cached
 def dot_into(a, b, out):
+    """out = a @ b: small products on one thread, in gemm's register tiles where they suit it."""
     if not _small_gemm(a, b):
         np.dot(a, b, out)
+        return
+    if gemm.suits(a, b, out):
+        gemm.gemm_into(a, b, out)
         return
     previous = _single_blas_thread()
     np.dot(a, b, out)

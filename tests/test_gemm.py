@@ -1,0 +1,98 @@
+"""The register-tiled product (backend/gemm.py) against a float64 numpy product written here:
+every tile shape (full and partial rows and columns), empty and length-1 axes, operands in any
+layout (transposes, strided slices), a strided output, both dtypes, and special values."""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from tracejit.backend import gemm, kernels as K
+
+RNG = np.random.default_rng(0)
+
+
+def reference(a, b):
+    return (a.astype(np.float64) @ b.astype(np.float64))
+
+
+def close(got, a, b):
+    want = reference(a, b)
+    tol = 1e-5 if got.dtype == np.float32 else 1e-12
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64) + 1.0
+    assert got.shape == want.shape
+    assert np.all(np.abs(got - want) <= tol * scale)
+
+
+def layouts(x):
+    """x as C, F and a strided view with the same values."""
+    wide = np.zeros((x.shape[0], 2 * x.shape[1] + 1), x.dtype)
+    wide[:, 1::2] = x
+    return [x, np.asfortranarray(x), wide[:, 1::2]]
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('m,k,n', list(itertools.product([1, 7, 8, 9, 17], [0, 1, 5, 64],
+                                                         [16, 32, 33, 47, 64, 100])))
+def test_gemm_into_equals_numpy(m, k, n, dtype):
+    a = RNG.standard_normal((m, k)).astype(dtype)
+    b = RNG.standard_normal((k, n)).astype(dtype)
+    for left, right in itertools.product(layouts(a), layouts(b)):
+        out = np.full((m, n), np.nan, dtype)
+        gemm.gemm_into(left, right, out)
+        close(out, a, b)
+
+
+def test_only_the_output_block_is_written():
+    a, b = RNG.standard_normal((9, 5)).astype(np.float32), RNG.standard_normal((5, 40)).astype(
+        np.float32)
+    canvas = np.full((11, 45), 7.0, np.float32)
+    out = canvas[1:10, 2:42]                       # rows of stride 45, unit-stride columns
+    gemm.gemm_into(a, b, out)
+    close(out, a, b)
+    outside = np.ones(canvas.shape, bool)
+    outside[1:10, 2:42] = False
+    assert np.all(canvas[outside] == 7.0)
+
+
+def test_empty_rows_and_columns():
+    for m, n in ((0, 40), (3, 0)):
+        a = np.ones((m, 4), np.float32)
+        out = np.empty((m, n), np.float32)
+        gemm.gemm_into(a, np.ones((4, n), np.float32), out)
+        assert out.shape == (m, n)
+
+
+def test_special_values_propagate_as_in_numpy():
+    a = np.ones((8, 3), np.float32)
+    a[0, 0], a[1, 1], a[2, 2] = np.inf, np.nan, -np.inf
+    b = np.ones((3, 32), np.float32)
+    b[:, 5] = 0.0                                  # inf * 0 = nan
+    out = np.empty((8, 32), np.float32)
+    gemm.gemm_into(a, b, out)
+    with np.errstate(invalid='ignore'):
+        np.testing.assert_array_equal(out, a @ b)
+
+
+def test_suits_sends_narrow_long_and_strided_outputs_to_blas():
+    a32 = np.ones((128, 64), np.float32)
+    assert gemm.suits(a32, np.ones((64, 128), np.float32), np.empty((128, 128), np.float32))
+    assert not gemm.suits(a32, np.ones((64, 10), np.float32), np.empty((128, 10), np.float32))
+    long_inner = np.ones((128, 1024), np.float32)
+    assert not gemm.suits(long_inner, np.ones((1024, 128), np.float32),
+                          np.empty((128, 128), np.float32))
+    strided = np.empty((128, 256), np.float32)[:, ::2]
+    assert not gemm.suits(a32, np.ones((64, 128), np.float32), strided)
+    a64 = np.ones((128, 64))
+    assert gemm.suits(a64, np.ones((64, 16)), np.empty((128, 16)))   # 2 vectors of 8 lanes
+
+
+@given(st.integers(1, 40), st.integers(0, 70), st.integers(1, 90), st.booleans(), st.booleans())
+def test_kernels_dot_equals_numpy(m, k, n, transpose_a, transpose_b):
+    a = RNG.standard_normal((k, m) if transpose_a else (m, k)).astype(np.float32)
+    b = RNG.standard_normal((n, k) if transpose_b else (k, n)).astype(np.float32)
+    left, right = (a.T if transpose_a else a), (b.T if transpose_b else b)
+    close(K.dot(left, right), left, right)
+    out = np.empty((m, n), np.float32)
+    K.dot_into(left, right, out)
+    close(out, left, right)
