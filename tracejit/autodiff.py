@@ -148,6 +148,7 @@ class GradientTape:
 
     def __enter__(self):
         self._recording = True
+        tracing.count_entered(1)
         tracing.active_tapes().append(self)
         return self
 
@@ -155,6 +156,7 @@ class GradientTape:
         self._recording = False
         if self in tracing.active_tapes():
             tracing.active_tapes().remove(self)
+            tracing.count_entered(-1)
 
     # -- recording ----------------------------------------------------------------------------
 

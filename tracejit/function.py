@@ -11,9 +11,10 @@ import weakref
 
 import numpy as np
 
-from . import autograph, config, dtypes, errors, passes, tracing, tree
+from . import autograph, config, dtypes, errors, fast_call, passes, tracing, tree
 from . import signature as sig
 from .concrete import ConcreteFunction, resized
+from .fast_call import MISSED
 from .indexed_slices import IndexedSlices
 from .spec import TensorSpec
 from .tensor import Tensor, TensorOps
@@ -55,11 +56,12 @@ class TraceResult:
         self.graph, self.out_treedef, self.out_static = graph, out_treedef, out_static
         self.guards = tuple(guards)   # range checks of arguments, see tracing.require_in_range
         self.input_names = list(input_names)   # the user's name of each graph input
+        self.returns_one_tensor = out_treedef.kind == 'leaf' and out_static[0] is _TRACED
         if _TRACED not in out_static and not any(isinstance(s, _SlicesOut)
                                                  for s in out_static):
             out_value = tree.unflatten(out_treedef, out_static)   # nothing traced comes back:
             self.build_outputs = lambda outs: out_value           # reuse one Python value
-        elif out_treedef.kind == 'leaf' and out_static[0] is _TRACED:  # `return loss`, cheap
+        elif self.returns_one_tensor:  # `return loss`, cheap
             self.build_outputs = lambda outs: Tensor(outs[0])
 
     def build_outputs(self, outs):
@@ -92,11 +94,12 @@ class TraceResult:
 class _Entry:
     """A cached trace and its executable."""
 
-    __slots__ = ('result', 'executable', 'keepalive', 'locks')
+    __slots__ = ('result', 'executable', 'keepalive', 'locks', 'calls')
 
     def __init__(self, result, executable, keepalive):
         self.result, self.executable, self.keepalive = result, executable, keepalive
         self.locks = update_locks(variable for variable, _ in result.graph.updates)
+        self.calls = {}   # argument types -> the call specialised to them (see fast_call)
 
 
 class Function:
@@ -115,6 +118,7 @@ class Function:
         self._pending = {}     # cache key -> (TraceResult, ConcreteFunction) traced, not built
         self._static_argnums = _as_tuple(static_argnums)
         self._static_argnames = _as_tuple(static_argnames)
+        self._hot = None    # the specialised call of the last fast entry (see fast_call)
         self.debug_nans = debug_nans
         self._cache = {}
         self._fast = {}     # positional-argument fast key -> entry (see _fast_key)
@@ -139,9 +143,23 @@ class Function:
             bound[instance] = method
         return bound[instance]
 
+    @property
+    def debug_nans(self):
+        return self._debug_nans
+
+    @debug_nans.setter
+    def debug_nans(self, value):
+        self._debug_nans = bool(value)
+        self._hot = None   # specialised calls do not check for NaNs
+
     # -- calling ----------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
+        hot = self._hot
+        if hot is not None and not kwargs and not (config.disable_jit or tracing.busy()):
+            out = hot(args)
+            if out is not MISSED:
+                return out
         if config.disable_jit or tracing.busy():
             # inside another trace the call inlines; under a gradient tape it runs eagerly, so
             # the tape records it and gradients flow through compiled functions too
@@ -155,6 +173,7 @@ class Function:
             entry = self._fast.get(fast_key) if fast_key is not None else None
             if entry is not None:
                 self._calls += 1
+                self._specialise(entry, args)
                 return self._execute(entry, dynamic)
         if self._input_signature is not None:
             args, kwargs = self._conform(args, kwargs)
@@ -181,14 +200,29 @@ class Function:
             fast_key, _ = _fast_key(args)
             if fast_key is not None:
                 self._fast[fast_key] = entry
+                self._specialise(entry, args)
         return self._execute(entry, dynamic)
+
+    def _specialise(self, entry, args):
+        """Makes later calls like this one (found through the fast key) run `entry`'s call
+        specialised to these argument types, once its kernel is ready."""
+        if self._debug_nans:
+            return
+        types = tuple(map(type, args))
+        call = entry.calls.get(types)
+        if call is None:
+            call = fast_call.specialised_call(self, entry, args)
+            if call is None:
+                return
+            entry.calls[types] = call
+        self._hot = call
 
     def _execute(self, entry, dynamic):
         result, locks = entry.result, entry.locks
         for lock in locks:  # the step's Variable updates are atomic with respect to other threads
             lock.acquire()
         try:
-            if self.debug_nans:
+            if self._debug_nans:
                 from .debug import run_checked
                 outs = run_checked(entry.executable, result.graph, dynamic, result.input_names)
             else:

@@ -26,15 +26,29 @@ class _ThreadState(threading.local):
 
 _state = _ThreadState()
 
+# Traces and tapes entered and not yet left, in all threads together. While it is 0 no thread
+# is busy, which `busy` (on every compiled call) sees without reading thread-local state. It may
+# count high (a tape left from another thread), never low: every thread's own entries are in it.
+_entered = 0
+_entered_lock = threading.Lock()
+
+
+def count_entered(delta):
+    """Counts a trace or tape made active (+1) or inactive (-1) in this thread's lists."""
+    global _entered
+    with _entered_lock:
+        _entered += delta
+
 
 def active_tapes():
-    """This thread's recording GradientTapes (innermost last)."""
+    """This thread's recording GradientTapes (innermost last). A tape added to this list
+    or removed from it is counted with count_entered."""
     return _state.tapes
 
 
 def busy():
     """Whether this thread is tracing or recording on a tape (compiled calls then inline)."""
-    return bool(_state.traces or _state.tapes)
+    return _entered != 0 and bool(_state.traces or _state.tapes)
 
 
 class Tracer(TensorOps):
@@ -84,11 +98,13 @@ class Trace:
 
     def __enter__(self):
         self.active = True
+        count_entered(1)
         _state.traces.append(self)
         return self
 
     def __exit__(self, *exc):
         _state.traces.remove(self)
+        count_entered(-1)
         self.active = False
 
     def new_input(self, shape, dtype, weak=False):

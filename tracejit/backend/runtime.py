@@ -42,7 +42,7 @@ class Kernel:
         self.restore_on_failure = [v for v, _ in graph.updates] if may_raise else []
         if len(self.out_dtypes) == 1 and self.scalar_outputs:  # `return loss`, kept cheap
             dtype = self.out_dtypes[0][0]
-            self._box_outputs = lambda results: [np.asarray(results[0], dtype)]
+            self.box_outputs = lambda results: [np.asarray(results[0], dtype)]
         self.parallel = lowered.parallel
         self.checked = False
 
@@ -57,7 +57,7 @@ class Kernel:
             results = self._call_restoring(args)
         else:
             results = self.fn(*args, *self.tail)
-        return self._box_outputs(results) if self.scalar_outputs else results
+        return self.box_outputs(results) if self.scalar_outputs else results
 
     def _call(self, args):
         if self.restore_on_failure:
@@ -80,7 +80,7 @@ class Kernel:
                 np.copyto(variable.buffer, value)
             raise
 
-    def _box_outputs(self, results):
+    def box_outputs(self, results):
         """Numba returns 0-d results as Python scalars: make them 0-d arrays of their dtype."""
         return [np.asarray(r, dtype) if scalar else r
                 for r, (dtype, scalar) in zip(results, self.out_dtypes)]
@@ -90,9 +90,7 @@ class Kernel:
         When Numba fails in its cache, the entry is deleted and compiled again; when that fails
         too (a cache that cannot be written), the kernel is compiled in memory. Numba failures
         are wrapped."""
-        import numba
-        args = self._unbox_scalars(list(args))
-        signature = tuple(numba.typeof(a) for a in (*args, *self.tail))
+        signature = self._signature(args)
         for attempt in ('cached', 'cleaned', 'memory'):
             try:
                 self.fn.compile(signature)
@@ -105,6 +103,22 @@ class Kernel:
                 self.fn = compiler.in_memory_after_cache_failure(self.lowered.source, e)
                 self.source_path = '<memory>'
         self.checked = True
+
+    def _signature(self, args):
+        """The Numba argument types of a call with these inputs."""
+        import numba
+        return tuple(numba.typeof(a) for a in (*self._unbox_scalars(list(args)), *self.tail))
+
+    def direct_entry(self, args):
+        """The compiled code for inputs of these types, to be called as `f(*inputs, *tail)`
+        with 0-d inputs as scalars: Numba's entry point, which skips its dispatch (typing the
+        arguments again on every call), or None when `run` must wrap the call (a parallel
+        kernel, one that may fail half-way, or one not compiled yet). Every later call must
+        pass inputs of exactly these types; the caller checks that."""
+        if not self.checked or self.parallel or self.restore_on_failure:
+            return None
+        overload = getattr(self.fn, 'overloads', {}).get(self._signature(args))
+        return self.fn if overload is None else overload.entry_point
 
     def _reraise(self, error):
         """Raise `error`, a Numba failure as a CompilationError naming the generated source."""
