@@ -156,7 +156,8 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         hot = self._hot
-        if hot is not None and not kwargs and not (config.disable_jit or tracing.busy()):
+        if hot is not None and not kwargs and not config.disable_jit and not (
+                tracing.entered and tracing.busy()):
             out = hot(args)
             if out is not MISSED:
                 return out

@@ -26,18 +26,19 @@ class _ThreadState(threading.local):
 
 _state = _ThreadState()
 
-# Traces and tapes entered and not yet left, in all threads together. While it is 0 no thread
-# is busy, which `busy` (on every compiled call) sees without reading thread-local state. It may
-# count high (a tape left from another thread), never low: every thread's own entries are in it.
-_entered = 0
+# Traces and tapes entered and not yet left, in all threads together (read it, never write it:
+# see count_entered). While it is 0 no thread is busy, which a compiled call sees without
+# reading thread-local state. It may count high (a tape left from another thread), never low:
+# every thread's own entries are in it.
+entered = 0
 _entered_lock = threading.Lock()
 
 
 def count_entered(delta):
     """Counts a trace or tape made active (+1) or inactive (-1) in this thread's lists."""
-    global _entered
+    global entered
     with _entered_lock:
-        _entered += delta
+        entered += delta
 
 
 def active_tapes():
@@ -48,7 +49,7 @@ def active_tapes():
 
 def busy():
     """Whether this thread is tracing or recording on a tape (compiled calls then inline)."""
-    return _entered != 0 and bool(_state.traces or _state.tapes)
+    return entered != 0 and bool(_state.traces or _state.tapes)
 
 
 class Tracer(TensorOps):
