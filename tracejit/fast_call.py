@@ -8,8 +8,9 @@ calls its native entry point with the Variables' buffers and constants already i
 
 An argument that does not fit returns `MISSED` and the call takes the general path, which sees
 every change: a new dtype, shape, rank, static value or object retraces as before, and a
-read-only, non-contiguous or misaligned array is copied there. Only the kernel's own argument
-types get past the checks, which is what makes skipping Numba's dispatch safe.
+read-only or non-contiguous array is copied there. Only arrays of the kernel's own argument
+types (dtype, rank, C layout, aligned, writeable) get past the checks, which is what makes
+skipping Numba's dispatch safe.
 """
 import numpy as np
 

@@ -112,9 +112,10 @@ class Kernel:
     def direct_entry(self, args):
         """The compiled code for inputs of these types, to be called as `f(*inputs, *tail)`
         with 0-d inputs as scalars: Numba's entry point, which skips its dispatch (typing the
-        arguments again on every call), or None when `run` must wrap the call (a parallel
-        kernel, one that may fail half-way, or one not compiled yet). Every later call must
-        pass inputs of exactly these types; the caller checks that."""
+        arguments again on every call; the dispatcher itself when no overload has exactly
+        these types), or None when `run` must wrap the call (a parallel kernel, one that may
+        fail half-way, or one not compiled yet). Every later call must pass inputs of exactly
+        these types; the caller checks that."""
         if not self.checked or self.parallel or self.restore_on_failure:
             return None
         overload = getattr(self.fn, 'overloads', {}).get(self._signature(args))
