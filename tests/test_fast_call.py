@@ -271,3 +271,26 @@ def test_threads_running_the_specialised_call_lose_no_update():
         t.join(timeout=120)
     assert not errors_seen and not any(t.is_alive() for t in threads)
     np.testing.assert_array_equal(v.numpy(), np.full(1000, 2002.0))
+
+
+def test_steps_interpreted_while_compiling_then_the_kernel_is_called_directly(monkeypatch,
+                                                                              tmp_path):
+    monkeypatch.setattr(tj.config, 'compile_in_background', True)
+    monkeypatch.setenv('TRACEJIT_CACHE_DIR', str(tmp_path))
+    v = tj.Variable(np.zeros(5, np.float32))
+
+    @tj.function
+    def step(x):   # a kernel no other test compiles, so this one compiles in a thread
+        v.assign(v * 0.5 + tj.sqrt(x) * 0.25)
+        return tj.reduce_max(v)
+
+    x = np.arange(5, dtype=np.float32)
+    want = np.zeros(5)
+    for i in range(8):
+        if i == 2:
+            step.block_until_compiled()
+        want = want * 0.5 + np.sqrt(np.arange(5.0)) * 0.25
+        with served_fast(monkeypatch) if i >= 3 else contextlib.nullcontext():
+            np.testing.assert_allclose(step(x).numpy(), want.max(), rtol=1e-6)
+    np.testing.assert_allclose(v.numpy(), want, rtol=1e-6)
+    assert 1 <= step.cache_info()['interpreted_calls'] <= 2
