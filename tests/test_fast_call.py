@@ -4,13 +4,15 @@ the cache key, and every change the key would see still retraces or takes the ge
 `served_fast` makes the general path fail, so a call under it proves the specialised call ran;
 every value is checked against numpy or an analytic answer."""
 import contextlib
+import os
+import signal
 import threading
 
 import numpy as np
 import pytest
 
 import tracejit as tj
-from tracejit import errors, fast_call
+from tracejit import errors, fast_call, tracing
 
 function_module = __import__('tracejit.function', fromlist=['_fast_key'])
 
@@ -294,3 +296,16 @@ def test_steps_interpreted_while_compiling_then_the_kernel_is_called_directly(mo
             np.testing.assert_allclose(step(x).numpy(), want.max(), rtol=1e-6)
     np.testing.assert_allclose(v.numpy(), want, rtol=1e-6)
     assert 1 <= step.cache_info()['interpreted_calls'] <= 2
+
+
+def test_a_child_forked_while_the_trace_count_is_locked_can_record_a_tape():
+    with tracing._entered_lock:   # as another thread entering a trace at the fork holds it
+        pid = os.fork()
+        if pid == 0:   # the child: a deadlock ends by the alarm, with another exit code
+            signal.alarm(30)
+            with tj.GradientTape() as tape:
+                w = tj.Variable(2.0)
+                loss = w * w
+            os._exit(0 if float(tape.gradient(loss, w)) == 4.0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -6,6 +6,7 @@ nodes, Variable reads become state inputs and `assign` rebinds the Variable's cu
 same code differentiates eagerly and inside compiled functions.
 """
 import contextlib
+import os
 import threading
 
 import numpy as np
@@ -39,6 +40,15 @@ def count_entered(delta):
     global entered
     with _entered_lock:
         entered += delta
+
+
+def _unlock_in_child():
+    """A child forked while another thread counted must not inherit the lock held."""
+    global _entered_lock
+    _entered_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def active_tapes():
