@@ -75,6 +75,24 @@ def test_a_new_dtype_shape_or_rank_retraces():
     assert f.cache_info()['entries'] == 5
 
 
+def test_two_alternating_signatures_are_both_served_and_a_third_still_runs(monkeypatch):
+    total = tj.Variable(np.float32(0.0))
+
+    @tj.function
+    def add_mean(x):
+        total.assign_add(tj.reduce_mean(x))
+        return total.value()
+
+    batches = [np.full(n, n, np.float32) for n in (4, 7, 9)]
+    want = 0.0
+    for i in range(12):
+        x = batches[i % 2] if i < 8 else batches[i % 3]   # two shapes in turn, then three
+        want += x[0]
+        with served_fast(monkeypatch) if 4 <= i < 8 else contextlib.nullcontext():
+            np.testing.assert_allclose(add_mean(x).numpy(), want)
+    assert add_mean.cache_info()['traces'] == 3
+
+
 def test_an_array_changed_in_place_is_seen():
     """numpy lets an array change its shape, dtype and writeable flag in place: the same
     object must not reuse the specialised call's assumptions."""

@@ -118,7 +118,9 @@ class Function:
         self._pending = {}     # cache key -> (TraceResult, ConcreteFunction) traced, not built
         self._static_argnums = _as_tuple(static_argnums)
         self._static_argnames = _as_tuple(static_argnames)
-        self._hot = None    # the specialised call of the last fast entry (see fast_call)
+        # the specialised calls (see fast_call) of the last fast entry and of the one before
+        # it, tried in this order: a loop alternating two signatures misses at most once
+        self._hot = self._warm = None
         self.debug_nans = debug_nans
         self._cache = {}
         self._fast = {}     # positional-argument fast key -> entry (see _fast_key)
@@ -150,7 +152,7 @@ class Function:
     @debug_nans.setter
     def debug_nans(self, value):
         self._debug_nans = bool(value)
-        self._hot = None   # specialised calls do not check for NaNs
+        self._hot = self._warm = None   # specialised calls do not check for NaNs
 
     # -- calling ----------------------------------------------------------------------------
 
@@ -161,6 +163,11 @@ class Function:
             out = hot(args)
             if out is not MISSED:
                 return out
+            warm = self._warm
+            if warm is not None:
+                out = warm(args)
+                if out is not MISSED:
+                    return out
         if config.disable_jit or tracing.busy():
             # inside another trace the call inlines; under a gradient tape it runs eagerly, so
             # the tape records it and gradients flow through compiled functions too
@@ -216,7 +223,8 @@ class Function:
             if call is None:
                 return
             entry.calls[types] = call
-        self._hot = call
+        if call is not self._hot:
+            self._hot, self._warm = call, self._hot
 
     def _execute(self, entry, dynamic):
         result, locks = entry.result, entry.locks
