@@ -17,7 +17,7 @@ import numpy as np
 from numba import literal_unroll, types
 
 from .hostcalls import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
-from . import gemm
+from . import gemm, rowops
 from .fastmath import exp32, log32
 from .fpflags import FASTMATH
 from .mpi_kernels import allreduce_sum32, allreduce_sum64  # noqa: F401 (kernels call K.*)
@@ -253,9 +253,10 @@ GATHER_SUM_BLOCK = 32  # rows added in the table's dtype before each float64 ste
 @_cached
 def gather_sum2(x, idx, out):
     """out[b] = the sum over l of x[idx[b, l]] for x as (rows, row), never materialising the
-    gathered rows. Blocks of GATHER_SUM_BLOCK rows add up in x's dtype, blocks in float64:
-    converting every element to float64 halved the speed (float32 embeddings of width 64),
-    and 32-row float32 partials stay within ~2e-7 of the float64 sum."""
+    gathered rows. Blocks of GATHER_SUM_BLOCK rows add up in x's dtype, in registers
+    (rowops.sum_rows), blocks in float64: converting every element to float64 halved the speed
+    (float32 embeddings of width 64), and 32-row float32 partials stay within ~2e-7 of the
+    float64 sum."""
     n, m = x.shape
     bags, length = idx.shape
     for b in range(bags):
@@ -263,17 +264,17 @@ def gather_sum2(x, idx, out):
             if idx[b, l] < -n or idx[b, l] >= n:
                 raise IndexError('gather: an index computed inside the compiled step is out '
                                  'of range')
+    flat = idx.reshape(bags * length)
+    width = rowops.sum_width(x)
     acc = np.empty(m, np.float64)
     part = np.empty(m, x.dtype)
     for b in range(bags):
         acc[:] = 0.0
-        for start in range(0, length, GATHER_SUM_BLOCK):
-            part[:] = 0
-            for l in range(start, min(length, start + GATHER_SUM_BLOCK)):
-                k = idx[b, l]
-                row = x[k + n if k < 0 else k]
-                for c in range(m):
-                    part[c] += row[c]
+        end = (b + 1) * length
+        for start in range(b * length, end, GATHER_SUM_BLOCK):
+            stop = min(end, start + GATHER_SUM_BLOCK)
+            for c0 in range(0, m, width):
+                rowops.sum_rows(x, flat, start, stop, c0, min(width, m - c0), part)
             for c in range(m):
                 acc[c] += part[c]
         for c in range(m):
@@ -679,6 +680,45 @@ def sum_duplicates2(u, idx, out):
     return out
 
 
+# Rows the sparse optimizers ask for ahead of the one they update: the distinct rows come in
+# order of first appearance, scattered over the tables, and waiting for each row's cache lines
+# cost a third of LazyAdam's row pass on W9 (2, 4 and 8 rows ahead measured alike).
+PREFETCH_AHEAD = 4
+
+
+@_jit
+def _rows_by_slot(slot, count, repeat):
+    """(first, source) with source[first[s]:first[s + 1]] the gradient rows j // repeat of the
+    indices j of slot s, in order of j: a counting sort, so each slot's sum is formed in
+    registers (rowops.sum_rows) just before its row is updated, with no table of sums."""
+    k = slot.shape[0]
+    first = np.zeros(count + 1, np.int64)
+    for j in range(k):
+        first[slot[j] + 1] += 1
+    for s in range(count):
+        first[s + 1] += first[s]
+    fill = first[:count].copy()
+    source = np.empty(k, np.int64)
+    row, left = 0, repeat
+    for j in range(k):
+        s = slot[j]
+        source[fill[s]] = row
+        fill[s] += 1
+        left -= 1
+        if left == 0:
+            row, left = row + 1, repeat
+    return first, source
+
+
+@_jit
+def _slot_sum(u, source, first, s, out):
+    """out = the sum of slot s's gradient rows, added in order of j from zero (as numpy's
+    add.at into zeros)."""
+    width, step = u.shape[1], rowops.sum_width(u)
+    for c0 in range(0, width, step):
+        rowops.sum_rows(u, source, first[s], first[s + 1], c0, min(step, width - c0), out)
+
+
 @_cached
 def accumulate_rows2(out, idx, u, repeat, decay, scale, power):
     """For each distinct r = idx[j]: out[r] = decay * out[r] + scale * S**power (power 1, 2),
@@ -686,10 +726,14 @@ def accumulate_rows2(out, idx, u, repeat, decay, scale, power):
     if idx.shape[0] == 0:
         return out
     slot, count, row_of = _checked_distinct(idx, out.shape[0])
-    sums = _slot_sums(u, repeat, slot, count)
+    first, source = _rows_by_slot(slot, count, repeat)
     m = out.shape[1]
+    total = np.empty(m, u.dtype)
     for s in range(count):
-        row, total = out[row_of[s]], sums[s]
+        if s + PREFETCH_AHEAD < count:
+            rowops.prefetch_row_for_write(out, row_of[s + PREFETCH_AHEAD])
+        _slot_sum(u, source, first, s, total)
+        row = out[row_of[s]]
         if power == 2:
             for b in range(m):
                 row[b] = decay * row[b] + scale * (total[b] * total[b])
@@ -707,11 +751,18 @@ def lazy_adam_rows2(var, m, v, idx, u, repeat, b1, k1, b2, k2, lr, epsilon):
     if idx.shape[0] == 0:
         return
     slot, count, row_of = _checked_distinct(idx, var.shape[0])
-    sums = _slot_sums(u, repeat, slot, count)
+    first, source = _rows_by_slot(slot, count, repeat)
     width = var.shape[1]
+    g = np.empty(width, u.dtype)
     for s in range(count):
+        if s + PREFETCH_AHEAD < count:
+            ahead = row_of[s + PREFETCH_AHEAD]
+            rowops.prefetch_row_for_write(var, ahead)
+            rowops.prefetch_row_for_write(m, ahead)
+            rowops.prefetch_row_for_write(v, ahead)
+        _slot_sum(u, source, first, s, g)
         r = row_of[s]
-        w, mr, vr, g = var[r], m[r], v[r], sums[s]
+        w, mr, vr = var[r], m[r], v[r]
         for b in range(width):
             mb = b1 * mr[b] + k1 * g[b]
             vb = b2 * vr[b] + k2 * (g[b] * g[b])
