@@ -265,16 +265,13 @@ def gather_sum2(x, idx, out):
                 raise IndexError('gather: an index computed inside the compiled step is out '
                                  'of range')
     flat = idx.reshape(bags * length)
-    width = rowops.sum_width(x)
     acc = np.empty(m, np.float64)
     part = np.empty(m, x.dtype)
     for b in range(bags):
         acc[:] = 0.0
         end = (b + 1) * length
         for start in range(b * length, end, GATHER_SUM_BLOCK):
-            stop = min(end, start + GATHER_SUM_BLOCK)
-            for c0 in range(0, m, width):
-                rowops.sum_rows(x, flat, start, stop, c0, min(width, m - c0), part)
+            rowops.sum_rows(x, flat, start, min(end, start + GATHER_SUM_BLOCK), part)
             for c in range(m):
                 acc[c] += part[c]
         for c in range(m):
@@ -622,13 +619,16 @@ def _distinct_slots(idx):
 @_jit
 def _slot_sums(u, repeat, slot, count):
     """sums[s] = the rows u[j // repeat] with slot[j] == s added in order of j (from zero, as
-    numpy's add.at): one row per distinct index, a buffer small enough to stay in cache."""
-    m = u.shape[1]
-    sums = np.zeros((count, m), u.dtype)
+    numpy's add.at): one row per distinct index, a buffer small enough to stay in cache. Rows
+    are added in registers (rowops.add_row); starting each row at its first index instead of
+    zero-filling cost more than the fill (a mask applied to every add)."""
+    sums = np.zeros((count, u.shape[1]), u.dtype)
+    row, left = 0, repeat
     for j in range(slot.shape[0]):
-        s, r = slot[j], j // repeat
-        for b in range(m):
-            sums[s, b] += u[r, b]
+        rowops.add_row(u, row, sums, slot[j])
+        left -= 1
+        if left == 0:   # row = j // repeat, without a division per index
+            row, left = row + 1, repeat
     return sums
 
 
@@ -686,39 +686,6 @@ def sum_duplicates2(u, idx, out):
 PREFETCH_AHEAD = 4
 
 
-@_jit
-def _rows_by_slot(slot, count, repeat):
-    """(first, source) with source[first[s]:first[s + 1]] the gradient rows j // repeat of the
-    indices j of slot s, in order of j: a counting sort, so each slot's sum is formed in
-    registers (rowops.sum_rows) just before its row is updated, with no table of sums."""
-    k = slot.shape[0]
-    first = np.zeros(count + 1, np.int64)
-    for j in range(k):
-        first[slot[j] + 1] += 1
-    for s in range(count):
-        first[s + 1] += first[s]
-    fill = first[:count].copy()
-    source = np.empty(k, np.int64)
-    row, left = 0, repeat
-    for j in range(k):
-        s = slot[j]
-        source[fill[s]] = row
-        fill[s] += 1
-        left -= 1
-        if left == 0:
-            row, left = row + 1, repeat
-    return first, source
-
-
-@_jit
-def _slot_sum(u, source, first, s, out):
-    """out = the sum of slot s's gradient rows, added in order of j from zero (as numpy's
-    add.at into zeros)."""
-    width, step = u.shape[1], rowops.sum_width(u)
-    for c0 in range(0, width, step):
-        rowops.sum_rows(u, source, first[s], first[s + 1], c0, min(step, width - c0), out)
-
-
 @_cached
 def accumulate_rows2(out, idx, u, repeat, decay, scale, power):
     """For each distinct r = idx[j]: out[r] = decay * out[r] + scale * S**power (power 1, 2),
@@ -726,14 +693,12 @@ def accumulate_rows2(out, idx, u, repeat, decay, scale, power):
     if idx.shape[0] == 0:
         return out
     slot, count, row_of = _checked_distinct(idx, out.shape[0])
-    first, source = _rows_by_slot(slot, count, repeat)
+    sums = _slot_sums(u, repeat, slot, count)
     m = out.shape[1]
-    total = np.empty(m, u.dtype)
     for s in range(count):
         if s + PREFETCH_AHEAD < count:
             rowops.prefetch_row_for_write(out, row_of[s + PREFETCH_AHEAD])
-        _slot_sum(u, source, first, s, total)
-        row = out[row_of[s]]
+        row, total = out[row_of[s]], sums[s]
         if power == 2:
             for b in range(m):
                 row[b] = decay * row[b] + scale * (total[b] * total[b])
@@ -751,18 +716,16 @@ def lazy_adam_rows2(var, m, v, idx, u, repeat, b1, k1, b2, k2, lr, epsilon):
     if idx.shape[0] == 0:
         return
     slot, count, row_of = _checked_distinct(idx, var.shape[0])
-    first, source = _rows_by_slot(slot, count, repeat)
+    sums = _slot_sums(u, repeat, slot, count)
     width = var.shape[1]
-    g = np.empty(width, u.dtype)
     for s in range(count):
         if s + PREFETCH_AHEAD < count:
             ahead = row_of[s + PREFETCH_AHEAD]
             rowops.prefetch_row_for_write(var, ahead)
             rowops.prefetch_row_for_write(m, ahead)
             rowops.prefetch_row_for_write(v, ahead)
-        _slot_sum(u, source, first, s, g)
         r = row_of[s]
-        w, mr, vr = var[r], m[r], v[r]
+        w, mr, vr, g = var[r], m[r], v[r], sums[s]
         for b in range(width):
             mb = b1 * mr[b] + k1 * g[b]
             vb = b2 * vr[b] + k2 * (g[b] * g[b])
