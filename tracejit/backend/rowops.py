@@ -17,7 +17,7 @@ their distinct rows in an order no hardware prefetcher can guess.
 import llvmlite.ir as ir
 import numba
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 VECTOR_BYTES = 64      # one AVX-512 register; LLVM splits it on narrower machines
 SUM_VECTORS = 4        # accumulators: a 64-column float32 row in one pass
@@ -172,63 +172,99 @@ def _add_chunk(typingctx, x, r, out, s, c0, cols):
     return sig, codegen
 
 
-def _prefetch_intrinsic(write):
-    @intrinsic
-    def prefetch_line(typingctx, x, row, offset):
-        """Prefetch the cache line holding byte `offset` of x[row] (2-D array)."""
-        if not (isinstance(x, types.Array) and x.ndim == 2):
-            return None
-        sig = types.void(x, types.intp, types.intp)
+@intrinsic
+def _prefetch_line(typingctx, x, row, offset):
+    """Prefetch, for writing, the cache line holding byte `offset` of x[row] (2-D array)."""
+    if not (isinstance(x, types.Array) and x.ndim == 2):
+        return None
+    sig = types.void(x, types.intp, types.intp)
 
-        def codegen(context, builder, signature, args):
-            arr = context.make_array(x)(context, builder, args[0])
-            prefetch = _declare(builder.module, 'llvm.prefetch.p0', ir.VoidType(),
-                                [_i8.as_pointer(), _i32, _i32, _i32])
-            # read or write, keep in all cache levels, data
-            builder.call(prefetch, [_row_pointer(builder, arr, args[1], args[2]),
-                                    _i32(int(write)), _i32(3), _i32(1)])
-            return context.get_dummy_value()
-        return sig, codegen
-    return prefetch_line
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(x)(context, builder, args[0])
+        prefetch = _declare(builder.module, 'llvm.prefetch.p0', ir.VoidType(),
+                            [_i8.as_pointer(), _i32, _i32, _i32])
+        # write, keep in all cache levels, data
+        builder.call(prefetch, [_row_pointer(builder, arr, args[1], args[2]), _i32(1), _i32(3),
+                                _i32(1)])
+        return context.get_dummy_value()
+    return sig, codegen
 
 
-_prefetch_read, _prefetch_write = _prefetch_intrinsic(False), _prefetch_intrinsic(True)
 _jit = numba.njit(inline='always', error_model='numpy')
 
 
 @_jit
+def _check_rows(x):
+    """The intrinsics step through a row one element size at a time."""
+    if x.shape[-1] > 1 and x.strides[-1] != x.itemsize:
+        raise ValueError('rowops: rows must be unit-stride')
+
+
+def _in_registers(x, out):
+    """Whether the intrinsics serve these arrays' types (float tables); others take a loop."""
+    return _is_table(x) and out.dtype == x.dtype
+
+
 def sum_rows(x, index, start, stop, out):
     """out[:] = x[index[start]] + ... + x[index[stop - 1]], added in that order from zero (a
     negative index counts from the end; indices already range-checked). x: 2-D, unit-stride
-    rows; out: 1-D, unit stride, x's dtype."""
-    m, chunk = x.shape[1], CHUNK_BYTES // x.itemsize
-    if m == chunk:  # a constant chunk: the masks fold away
-        _sum_chunk(x, index, start, stop, 0, chunk, out)
-    else:
-        for c0 in range(0, m, chunk):
-            _sum_chunk(x, index, start, stop, c0, min(chunk, m - c0), out)
+    rows; out: 1-D, unit stride, x's dtype. For compiled code only."""
+    raise NotImplementedError('rowops.sum_rows is called from compiled code')
 
 
-@_jit
+@overload(sum_rows, inline='always')
+def _sum_rows(x, index, start, stop, out):
+    if not _in_registers(x, out):
+        def loop(x, index, start, stop, out):
+            n = x.shape[0]
+            out[:] = 0
+            for p in range(start, stop):
+                k = index[p]
+                row = x[k + n if k < 0 else k]
+                for c in range(x.shape[1]):
+                    out[c] += row[c]
+        return loop
+
+    def in_registers(x, index, start, stop, out):
+        _check_rows(x)
+        _check_rows(out)
+        m, chunk = x.shape[1], CHUNK_BYTES // x.itemsize
+        if m == chunk:  # a constant chunk: the masks fold away
+            _sum_chunk(x, index, start, stop, 0, chunk, out)
+        else:
+            for c0 in range(0, m, chunk):
+                _sum_chunk(x, index, start, stop, c0, min(chunk, m - c0), out)
+    return in_registers
+
+
 def add_row(x, r, out, s):
-    """out[s] += x[r] (2-D, unit-stride rows, one dtype)."""
-    m, chunk = x.shape[1], CHUNK_BYTES // x.itemsize
-    if m == chunk:
-        _add_chunk(x, r, out, s, 0, chunk)
-    else:
-        for c0 in range(0, m, chunk):
-            _add_chunk(x, r, out, s, c0, min(chunk, m - c0))
+    """out[s] += x[r] (2-D, unit-stride rows, one dtype; r and s in range). For compiled code
+    only."""
+    raise NotImplementedError('rowops.add_row is called from compiled code')
 
 
-@_jit
-def prefetch_row(x, row):
-    """Prefetch every cache line of x[row] (2-D, unit-stride rows) for reading."""
-    for offset in range(0, x.shape[1] * x.itemsize, LINE_BYTES):
-        _prefetch_read(x, row, offset)
+@overload(add_row, inline='always')
+def _add_row(x, r, out, s):
+    if not _in_registers(x, out):
+        def loop(x, r, out, s):
+            for c in range(x.shape[1]):
+                out[s, c] += x[r, c]
+        return loop
+
+    def in_registers(x, r, out, s):
+        _check_rows(x)
+        _check_rows(out)
+        m, chunk = x.shape[1], CHUNK_BYTES // x.itemsize
+        if m == chunk:
+            _add_chunk(x, r, out, s, 0, chunk)
+        else:
+            for c0 in range(0, m, chunk):
+                _add_chunk(x, r, out, s, c0, min(chunk, m - c0))
+    return in_registers
 
 
 @_jit
 def prefetch_row_for_write(x, row):
     """Prefetch every cache line of x[row] (2-D, unit-stride rows) for writing."""
     for offset in range(0, x.shape[1] * x.itemsize, LINE_BYTES):
-        _prefetch_write(x, row, offset)
+        _prefetch_line(x, row, offset)
