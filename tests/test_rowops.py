@@ -1,6 +1,6 @@
 """The row intrinsics (backend/rowops.py) and the helpers built on them (the bag sum
-gather_sum2, the sparse optimizers' row passes accumulate_rows2 and lazy_adam_rows2) against
-numpy written here, bitwise: every width around the register chunk (64 float32 or 32 float64
+gather_sum2, the sparse optimizers' row passes accumulate_rows2 and lazy_adam_rows2, and the
+range check of indices) against numpy written here, bitwise: every width around the register chunk (64 float32 or 32 float64
 columns), both dtypes, negative and repeated indices, a single index, all indices equal, empty
 lists, special values, a table large enough for the sorted path of the distinct rows."""
 import numba
@@ -214,3 +214,12 @@ def test_sum_duplicates2_gives_every_index_the_sum_of_its_rows():
     K.sum_duplicates2(u, idx, out)
     sums = slot_sums(u, idx, 1)
     same_bits(out, np.stack([sums[r] for r in idx]))
+
+
+def test_all_in_range_checks_every_value_against_both_bounds():
+    ids = np.array([[0, 5], [9, 3]], np.int32)
+    assert K.all_in_range(ids, 0, 10) and K.all_in_range(ids[:, ::-1], 0, 10)
+    assert not K.all_in_range(ids, 0, 9) and not K.all_in_range(ids, 1, 10)
+    assert K.all_in_range(np.zeros((0, 3), np.int64), 0, 0)
+    values = np.array([0.5, 1.5, np.nan])
+    assert K.all_in_range(values[:2], 0.0, 2.0) and not K.all_in_range(values, 0.0, 2.0)
