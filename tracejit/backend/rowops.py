@@ -9,7 +9,7 @@ vector: W9's bag sums (128 sequences of 100 ids, 64 float32 columns) took ~100 u
 
 `add_row` is out[s] += x[r] as whole-register loads and stores, without the alias checks and
 remainder loop that a vectorised Numba loop runs for every row: the scatter of W9's 12,800
-gradient rows into their ~3,260 sums fell from ~65 to ~45 us (zero fill not counted).
+gradient rows into their ~3,260 sums fell from ~80 to ~60 us (zero fill included).
 
 `prefetch_row_for_write` asks for a row's cache lines ahead of use: the sparse optimizers visit
 their distinct rows in an order no hardware prefetcher can guess.
