@@ -1,8 +1,9 @@
 """The row intrinsics (backend/rowops.py) and the helpers built on them (the bag sum
 gather_sum2, the sparse optimizers' row passes accumulate_rows2 and lazy_adam_rows2, and the
-range check of indices) against numpy written here, bitwise: every width around the register chunk (64 float32 or 32 float64
-columns), both dtypes, negative and repeated indices, a single index, all indices equal, empty
-lists, special values, a table large enough for the sorted path of the distinct rows."""
+range check of indices) against numpy written here, bitwise: every width around the register
+chunk (64 float32 or 32 float64 columns), float and integer tables, negative and repeated
+indices, a single index, all indices equal, empty lists, special values, a table large enough
+for the sorted path of the distinct rows."""
 import numba
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ def test_prefetching_a_row_changes_nothing():
     x = table(5, 70, np.float32)
     before = x.copy()
     for row in range(5):
-        K.rowops.prefetch_row_for_write(x, row)
+        rowops.prefetch_row_for_write(x, row)
     same_bits(x, before)
 
 

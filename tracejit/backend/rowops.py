@@ -19,18 +19,12 @@ import numba
 from numba import types
 from numba.extending import intrinsic, overload
 
-VECTOR_BYTES = 64      # one AVX-512 register; LLVM splits it on narrower machines
+from .gemm import VECTOR_BYTES, _declare
+
 SUM_VECTORS = 4        # accumulators: a 64-column float32 row in one pass
 CHUNK_BYTES = SUM_VECTORS * VECTOR_BYTES
 LINE_BYTES = 64
 _i1, _i8, _i32, _i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
-
-
-def _declare(module, name, ret, args):
-    try:
-        return module.get_global(name)
-    except KeyError:
-        return ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
 def _row_pointer(builder, arr, row, col_bytes):
@@ -80,8 +74,8 @@ def _sum_chunk(typingctx, x, index, start, stop, c0, cols, out):
     added in that order from zero; a negative index counts from the end (already range-checked).
     x: 2-D with unit-stride rows; index: 1-D integers; out: 1-D, unit stride, x's dtype;
     cols <= CHUNK_BYTES // itemsize."""
-    if not (_is_table(x) and isinstance(out, types.Array) and out.ndim == 1 and out.dtype == x.dtype
-            and isinstance(index, types.Array) and index.ndim == 1
+    if not (_is_table(x) and isinstance(out, types.Array) and out.ndim == 1
+            and out.dtype == x.dtype and isinstance(index, types.Array) and index.ndim == 1
             and isinstance(index.dtype, types.Integer)):
         return None
     sig = types.void(x, index, types.intp, types.intp, types.intp, types.intp, out)
@@ -136,8 +130,9 @@ def _sum_chunk(typingctx, x, index, start, stop, c0, cols, out):
 @intrinsic
 def _add_chunk(typingctx, x, r, out, s, c0, cols):
     """out[s, c0:c0+cols] += x[r, c0:c0+cols]. x, out: 2-D, unit-stride rows, one dtype;
-    cols <= CHUNK_BYTES // itemsize. Whole chunks use plain loads and stores: a masked store does not
-    forward to the next load of the row, and a scatter of sums reloads its hot rows at once."""
+    cols <= CHUNK_BYTES // itemsize. Whole chunks use plain loads and stores: a masked store
+    does not forward to the next load of the row, and a scatter of sums reloads its hot rows at
+    once."""
     if not (_is_table(x) and _is_table(out) and out.dtype == x.dtype):
         return None
     sig = types.void(x, types.intp, out, types.intp, types.intp, types.intp)
