@@ -1,4 +1,5 @@
-"""Where a compiled step's time goes: `python -m benchmarks.profile_step [--repeats N]` (W8).
+"""Where a compiled step's time goes:
+`python -m benchmarks.profile_step [--repeats N] [--workload w8|w9-adam|w9-lazyadam|w9-sgd]`.
 
 `profile(kernel, args)` reruns a compiled step's generated kernel as Python, statement by
 statement (each call into a Numba loop or helper still runs native), and returns the median
@@ -90,12 +91,29 @@ def report(rows, step_time=None, threshold=20e-6):
         print(f'{step_time * 1e6:9.0f} us  the compiled step')
 
 
+def _w8():
+    from benchmarks import conv
+    return conv.tracejit_w8(*conv.w8_problem())
+
+
+def _w9(optimizer):
+    def build():
+        from benchmarks import w9_embedding
+        step, _ = w9_embedding.tracejit_step(*w9_embedding.make_data(), optimizer)
+        return step
+    return build
+
+
+WORKLOADS = {'w8': _w8, 'w9-adam': _w9('Adam'), 'w9-lazyadam': _w9('LazyAdam'),
+             'w9-sgd': _w9('SGD')}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeats', type=int, default=11)
+    parser.add_argument('--workload', choices=sorted(WORKLOADS), default='w8')
     options = parser.parse_args(argv)
-    from benchmarks import conv
-    step = conv.tracejit_w8(*conv.w8_problem())
+    step = WORKLOADS[options.workload]()
     rows = profile(*capture(step), repeats=options.repeats)
     report(rows, step_seconds(step, options.repeats))
 

@@ -44,6 +44,7 @@ tracejit.config.compile_in_background = False
 COMPILED_FILES = frozenset({
     'test_background_compile.py', 'test_compiler.py', 'test_custom_train_step.py',
     'test_examples.py', 'test_fast_call.py', 'test_fastmath.py', 'test_gemm.py',
+    'test_rowops.py',
     'test_fuzz_compiled.py', 'test_processes.py', 'test_random_programs.py',
     'test_reliability.py', 'test_threads.py',
 })

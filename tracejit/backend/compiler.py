@@ -32,7 +32,8 @@ def _helper_sources():
     the thread that compiles needs."""
     here = os.path.dirname(os.path.abspath(__file__))
     sources = {}
-    for name in ('fpflags.py', 'fastmath.py', 'gemm.py', 'kernels.py', 'mpi_kernels.py'):
+    for name in ('fpflags.py', 'fastmath.py', 'gemm.py', 'rowops.py', 'kernels.py',
+                 'mpi_kernels.py'):
         with open(os.path.join(here, name), 'rb') as f:
             sources[name] = f.read()
     return sources
