@@ -131,16 +131,18 @@ def dot_loops(a, b):
 
 @_cached
 def dot_into(a, b, out):
-    """out = a @ b: small products on one thread, in gemm's register tiles where they suit it."""
-    if not _small_gemm(a, b):
-        np.dot(a, b, out)
-        return
-    if gemm.suits(a, b, out):
+    """out = a @ b: small products on one thread, in gemm's register tiles where they suit it;
+    so are products one tile high at any size (one pass over the operands: the filter gradient
+    (9 x 86528) @ (86528 x 32) took 0.48 ms against 2.3 on two BLAS threads)."""
+    small = _small_gemm(a, b)
+    if (small or gemm.one_pass(out)) and gemm.suits(a, b, out):
         gemm.gemm_into(a, b, out)
-        return
-    previous = _single_blas_thread()
-    np.dot(a, b, out)
-    _restore_blas_threads(previous)
+    elif small:
+        previous = _single_blas_thread()
+        np.dot(a, b, out)
+        _restore_blas_threads(previous)
+    else:
+        np.dot(a, b, out)
 
 
 @_cached
