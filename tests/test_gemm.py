@@ -59,7 +59,7 @@ def test_one_pass_over_a_long_inner_axis(m):
     cols = RNG.uniform(-1, 1, (20000, m)).astype(np.float32)
     dy = RNG.uniform(-1, 1, (20000, 40)).astype(np.float32)
     out = np.full((m, 40), np.nan, np.float32)
-    assert gemm.one_pass(out) and gemm.suits(cols.T, dy, out)
+    assert gemm.one_pass(out) and gemm.suits(cols.T, dy, out) == (m >= gemm.MIN_ROWS)
     gemm.gemm_into(cols.T, dy, out)
     want = reference(cols.T, dy)
     scale = np.abs(cols.T).astype(np.float64) @ np.abs(dy).astype(np.float64)
@@ -100,7 +100,7 @@ def test_special_values_propagate_as_in_numpy():
         np.testing.assert_array_equal(out, a @ b)
 
 
-def test_suits_sends_narrow_long_and_strided_outputs_to_blas():
+def test_suits_sends_narrow_long_short_and_strided_outputs_to_blas():
     a32 = np.ones((128, 64), np.float32)
     assert gemm.suits(a32, np.ones((64, 128), np.float32), np.empty((128, 128), np.float32))
     assert not gemm.suits(a32, np.ones((64, 10), np.float32), np.empty((128, 10), np.float32))
@@ -115,6 +115,9 @@ def test_suits_sends_narrow_long_and_strided_outputs_to_blas():
                           np.empty((gemm.TILE_ROWS + 1, 128), np.float32))
     strided = np.empty((128, 256), np.float32)[:, ::2]
     assert not gemm.suits(a32, np.ones((64, 128), np.float32), strided)
+    row = np.ones((gemm.MIN_ROWS - 1, 256), np.float32)       # matrix-vector products
+    assert not gemm.suits(row, np.ones((256, 1024), np.float32),
+                          np.empty((gemm.MIN_ROWS - 1, 1024), np.float32))
     a64 = np.ones((128, 64))
     assert gemm.suits(a64, np.ones((64, 16)), np.empty((128, 16)))   # 2 vectors of 8 lanes
 
