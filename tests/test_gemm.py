@@ -131,3 +131,16 @@ def test_kernels_dot_equals_numpy(m, k, n, transpose_a, transpose_b):
     out = np.empty((m, n), np.float32)
     K.dot_into(left, right, out)
     close(out, left, right)
+
+
+@pytest.mark.parametrize('k', [1, 9, K.SINGLE_THREAD_INNER])
+def test_kernels_dot_into_big_products_of_short_sums(k):
+    """A first convolution's forward product, im2col columns (positions x taps) @ filters:
+    big, with sums of a few terms, so one thread (gemm) computes it."""
+    cols = RNG.standard_normal((20000, k)).astype(np.float32)
+    filters = RNG.standard_normal((k, 40)).astype(np.float32)
+    assert K._small_gemm(cols, filters) and gemm.suits(cols, filters, np.empty((20000, 40),
+                                                                              np.float32))
+    out = np.full((20000, 40), np.nan, np.float32)
+    K.dot_into(cols, filters, out)
+    close(out, cols, filters)
