@@ -52,6 +52,17 @@ def test_every_tile_height(m):
     close(out, a, b)
 
 
+@pytest.mark.parametrize('m', [gemm.BLOCK_ROWS - 1, gemm.BLOCK_ROWS + 13, 2 * gemm.BLOCK_ROWS + 5])
+def test_blocks_of_rows_through_every_panel(m):
+    """Row blocks (the last one partial, its last tile too) times four column panels."""
+    a = RNG.standard_normal((m, 33)).astype(np.float32)
+    b = RNG.standard_normal((33, 100)).astype(np.float32)
+    for left, right in itertools.product(layouts(a), layouts(b)):
+        out = np.full((m, 100), np.nan, np.float32)
+        gemm.gemm_into(left, right, out)
+        close(out, a, b)
+
+
 @pytest.mark.parametrize('m', [1, 9, gemm.TILE_ROWS])
 def test_one_pass_over_a_long_inner_axis(m):
     """A filter gradient's layout: im2col columns transposed (F-ordered) times the cotangent,
