@@ -6,6 +6,8 @@ generated kernel passes to `K.dot` (im2col columns C-ordered, their transposes F
 (scipy's OpenBLAS) on one and on two threads, by `gemm.gemm_into`, and by `K.dot_into` (the
 policy a kernel follows). Implementations take turns round by round, with a pause before each
 (an OpenBLAS busy-waits ~0.1 s after a call); a round times `calls` calls and keeps the best.
+`--calls 1` times each product cold, as a step meets it (after the pause, W8's first product
+took 1.5 ms in gemm against 0.5 called again at once).
 Prints the best and the median round in microseconds, and how many cores other processes kept
 busy meanwhile: two-thread BLAS suffers far more from a busy second core than one thread.
 """
