@@ -62,7 +62,7 @@ SINGLE_THREAD_SUM = 4096
 # And so do products whose sums are at most SINGLE_THREAD_INNER long, at any size: each output
 # costs a few multiply-adds, so one core streams them nearly as fast as two, while with the other
 # core busy two BLAS threads took 20 ms (median) for W8's first convolution, (86528 x 9) @
-# (9 x 32), against 0.8 on one thread in gemm's tiles (best of two threads: 0.6).
+# (9 x 32), against 0.8 on one thread in gemm's tiles (quiet: 0.59 against 0.57).
 SINGLE_THREAD_INNER = 16
 
 
@@ -139,7 +139,7 @@ def dot_loops(a, b):
 def dot_into(a, b, out):
     """out = a @ b: small products on one thread, in gemm's register tiles where they suit it;
     so are products one tile high at any size (one pass over the operands: the filter gradient
-    (9 x 86528) @ (86528 x 32) took 0.48 ms against 2.3 on two BLAS threads)."""
+    (9 x 86528) @ (86528 x 32) took 0.70 ms against 1.54 on two BLAS threads, quiet)."""
     small = _small_gemm(a, b)
     if (small or gemm.one_pass(out)) and gemm.suits(a, b, out):
         gemm.gemm_into(a, b, out)
