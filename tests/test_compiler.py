@@ -500,9 +500,9 @@ def test_equal_static_objects_do_not_leave_stale_fast_entries():
 
 
 def test_small_matrix_products_run_on_one_blas_thread():
-    """Kernels' np.dot goes through scipy's OpenBLAS; small products (few multiply-adds, or
-    few outputs of sums not too long) drop it to one thread for their duration and then
-    restore the count (left alone when it is already 1)."""
+    """Kernels' np.dot goes through scipy's OpenBLAS; small products (few multiply-adds, few
+    outputs of sums not too long, or short sums at any size) drop it to one thread for their
+    duration and then restore the count (left alone when it is already 1)."""
     from tracejit.backend import kernels
     get, set_ = blas_thread_functions()
     default = get()
@@ -512,10 +512,12 @@ def test_small_matrix_products_run_on_one_blas_thread():
     try:
         for threads in (3, 1):
             set_(threads)
-            # few multiply-adds; a sum of 1024 terms into few outputs; neither, or few outputs
-            # of sums too long (two threads)
+            # few multiply-adds; a sum of 1024 terms into few outputs; sums of 16 terms (10 of
+            # 20000 x 10 outputs: BLAS, not gemm); neither, or few outputs of sums too long, or
+            # many of 17 terms (two threads)
             for (m, k, n), small in [((128, 64, 128), True), ((64, 1024, 256), True),
-                                     ((300, 200, 300), False), ((16, 8192, 64), False)]:
+                                     ((20000, 16, 10), True), ((300, 200, 300), False),
+                                     ((16, 8192, 64), False), ((20000, 17, 128), False)]:
                 a = rng.standard_normal((m, k)).astype(np.float32)
                 b = rng.standard_normal((k, n)).astype(np.float32)
                 assert kernels._small_gemm(a, b) == small

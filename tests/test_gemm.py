@@ -32,7 +32,7 @@ def layouts(x):
 
 
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
-@pytest.mark.parametrize('m,k,n', list(itertools.product([1, 7, 8, 9, 17], [0, 1, 5, 64],
+@pytest.mark.parametrize('m,k,n', list(itertools.product([1, 7, 11, 12, 13, 25], [0, 1, 5, 64],
                                                          [16, 32, 33, 47, 64, 100])))
 def test_gemm_into_equals_numpy(m, k, n, dtype):
     a = RNG.standard_normal((m, k)).astype(dtype)
@@ -41,6 +41,42 @@ def test_gemm_into_equals_numpy(m, k, n, dtype):
         out = np.full((m, n), np.nan, dtype)
         gemm.gemm_into(left, right, out)
         close(out, a, b)
+
+
+@pytest.mark.parametrize('m', range(1, gemm.TILE_ROWS + 1))
+def test_every_tile_height(m):
+    a = RNG.standard_normal((m, 19)).astype(np.float32)
+    b = RNG.standard_normal((19, 45)).astype(np.float32)
+    out = np.full((m, 45), np.nan, np.float32)
+    gemm.gemm_into(a, b, out)
+    close(out, a, b)
+
+
+@pytest.mark.parametrize('m', [gemm.BLOCK_ROWS - 1, gemm.BLOCK_ROWS + 13, 2 * gemm.BLOCK_ROWS + 5])
+def test_blocks_of_rows_through_every_panel(m):
+    """Row blocks (the last one partial, its last tile too) times four column panels."""
+    a = RNG.standard_normal((m, 33)).astype(np.float32)
+    b = RNG.standard_normal((33, 100)).astype(np.float32)
+    for left, right in itertools.product(layouts(a), layouts(b)):
+        out = np.full((m, 100), np.nan, np.float32)
+        gemm.gemm_into(left, right, out)
+        close(out, a, b)
+
+
+@pytest.mark.parametrize('m', [1, 9, gemm.TILE_ROWS])
+def test_one_pass_over_a_long_inner_axis(m):
+    """A filter gradient's layout: im2col columns transposed (F-ordered) times the cotangent,
+    summed over 20000 positions; one tile high, so it suits gemm past the L1 panel limit."""
+    cols = RNG.uniform(-1, 1, (20000, m)).astype(np.float32)
+    dy = RNG.uniform(-1, 1, (20000, 40)).astype(np.float32)
+    out = np.full((m, 40), np.nan, np.float32)
+    assert gemm.one_pass(out) and gemm.suits(cols.T, dy, out) == (m >= gemm.MIN_ROWS)
+    gemm.gemm_into(cols.T, dy, out)
+    want = reference(cols.T, dy)
+    scale = np.abs(cols.T).astype(np.float64) @ np.abs(dy).astype(np.float64)
+    assert np.all(np.abs(out - want) <= 1e-4 * scale)   # float32 sums of 20000 terms
+    K.dot_into(cols.T, dy, out)
+    assert np.all(np.abs(out - want) <= 1e-4 * scale)
 
 
 def test_only_the_output_block_is_written():
@@ -64,25 +100,35 @@ def test_empty_rows_and_columns():
 
 
 def test_special_values_propagate_as_in_numpy():
-    a = np.ones((8, 3), np.float32)
+    a = np.ones((gemm.TILE_ROWS + 2, 3), np.float32)
     a[0, 0], a[1, 1], a[2, 2] = np.inf, np.nan, -np.inf
+    a[-1, 0], a[-2, 1] = -np.inf, np.inf           # in the partial tile below the full one
     b = np.ones((3, 32), np.float32)
     b[:, 5] = 0.0                                  # inf * 0 = nan
-    out = np.empty((8, 32), np.float32)
+    out = np.empty(a.shape[:1] + (32,), np.float32)
     gemm.gemm_into(a, b, out)
     with np.errstate(invalid='ignore'):
         np.testing.assert_array_equal(out, a @ b)
 
 
-def test_suits_sends_narrow_long_and_strided_outputs_to_blas():
+def test_suits_sends_narrow_long_short_and_strided_outputs_to_blas():
     a32 = np.ones((128, 64), np.float32)
     assert gemm.suits(a32, np.ones((64, 128), np.float32), np.empty((128, 128), np.float32))
     assert not gemm.suits(a32, np.ones((64, 10), np.float32), np.empty((128, 10), np.float32))
     long_inner = np.ones((128, 1024), np.float32)
     assert not gemm.suits(long_inner, np.ones((1024, 128), np.float32),
                           np.empty((128, 128), np.float32))
+    one_tile = np.ones((gemm.TILE_ROWS, 1024), np.float32)     # one pass: any inner length
+    assert gemm.suits(one_tile, np.ones((1024, 128), np.float32),
+                      np.empty((gemm.TILE_ROWS, 128), np.float32))
+    taller = np.ones((gemm.TILE_ROWS + 1, 1024), np.float32)
+    assert not gemm.suits(taller, np.ones((1024, 128), np.float32),
+                          np.empty((gemm.TILE_ROWS + 1, 128), np.float32))
     strided = np.empty((128, 256), np.float32)[:, ::2]
     assert not gemm.suits(a32, np.ones((64, 128), np.float32), strided)
+    row = np.ones((gemm.MIN_ROWS - 1, 256), np.float32)       # matrix-vector products
+    assert not gemm.suits(row, np.ones((256, 1024), np.float32),
+                          np.empty((gemm.MIN_ROWS - 1, 1024), np.float32))
     a64 = np.ones((128, 64))
     assert gemm.suits(a64, np.ones((64, 16)), np.empty((128, 16)))   # 2 vectors of 8 lanes
 
@@ -96,3 +142,16 @@ def test_kernels_dot_equals_numpy(m, k, n, transpose_a, transpose_b):
     out = np.empty((m, n), np.float32)
     K.dot_into(left, right, out)
     close(out, left, right)
+
+
+@pytest.mark.parametrize('k', [1, 9, K.SINGLE_THREAD_INNER])
+def test_kernels_dot_into_big_products_of_short_sums(k):
+    """A first convolution's forward product, im2col columns (positions x taps) @ filters:
+    big, with sums of a few terms, so one thread (gemm) computes it."""
+    cols = RNG.standard_normal((20000, k)).astype(np.float32)
+    filters = RNG.standard_normal((k, 40)).astype(np.float32)
+    assert K._small_gemm(cols, filters) and gemm.suits(cols, filters, np.empty((20000, 40),
+                                                                              np.float32))
+    out = np.full((20000, 40), np.nan, np.float32)
+    K.dot_into(cols, filters, out)
+    close(out, cols, filters)
