@@ -544,3 +544,49 @@ def blas_thread_functions():
     def set_(n):
         _blas_set_threads(n)
     return get, set_
+
+
+HELPER_CACHE_SCRIPT = '''
+import numpy as np
+from tracejit.backend import kernels as K
+K.dot_into(np.ones((8, 3), np.float32), np.ones((3, 32), np.float32), np.empty((8, 32), np.float32))
+print(sum(K.dot_into.stats.cache_hits.values()), sum(K.dot_into.stats.cache_misses.values()))
+'''
+
+
+def test_a_change_to_any_helper_module_recompiles_the_cached_helpers(tmp_path):
+    # K.dot_into compiles in gemm.py's tiles: Numba alone would key its disk cache on
+    # kernels.py's content only and keep the old machine code after gemm.py changed
+    import shutil
+    package = tmp_path / 'tracejit'
+    shutil.copytree(os.path.dirname(tj.__file__), package,
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env.pop('NUMBA_CACHE_DIR', None)
+
+    def hits_and_misses():
+        out = subprocess.run([sys.executable, '-c', HELPER_CACHE_SCRIPT], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return tuple(int(v) for v in out.stdout.split())
+    assert hits_and_misses() == (0, 1)     # compiled and written
+    assert hits_and_misses() == (1, 0)     # loaded
+    gemm_file = package / 'backend' / 'gemm.py'
+    gemm_file.write_text(gemm_file.read_text() + '\n# changed\n')
+    assert hits_and_misses() == (0, 1)     # the entry's stamp no longer matches: recompiled
+
+
+def test_only_the_helper_modules_share_the_stamp():
+    import numba
+    from tracejit.backend import compiler, helper_cache, kernels as K
+    locator = K.dot_into._cache._impl.locator
+    assert type(locator).__name__.startswith('Helper')
+    assert locator.get_source_stamp() == compiler.helpers_hash(compiler.helper_sources())
+
+    @numba.njit(cache=True)
+    def elsewhere(x):
+        return x + 1
+    other = elsewhere._cache._impl.locator
+    assert not type(other).__name__.startswith('Helper')
+    assert isinstance(other, tuple(helper_cache._numba('CacheImpl')._locator_classes[3:]))
+    assert helper_cache._PATHS >= {os.path.abspath(K.__file__)}

@@ -27,19 +27,22 @@ _memory = {}
 _disk_lost = []   # the error that made this process stop using the disk cache
 
 
-def _helper_sources():
+HELPER_DIR = os.path.dirname(os.path.abspath(__file__))
+HELPER_FILES = ('fpflags.py', 'fastmath.py', 'gemm.py', 'rowops.py', 'kernels.py',
+                'mpi_kernels.py', 'helper_cache.py')
+
+
+def helper_sources():
     """The helper modules' source, read as files: importing them would load Numba, which only
     the thread that compiles needs."""
-    here = os.path.dirname(os.path.abspath(__file__))
     sources = {}
-    for name in ('fpflags.py', 'fastmath.py', 'gemm.py', 'rowops.py', 'kernels.py',
-                 'mpi_kernels.py'):
-        with open(os.path.join(here, name), 'rb') as f:
+    for name in HELPER_FILES:
+        with open(os.path.join(HELPER_DIR, name), 'rb') as f:
             sources[name] = f.read()
     return sources
 
 
-def _helpers_hash(sources):
+def helpers_hash(sources):
     """Hash of tracejit's version and the helper modules' source."""
     from .. import __version__
     digest = hashlib.sha256(__version__.encode())
@@ -70,10 +73,10 @@ def _header(sources):
     names = ', '.join(_fastmath_names(sources['fastmath.py']))
     fastmath_import = textwrap.fill(f'from tracejit.backend.fastmath import ({names})', width=99,
                                     subsequent_indent=' ' * 39, break_on_hyphens=False)
-    return _HEADER.format(digest=_helpers_hash(sources), fastmath_import=fastmath_import)
+    return _HEADER.format(digest=helpers_hash(sources), fastmath_import=fastmath_import)
 
 
-HEADER = _header(_helper_sources())
+HEADER = _header(helper_sources())
 
 
 def module_text(kernel_source, cache=True):

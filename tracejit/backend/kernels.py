@@ -16,6 +16,7 @@ import numba
 import numpy as np
 from numba import literal_unroll, types
 
+from . import helper_cache  # noqa: F401 (before any cache=True function)
 from .hostcalls import invoke as host_invoke  # noqa: F401 (kernels' object-mode blocks call it)
 from . import gemm, rowops
 from .fastmath import exp32, log32

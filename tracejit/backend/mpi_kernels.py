@@ -22,6 +22,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from . import helper_cache  # noqa: F401 (before any cache=True function)
 from ..errors import DeadlineExceededError, UnavailableError
 
 _I8P = ir.IntType(8).as_pointer()
