@@ -224,3 +224,16 @@ def test_all_in_range_checks_every_value_against_both_bounds():
     assert K.all_in_range(np.zeros((0, 3), np.int64), 0, 0)
     values = np.array([0.5, 1.5, np.nan])
     assert K.all_in_range(values[:2], 0.0, 2.0) and not K.all_in_range(values, 0.0, 2.0)
+
+
+def test_the_helpers_take_no_flags_from_the_kernel_that_compiles_them():
+    # Numba passes a caller's fastmath on to a callee that leaves it unset: compiled first from a
+    # fastmath kernel, lazy_adam_rows2 contracted b1 * m + k1 * g into an FMA, 1 ulp off the
+    # bitwise tests above when they ran after a LazyAdam step (and its disk-cache entry kept it)
+    import numba
+    from numba.core.caching import FunctionCache
+    helpers = {name: f for name, f in vars(K).items()
+               if isinstance(f, numba.core.registry.CPUDispatcher)
+               and isinstance(f._cache, FunctionCache)}
+    assert {'lazy_adam_rows2', 'accumulate_rows2', 'gather_sum2', 'dot_into'} <= set(helpers)
+    assert [name for name, f in helpers.items() if 'fastmath' not in f.targetoptions] == []

@@ -24,7 +24,10 @@ from .fpflags import FASTMATH
 from .mpi_kernels import allreduce_sum32, allreduce_sum64  # noqa: F401 (kernels call K.*)
 
 _jit = numba.njit(inline='always', error_model='numpy')
-_cached = numba.njit(cache=True, error_model='numpy', nogil=True)
+# fastmath set explicitly: Numba gives a callee that leaves it unset the flags of the kernel that
+# compiles it first, so a helper's results (and its disk-cache entry) depended on which caller
+# came first in the process
+_cached = numba.njit(cache=True, error_model='numpy', nogil=True, fastmath=False)
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

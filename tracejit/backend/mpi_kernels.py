@@ -66,7 +66,7 @@ _IALLREDUCE = {32: _iallreduce(ir.IntType(32)), 64: _iallreduce(ir.IntType(64))}
 
 
 def _allreduce_sum(iallreduce):
-    @numba.njit(nogil=True, cache=True)
+    @numba.njit(nogil=True, cache=True, fastmath=False)   # not the caller's (see kernels._cached)
     def allreduce_sum(buffer, fns, handles, timeout):
         """buffer (C-contiguous) <- its sum over ranks, or raise."""
         request = np.zeros(1, np.int64)
