@@ -38,7 +38,8 @@ MIN_ROWS = 3
 _i32, _i64 = ir.IntType(32), ir.IntType(64)
 
 
-def _declare(module, name, ret, args):
+def declare(module, name, ret, args):
+    """The LLVM function `name` (an intrinsic such as llvm.fma.v16f32) declared in module once."""
     try:
         return module.get_global(name)
     except KeyError:
@@ -68,11 +69,11 @@ def _tile_intrinsic(vectors):
             vec = ir.VectorType(scalar, lanes)
             vptr, mask_type = vec.as_pointer(), ir.VectorType(ir.IntType(1), lanes)
             suffix = f'v{lanes}f{context.get_abi_sizeof(scalar) * 8}'
-            mload = _declare(builder.module, f'llvm.masked.load.{suffix}.p0', vec,
+            mload = declare(builder.module, f'llvm.masked.load.{suffix}.p0', vec,
                              [vptr, _i32, mask_type, vec])
-            mstore = _declare(builder.module, f'llvm.masked.store.{suffix}.p0', ir.VoidType(),
+            mstore = declare(builder.module, f'llvm.masked.store.{suffix}.p0', ir.VoidType(),
                               [vec, vptr, _i32, mask_type])
-            fma = _declare(builder.module, f'llvm.fma.{suffix}', vec, [vec, vec, vec])
+            fma = declare(builder.module, f'llvm.fma.{suffix}', vec, [vec, vec, vec])
             arrays = [context.make_array(t)(context, builder, v)
                       for t, v in zip(signature.args[:3], args[:3])]
             a_arr, b_arr, out_arr = arrays

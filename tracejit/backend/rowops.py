@@ -19,7 +19,7 @@ import numba
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .gemm import VECTOR_BYTES, _declare
+from .gemm import VECTOR_BYTES, declare
 
 SUM_VECTORS = 4        # accumulators: a 64-column float32 row in one pass
 CHUNK_BYTES = SUM_VECTORS * VECTOR_BYTES
@@ -42,9 +42,9 @@ def _masked_ops(context, builder, dtype):
     vec = ir.VectorType(scalar, lanes)
     vptr, mask_type = vec.as_pointer(), ir.VectorType(_i1, lanes)
     suffix = f'v{lanes}f{itemsize * 8}'
-    mload = _declare(builder.module, f'llvm.masked.load.{suffix}.p0', vec,
+    mload = declare(builder.module, f'llvm.masked.load.{suffix}.p0', vec,
                      [vptr, _i32, mask_type, vec])
-    mstore = _declare(builder.module, f'llvm.masked.store.{suffix}.p0', ir.VoidType(),
+    mstore = declare(builder.module, f'llvm.masked.store.{suffix}.p0', ir.VoidType(),
                       [vec, vptr, _i32, mask_type])
     return vec, lanes, _i32(itemsize), mload, mstore
 
@@ -176,7 +176,7 @@ def _prefetch_line(typingctx, x, row, offset):
 
     def codegen(context, builder, signature, args):
         arr = context.make_array(x)(context, builder, args[0])
-        prefetch = _declare(builder.module, 'llvm.prefetch.p0', ir.VoidType(),
+        prefetch = declare(builder.module, 'llvm.prefetch.p0', ir.VoidType(),
                             [_i8.as_pointer(), _i32, _i32, _i32])
         # write, keep in all cache levels, data
         builder.call(prefetch, [_row_pointer(builder, arr, args[1], args[2]), _i32(1), _i32(3),
