@@ -33,7 +33,7 @@ def layouts(x):
 
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 @pytest.mark.parametrize('m,k,n', list(itertools.product([1, 7, 11, 12, 13, 25], [0, 1, 5, 64],
-                                                         [16, 32, 33, 47, 64, 100])))
+                                                         [2, 10, 16, 17, 32, 33, 47, 64, 100])))
 def test_gemm_into_equals_numpy(m, k, n, dtype):
     a = RNG.standard_normal((m, k)).astype(dtype)
     b = RNG.standard_normal((k, n)).astype(dtype)
@@ -111,13 +111,16 @@ def test_special_values_propagate_as_in_numpy():
         np.testing.assert_array_equal(out, a @ b)
 
 
-def test_suits_sends_narrow_long_short_and_strided_outputs_to_blas():
+def test_suits_sends_vectors_long_short_and_strided_outputs_to_blas():
     a32 = np.ones((128, 64), np.float32)
     assert gemm.suits(a32, np.ones((64, 128), np.float32), np.empty((128, 128), np.float32))
-    assert not gemm.suits(a32, np.ones((64, 10), np.float32), np.empty((128, 10), np.float32))
+    assert gemm.suits(a32, np.ones((64, 10), np.float32), np.empty((128, 10), np.float32))
+    assert not gemm.suits(a32, np.ones((64, 1), np.float32), np.empty((128, 1), np.float32))
     long_inner = np.ones((128, 1024), np.float32)
     assert not gemm.suits(long_inner, np.ones((1024, 128), np.float32),
                           np.empty((128, 128), np.float32))
+    assert gemm.suits(long_inner, np.ones((1024, 10), np.float32),   # one column panel
+                      np.empty((128, 10), np.float32))
     one_tile = np.ones((gemm.TILE_ROWS, 1024), np.float32)     # one pass: any inner length
     assert gemm.suits(one_tile, np.ones((1024, 128), np.float32),
                       np.empty((gemm.TILE_ROWS, 128), np.float32))
