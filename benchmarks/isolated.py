@@ -86,9 +86,19 @@ def _child_memory(spec):
 # ---------------------------------------------------------------------------------------------
 # Parent side
 
+def user_environment(**extra):
+    """This process's environment as a user's shell has it, plus `extra`: Python writes and
+    reuses bytecode caches. Under PYTHONDONTWRITEBYTECODE every process would compile
+    tracejit's sources again (about 0.3 s of each start), while installed packages such as JAX
+    ship theirs compiled."""
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONDONTWRITEBYTECODE'}
+    env.update(extra)
+    return env
+
+
 def run_child(spec, env_extra):
     """Run one child -> (wall-clock time just before it started, its result dict)."""
-    env = dict(os.environ, **env_extra)
+    env = user_environment(**env_extra)
     code = f'from benchmarks.isolated import child_main; child_main({json.dumps(spec)!r})'
     t0 = time.time()
     proc = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, env=env,

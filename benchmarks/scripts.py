@@ -16,7 +16,8 @@ turns run by run.
 - E3: the digits MLP (64-128-10, relu, Adam), 30 epochs of batch 128, then test accuracy
   (Keras `fit` vs a jitted JAX step over the same shuffled batches). Target: warm <= 0.4x JAX.
 
-tracejit's E2 also reports its first training `sess.run` (trace, then load or compile); target
+Processes run with Python's default bytecode caching (`isolated.user_environment`), as a
+user's shell has it. tracejit's E2 also reports its first training `sess.run` (trace, then load or compile); target
 for a warm cache: within 0.15 s. Each script's *floor* is a process that does only its imports
 and data preparation and gets Numba ready to load compiled code: a warm run cannot go below it.
 """
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import time
 import textwrap
+
+from benchmarks.isolated import user_environment
 
 RESULT = 'RESULT '
 
@@ -199,9 +202,9 @@ print('RESULT ' + json.dumps(dict(accuracy=accuracy)))
 '''
 
 NUMBA_READY = """
-import numba
 from numba.core.registry import cpu_target
-cpu_target.target_context.refresh()   # what loading the first cached kernel initialises
+from numba.core.runtime import rtsys
+rtsys.initialize(cpu_target.target_context)   # what loading a cached kernel initialises
 print('RESULT {}')
 """
 
@@ -217,7 +220,7 @@ FIRST_CALL_TARGET = 0.15
 
 def run_script(source, cache_dir):
     """(seconds from process start to exit, the script's RESULT dict)."""
-    env = dict(os.environ, TRACEJIT_CACHE_DIR=cache_dir)
+    env = user_environment(TRACEJIT_CACHE_DIR=cache_dir)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, '-c', 'import json\n' + textwrap.dedent(source)],
                          env=env, capture_output=True, text=True, timeout=600)

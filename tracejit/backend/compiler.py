@@ -154,8 +154,10 @@ def _load_from_disk(key, text):
     except Exception:  # a corrupt entry that still matched on disk: rewrite it once
         write_atomically(path, lambda f: f.write(text))
         module = _import(name, path)
-    module.kernel.source_path = path
-    return module.kernel, how
+    from .kernel_cache import load_without_refresh
+    kernel = load_without_refresh(module.kernel)
+    kernel.source_path = path
+    return kernel, how
 
 
 def _has_text(path, text):
