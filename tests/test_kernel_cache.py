@@ -1,6 +1,7 @@
 """A warm disk cache loads kernels without Numba's registry refresh (backend/kernel_cache.py):
-a fresh process runs a cached serial kernel and a cached parallel one without importing Numba's
-compiler registries, with the numbers numpy gives, and still compiles a new kernel after them."""
+a fresh process runs a cached serial kernel, a parallel one and one with an argument range check
+(a helper called from Python) without importing Numba's compiler registries, with the numbers
+numpy gives, and still compiles a new kernel after them."""
 import json
 import os
 import subprocess
@@ -12,6 +13,9 @@ import pytest
 
 PROCESS = textwrap.dedent('''
     import json, sys, numpy as np, tracejit as tj
+    # modules only Numba's registry refresh imports (a kernel's environment may import others)
+    REFRESH_ONLY = ('numba.typed.typeddict', 'numba.np.polynomial.polynomial_core',
+                    'numba.np.random.generator_methods')
     small = tj.Variable(np.linspace(-1, 1, 6).astype(np.float32))
     big = tj.Variable(np.linspace(-2, 2, 1 << 17).astype(np.float32))   # a parallel loop
 
@@ -24,10 +28,17 @@ PROCESS = textwrap.dedent('''
             return loss
         return step
 
+    table = tj.Variable(np.arange(12, dtype=np.float32).reshape(4, 3))
+
+    @tj.function
+    def pick(ids):   # a range guard on ids: a helper called from Python checks it
+        return tj.reduce_sum(tj.gather(table, ids))
+
     steps = [sgd_step(small), sgd_step(big)]
     losses = [float(s(np.float32(2.0))) for s in steps]
-    result = dict(losses=losses, infos=[s.cache_info() for s in steps],
-                  registries_loaded='numba.np.linalg' in sys.modules,
+    picked = float(pick(np.array([3, 0, 3], np.int32)))
+    result = dict(losses=losses, picked=picked, infos=[s.cache_info() for s in steps + [pick]],
+                  registries_loaded=any(name in sys.modules for name in REFRESH_ONLY),
                   small=small.numpy().tolist(), big_head=big.numpy()[:5].tolist(),
                   big_tail=big.numpy()[-5:].tolist())
     if sys.argv[1] == 'compile-after':
@@ -58,7 +69,7 @@ def test_a_warm_process_loads_serial_and_parallel_kernels_without_the_refresh(tm
     warm = _run(tmp_path, 'compile-after')
     assert cold['registries_loaded']                     # compiling imports them
     assert not warm['registries_loaded']
-    assert [(i['compiles'], i['disk_hits']) for i in warm['infos']] == [(0, 1), (0, 1)]
+    assert [(i['compiles'], i['disk_hits']) for i in warm['infos']] == [(0, 1)] * 3
     small0 = np.linspace(-1, 1, 6).astype(np.float32).astype(np.float64)
     big0 = np.linspace(-2, 2, 1 << 17).astype(np.float32).astype(np.float64)
     for result in (cold, warm):
@@ -69,6 +80,7 @@ def test_a_warm_process_loads_serial_and_parallel_kernels_without_the_refresh(tm
         np.testing.assert_allclose(result['big_head'], big[:5], rtol=1e-6)
         np.testing.assert_allclose(result['big_tail'], big[-5:], rtol=1e-6)
     assert warm['losses'] == cold['losses'] and warm['small'] == cold['small']
+    assert cold['picked'] == warm['picked'] == 2 * (9 + 10 + 11) + (0 + 1 + 2)
     # a kernel compiled after the light loads: Numba's compiler refreshes what it needs
     assert warm['new_info']['compiles'] == 1
     assert warm['new'] == pytest.approx(np.tanh(3.0 * _expected(small0)[1]).sum(), rel=1e-5)

@@ -52,10 +52,13 @@ class Guarded:
 
 def _native_in_range():
     """kernels.all_in_range, imported on first use: only once a kernel runs (Numba is loaded
-    by then), never on the path that lowers a graph."""
+    by then), never on the path that lowers a graph. Called from Python, it loads from the disk
+    cache as kernels do (kernel_cache.py)."""
     global _all_in_range
     if _all_in_range is None:
-        from .kernels import all_in_range as _all_in_range
+        from .kernel_cache import load_without_refresh
+        from .kernels import all_in_range
+        _all_in_range = load_without_refresh(all_in_range)
     return _all_in_range
 
 

@@ -1,4 +1,5 @@
-"""Kernels load their machine code from Numba's disk cache without Numba's registry refresh.
+"""Kernels (and helpers called from Python) load machine code from Numba's disk cache without
+Numba's registry refresh.
 
 Before it loads a cached function, Numba refreshes its target context: it imports and registers
 the typing and lowering of everything it can compile, some forty modules, about half a second,
@@ -22,6 +23,7 @@ class RuntimeOnlyCache(caching.FunctionCache):
 
 
 def load_without_refresh(dispatcher):
-    """Make the cached `dispatcher` (a generated kernel's) load this way; returns it."""
+    """Make the cached `dispatcher` (a generated kernel, a helper called from Python) load
+    this way; returns it."""
     dispatcher._cache = RuntimeOnlyCache(dispatcher.py_func)
     return dispatcher
