@@ -19,6 +19,10 @@ import statistics
 import sys
 import time
 
+# PyTorch's idle OpenMP threads sleep instead of spinning (as benchmarks.run sets): spinning,
+# they slowed the other implementations' two-thread BLAS products several times over
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 if __package__ in (None, ''):   # run as `python benchmarks/conv.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
