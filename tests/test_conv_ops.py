@@ -177,6 +177,42 @@ def test_max_pool_grad_helper_writes_its_whole_output(shape, ksize, strides, pad
     np.testing.assert_array_equal(out, want)
 
 
+@pytest.mark.compiled
+@pytest.mark.parametrize('shape, stride, padding', [
+    ((33, 18, 18, 8), 1, 'VALID'),   # 33 images: blocks of 14, 14 and 5 (DOT_COL2IM_BYTES)
+    ((3, 9, 8, 2), 2, 'SAME'),
+])
+def test_compiled_input_gradient_adds_the_product_back_in_blocks(shape, stride, padding):
+    """A convolution's input gradient compiles to matmul_col2im (the product made a few images
+    at a time): it equals the gradient of the direct correlation, computed here in numpy, and
+    eager execution."""
+    x = RNG.normal(size=shape).astype(np.float32)
+    w = RNG.normal(size=(3, 3, shape[3], 8)).astype(np.float32)
+
+    def gradient(x, w):
+        with tj.GradientTape() as tape:
+            tape.watch(x)
+            y = tj.nn.conv2d(x, w, stride, padding)
+            loss = tj.reduce_sum(y * y) / 2
+        return tape.gradient(loss, x)
+    compiled = tj.function(gradient)
+    graph = compiled.trace(x, w).graph
+    assert 'matmul_col2im' in [n.prim.name for n in graph.nodes]
+    # central differences of the numpy correlation, exact for the quadratic loss
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+
+    def loss_at(image):
+        return np.sum(_conv_ref(image, w64, (stride, stride), (1, 1), padding) ** 2) / 2
+    got = compiled(x, w).numpy()
+    for at in [tuple(RNG.integers(0, d) for d in shape) for _ in range(6)]:
+        up, down = x64.copy(), x64.copy()
+        up[at] += 0.5
+        down[at] -= 0.5
+        np.testing.assert_allclose(got[at], loss_at(up) - loss_at(down), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(got, gradient(tj.constant(x), tj.constant(w)).numpy(),
+                               rtol=2e-5, atol=2e-4)
+
+
 @pytest.mark.parametrize('call, error, match', [
     (lambda: tj.nn.conv2d(np.ones((1, 4, 4, 2)), np.ones((3, 3, 3, 1)), 1, 'SAME'),
      errors.ShapeError, '2 channels, the filters expect 3'),

@@ -379,6 +379,43 @@ def _pooled_relu_gradient(node, out, producers, pooled):
     return _emit(out, 'max_pool_grad', [kept, x], **grad.params)
 
 
+@into_subgraphs
+def products_into_images(graph):
+    """col2im of a matrix product's rows that nothing else reads, col2im(reshape(a @ b)) (a
+    convolution's input gradient, a transposed convolution), becomes one matmul_col2im, which
+    makes the product a few images at a time and adds each block back while it is in cache."""
+    uses = _use_counts(graph)
+    producers = {}
+
+    def rule(node, out):
+        replacement = None
+        if node.prim.name == 'col2im':
+            product = _product_rows(node.inputs[0], producers, uses)
+            if product is not None:
+                a, b, transpose_b = product
+                replacement = _emit(out, 'matmul_col2im', [a, b], transpose_b=transpose_b,
+                                    **node.params)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _product_rows(var, producers, uses):
+    """(a, b, transpose_b) when `var` is reshape(a @ b) of float matrices, a not transposed,
+    and nothing else reads the product or the reshape; else None."""
+    shaped = producers.get(var)
+    if shaped is None or shaped.prim.name != 'reshape' or uses[var] != 1:
+        return None
+    product = producers.get(shaped.inputs[0])
+    if product is None or product.prim.name != 'matmul' or uses[shaped.inputs[0]] != 1 \
+            or product.params['transpose_a'] or product.outputs[0].ndim != 2 \
+            or product.outputs[0].dtype.kind != 'f':
+        return None
+    a, b = product.inputs
+    return a, b, product.params['transpose_b']
+
+
 def _use_counts(graph):
     """How many times each value is read: by nodes, as an output, as a Variable's update."""
     uses = {}
@@ -572,6 +609,7 @@ PIPELINE = [
     ('embedding_bags', embedding_bags),
     ('pooled_relu_gradients', pooled_relu_gradients),
     ('cse', common_subexpression_elimination),
+    ('products_into_images', products_into_images),
     ('simplify2', algebraic_simplification),
     ('hoist_accumulations', hoist_scan_accumulations),
     ('fold2', constant_folding),
