@@ -848,6 +848,49 @@ def test_products_into_images_leave_products_read_elsewhere_alone():
     assert prims(apply(passes.products_into_images, graph)) == prims(graph)
 
 
+@pytest.mark.parametrize('shape, ksize, strides, padding', [
+    ((2, 6, 6, 3), (2, 2), (2, 2), 'VALID'),
+    ((2, 5, 4, 2), (3, 3), (1, 1), 'SAME'),    # overlapping windows
+    ((1, 5, 5, 2), (2, 2), (3, 3), 'VALID'),   # pixels in no window
+])
+def test_pool_gradient_products_fuse_a_filter_gradient_behind_max_pooling(shape, ksize,
+                                                                           strides, padding):
+    """a.T @ reshape(max_pool_grad(ct, x)) becomes one pool_grad_matmul of a, ct and x; its
+    values are a.T times the gradient placed at each window's first maximum (ties included:
+    integers)."""
+    window = dict(ksize=ksize, strides=strides, padding=padding)
+    pixels = int(np.prod(shape[:3]))
+    b = Builder()
+    a, x = b.arg((pixels, 4)), b.arg(shape)
+    ct = b.arg(REGISTRY['max_pool'].check(x, **window)[0][0])
+    rows = b.op('reshape', b.op('max_pool_grad', ct, x, **window), shape=(pixels, shape[3]))
+    graph = b.done(b.op('matmul', a, rows, transpose_a=True, transpose_b=False))
+    after = passes.dead_code_elimination(apply(passes.pool_gradient_products, graph))
+    assert prims(after) == ['pool_grad_matmul'] and after.nodes[0].inputs == [a, ct, x]
+    av, xv = RNG.standard_normal(a.shape), RNG.integers(-2, 3, shape).astype(F64)
+    cv = RNG.standard_normal(ct.shape)
+    # the reference places cotangents at positive maxima only: shifted up, the same maxima
+    _, placed = _pool_gradient_reference(xv - xv.min() + 1, cv, ksize, strides, padding)
+    assert_same_values(graph, after, [av, xv, cv], expected=[av.T @ placed.reshape(pixels, -1)],
+                       rtol=1e-12)
+
+
+def test_pool_gradient_products_leave_other_products_alone():
+    """A pooling gradient read elsewhere too, a product not transposed on the left, and one
+    transposed on the right are not the pattern."""
+    window = dict(ksize=(2, 2), strides=(2, 2), padding='VALID')
+    b = Builder()
+    a, x, ct = b.arg((32, 3)), b.arg((2, 4, 4, 4)), b.arg((2, 2, 2, 4))
+    grad = b.op('max_pool_grad', ct, x, **window)
+    rows = b.op('reshape', grad, shape=(32, 4))
+    other = b.op('reshape', b.op('max_pool_grad', ct, x, **window), shape=(32, 4))
+    outs = [b.op('matmul', a, rows, transpose_a=True, transpose_b=False), grad,
+            b.op('matmul', other, b.arg((4, 2)), transpose_a=False, transpose_b=False),
+            b.op('matmul', b.arg((3, 4)), other, transpose_a=False, transpose_b=True)]
+    graph = b.done(*outs)
+    assert prims(apply(passes.pool_gradient_products, graph)) == prims(graph)
+
+
 # ----------------------------------------------------------------- the pipeline and verify()
 
 def test_the_pipeline_cleans_up_naive_gradient_ir():

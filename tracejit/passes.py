@@ -416,6 +416,42 @@ def _product_rows(var, producers, uses):
     return a, b, product.params['transpose_b']
 
 
+@into_subgraphs
+def pool_gradient_products(graph):
+    """a.T @ reshape(max_pool_grad(ct, x)) where nothing else reads the pooling gradient (the
+    filter gradient of a convolution whose input needs none, behind max pooling) becomes one
+    pool_grad_matmul, which makes the gradient a few images at a time and multiplies each
+    block while it is in cache."""
+    uses = _use_counts(graph)
+    producers = {}
+
+    def rule(node, out):
+        replacement = None
+        if node.prim.name == 'matmul' and node.params['transpose_a'] \
+                and not node.params['transpose_b'] and node.outputs[0].ndim == 2:
+            a, rows = node.inputs
+            grad = _pool_gradient_rows(rows, producers, uses)
+            if grad is not None and a.dtype == rows.dtype:
+                replacement = _emit(out, 'pool_grad_matmul', [a, *grad.inputs], **grad.params)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _pool_gradient_rows(var, producers, uses):
+    """The max_pool_grad node when `var` is its float output as (pixels, channels) rows and
+    nothing else reads either; else None."""
+    shaped = producers.get(var)
+    if shaped is None or shaped.prim.name != 'reshape' or uses[var] != 1:
+        return None
+    grad = producers.get(shaped.inputs[0])
+    if grad is None or grad.prim.name != 'max_pool_grad' or uses[shaped.inputs[0]] != 1 \
+            or var.dtype.kind != 'f' or var.shape[1] != grad.outputs[0].shape[3]:
+        return None
+    return grad
+
+
 def _use_counts(graph):
     """How many times each value is read: by nodes, as an output, as a Variable's update."""
     uses = {}
@@ -609,11 +645,14 @@ PIPELINE = [
     ('embedding_bags', embedding_bags),
     ('pooled_relu_gradients', pooled_relu_gradients),
     ('cse', common_subexpression_elimination),
-    ('products_into_images', products_into_images),
     ('simplify2', algebraic_simplification),
     ('hoist_accumulations', hoist_scan_accumulations),
     ('fold2', constant_folding),
     ('dce', dead_code_elimination),
+    # after dce: they fuse a product with what alone reads it (a dead input gradient reads too)
+    ('products_into_images', products_into_images),
+    ('pool_gradient_products', pool_gradient_products),
+    ('dce2', dead_code_elimination),
 ]
 
 

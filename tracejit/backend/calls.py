@@ -237,6 +237,16 @@ def matmul_col2im(cg, node, name):
             f'{kw}, {_window_args(node)})')
 
 
+def pool_grad_matmul(cg, node, name):
+    a, ct, x = node.inputs
+    out = node.outputs[0]
+    (kh, kw), (sh, sw) = node.params['ksize'], node.params['strides']
+    cg.emit(f'{name} = np.zeros({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.pool_grad_dot(np.ascontiguousarray({cg.ref(a)}), '
+            f'np.ascontiguousarray({cg.ref(ct)}), np.ascontiguousarray({cg.ref(x)}), {name}, '
+            f'{kh}, {kw}, {sh}, {sw}, {node.params["padding"] == "SAME"})')
+
+
 def pool(helper):
     """max_pool (the window maxima) or pool_argmax (their flat indices) through `K.<helper>`."""
     def emit(cg, node, name):

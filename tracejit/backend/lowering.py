@@ -87,6 +87,7 @@ BY_NAME = {
     'im2col': Lowering(dims.batch_and_channels, emit=calls.im2col),
     'col2im': Lowering(dims.batch_and_channels, emit=calls.col2im),
     'matmul_col2im': Lowering(dims.matmul_col2im, emit=calls.matmul_col2im),
+    'pool_grad_matmul': Lowering(dims.pool_grad_matmul, emit=calls.pool_grad_matmul),
     'pool_argmax': Lowering(dims.batch_and_channels, emit=calls.pool('pool_argmax')),
     'max_pool': Lowering(dims.batch_and_channels, emit=calls.pool('max_pool')),
     'max_pool_grad': Lowering(dims.pool_grad, emit=calls.max_pool_grad),
