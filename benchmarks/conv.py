@@ -2,10 +2,11 @@
 
 W8: keras-io's mnist_convnet without dropout, Conv2D(32, 3, relu) -> MaxPool 2 -> Conv2D(64, 3,
 relu) -> MaxPool 2 -> Flatten -> Dense(10), softmax cross-entropy, Adam, on one fixed random
-batch (128, 28, 28, 1). tracejit (Keras layers, one compiled step) and JAX (lax.conv, jit) start
-from the same weights; the floor is the step's convolution GEMMs (im2col shapes: two forward,
-two filter gradients, one input gradient) run by numpy on preallocated operands. Implementations
-take turns block by block; medians of `repeats` blocks.
+batch (128, 28, 28, 1). tracejit (Keras layers, one compiled step), JAX (lax.conv, jit) and
+PyTorch eager (nn.Conv2d / MaxPool2d / Linear, autograd, Keras's Adam formula in place, every core
+as intra-op threads) start from the same weights; the floor is the step's convolution GEMMs
+(im2col shapes: two forward, two filter gradients, one input gradient) run by numpy on
+preallocated operands. Implementations take turns block by block; medians of `repeats` blocks.
 
 Digits CNN: Conv2D(16, 3, same, relu) -> MaxPool 2 -> Conv2D(32, 3, same, relu) -> Flatten ->
 Dense(10) on scikit-learn's 8x8 digits (W3's split), trained with `fit` (Adam, batch 32); prints
@@ -17,6 +18,10 @@ import os
 import statistics
 import sys
 import time
+
+# PyTorch's idle OpenMP threads sleep instead of spinning (as benchmarks.run sets): spinning,
+# they slowed the other implementations' two-thread BLAS products several times over
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 if __package__ in (None, ''):   # run as `python benchmarks/conv.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -124,6 +129,41 @@ def jax_w8(x, y, params):
     return step
 
 
+def torch_w8(x, y, params):
+    import torch
+    from benchmarks.run import usable_cores
+    from benchmarks.torch_workloads import KerasAdam
+    torch.set_num_threads(usable_cores())
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, CLASSES))
+    conv1, conv2, dense = model[0], model[3], model[7]
+    # Keras's layouts: HWIO filters become OIHW; the dense kernel's rows follow Keras's NHWC
+    # flattening (h, w, c), PyTorch's Flatten of NCHW is (c, h, w)
+    dense_rows = params[4].reshape(5, 5, 64, CLASSES).transpose(2, 0, 1, 3).reshape(1600, -1)
+    with torch.no_grad():
+        for layer, (w, b) in ((conv1, (params[0].transpose(3, 2, 0, 1), params[1])),
+                              (conv2, (params[2].transpose(3, 2, 0, 1), params[3])),
+                              (dense, (dense_rows.T, params[5]))):
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            layer.bias.copy_(torch.from_numpy(b))
+    optimizer = KerasAdam(list(model.parameters()))
+    loss_fn = nn.CrossEntropyLoss()
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(y).long()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+STEPS = {'tracejit': tracejit_w8, 'jax': jax_w8, 'torch': torch_w8}
+
+
 def _block(fn, n):
     t0 = time.perf_counter()
     for _ in range(n):
@@ -136,7 +176,7 @@ def run_w8(repeats, impls):
     steps = {'floor': w8_floor()}
     for name in impls:
         try:
-            steps[name] = {'tracejit': tracejit_w8, 'jax': jax_w8}[name](x, y, params)
+            steps[name] = STEPS[name](x, y, params)
         except ImportError as exc:
             print(f'  {name}: skipped ({exc})')
     for fn in steps.values():
@@ -187,7 +227,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeats', type=int, default=11)
     parser.add_argument('--quick', action='store_true', help='3 repeats, 5 digits epochs')
-    parser.add_argument('--impls', default='tracejit,jax')
+    parser.add_argument('--impls', default=','.join(STEPS))
     parser.add_argument('--digits-epochs', type=int, default=15)
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats

@@ -15,9 +15,9 @@ def _bench(step, sync=lambda: None):
 def w8_benches(impls):
     """{'floor': the conv GEMMs in numpy, impl: its step} for the implementations W8 has."""
     x, y, params = conv.w8_problem()
-    makers = {'tracejit': conv.tracejit_w8, 'jax': conv.jax_w8}
     benches = {'floor': _bench(conv.w8_floor())}
-    benches.update({name: _bench(makers[name](x, y, params)) for name in impls if name in makers})
+    benches.update({name: _bench(conv.STEPS[name](x, y, params)) for name in impls
+                    if name in conv.STEPS})
     return benches
 
 

@@ -177,6 +177,66 @@ def test_max_pool_grad_helper_writes_its_whole_output(shape, ksize, strides, pad
     np.testing.assert_array_equal(out, want)
 
 
+@pytest.mark.compiled
+@pytest.mark.parametrize('shape, stride, padding', [
+    ((20, 34, 34, 8), 1, 'VALID'),   # blocks of 3 images (IMAGE_BLOCK_BYTES), the last of 2
+    ((3, 9, 8, 2), 2, 'SAME'),
+])
+def test_compiled_input_gradient_adds_the_product_back_in_blocks(shape, stride, padding):
+    """A convolution's input gradient compiles to matmul_col2im (the product made a few images
+    at a time): it equals the gradient of the direct correlation, computed here in numpy, and
+    eager execution."""
+    x = RNG.normal(size=shape).astype(np.float32)
+    w = RNG.normal(size=(3, 3, shape[3], 8)).astype(np.float32)
+
+    def gradient(x, w):
+        with tj.GradientTape() as tape:
+            tape.watch(x)
+            y = tj.nn.conv2d(x, w, stride, padding)
+            loss = tj.reduce_sum(y * y) / 2
+        return tape.gradient(loss, x)
+    compiled = tj.function(gradient)
+    graph = compiled.trace(x, w).graph
+    assert 'matmul_col2im' in [n.prim.name for n in graph.nodes]
+    # central differences of the numpy correlation, exact for the quadratic loss
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+
+    def loss_at(image):
+        return np.sum(_conv_ref(image, w64, (stride, stride), (1, 1), padding) ** 2) / 2
+    got = compiled(x, w).numpy()
+    for at in [tuple(RNG.integers(0, d) for d in shape) for _ in range(6)]:
+        up, down = x64.copy(), x64.copy()
+        up[at] += 0.5
+        down[at] -= 0.5
+        np.testing.assert_allclose(got[at], loss_at(up) - loss_at(down), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(got, gradient(tj.constant(x), tj.constant(w)).numpy(),
+                               rtol=2e-5, atol=2e-4)
+
+
+@pytest.mark.compiled
+def test_compiled_filter_gradient_behind_max_pooling_takes_the_gradient_in_blocks():
+    """conv2d -> relu -> max pooling on an input that needs no gradient, as a network's first
+    layer: the filter and bias gradients compile to pool_grad_matmul (the pooling gradient
+    made a few images at a time, blocks of 6 of the 32 images, the last of 2) and equal eager
+    float64 ones, with ties (integer data: the same ties in both precisions)."""
+    x = RNG.integers(-2, 3, (32, 26, 26, 1)).astype(np.float32)
+    w = RNG.integers(-1, 2, (3, 3, 1, 64)).astype(np.float32)
+    b = RNG.normal(size=64).astype(np.float32)
+
+    def step(x, w, b):
+        with tj.GradientTape() as tape:
+            tape.watch([w, b])
+            y = tj.nn.max_pool2d(tj.nn.relu(tj.nn.conv2d(x, w, 1, 'SAME') + b), 2, 2, 'VALID')
+            loss = tj.reduce_sum(y * tj.cos(y))
+        return [loss] + tape.gradient(loss, [w, b])
+    compiled = tj.function(step)
+    assert 'pool_grad_matmul' in [n.prim.name for n in compiled.trace(x, w, b).graph.nodes]
+    eager = step(*(tj.constant(v.astype(np.float64)) for v in (x, w, b)))
+    for a, c in zip(eager, compiled(x, w, b)):
+        want = a.numpy()
+        np.testing.assert_allclose(c.numpy(), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 @pytest.mark.parametrize('call, error, match', [
     (lambda: tj.nn.conv2d(np.ones((1, 4, 4, 2)), np.ones((3, 3, 3, 1)), 1, 'SAME'),
      errors.ShapeError, '2 channels, the filters expect 3'),

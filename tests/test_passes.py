@@ -788,6 +788,109 @@ def test_pooled_relu_gradients_leave_other_masks_and_sums_alone():
     assert prims(apply(passes.pooled_relu_gradients, graph)) == prims(graph)
 
 
+def _windows_added_back(u, size, ksize, strides, dilations, padding):
+    """col2im written out: each window tap of u (N, OH, OW, KH, KW, C) added at its pixel."""
+    n, oh, ow, kh, kw, c = u.shape
+    (_, top), (_, left) = [window_geometry(s, k, st, d, padding)
+                           for s, k, st, d in zip(size, ksize, strides, dilations)]
+    image = np.zeros((n,) + tuple(size) + (c,))
+    for i, j, p, q in np.ndindex(oh, ow, kh, kw):
+        r = i * strides[0] + p * dilations[0] - top
+        col = j * strides[1] + q * dilations[1] - left
+        if 0 <= r < size[0] and 0 <= col < size[1]:
+            image[:, r, col] += u[:, i, j, p, q]
+    return image
+
+
+@pytest.mark.parametrize('size, ksize, strides, dilations, padding, transpose_b', [
+    ((6, 5), (3, 3), (1, 1), (1, 1), 'VALID', True),    # a convolution's input gradient
+    ((7, 6), (3, 2), (2, 1), (1, 2), 'SAME', False),   # padding, strides and dilations
+    ((5, 5), (2, 2), (3, 3), (1, 1), 'VALID', True),   # pixels in no window
+])
+def test_products_into_images_fuse_a_product_added_back_as_windows(size, ksize, strides,
+                                                                     dilations, padding,
+                                                                     transpose_b):
+    """col2im(reshape(a @ b)) becomes one matmul_col2im with col2im's parameters; its values
+    are the windows of the product added back pixel by pixel."""
+    window = dict(size=size, ksize=ksize, strides=strides, dilations=dilations, padding=padding)
+    (oh, _), (ow, _) = [window_geometry(*g, padding) for g in zip(size, ksize, strides,
+                                                                       dilations)]
+    n, inner, c = 2, 4, 3
+    b = Builder()
+    a = b.arg((n * oh * ow, inner))
+    w = b.arg((ksize[0] * ksize[1] * c, inner) if transpose_b else (inner, ksize[0] * ksize[1] * c))
+    rows = b.op('matmul', a, w, transpose_a=False, transpose_b=transpose_b)
+    image = b.op('col2im', b.op('reshape', rows, shape=(n, oh, ow) + ksize + (c,)), **window)
+    graph = b.done(image)
+    after = passes.dead_code_elimination(apply(passes.products_into_images, graph))
+    assert prims(after) == ['matmul_col2im']
+    assert after.nodes[0].inputs == [a, w]
+    av, wv = RNG.standard_normal(a.shape), RNG.standard_normal(w.shape)
+    u = av @ (wv.T if transpose_b else wv)
+    want = _windows_added_back(u.reshape((n, oh, ow) + ksize + (c,)), **window)
+    assert_same_values(graph, after, [av, wv], expected=[want], rtol=1e-12)
+
+
+def test_products_into_images_leave_products_read_elsewhere_alone():
+    """A product (or its reshape) that something besides col2im reads, and a product of a
+    transposed left operand, stay as they are."""
+    window = dict(size=(4, 4), ksize=(3, 3), strides=(1, 1), dilations=(1, 1), padding='VALID')
+    b = Builder()
+    a, at, w = b.arg((8, 2)), b.arg((2, 8)), b.arg((2, 9))
+    shared = b.op('matmul', a, w, transpose_a=False, transpose_b=False)
+    transposed = b.op('matmul', at, w, transpose_a=True, transpose_b=False)
+    reshaped = b.op('reshape', b.op('matmul', a, w, transpose_a=False, transpose_b=False),
+                    shape=(2, 2, 2, 3, 3, 1))
+    outs = [b.op('col2im', b.op('reshape', shared, shape=(2, 2, 2, 3, 3, 1)), **window), shared,
+            b.op('col2im', b.op('reshape', transposed, shape=(2, 2, 2, 3, 3, 1)), **window),
+            b.op('col2im', reshaped, **window), reshaped]
+    graph = b.done(*outs)
+    assert prims(apply(passes.products_into_images, graph)) == prims(graph)
+
+
+@pytest.mark.parametrize('shape, ksize, strides, padding', [
+    ((2, 6, 6, 3), (2, 2), (2, 2), 'VALID'),
+    ((2, 5, 4, 2), (3, 3), (1, 1), 'SAME'),    # overlapping windows
+    ((1, 5, 5, 2), (2, 2), (3, 3), 'VALID'),   # pixels in no window
+])
+def test_pool_gradient_products_fuse_a_filter_gradient_behind_max_pooling(shape, ksize,
+                                                                           strides, padding):
+    """a.T @ reshape(max_pool_grad(ct, x)) becomes one pool_grad_matmul of a, ct and x; its
+    values are a.T times the gradient placed at each window's first maximum (ties included:
+    integers)."""
+    window = dict(ksize=ksize, strides=strides, padding=padding)
+    pixels = int(np.prod(shape[:3]))
+    b = Builder()
+    a, x = b.arg((pixels, 4)), b.arg(shape)
+    ct = b.arg(REGISTRY['max_pool'].check(x, **window)[0][0])
+    rows = b.op('reshape', b.op('max_pool_grad', ct, x, **window), shape=(pixels, shape[3]))
+    graph = b.done(b.op('matmul', a, rows, transpose_a=True, transpose_b=False))
+    after = passes.dead_code_elimination(apply(passes.pool_gradient_products, graph))
+    assert prims(after) == ['pool_grad_matmul'] and after.nodes[0].inputs == [a, ct, x]
+    av, xv = RNG.standard_normal(a.shape), RNG.integers(-2, 3, shape).astype(F64)
+    cv = RNG.standard_normal(ct.shape)
+    # the reference places cotangents at positive maxima only: shifted up, the same maxima
+    _, placed = _pool_gradient_reference(xv - xv.min() + 1, cv, ksize, strides, padding)
+    assert_same_values(graph, after, [av, xv, cv], expected=[av.T @ placed.reshape(pixels, -1)],
+                       rtol=1e-12)
+
+
+def test_pool_gradient_products_leave_other_products_alone():
+    """A pooling gradient read elsewhere too, a product not transposed on the left, and one
+    transposed on the right are not the pattern."""
+    window = dict(ksize=(2, 2), strides=(2, 2), padding='VALID')
+    b = Builder()
+    a, x, ct = b.arg((32, 3)), b.arg((2, 4, 4, 4)), b.arg((2, 2, 2, 4))
+    grad = b.op('max_pool_grad', ct, x, **window)
+    rows = b.op('reshape', grad, shape=(32, 4))
+    other = b.op('reshape', b.op('max_pool_grad', ct, x, **window), shape=(32, 4))
+    outs = [b.op('matmul', a, rows, transpose_a=True, transpose_b=False), grad,
+            b.op('matmul', other, b.arg((4, 2)), transpose_a=False, transpose_b=False),
+            b.op('matmul', b.arg((3, 4)), other, transpose_a=False, transpose_b=True)]
+    graph = b.done(*outs)
+    assert prims(apply(passes.pool_gradient_products, graph)) == prims(graph)
+
+
 # ----------------------------------------------------------------- the pipeline and verify()
 
 def test_the_pipeline_cleans_up_naive_gradient_ir():

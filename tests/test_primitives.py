@@ -363,6 +363,18 @@ def _pool_argmax_ref(x, *, ksize, strides, padding):
     return out
 
 
+def _matmul_col2im_ref(a, b, *, transpose_b, size, **window):
+    """The product's rows as (N, OH, OW, KH, KW, C) windows, added back by _col2im_ref."""
+    (oh, ow), _ = _window_taps((1,) + tuple(size) + (1,), **window)
+    product = a @ (b.T if transpose_b else b)
+    windows = product.reshape((a.shape[0] // (oh * ow), oh, ow) + tuple(window['ksize']) + (-1,))
+    return _col2im_ref(windows, size=size, **window)
+
+
+def _pool_grad_matmul_ref(a, ct, x, **window):
+    return a.T @ _max_pool_grad_ref(ct, x, **window).reshape((-1, x.shape[3]))
+
+
 def _pooled_shape(shape, ksize, strides, padding):
     (oh, ow), _ = _window_taps(shape, ksize, strides, (1, 1), padding)
     return (shape[0], oh, ow, shape[3])
@@ -522,6 +534,17 @@ POOL_CASES = [  # (image shape, ksize, strides, padding)
 ]
 
 
+def _matmul_col2im_cases():
+    """WINDOW_CASES as products of 3-long rows, the right operand transposed in every other."""
+    cases = []
+    for k, (shape, *window) in enumerate(WINDOW_CASES):
+        rows = int(np.prod(_windows_shape(shape, *window)[:3]))
+        cols, transpose_b = window[0][0] * window[0][1] * shape[3], k % 2 == 0
+        cases.append(Case([A((rows, 3)), A((cols, 3) if transpose_b else (3, cols))],
+                          dict(_window_params(*window), size=shape[1:3], transpose_b=transpose_b)))
+    return cases
+
+
 def _window_params(ksize, strides, dilations, padding):
     return {'ksize': ksize, 'strides': strides, 'dilations': dilations, 'padding': padding}
 
@@ -663,6 +686,14 @@ SPECS = {
     'col2im': Spec([Case([A(_windows_shape(shape, *window))],
                          dict(_window_params(*window), size=shape[1:3]))
                     for shape, *window in WINDOW_CASES], _col2im_ref, compiled=(1, 3)),
+    # made by passes after the gradients: col2im of a product, a product with a pooling gradient
+    'matmul_col2im': Spec(_matmul_col2im_cases(), _matmul_col2im_ref, order=0,
+                          compiled=(0, 1)),
+    'pool_grad_matmul': Spec([Case([A((int(np.prod(shape[:3])), 2)),
+                                    A(_pooled_shape(shape, k, st, pad)), A(shape, _distinct)],
+                                   {'ksize': k, 'strides': st, 'padding': pad})
+                              for shape, k, st, pad in POOL_CASES], _pool_grad_matmul_ref,
+                             order=0, compiled=(0, 6)),
     'pool_argmax': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
                          for shape, k, st, pad in POOL_CASES], _pool_argmax_ref,
                         out_dtype=lambda dtype, params: np.dtype(np.int64), order=0,

@@ -379,6 +379,79 @@ def _pooled_relu_gradient(node, out, producers, pooled):
     return _emit(out, 'max_pool_grad', [kept, x], **grad.params)
 
 
+@into_subgraphs
+def products_into_images(graph):
+    """col2im of a matrix product's rows that nothing else reads, col2im(reshape(a @ b)) (a
+    convolution's input gradient, a transposed convolution), becomes one matmul_col2im, which
+    makes the product a few images at a time and adds each block back while it is in cache."""
+    uses = _use_counts(graph)
+    producers = {}
+
+    def rule(node, out):
+        replacement = None
+        if node.prim.name == 'col2im':
+            product = _product_rows(node.inputs[0], producers, uses)
+            if product is not None:
+                a, b, transpose_b = product
+                replacement = _emit(out, 'matmul_col2im', [a, b], transpose_b=transpose_b,
+                                    **node.params)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _product_rows(var, producers, uses):
+    """(a, b, transpose_b) when `var` is reshape(a @ b) of float matrices, a not transposed,
+    and nothing else reads the product or the reshape; else None."""
+    shaped = producers.get(var)
+    if shaped is None or shaped.prim.name != 'reshape' or uses[var] != 1:
+        return None
+    product = producers.get(shaped.inputs[0])
+    if product is None or product.prim.name != 'matmul' or uses[shaped.inputs[0]] != 1 \
+            or product.params['transpose_a'] or product.outputs[0].ndim != 2 \
+            or product.outputs[0].dtype.kind != 'f':
+        return None
+    a, b = product.inputs
+    return a, b, product.params['transpose_b']
+
+
+@into_subgraphs
+def pool_gradient_products(graph):
+    """a.T @ reshape(max_pool_grad(ct, x)) where nothing else reads the pooling gradient (the
+    filter gradient of a convolution whose input needs none, behind max pooling) becomes one
+    pool_grad_matmul, which makes the gradient a few images at a time and multiplies each
+    block while it is in cache."""
+    uses = _use_counts(graph)
+    producers = {}
+
+    def rule(node, out):
+        replacement = None
+        if node.prim.name == 'matmul' and node.params['transpose_a'] \
+                and not node.params['transpose_b'] and node.outputs[0].ndim == 2:
+            a, rows = node.inputs
+            grad = _pool_gradient_rows(rows, producers, uses)
+            if grad is not None and a.dtype == rows.dtype:
+                replacement = _emit(out, 'pool_grad_matmul', [a, *grad.inputs], **grad.params)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _pool_gradient_rows(var, producers, uses):
+    """The max_pool_grad node when `var` is its float output as (pixels, channels) rows and
+    nothing else reads either; else None."""
+    shaped = producers.get(var)
+    if shaped is None or shaped.prim.name != 'reshape' or uses[var] != 1:
+        return None
+    grad = producers.get(shaped.inputs[0])
+    if grad is None or grad.prim.name != 'max_pool_grad' or uses[shaped.inputs[0]] != 1 \
+            or var.dtype.kind != 'f' or var.shape[1] != grad.outputs[0].shape[3]:
+        return None
+    return grad
+
+
 def _use_counts(graph):
     """How many times each value is read: by nodes, as an output, as a Variable's update."""
     uses = {}
@@ -576,6 +649,10 @@ PIPELINE = [
     ('hoist_accumulations', hoist_scan_accumulations),
     ('fold2', constant_folding),
     ('dce', dead_code_elimination),
+    # after dce: they fuse a product with what alone reads it (a dead input gradient reads too)
+    ('products_into_images', products_into_images),
+    ('pool_gradient_products', pool_gradient_products),
+    ('dce2', dead_code_elimination),
 ]
 
 

@@ -702,8 +702,52 @@ def _max_pool_grad(ct, x, *, ksize, strides, padding):
     return out.reshape(x.shape)
 
 
+def _matmul_col2im_rule(a, b, *, transpose_b, size, ksize, strides, dilations, padding):
+    _window_params(ksize, strides, dilations, padding)
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise errors.ShapeError(f'needs matrices, got shapes {tuple(a.shape)} and '
+                                f'{tuple(b.shape)}')
+    [((rows, cols), dtype, _)] = _matmul_rule(a, b, transpose_a=False, transpose_b=transpose_b)
+    oh, ow = _out_hw((1,) + tuple(size) + (1,), ksize, strides, dilations, padding)
+    taps = ksize[0] * ksize[1]
+    if rows % (oh * ow) or cols % taps:
+        raise errors.ShapeError(f'a product of shape {(rows, cols)} is not the (N * {oh} * '
+                                f'{ow}, {ksize[0]} * {ksize[1]} * C) windows of an image of size '
+                                f'{tuple(size)}')
+    return [((rows // (oh * ow),) + tuple(size) + (cols // taps,), dtype, False)]
+
+
+def _matmul_col2im(a, b, *, transpose_b, size, ksize, strides, dilations, padding):
+    [(shape, _, _)] = _matmul_col2im_rule(a, b, transpose_b=transpose_b, size=size, ksize=ksize,
+                                          strides=strides, dilations=dilations, padding=padding)
+    oh, ow = _out_hw(shape, ksize, strides, dilations, padding)
+    u = _matmul(a, b, transpose_a=False, transpose_b=transpose_b)
+    return _col2im(u.reshape((shape[0], oh, ow) + tuple(ksize) + (shape[3],)), size=size,
+                   ksize=ksize, strides=strides, dilations=dilations, padding=padding)
+
+
+def _pool_grad_matmul_rule(a, ct, x, *, ksize, strides, padding):
+    [(shape, dtype, _)] = _max_pool_grad_rule(ct, x, ksize=ksize, strides=strides,
+                                              padding=padding)
+    rows = int(np.prod(shape[:3]))
+    if len(a.shape) != 2 or a.shape[0] != rows or np.dtype(a.dtype) != dtype:
+        raise errors.ShapeError(f'the left operand must be ({rows}, K) of {dtype}, one row per '
+                                f'pixel of {shape}, got {tuple(a.shape)} of {np.dtype(a.dtype)}')
+    return [((a.shape[1], shape[3]), dtype, False)]
+
+
+def _pool_grad_matmul(a, ct, x, *, ksize, strides, padding):
+    grad = _max_pool_grad(ct, x, ksize=ksize, strides=strides, padding=padding)
+    return a.T @ grad.reshape((-1, grad.shape[3]))
+
+
 Primitive('im2col', _im2col, _im2col_rule, 'layout', 'im2col')
 Primitive('col2im', _col2im, _col2im_rule, 'layout', 'col2im')
 nondiff('pool_argmax', _pool_argmax, _pool_argmax_rule, 'layout', 'pool_argmax')
 Primitive('max_pool', _max_pool, _max_pool_rule, 'layout', 'max_pool')
 Primitive('max_pool_grad', _max_pool_grad, _max_pool_grad_rule, 'layout', 'max_pool_grad')
+# made by passes after the gradients: col2im of a product's rows (a convolution's input
+# gradient), and a transposed product with max pooling's gradient (a filter gradient)
+nondiff('matmul_col2im', _matmul_col2im, _matmul_col2im_rule, 'layout', 'matmul_col2im')
+nondiff('pool_grad_matmul', _pool_grad_matmul, _pool_grad_matmul_rule, 'layout',
+        'pool_grad_matmul')

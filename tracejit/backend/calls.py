@@ -228,6 +228,25 @@ def col2im(cg, node, name):
     cg.emit(f'K.col2im(np.ascontiguousarray({cg.ref(u)}), {name}, {_window_args(node)})')
 
 
+def matmul_col2im(cg, node, name):
+    a, b = node.inputs
+    out = node.outputs[0]
+    (kh, kw), tb = node.params['ksize'], '.T' if node.params['transpose_b'] else ''
+    cg.emit(f'{name} = np.zeros({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.dot_col2im(np.ascontiguousarray({cg.ref(a)}), {cg.ref(b)}{tb}, {name}, {kh}, '
+            f'{kw}, {_window_args(node)})')
+
+
+def pool_grad_matmul(cg, node, name):
+    a, ct, x = node.inputs
+    out = node.outputs[0]
+    (kh, kw), (sh, sw) = node.params['ksize'], node.params['strides']
+    cg.emit(f'{name} = np.zeros({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.pool_grad_dot(np.ascontiguousarray({cg.ref(a)}), '
+            f'np.ascontiguousarray({cg.ref(ct)}), np.ascontiguousarray({cg.ref(x)}), {name}, '
+            f'{kh}, {kw}, {sh}, {sw}, {node.params["padding"] == "SAME"})')
+
+
 def pool(helper):
     """max_pool (the window maxima) or pool_argmax (their flat indices) through `K.<helper>`."""
     def emit(cg, node, name):

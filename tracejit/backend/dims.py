@@ -168,6 +168,21 @@ def batch_and_channels(node):
     yield (out, out.ndim - 1), (x, x.ndim - 1)
 
 
+def matmul_col2im(node):
+    """The product's inner axes, as a matmul's."""
+    a, b = node.inputs
+    yield (a, 1), (b, 1 if node.params['transpose_b'] else 0)
+
+
+def pool_grad_matmul(node):
+    """One row of the left operand per pixel; the product's columns are the channels."""
+    (a, ct, x), out = node.inputs, node.outputs[0]
+    yield (out, 0), (a, 1)
+    yield (out, 1), (x, 3)
+    yield (ct, 0), (x, 0)
+    yield (ct, 3), (x, 3)
+
+
 def pool_grad(node):
     """max_pool_grad's output has the image's shape and the cotangent's batch and channels."""
     (ct, x), out = node.inputs, node.outputs[0]
