@@ -195,12 +195,13 @@ def evaluate(graph, args, state_values, frees=None):
     env.update((v, np.asarray(a, v.dtype)) for v, a in zip(graph.inputs, args))
     env.update(zip((v for _, v in graph.state), (np.asarray(s) for s in state_values)))
     frees = last_uses(graph) if frees is None else frees
-    for i, node in enumerate(graph.nodes):
-        results = node.prim.run(*(env[v] for v in node.inputs), **node.params)
-        for var, value in zip(node.outputs, results):
-            env[var] = value
-        for var in frees.get(i, ()):  # free intermediates early: peak memory stays small
-            del env[var]
+    with np.errstate(all='ignore'):
+        for i, node in enumerate(graph.nodes):
+            results = node.prim.apply(node, [env[v] for v in node.inputs])
+            for var, value in zip(node.outputs, results):
+                env[var] = value
+            for var in frees.get(i, ()):  # free intermediates early: peak memory stays small
+                del env[var]
     return [env[v] for v in graph.outputs], [env[v] for _, v in graph.updates]
 
 

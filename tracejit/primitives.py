@@ -38,7 +38,18 @@ class Primitive:
         """Apply the numpy rule; outputs are arrays of exactly the dtypes the shape rule says."""
         avals = self.check(*values, **params)
         with np.errstate(all='ignore'):
-            results = self.impl(*values, **params)
+            return self._shaped(self.impl(*values, **params), avals)
+
+    def apply(self, node, values):
+        """The numpy rule on a traced node's input values, without the shape rule: tracing
+        ran it, and the node's outputs hold its avals (the interpreter runs a graph many
+        times; the rules cost more than the numpy work of small steps). The caller holds
+        np.errstate(all='ignore')."""
+        return self._shaped(self.impl(*values, **node.params),
+                            [(v.shape, v.dtype, v.weak) for v in node.outputs])
+
+    @staticmethod
+    def _shaped(results, avals):
         if not isinstance(results, tuple):
             results = (results,)
         return [np.asarray(r, dtype=dtype).reshape(shape)
