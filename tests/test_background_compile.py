@@ -14,7 +14,7 @@ import pytest
 
 import tracejit as tj
 from tracejit import config, errors
-from tracejit.backend import compiler, runtime
+from tracejit.backend import compile_process, compiler, runtime
 
 
 @pytest.fixture
@@ -90,6 +90,31 @@ def test_a_failed_background_compile_is_raised_and_the_step_changes_nothing(back
     np.testing.assert_array_equal(w.numpy(), after_first)
 
 
+def test_a_failed_compile_process_leaves_the_compile_to_this_process(background, monkeypatch,
+                                                                   tmp_path):
+    def failing_child(kernel, args):
+        child = subprocess.Popen([sys.executable, '-c', 'raise SystemExit(3)'])
+        child.job = str(tmp_path / 'job')   # never written: the child failed before reading
+        return child
+    monkeypatch.setattr(compile_process, 'start', failing_child)
+    x, y = _sgd_problem()
+    w0 = np.array([0.3, -0.2, 0.1], np.float32)
+    w = tj.Variable(w0)
+    step = _make_step(w, tj.square)    # a kernel no other test has loaded
+    losses = [float(step(x, y, 0.25)) for _ in range(2)]
+    step.block_until_compiled()
+    losses += [float(step(x, y, 0.25)) for _ in range(2)]
+    info = step.cache_info()
+    assert info['compiles'] == 1 and info['interpreted_calls'] <= 2
+    x64, y64, w64 = x.astype(np.float64), y.astype(np.float64), w0.astype(np.float64)
+    for loss in losses:   # square: z^2, derivative 2z
+        z = x64 @ w64
+        r = z * z - y64
+        assert loss == pytest.approx(np.mean(r * r), rel=1e-5)
+        w64 = w64 - 0.25 * x64.T @ (2 * r / len(y64) * 2 * z)
+    np.testing.assert_allclose(w.numpy(), w64, rtol=1e-5)
+
+
 def test_a_kernel_already_in_memory_runs_from_the_first_call(background):
     x, y = _sgd_problem()
     first = _make_step(tj.Variable(np.zeros(3, np.float32)))
@@ -146,12 +171,22 @@ def _run_process(cache_dir, mode):
     return json.loads(out.stdout)
 
 
+def _wait_for_entry(cache_dir, timeout=300):
+    """Until the compile process a run left behind has written the kernel's cache entry."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(n.endswith('.nbi') for n in os.listdir(cache_dir / '__pycache__')):
+            return
+        time.sleep(0.1)
+    raise AssertionError('no compiled kernel in the disk cache')
+
+
 def test_a_process_exits_after_its_kernel_is_cached(tmp_path):
-    """The first process interprets its only step, then finishes compiling before it exits,
-    so the next process loads the kernel from disk instead of compiling it."""
+    """The first process interprets its only step and exits; the process compiling its kernel
+    finishes the disk-cache entry, so the next process loads the kernel instead of compiling."""
     first = _run_process(tmp_path, 'exit')
     assert first['interpreted_calls'] == 1
-    assert any(name.endswith('.nbi') for name in os.listdir(tmp_path / '__pycache__'))
+    _wait_for_entry(tmp_path)
     second = _run_process(tmp_path, 'wait')
     x = np.linspace(-2, 3, 6)
     z = 2.0 * x
@@ -166,6 +201,7 @@ def test_a_warm_cache_runs_the_kernel_from_the_first_call(tmp_path):
     """A kernel compiled on disk loads on the caller's thread: interpreted steps would hold the
     GIL and slow a loading thread down (a warm 5000-step script ran every step interpreted)."""
     first = _run_process(tmp_path, 'exit')
+    _wait_for_entry(tmp_path)
     second = _run_process(tmp_path, 'exit')
     assert first['interpreted_calls'] == 1 and first['compiles'] == 0
     assert second['interpreted_calls'] == 0

@@ -150,10 +150,10 @@ def _load_from_disk(key, text):
     how = 'disk' if _has_compiled_code(directory, key) else 'compiled'
     name = f'tracejit_kernel_{key}'
     try:
-        module = _import(name, path)
+        module = import_module(name, path)
     except Exception:  # a corrupt entry that still matched on disk: rewrite it once
         write_atomically(path, lambda f: f.write(text))
-        module = _import(name, path)
+        module = import_module(name, path)
     from .kernel_cache import load_without_refresh
     kernel = load_without_refresh(module.kernel)
     kernel.source_path = path
@@ -177,7 +177,7 @@ def _has_compiled_code(directory, key):
         return False
 
 
-def _import(name, path):
+def import_module(name, path):
     sys.modules.pop(name, None)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

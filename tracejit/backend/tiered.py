@@ -7,17 +7,24 @@ step of a fresh process costs a trace instead of a compile, and training starts 
 first call starts one compiling thread; once the kernel is ready every later call runs it.
 Compilation failures are raised, wrapped, by the next call, before that step runs.
 
-Threads still compiling when the process exits or forks are waited for, so their disk-cache
-entries are complete and a child never inherits a half-held compiler lock.
+A kernel whose module is in the disk cache compiles in a process of its own
+(compile_process.py), which leaves the interpreter lock to the steps; the thread waits for it
+and loads the entry. A process that exits meanwhile leaves that process to finish the entry;
+threads compiling or loading in this process are waited for at exit, and every thread before
+a fork, so disk-cache entries are complete and a child never inherits a half-held compiler lock.
 """
 import atexit
 import os
 import threading
 
 from .. import errors
+from . import compile_process
 
 _pending = []
 _start_lock = threading.Lock()
+_state_lock = threading.Lock()
+_waiting_on_child = set()   # pending threads waiting for a compile process
+_exiting = []               # set once the process exits: those threads load nothing then
 
 
 class Tiered:
@@ -69,7 +76,10 @@ class Tiered:
     def _compile(self, args):
         try:
             kernel, how = self._build_kernel()
-            kernel.compile(args)
+            if how == 'compiled' and kernel.source_path != '<memory>' \
+                    and not _compiled_elsewhere(kernel, args):
+                return   # the process is exiting: the compile process finishes the entry
+            kernel.compile(args)   # loads what the compile process wrote, or compiles here
         except errors.CompilationError as e:
             self.error = e
         except BaseException as e:  # the next call reports it; this thread has no caller
@@ -84,11 +94,40 @@ class Tiered:
             _pending.remove(threading.current_thread())
 
 
-@atexit.register
+def _compiled_elsewhere(kernel, args):
+    """Compile in a child process and wait for it; False when this process began exiting
+    meanwhile: the child then finishes the entry on its own and the caller loads nothing (the
+    interpreter is shutting down). Otherwise True: the caller loads the entry, or compiles it
+    here when the child failed, which raises the real error."""
+    thread = threading.current_thread()
+    child = compile_process.start(kernel, args)
+    if child is None:
+        return True
+    with _state_lock:
+        if _exiting:
+            return False
+        _waiting_on_child.add(thread)
+    compile_process.finish(child)
+    with _state_lock:
+        _waiting_on_child.discard(thread)
+        return not _exiting
+
+
 def wait_all():
     """Block until every kernel compiling in the background is ready (or has failed)."""
     for thread in list(_pending):
         if thread is not threading.current_thread():
+            thread.join()
+
+
+@atexit.register
+def _wait_at_exit():
+    """Wait for kernels compiling or loading in this process, not for compile processes."""
+    with _state_lock:
+        _exiting.append(True)
+        detached = set(_waiting_on_child)
+    for thread in list(_pending):
+        if thread is not threading.current_thread() and thread not in detached:
             thread.join()
 
 
