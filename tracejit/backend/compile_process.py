@@ -20,7 +20,10 @@ import tempfile
 
 def start(kernel, args):
     """A child process compiling `kernel` (a Kernel whose module is in the disk cache) for
-    these arguments into the cache, or None when it cannot be started."""
+    these arguments into the cache, or None when it cannot be started (also when this
+    process's executable is not a Python interpreter: an application embedding Python)."""
+    if not os.path.basename(sys.executable or '').lower().startswith('python'):
+        return None
     job = (kernel.source_path, kernel.fn.py_func.__module__, kernel._signature(args))
     with tempfile.NamedTemporaryFile('wb', suffix='.job', delete=False) as f:
         pickle.dump(job, f)
