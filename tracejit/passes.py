@@ -588,6 +588,58 @@ def _hoist(node, found, out):
     return subst
 
 
+_LOOP_BODIES = {'scan': ('body',), 'while': ('body_graph', 'cond_graph')}
+
+
+@into_subgraphs
+def transpose_loop_constants(graph):
+    """A loop constant that a body's matmul reads transposed on the right (`dz @ U.T`, an RNN's
+    backward step through its recurrent kernel) is transposed once before the loop and passed
+    as another constant: a product needs its right operand's rows unit-stride and would copy
+    the transpose on every iteration. A transpose cannot fail, so it may run before a loop that
+    runs zero times."""
+    def rule(node, out):
+        keys = _LOOP_BODIES.get(node.prim.name)
+        if keys is None:
+            return None
+        num_consts = node.params['num_consts']
+        body = node.params[keys[0]]
+        constants = set(body.inputs[:num_consts])
+        transposed = {}   # body constant -> its transpose, a new body input
+        for n in body.nodes:
+            b = n.inputs[1] if n.prim.name == 'matmul' else None
+            if b in constants and b.ndim == 2 and n.params['transpose_b'] \
+                    and b not in transposed:
+                transposed[b] = ir.Var(b.shape[::-1], b.dtype, b.weak)
+        if not transposed:
+            return None
+        outer = [_emit(out, 'transpose', [node.inputs[body.inputs.index(b)]], perm=(1, 0))
+                 for b in transposed]
+        params = dict(node.params, num_consts=num_consts + len(transposed))
+        params[keys[0]] = _with_constants(body, num_consts, list(transposed.values()), transposed)
+        for key in keys[1:]:   # a while loop's condition takes them too, and ignores them
+            params[key] = _with_constants(node.params[key], num_consts, [
+                ir.Var(t.shape, t.dtype, t.weak) for t in transposed.values()], {})
+        out.nodes.append(ir.Node(node.prim, node.inputs[:num_consts] + outer
+                                 + node.inputs[num_consts:], params, node.outputs, node.where))
+        return {}   # the node is replaced by the one appended, with the same outputs
+    return rewrite(graph, rule)
+
+
+def _with_constants(graph, num_consts, extra, transposed):
+    """`graph` (a loop body or condition) taking the inputs `extra` after its first
+    `num_consts`, its matmuls reading `transposed[b]` in place of the constant b transposed."""
+    new = _copy(graph)
+    new.inputs = graph.inputs[:num_consts] + extra + graph.inputs[num_consts:]
+    new.nodes = []
+    for n in graph.nodes:
+        if n.prim.name == 'matmul' and n.inputs[1] in transposed and n.params['transpose_b']:
+            n = ir.Node(n.prim, [n.inputs[0], transposed[n.inputs[1]]],
+                        dict(n.params, transpose_b=False), n.outputs, n.where)
+        new.nodes.append(n)
+    return new
+
+
 def _iterations_along(graph, stacked, contract_rows):
     """A matmul operand stacked per iteration, (length, r, c), as one 2-D operand whose
     contracted axis runs over the iterations, then over the operand's own contracted axis
@@ -647,6 +699,7 @@ PIPELINE = [
     ('cse', common_subexpression_elimination),
     ('simplify2', algebraic_simplification),
     ('hoist_accumulations', hoist_scan_accumulations),
+    ('transpose_loop_constants', transpose_loop_constants),
     ('fold2', constant_folding),
     ('dce', dead_code_elimination),
     # after dce: they fuse a product with what alone reads it (a dead input gradient reads too)
