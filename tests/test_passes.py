@@ -1172,12 +1172,18 @@ def test_a_loop_constant_read_transposed_is_transposed_once_before_the_loop(reve
 
 
 def test_a_transposed_carry_or_row_stays_in_the_loop():
-    """Only constants: a carry or a scanned row changes per iteration."""
+    """Only constants: a carry or a scanned row changes per iteration (and a constant read
+    untransposed, or on the left, needs no copy)."""
     body = Builder()
     w, h, x = body.arg((2, 2)), body.arg((2, 2)), body.arg((2, 2))
-    body = body.done(body.op('tanh', body.op('add', body.op(
-        'matmul', h, x, transpose_a=False, transpose_b=True), body.op(
-        'matmul', x, h, transpose_a=False, transpose_b=True))))
+    products = [body.op('matmul', h, x, transpose_a=False, transpose_b=True),
+                body.op('matmul', x, h, transpose_a=False, transpose_b=True),
+                body.op('matmul', h, w, transpose_a=False, transpose_b=False),
+                body.op('matmul', w, h, transpose_a=True, transpose_b=False)]
+    total = products[0]
+    for p in products[1:]:
+        total = body.op('add', total, p)
+    body = body.done(body.op('tanh', total))
     b = Builder()
     w0, h0, xs = b.arg((2, 2)), b.arg((2, 2)), b.arg((4, 2, 2))
     graph = b.done(*_scan(b, body, [w0], [h0], [xs]))
