@@ -1222,3 +1222,52 @@ def test_compiled_loops_read_no_transposed_constants():
     compiled = tj.function(repeat)
     np.testing.assert_allclose(compiled(h, m).numpy(), want, rtol=1e-12)
     assert _loop_products_of_transposes(compiled.lower(h, m).source) == []
+
+
+# ----------------------------------------------------------------- slices before elementwise
+
+def _gates(case):
+    """tanh(p + q) * 2 (p, q of shape (3, 8)) read as column blocks: the graph, its
+    arguments and numpy's blocks."""
+    b = Builder()
+    p, q = b.arg((3, 8)), b.arg((3, 8)) if case != 'broadcast' else b.arg((8,))
+    whole = b.op('mul', b.op('tanh', b.op('add', p, q)), b.const(2.0))
+    boxes = {'disjoint': [(0, 4), (4, 8)], 'overlapping': [(0, 5), (4, 8)],
+             'broadcast': [(0, 4), (4, 8)], 'also-read-whole': [(0, 4), (4, 8)]}[case]
+    blocks = [b.op('slice', whole, slices=((0, 3, 1), (start, stop, 1)))
+              for start, stop in boxes]
+    extra = [b.op('reduce_sum', whole, axes=(0, 1))] if case == 'also-read-whole' else []
+    graph = b.done(*[b.op('exp', block) for block in blocks], *extra)
+    pv, qv = values = [RNG.standard_normal(v.shape) for v in graph.inputs]
+    full = np.tanh(pv + qv) * 2.0
+    want = [np.exp(full[:, start:stop]) for start, stop in boxes]
+    return graph, values, want + ([full.sum()] if extra else [])
+
+
+def test_disjoint_slices_of_an_elementwise_result_are_computed_from_the_operands_blocks():
+    graph, values, want = _gates('disjoint')
+    after = passes.dead_code_elimination(apply(passes.slices_before_elementwise, graph))
+    assert prims(after).count('add') == 2 and prims(after).count('slice') == 4
+    for node in after.nodes:
+        if node.prim.name == 'slice':
+            assert node.inputs[0] in graph.inputs            # blocks of the arguments
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+
+
+def test_slices_stop_at_an_operand_broadcast_by_the_op():
+    """p + q with q a row broadcast over p: the sum stays whole, the ops after it per block."""
+    graph, values, want = _gates('broadcast')
+    after = passes.dead_code_elimination(apply(passes.slices_before_elementwise, graph))
+    (add,) = [n for n in after.nodes if n.prim.name == 'add']
+    slices = [n for n in after.nodes if n.prim.name == 'slice']
+    assert len(slices) == 2 and all(n.inputs[0] is add.outputs[0] for n in slices)
+    assert prims(after).count('tanh') == 2
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+
+
+@pytest.mark.parametrize('case', ['overlapping', 'also-read-whole'])
+def test_slices_stay_after_an_elementwise_op_that_would_be_computed_twice(case):
+    graph, values, want = _gates(case)
+    after = apply(passes.slices_before_elementwise, graph)
+    assert prims(after) == prims(graph)
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
