@@ -25,13 +25,6 @@ from numba.extending import intrinsic
 VECTOR_BYTES = 64          # one AVX-512 register; LLVM splits it on narrower machines
 TILE_ROWS = 12             # rows x TILE_VECTORS accumulators: 24 of the 32 vector registers
 TILE_VECTORS = 2
-# A tile re-reads its column panel of the right operand (inner x two vectors) once per tile of
-# rows, so a panel passes the tiles in stretches of PANEL_DEPTH rows that fill L1's 48 KiB: an
-# LSTM's recurrent-kernel gradient over 8 steps, (64 x 1024) @ (1024 x 256), took 148 us against
-# 163 with whole panels and 366 in OpenBLAS on one thread; (96 x 4096) @ (4096 x 128) 480 against
-# 602 (and 1,050). An output of at most TILE_ROWS rows is one tile high: each panel is read once.
-PANEL_BYTES = 48 << 10
-PANEL_DEPTH = PANEL_BYTES // (TILE_VECTORS * VECTOR_BYTES)
 # Rows of `a` that pass through every column panel before the next rows: re-read from L1/L2,
 # not from memory once per panel. W8's (15488 x 64) @ (64 x 288), nine panels: 4.4 ms against
 # 5.5 panel by panel (768-row blocks: 5.0); (15488 x 288) @ (288 x 64): 4.2 against 4.4.
@@ -60,15 +53,14 @@ def _splat(builder, value, lanes):
 
 
 def _tile_intrinsic(vectors):
-    """tile(a, b, out, i0, j0, cols, rows, k0, k1): out[i0:i0+rows, j0:j0+cols] = a[i0:i0+rows,
-    k0:k1] @ b[k0:k1, j0:j0+cols], plus the block's current values unless k0 is 0, for
-    1 <= rows <= TILE_ROWS and cols <= vectors * lanes, b's and out's rows unit-stride. Each
-    height is its own loop (rows x vectors accumulators), chosen by a switch."""
+    """tile(a, b, out, i0, j0, cols, rows): out[i0:i0+rows, j0:j0+cols] = a[i0:i0+rows] @
+    b[:, j0:j0+cols] for 1 <= rows <= TILE_ROWS and cols <= vectors * lanes, b's and out's rows
+    unit-stride. Each height is its own loop (rows x vectors accumulators), chosen by a switch."""
     @intrinsic
-    def tile(typingctx, a, b, out, i0, j0, cols, rows, k0, k1):
+    def tile(typingctx, a, b, out, i0, j0, cols, rows):
         if not (a.dtype == b.dtype == out.dtype and a.dtype in (types.float32, types.float64)):
             return None
-        sig = types.void(a, b, out, *[types.intp] * 6)
+        sig = types.void(a, b, out, types.intp, types.intp, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
             scalar = context.get_value_type(a.dtype)
@@ -84,7 +76,8 @@ def _tile_intrinsic(vectors):
             arrays = [context.make_array(t)(context, builder, v)
                       for t, v in zip(signature.args[:3], args[:3])]
             a_arr, b_arr, out_arr = arrays
-            i0, j0, cols, rows, k0, k1 = args[3:]
+            i0, j0, cols, rows = args[3:]
+            inner = builder.extract_value(a_arr.shape, 1)
             a_row, a_col = (builder.extract_value(a_arr.strides, d) for d in (0, 1))
             b_row = builder.extract_value(b_arr.strides, 0)
             out_row = builder.extract_value(out_arr.strides, 0)
@@ -103,20 +96,8 @@ def _tile_intrinsic(vectors):
                 address = builder.gep(base, [builder.add(offset, _i64(v * VECTOR_BYTES))])
                 return builder.bitcast(address, vptr)
 
-            resume = builder.icmp_signed('>', k0, _i64(0))
-
             def height(count, finish):
                 """The loop for a tile of `count` rows, from the current block to `finish`."""
-                out_vectors = []
-                for r in range(count):
-                    out_offset = builder.add(builder.mul(builder.add(i0, _i64(r)), out_row),
-                                             col_bytes)
-                    out_vectors.append([vector_at(out_data, out_offset, v)
-                                        for v in range(vectors)])
-                # a later stretch of the inner axis adds to the sums stored by the one before
-                start = [[builder.select(resume, builder.call(mload, [address, align, masks[v],
-                                                                      zero]), zero)
-                          for v, address in enumerate(row)] for row in out_vectors]
                 entry = builder.block
                 header = builder.append_basic_block(f'tile{count}.header')
                 body = builder.append_basic_block(f'tile{count}.body')
@@ -124,12 +105,12 @@ def _tile_intrinsic(vectors):
                 builder.branch(header)
                 builder.position_at_end(header)
                 k = builder.phi(_i64)
-                k.add_incoming(k0, entry)
+                k.add_incoming(_i64(0), entry)
                 acc = [[builder.phi(vec) for _ in range(vectors)] for _ in range(count)]
-                for row, initial in zip(acc, start):
-                    for phi, value in zip(row, initial):
-                        phi.add_incoming(value, entry)
-                builder.cbranch(builder.icmp_signed('<', k, k1), body, done)
+                for row in acc:
+                    for phi in row:
+                        phi.add_incoming(zero, entry)
+                builder.cbranch(builder.icmp_signed('<', k, inner), body, done)
 
                 builder.position_at_end(body)
                 b_offset = builder.add(builder.mul(k, b_row), col_bytes)
@@ -148,9 +129,12 @@ def _tile_intrinsic(vectors):
                 builder.branch(header)
 
                 builder.position_at_end(done)
-                for row, addresses in zip(acc, out_vectors):
-                    for value, address, mask in zip(row, addresses, masks):
-                        builder.call(mstore, [value, address, align, mask])
+                for r in range(count):
+                    out_offset = builder.add(builder.mul(builder.add(i0, _i64(r)), out_row),
+                                             col_bytes)
+                    for v in range(vectors):
+                        builder.call(mstore, [acc[r][v], vector_at(out_data, out_offset, v),
+                                              align, masks[v]])
                 builder.branch(finish)
 
             finish = builder.append_basic_block('tile.finish')
@@ -186,8 +170,14 @@ def one_pass(out):
 @_jit
 def suits(a, b, out):
     """Whether gemm_into beats BLAS on one thread on it: at least MIN_ROWS rows and MIN_COLS
-    columns, unit-stride output rows (the operands may have any strides). Products big enough
-    for two BLAS threads are the caller's to send there."""
+    columns, unit-stride output rows (the operands may have any strides). A tile re-reads its
+    column panel of b (inner x two vectors) once per tile of rows, from L1 up to its 48 KiB
+    ((128 x 384) @ (384 x 128) 83 us against OpenBLAS's 99), from L2 past it, which still
+    wins: an LSTM's recurrent-kernel gradient (64 x 1024) @ (1024 x 256) 163 us against 366,
+    (512 x 768) @ (768 x 512) 2.0 ms against 3.5, logits 128x1600x10 33 us against 117.
+    (Panels passed in L1-sized stretches of the inner axis took 148 us there but 4% more on
+    short products such as 128x64x256.) Products big enough for two BLAS threads are the
+    caller's to send there."""
     return out.shape[0] >= MIN_ROWS and b.shape[1] >= MIN_COLS and (
         out.strides[1] == out.itemsize)
 
@@ -206,22 +196,16 @@ def gemm_into(a, b, out):
 @_jit
 def _tiles(a, b, out):
     """Blocks of BLOCK_ROWS rows in turn, each through every column panel: the block of `a`
-    stays in L2 while its panels pass. A panel deeper than PANEL_DEPTH passes in stretches of
-    the inner axis, each through the block's tiles while it is in L1; the sums stay in the
-    output's dtype, so they round as in one pass."""
+    stays in L2 while its panels pass."""
     m, n = out.shape
-    inner = a.shape[1]
     width = TILE_VECTORS * _lanes(a)
     for first in range(0, m, BLOCK_ROWS):
         last = min(m, first + BLOCK_ROWS)
         for j0 in range(0, n, width):
             cols = min(width, n - j0)
             narrow = cols <= _lanes(a)
-            for k0 in range(0, max(inner, 1), PANEL_DEPTH):
-                k1 = min(inner, k0 + PANEL_DEPTH)
-                for i0 in range(first, last, TILE_ROWS):
-                    rows = min(TILE_ROWS, last - i0)
-                    if narrow:
-                        _narrow_tile(a, b, out, i0, j0, cols, rows, k0, k1)
-                    else:
-                        _tile(a, b, out, i0, j0, cols, rows, k0, k1)
+            for i0 in range(first, last, TILE_ROWS):
+                if narrow:
+                    _narrow_tile(a, b, out, i0, j0, cols, min(TILE_ROWS, last - i0))
+                else:
+                    _tile(a, b, out, i0, j0, cols, min(TILE_ROWS, last - i0))
