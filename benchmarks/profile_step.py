@@ -1,5 +1,5 @@
 """Where a compiled step's time goes:
-`python -m benchmarks.profile_step [--repeats N] [--workload w8|w9-adam|w9-lazyadam|w9-sgd]`.
+`python -m benchmarks.profile_step [--repeats N] [--workload w7|w8|w9-adam|w9-lazyadam|w9-sgd]`.
 
 `profile(kernel, args)` reruns a compiled step's generated kernel as Python, statement by
 statement (each call into a Numba loop or helper still runs native), and returns the median
@@ -39,23 +39,37 @@ def capture(step, *args):
 
 def _timed_kernel(source):
     """The module's `kernel` turned into a Python function that appends (statement index,
-    seconds) pairs to its `_times` global; the loops it calls stay Numba functions."""
+    seconds) pairs to its `_times` global; the loops it calls stay Numba functions. The
+    statements in the body of a top-level `for` or `while` (the kernel's scans and while loops)
+    are timed too, summed over the iterations: they are listed after their loop, indented."""
     tree = ast.parse(source)
     [kernel] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == 'kernel']
     kernel.decorator_list = []
-    body, statements = [], []
-    for index, statement in enumerate(kernel.body):
-        statements.append(ast.unparse(statement))
-        start = ast.parse('_t0 = _clock()').body
-        stop = ast.parse(f'_times.append(({index}, _clock() - _t0))').body
-        body += [statement] if isinstance(statement, ast.Return) else start + [statement] + stop
+    statements, nested = [], []
+
+    def timed(statement, label):
+        index = len(statements)
+        statements.append(label)
+        if isinstance(statement, (ast.Return, ast.Break, ast.Continue)):
+            return [statement]
+        start = ast.parse(f'_t{index} = _clock()').body
+        stop = ast.parse(f'_times.append(({index}, _clock() - _t{index}))').body
+        return start + [statement] + stop
+    body = []
+    for statement in kernel.body:
+        body += timed(statement, ast.unparse(statement))
+        if isinstance(statement, (ast.For, ast.While)):
+            nested.append(statement)
+    for loop in nested:
+        loop.body = [line for inner in loop.body
+                     for line in timed(inner, '    ' + ast.unparse(inner))]
     kernel.body = body
     return ast.unparse(ast.fix_missing_locations(tree)), statements
 
 
 def profile(kernel, args, repeats=11):
     """[(median seconds, statement source)] of every statement of `kernel`'s generated source,
-    in program order."""
+    in program order (a loop's body statements after the loop, summed over its iterations)."""
     from tracejit.backend import compiler
     text, statements = _timed_kernel(compiler.module_text(kernel.lowered.source, cache=False))
     times = []
@@ -65,7 +79,10 @@ def profile(kernel, args, repeats=11):
     for _ in range(repeats + 1):   # the first run compiles the loops
         times.clear()
         namespace['kernel'](*args)
-        runs.append(dict(times))
+        run = {}
+        for index, seconds in times:
+            run[index] = run.get(index, 0.0) + seconds
+        runs.append(run)
     return [(statistics.median(run.get(i, 0.0) for run in runs[1:]), s)
             for i, s in enumerate(statements)]
 
@@ -81,14 +98,26 @@ def step_seconds(step, repeats=11):
 
 
 def report(rows, step_time=None, threshold=20e-6):
-    """Print the statements above `threshold` seconds, the total, and the step's own time."""
-    total = sum(seconds for seconds, _ in rows)
+    """Print the statements above `threshold` seconds, the total (of the top-level statements),
+    and the step's own time."""
+    total = sum(seconds for seconds, statement in rows if not statement.startswith(' '))
     for seconds, statement in rows:
         if seconds >= threshold:
-            print(f'{seconds * 1e6:9.0f} us  {statement[:110]}')
+            print(f'{seconds * 1e6:9.0f} us  {statement.splitlines()[0][:110]}')
     print(f'{total * 1e6:9.0f} us  total')
     if step_time is not None:
         print(f'{step_time * 1e6:9.0f} us  the compiled step')
+
+
+def _w7():
+    from benchmarks import w7_lstm
+    from benchmarks.workloads import load_digits_split
+    x, y = load_digits_split()[:2]
+    step = w7_lstm.tracejit_model(w7_lstm.make_init())[0]
+    batch = w7_lstm.sequences(x[:w7_lstm.BATCH]), y[:w7_lstm.BATCH]
+    step(*batch)
+    step.ready()
+    return lambda: step(*batch)
 
 
 def _w8():
@@ -104,7 +133,7 @@ def _w9(optimizer):
     return build
 
 
-WORKLOADS = {'w8': _w8, 'w9-adam': _w9('Adam'), 'w9-lazyadam': _w9('LazyAdam'),
+WORKLOADS = {'w7': _w7, 'w8': _w8, 'w9-adam': _w9('Adam'), 'w9-lazyadam': _w9('LazyAdam'),
              'w9-sgd': _w9('SGD')}
 
 

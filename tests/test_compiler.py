@@ -590,3 +590,48 @@ def test_only_the_helper_modules_share_the_stamp():
     assert not type(other).__name__.startswith('Helper')
     assert isinstance(other, tuple(helper_cache._numba('CacheImpl')._locator_classes[3:]))
     assert helper_cache._PATHS >= {os.path.abspath(K.__file__)}
+
+
+def test_loops_read_unit_step_slices_at_their_offsets_without_copies():
+    """An LSTM cell's gates are column blocks of one product: the loop reading them indexes the
+    product at each block's offset (no copy). So do a reduction over a slice, a slice broadcast
+    against the loop, and a slice offset along two axes; the values equal numpy's."""
+    def f(z, c, t):
+        i, g, o = tj.sigmoid(z[:, :4]), tj.tanh(z[:, 4:8]), tj.sigmoid(z[:, 8:])
+        cell = i * g + c
+        row_sums = tj.reduce_sum(z[:, 2:6], axis=1)
+        return o * tj.tanh(cell) * z[1:2, 3:7], row_sums, t[1:, 2:4, :] * 2.0
+    rng = np.random.default_rng(0)
+    z, c = rng.standard_normal((6, 12)), rng.standard_normal((6, 4))
+    t = rng.standard_normal((3, 5, 2))
+    compiled = tj.function(f)
+    source = compiled.lower(z, c, t).source
+    assert 'ascontiguousarray(a0[' not in source and 'ascontiguousarray(a2[' not in source
+    assert re.search(r'p\d+\[w\d+, 8 \+ w\d+\]', source), source
+    got = [r.numpy() for r in compiled(z, c, t)]
+    sig = lambda x: 1 / (1 + np.exp(-x))   # noqa: E731
+    want = [sig(z[:, 8:]) * np.tanh(sig(z[:, :4]) * np.tanh(z[:, 4:8]) + c) * z[1:2, 3:7],
+            z[:, 2:6].sum(axis=1), t[1:, 2:4, :] * 2.0]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_slices_read_by_a_product_are_copied_and_one_of_a_variable_keeps_its_old_value():
+    """A slice that a matmul reads, or that is an output, is a copy; a slice of a Variable
+    read by a loop after the Variable's in-place update still reads the value from before."""
+    v = tj.Variable(np.arange(12.0).reshape(3, 4))
+    w0 = v.numpy().copy()
+
+    @tj.function
+    def step(x):
+        block, left = v[:, 1:3], v[:, :2]
+        v.assign(v * 2.0 + 1.0)
+        return tj.exp(block) + 1.0, tj.matmul(x[:, :3], left), x[:, 1:]
+    x = np.arange(8.0).reshape(2, 4)
+    assert re.search(r'p\d+\[w\d+, 1 \+ w\d+\]', step.lower(x).source)   # block: not copied
+    late, product, rest = (r.numpy() for r in step(x))
+    np.testing.assert_allclose(late, np.exp(w0[:, 1:3]) + 1.0, rtol=1e-12)
+    np.testing.assert_allclose(product, x[:, :3] @ w0[:, :2], rtol=1e-12)
+    np.testing.assert_array_equal(rest, x[:, 1:])
+    np.testing.assert_array_equal(v.numpy(), w0 * 2.0 + 1.0)
+

@@ -66,7 +66,7 @@ def test_blocks_of_rows_through_every_panel(m):
 @pytest.mark.parametrize('m', [1, 9, gemm.TILE_ROWS])
 def test_one_pass_over_a_long_inner_axis(m):
     """A filter gradient's layout: im2col columns transposed (F-ordered) times the cotangent,
-    summed over 20000 positions; one tile high, so it suits gemm past the L1 panel limit."""
+    summed over 20000 positions; one tile high, so each panel is read once."""
     cols = RNG.uniform(-1, 1, (20000, m)).astype(np.float32)
     dy = RNG.uniform(-1, 1, (20000, 40)).astype(np.float32)
     out = np.full((m, 40), np.nan, np.float32)
@@ -111,22 +111,35 @@ def test_special_values_propagate_as_in_numpy():
         np.testing.assert_array_equal(out, a @ b)
 
 
-def test_suits_sends_vectors_long_short_and_strided_outputs_to_blas():
+@pytest.mark.parametrize('k', [385, 1024, 1500])
+@pytest.mark.parametrize('n', [3 * 32 - 3, 10])
+def test_panels_deeper_than_l1(k, n):
+    """Column panels past L1's size (k x two vectors of float32), in row blocks with a partial
+    last tile and a partial last panel (or one narrow panel), the left operand transposed as a
+    recurrent kernel's gradient reads it; so does K.dot_into, which sends it to gemm (a small
+    product)."""
+    m = gemm.BLOCK_ROWS + 5
+    a = RNG.standard_normal((k, m)).astype(np.float32).T
+    b = RNG.standard_normal((k, n)).astype(np.float32)
+    out = np.full((m, n), np.nan, np.float32)
+    gemm.gemm_into(a, b, out)
+    close(out, a, b)
+    assert K._small_gemm(a, b) and gemm.suits(a, b, out)
+    out[:] = np.nan
+    K.dot_into(a, b, out)
+    close(out, a, b)
+
+
+def test_suits_sends_vectors_short_and_strided_outputs_to_blas():
     a32 = np.ones((128, 64), np.float32)
     assert gemm.suits(a32, np.ones((64, 128), np.float32), np.empty((128, 128), np.float32))
     assert gemm.suits(a32, np.ones((64, 10), np.float32), np.empty((128, 10), np.float32))
     assert not gemm.suits(a32, np.ones((64, 1), np.float32), np.empty((128, 1), np.float32))
-    long_inner = np.ones((128, 1024), np.float32)
-    assert not gemm.suits(long_inner, np.ones((1024, 128), np.float32),
-                          np.empty((128, 128), np.float32))
-    assert gemm.suits(long_inner, np.ones((1024, 10), np.float32),   # one column panel
+    long_inner = np.ones((128, 1024), np.float32)                 # panels re-read from L2
+    assert gemm.suits(long_inner, np.ones((1024, 128), np.float32),
+                      np.empty((128, 128), np.float32))
+    assert gemm.suits(long_inner, np.ones((1024, 10), np.float32),
                       np.empty((128, 10), np.float32))
-    one_tile = np.ones((gemm.TILE_ROWS, 1024), np.float32)     # one pass: any inner length
-    assert gemm.suits(one_tile, np.ones((1024, 128), np.float32),
-                      np.empty((gemm.TILE_ROWS, 128), np.float32))
-    taller = np.ones((gemm.TILE_ROWS + 1, 1024), np.float32)
-    assert not gemm.suits(taller, np.ones((1024, 128), np.float32),
-                          np.empty((gemm.TILE_ROWS + 1, 128), np.float32))
     strided = np.empty((128, 256), np.float32)[:, ::2]
     assert not gemm.suits(a32, np.ones((64, 128), np.float32), strided)
     row = np.ones((gemm.MIN_ROWS - 1, 256), np.float32)       # matrix-vector products

@@ -5,6 +5,8 @@ leave alone (a graph without an opportunity comes back with the same nodes), and
 graph computes the same values before and after, checked with the IR interpreter against numpy
 written here. Every result is checked with `Graph.verify()`, and no pass may modify its input.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -1132,3 +1134,140 @@ def test_a_compiled_rnn_gradient_sums_its_weight_gradients_after_the_loop():
     check_grads(_rnn_loss, [w, u, xs], order=1, modes=('function',))
     grads = tj.function(tj.grad(_rnn_loss, argnums=(0, 1, 2)))
     assert _dots_in_loops(grads.lower(w, u, xs).source) == (2 + 2, 2)
+
+
+# ----------------------------------------------------------------- transposed loop constants
+
+def _transposed_constant_scan(reverse):
+    """A scan carrying h = tanh(h @ w.T + x_i) + h @ w (w a loop constant read both ways): the
+    graph, its arguments and numpy's final h."""
+    body = Builder()
+    w, h, x = body.arg((3, 3)), body.arg((2, 3)), body.arg((2, 3))
+    across = body.op('matmul', h, w, transpose_a=False, transpose_b=True)
+    along = body.op('matmul', h, w, transpose_a=False, transpose_b=False)
+    body = body.done(body.op('add', body.op('tanh', body.op('add', across, x)), along))
+    b = Builder()
+    w, h0, xs = b.arg((3, 3)), b.arg((2, 3)), b.arg((5, 2, 3))
+    graph = b.done(*_scan(b, body, [w], [h0], [xs], reverse))
+    wv, hv, xv = values = [RNG.standard_normal(v.shape) for v in graph.inputs]
+    for i in (range(4, -1, -1) if reverse else range(5)):
+        hv = np.tanh(hv @ wv.T + xv[i]) + hv @ wv
+    return graph, values, [hv]
+
+
+@pytest.mark.parametrize('reverse', [False, True])
+def test_a_loop_constant_read_transposed_is_transposed_once_before_the_loop(reverse):
+    graph, values, want = _transposed_constant_scan(reverse)
+    after = apply(passes.transpose_loop_constants, graph)
+    assert prims(after) == ['transpose', 'scan']
+    transposed, scan = after.nodes
+    assert transposed.inputs == [graph.inputs[0]] and scan.params['num_consts'] == 2
+    assert scan.inputs[:2] == [graph.inputs[0], transposed.outputs[0]]
+    body = scan.params['body']
+    across, along = [n for n in body.nodes if n.prim.name == 'matmul']
+    assert across.inputs[1] is body.inputs[1] and not across.params['transpose_b']
+    assert along.inputs[1] is body.inputs[0]
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+    assert prims(apply(passes.transpose_loop_constants, after)) == prims(after)   # once
+
+
+def test_a_transposed_carry_or_row_stays_in_the_loop():
+    """Only constants: a carry or a scanned row changes per iteration (and a constant read
+    untransposed, or on the left, needs no copy)."""
+    body = Builder()
+    w, h, x = body.arg((2, 2)), body.arg((2, 2)), body.arg((2, 2))
+    products = [body.op('matmul', h, x, transpose_a=False, transpose_b=True),
+                body.op('matmul', x, h, transpose_a=False, transpose_b=True),
+                body.op('matmul', h, w, transpose_a=False, transpose_b=False),
+                body.op('matmul', w, h, transpose_a=True, transpose_b=False)]
+    total = products[0]
+    for p in products[1:]:
+        total = body.op('add', total, p)
+    body = body.done(body.op('tanh', total))
+    b = Builder()
+    w0, h0, xs = b.arg((2, 2)), b.arg((2, 2)), b.arg((4, 2, 2))
+    graph = b.done(*_scan(b, body, [w0], [h0], [xs]))
+    after = apply(passes.transpose_loop_constants, graph)
+    scan = _scan_node(after)
+    assert prims(after) == ['scan'] and scan.params['num_consts'] == 1
+    assert str(scan.params['body']) == str(body)
+
+
+def _loop_products_of_transposes(source):
+    """The matmuls inside the kernel's loops whose right operand is a transpose."""
+    kernel = source[source.index('def kernel'):].splitlines()
+    return [line for line in kernel if line.startswith(' ' * 8)
+            and re.search(r'K\.dot(_into)?\([^,]+, [^,]+\.T[,)]', line)]
+
+
+@pytest.mark.compiled
+def test_compiled_loops_read_no_transposed_constants():
+    """End to end: an RNN's gradient (the cotangent through u backward is `g @ u.T`) and a
+    while loop through a captured matrix transposed equal numpy, and no product inside their
+    loops reads a transpose: each was made once, before its loop."""
+    xs = RNG.standard_normal((4, 2, 5))
+    w, u = 0.5 * RNG.standard_normal((5, 3)), 0.5 * RNG.standard_normal((3, 3))
+    grads = tj.function(tj.grad(_rnn_loss, argnums=(0, 1, 2)))
+    check_grads(_rnn_loss, [w, u, xs], order=1, modes=('function',))
+    assert _loop_products_of_transposes(grads.lower(w, u, xs).source) == []
+
+    def repeat(h, m):
+        return tj.while_loop(lambda i, h: i < 3,
+                             lambda i, h: (i + 1, tj.tanh(tj.matmul(h, m, transpose_b=True))),
+                             (tj.constant(0), h))[1]
+    h, m = RNG.standard_normal((4, 3)), RNG.standard_normal((3, 3))
+    want = h
+    for _ in range(3):
+        want = np.tanh(want @ m.T)
+    compiled = tj.function(repeat)
+    np.testing.assert_allclose(compiled(h, m).numpy(), want, rtol=1e-12)
+    assert _loop_products_of_transposes(compiled.lower(h, m).source) == []
+
+
+# ----------------------------------------------------------------- slices before elementwise
+
+def _gates(case):
+    """tanh(p + q) * 2 (p, q of shape (3, 8)) read as column blocks: the graph, its
+    arguments and numpy's blocks."""
+    b = Builder()
+    p, q = b.arg((3, 8)), b.arg((3, 8)) if case != 'broadcast' else b.arg((8,))
+    whole = b.op('mul', b.op('tanh', b.op('add', p, q)), b.const(2.0))
+    boxes = {'disjoint': [(0, 4), (4, 8)], 'overlapping': [(0, 5), (4, 8)],
+             'broadcast': [(0, 4), (4, 8)], 'also-read-whole': [(0, 4), (4, 8)]}[case]
+    blocks = [b.op('slice', whole, slices=((0, 3, 1), (start, stop, 1)))
+              for start, stop in boxes]
+    extra = [b.op('reduce_sum', whole, axes=(0, 1))] if case == 'also-read-whole' else []
+    graph = b.done(*[b.op('exp', block) for block in blocks], *extra)
+    pv, qv = values = [RNG.standard_normal(v.shape) for v in graph.inputs]
+    full = np.tanh(pv + qv) * 2.0
+    want = [np.exp(full[:, start:stop]) for start, stop in boxes]
+    return graph, values, want + ([full.sum()] if extra else [])
+
+
+def test_disjoint_slices_of_an_elementwise_result_are_computed_from_the_operands_blocks():
+    graph, values, want = _gates('disjoint')
+    after = passes.dead_code_elimination(apply(passes.slices_before_elementwise, graph))
+    assert prims(after).count('add') == 2 and prims(after).count('slice') == 4
+    for node in after.nodes:
+        if node.prim.name == 'slice':
+            assert node.inputs[0] in graph.inputs            # blocks of the arguments
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+
+
+def test_slices_stop_at_an_operand_broadcast_by_the_op():
+    """p + q with q a row broadcast over p: the sum stays whole, the ops after it per block."""
+    graph, values, want = _gates('broadcast')
+    after = passes.dead_code_elimination(apply(passes.slices_before_elementwise, graph))
+    (add,) = [n for n in after.nodes if n.prim.name == 'add']
+    slices = [n for n in after.nodes if n.prim.name == 'slice']
+    assert len(slices) == 2 and all(n.inputs[0] is add.outputs[0] for n in slices)
+    assert prims(after).count('tanh') == 2
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+
+
+@pytest.mark.parametrize('case', ['overlapping', 'also-read-whole'])
+def test_slices_stay_after_an_elementwise_op_that_would_be_computed_twice(case):
+    graph, values, want = _gates(case)
+    after = apply(passes.slices_before_elementwise, graph)
+    assert prims(after) == prims(graph)
+    assert_same_values(graph, after, values, expected=want, rtol=1e-12)

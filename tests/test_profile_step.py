@@ -30,3 +30,20 @@ def test_profile_reruns_the_kernel_and_times_each_statement():
 def test_capture_needs_a_compiled_step():
     with pytest.raises(RuntimeError, match='no compiled kernel'):
         capture(lambda: None)
+
+
+@pytest.mark.compiled
+def test_statements_in_a_loop_body_are_timed_and_listed_after_their_loop():
+    """A scan's body statements are timed too (summed over the iterations), listed indented
+    after the loop."""
+    @tj.function
+    def step(xs):
+        return tj.lax.scan(lambda h, x: (tj.tanh(h * x), h), tj.zeros((4,)), xs)[1]
+    xs = np.linspace(0.5, 1.5, 12, dtype=np.float32).reshape(3, 4)
+    kernel, args = capture(step, xs)
+    rows = profile(kernel, args, repeats=2)
+    texts = [text for _, text in rows]
+    loop = next(k for k, text in enumerate(texts) if text.startswith('for '))
+    body = [k for k, text in enumerate(texts) if text.startswith('    ')]
+    assert body and min(body) > loop and any('loop' in texts[k] for k in body)
+    assert all(seconds >= 0 for seconds, _ in rows)

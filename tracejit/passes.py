@@ -588,6 +588,117 @@ def _hoist(node, found, out):
     return subst
 
 
+@into_subgraphs
+def slices_before_elementwise(graph):
+    """An elementwise result that only slices read, blocks that do not overlap, is computed
+    per block from the same blocks of its operands instead: slice(add(p, q)) = add(slice(p),
+    slice(q)), and on through operands that only this op reads. Nothing is computed twice,
+    and the block's ops join the loop that reads the block, which reads the operands' blocks
+    in place (an LSTM cell's gate pre-activations, xw + h @ U, are summed in the loop of the
+    gates, not in a loop of their own)."""
+    users = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            users.setdefault(v, []).append(node)
+    ends = set(graph.outputs) | {v for _, v in graph.updates}
+    producers = graph.producers()
+
+    def splittable(v, readers_ok):
+        """v's producer, if v is an elementwise result whose readers pass `readers_ok` and
+        whose array operands have its shape (no broadcasting)."""
+        source = producers.get(v)
+        if source is None or source.prim.kind != 'elementwise' or len(source.outputs) != 1 \
+                or v in ends or not readers_ok(users[v]) \
+                or any(u.shape not in ((), v.shape) for u in source.inputs):
+            return None
+        return source
+
+    def per_block(out, source, params, blocks):
+        """`source` (an elementwise node) over its operands' blocks `params`; `blocks`: the
+        blocks made so far for this slice, each once."""
+        operands = []
+        for u in source.inputs:
+            if u.shape != () and u not in blocks:
+                inner = splittable(u, lambda readers: all(r is source for r in readers))
+                blocks[u] = _emit(out, 'slice', [u], **params) if inner is None else \
+                    per_block(out, inner, params, blocks)
+            operands.append(blocks.get(u, u))
+        return _emit(out, source.prim.name, operands, **source.params)
+
+    def rule(node, out):
+        if node.prim.name != 'slice':
+            return None
+        whole = node.inputs[0]
+        source = splittable(whole, lambda readers: _disjoint(readers, whole))
+        return None if source is None else per_block(out, source, node.params, {})
+    return rewrite(graph, rule)
+
+
+def _disjoint(readers, whole):
+    """Whether the readers are unit-step slices of `whole` whose blocks pairwise share no
+    element."""
+    if any(r.prim.name != 'slice' or r.inputs[0] is not whole for r in readers):
+        return False
+    boxes = [r.params['slices'] for r in readers]
+    if any(step != 1 for box in boxes for _, _, step in box):
+        return False
+    return all(any(a_stop <= b_start or b_stop <= a_start
+                   for (a_start, a_stop, _), (b_start, b_stop, _) in zip(a, b))
+               for k, a in enumerate(boxes) for b in boxes[k + 1:])
+
+
+_LOOP_BODIES = {'scan': ('body',), 'while': ('body_graph', 'cond_graph')}
+
+
+@into_subgraphs
+def transpose_loop_constants(graph):
+    """A loop constant that a body's matmul reads transposed on the right (`dz @ U.T`, an RNN's
+    backward step through its recurrent kernel) is transposed once before the loop and passed
+    as another constant: a product needs its right operand's rows unit-stride and would copy
+    the transpose on every iteration. A transpose cannot fail, so it may run before a loop that
+    runs zero times."""
+    def rule(node, out):
+        keys = _LOOP_BODIES.get(node.prim.name)
+        if keys is None:
+            return None
+        num_consts = node.params['num_consts']
+        body = node.params[keys[0]]
+        constants = set(body.inputs[:num_consts])
+        transposed = {}   # body constant -> its transpose, a new body input
+        for n in body.nodes:
+            b = n.inputs[1] if n.prim.name == 'matmul' else None
+            if b in constants and b.ndim == 2 and n.params['transpose_b'] \
+                    and b not in transposed:
+                transposed[b] = ir.Var(b.shape[::-1], b.dtype, b.weak)
+        if not transposed:
+            return None
+        outer = [_emit(out, 'transpose', [node.inputs[body.inputs.index(b)]], perm=(1, 0))
+                 for b in transposed]
+        params = dict(node.params, num_consts=num_consts + len(transposed))
+        params[keys[0]] = _with_constants(body, num_consts, list(transposed.values()), transposed)
+        for key in keys[1:]:   # a while loop's condition takes them too, and ignores them
+            params[key] = _with_constants(node.params[key], num_consts, [
+                ir.Var(t.shape, t.dtype, t.weak) for t in transposed.values()], {})
+        out.nodes.append(ir.Node(node.prim, node.inputs[:num_consts] + outer
+                                 + node.inputs[num_consts:], params, node.outputs, node.where))
+        return {}   # the node is replaced by the one appended, with the same outputs
+    return rewrite(graph, rule)
+
+
+def _with_constants(graph, num_consts, extra, transposed):
+    """`graph` (a loop body or condition) taking the inputs `extra` after its first
+    `num_consts`, its matmuls reading `transposed[b]` in place of the constant b transposed."""
+    new = _copy(graph)
+    new.inputs = graph.inputs[:num_consts] + extra + graph.inputs[num_consts:]
+    new.nodes = []
+    for n in graph.nodes:
+        if n.prim.name == 'matmul' and n.inputs[1] in transposed and n.params['transpose_b']:
+            n = ir.Node(n.prim, [n.inputs[0], transposed[n.inputs[1]]],
+                        dict(n.params, transpose_b=False), n.outputs, n.where)
+        new.nodes.append(n)
+    return new
+
+
 def _iterations_along(graph, stacked, contract_rows):
     """A matmul operand stacked per iteration, (length, r, c), as one 2-D operand whose
     contracted axis runs over the iterations, then over the operand's own contracted axis
@@ -646,7 +757,9 @@ PIPELINE = [
     ('pooled_relu_gradients', pooled_relu_gradients),
     ('cse', common_subexpression_elimination),
     ('simplify2', algebraic_simplification),
+    ('slices_before_elementwise', slices_before_elementwise),
     ('hoist_accumulations', hoist_scan_accumulations),
+    ('transpose_loop_constants', transpose_loop_constants),
     ('fold2', constant_folding),
     ('dce', dead_code_elimination),
     # after dce: they fuse a product with what alone reads it (a dead input gradient reads too)

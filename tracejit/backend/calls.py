@@ -86,6 +86,8 @@ def transpose(cg, node, name):
 
 def slice_(cg, node, name):
     x = node.inputs[0]
+    if cg.defer_slice(node):
+        return
     text = _slice_text(cg, node.params['slices'], x)
     cg.emit(f'{name} = np.ascontiguousarray({cg.ref(x)}[{text}])')
 

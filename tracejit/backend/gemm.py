@@ -25,11 +25,6 @@ from numba.extending import intrinsic
 VECTOR_BYTES = 64          # one AVX-512 register; LLVM splits it on narrower machines
 TILE_ROWS = 12             # rows x TILE_VECTORS accumulators: 24 of the 32 vector registers
 TILE_VECTORS = 2
-# A tile re-reads its column panel of the right operand (inner x two vectors) once per tile of
-# rows; up to L1's 48 KiB that wins: (128 x 384) @ (384 x 128) 83 us against OpenBLAS's 99 on one
-# thread. Past it packing wins on bigger products: (512 x 768) @ (768 x 512) 4.0 ms against 2.7.
-# An output of at most TILE_ROWS rows is one tile high: each panel is read once, at any length.
-PANEL_BYTES = 48 << 10
 # Rows of `a` that pass through every column panel before the next rows: re-read from L1/L2,
 # not from memory once per panel. W8's (15488 x 64) @ (64 x 288), nine panels: 4.4 ms against
 # 5.5 panel by panel (768-row blocks: 5.0); (15488 x 288) @ (288 x 64): 4.2 against 4.4.
@@ -174,13 +169,17 @@ def one_pass(out):
 
 @_jit
 def suits(a, b, out):
-    """Whether gemm_into beats BLAS on it: at least MIN_ROWS rows and MIN_COLS columns, column
-    panels that stay in L1, or are read once, or are one panel (the whole right operand, re-read
-    from L2: logits 128x1600x10 33 us against OpenBLAS's 117), unit-stride output rows (the
-    operands may have any strides)."""
+    """Whether gemm_into beats BLAS on one thread on it: at least MIN_ROWS rows and MIN_COLS
+    columns, unit-stride output rows (the operands may have any strides). A tile re-reads its
+    column panel of b (inner x two vectors) once per tile of rows, from L1 up to its 48 KiB
+    ((128 x 384) @ (384 x 128) 83 us against OpenBLAS's 99), from L2 past it, which still
+    wins: an LSTM's recurrent-kernel gradient (64 x 1024) @ (1024 x 256) 163 us against 366,
+    (512 x 768) @ (768 x 512) 2.0 ms against 3.5, logits 128x1600x10 33 us against 117.
+    (Panels passed in L1-sized stretches of the inner axis took 148 us there but 4% more on
+    short products such as 128x64x256.) Products big enough for two BLAS threads are the
+    caller's to send there."""
     return out.shape[0] >= MIN_ROWS and b.shape[1] >= MIN_COLS and (
-        a.shape[1] * TILE_VECTORS * VECTOR_BYTES <= PANEL_BYTES or one_pass(out)
-        or b.shape[1] <= TILE_VECTORS * _lanes(a)) and out.strides[1] == out.itemsize
+        out.strides[1] == out.itemsize)
 
 
 @_jit
