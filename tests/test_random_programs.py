@@ -337,6 +337,19 @@ def _np_pool_peaks(p, x):
     return x * counts.reshape(x.shape)
 
 
+def _tj_conv_pool(p, x, y):
+    """Max pooling of a convolution whose image needs no gradient (a first layer): its filter
+    gradient makes the pooling gradient block by block for the product (pool_grad_matmul)."""
+    image = tj.stop_gradient(tj.reshape(x, (1,) + tuple(x.shape) + (1,)))
+    conv = tj.nn.conv2d(image, tj.reshape(y, tuple(y.shape) + (1, 1)), p[0], p[1])
+    out = tj.nn.max_pool2d(conv, 2, 1, 'SAME')
+    return tj.reshape(out, out.shape[1:3])
+
+
+def _np_conv_pool(p, x, y):
+    return _np_pool(max)(((1, 1), 'SAME'), _np_conv(p, x, y))
+
+
 def _pool_gap(p, x):
     """Smallest gap between the two largest taps of a window (a max-pool tie is a kink)."""
     windows, _ = _np_windows(np.asarray(x), (2, 2), p[0], p[1], None)
@@ -458,6 +471,9 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
     'max_pool': Op(1, _tj_pool(tj.nn.max_pool2d), _np_pool(max), _window_choices, _pool_gap),
     'max_pool_peaks': Op(1, _tj_pool_peaks, _np_pool_peaks, _window_choices, _pool_gap),
     'avg_pool': Op(1, _tj_pool(tj.nn.avg_pool2d), _np_pool(np.mean), _window_choices),
+    # the image's gradient is stopped, so no finite differences (as for stop_gradient)
+    'conv_pool': Op(2, _tj_conv_pool, _np_conv_pool, lambda sx, sy: _window_choices(sx, sy),
+                    lambda p, x, y: _pool_gap(((1, 1), 'SAME'), _np_conv(p, x, y)), fd=False),
     # control flow: a real branch on the data, a bounded data-dependent loop, a scan over rows
     'cond': Op(2, lambda p, x, y: tj.cond(tj.reduce_sum(x) > 0.0, lambda: x * y,
                                           lambda: x - tj.sin(y)),
