@@ -133,10 +133,14 @@ def settle(bench):
 
 
 def block_size(bench, min_block_s, loop_steps=None, warmup=3):
-    """Warm up (this includes JIT compilation), then choose the steps per timed block."""
+    """Warm up (this includes JIT compilation), then choose the steps per timed block. Steps
+    after the kernel is ready warm up too: the first native call may still load or compile a
+    helper (the range check of a guarded step), and a slow first block would make every block
+    one step long."""
     settle(bench)
     time_steps(bench, warmup)
     bench.ready()
+    time_steps(bench, warmup)
     if loop_steps:
         return loop_steps
     n = 1                                  # grow the block until it is long enough to time

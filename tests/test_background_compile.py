@@ -92,7 +92,7 @@ def test_a_failed_background_compile_is_raised_and_the_step_changes_nothing(back
 
 def test_a_failed_compile_process_leaves_the_compile_to_this_process(background, monkeypatch,
                                                                    tmp_path):
-    def failing_child(kernel, args):
+    def failing_child(name, path, values):
         child = subprocess.Popen([sys.executable, '-c', 'raise SystemExit(3)'])
         child.job = str(tmp_path / 'job')   # never written: the child failed before reading
         return child
@@ -113,6 +113,41 @@ def test_a_failed_compile_process_leaves_the_compile_to_this_process(background,
         assert loss == pytest.approx(np.mean(r * r), rel=1e-5)
         w64 = w64 - 0.25 * x64.T @ (2 * r / len(y64) * 2 * z)
     np.testing.assert_allclose(w.numpy(), w64, rtol=1e-5)
+
+
+def _strided(shape, dtype):
+    return np.zeros(tuple(3 * n for n in shape), dtype)[(slice(None, None, 3),) * len(shape)]
+
+
+def _read_only(array):
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize('value', [
+    np.zeros(5, np.float32), np.zeros((4, 3), np.float64), np.zeros((2, 3, 4), np.int32),
+    np.zeros((), np.float32), np.zeros(0, np.int64), np.zeros((1, 7), np.float32),
+    np.zeros((3, 5), np.float32, order='F'), np.zeros((3, 5), np.float32).T[:, ::-1],
+    _strided((4,), np.float32), _strided((2, 5), np.int64), np.zeros((6, 4), np.uint8)[:, 1:3],
+    _read_only(np.zeros((2, 2), np.float32)), _read_only(_strided((3,), np.float64)),
+    np.float32(1.5), np.int64(3), np.bool_(True), 2.5, 7, True,
+    (), (1, 2, 3), (0.5, 1.5), (np.zeros(3, np.float32), (4, np.int32(2))),
+], ids=repr)
+def test_compile_job_templates_have_the_numba_types_of_the_values(value):
+    """The compile process types small stand-ins, not the data: each must give Numba the
+    type the call itself will have (dtype, dimensions, layout, writeability)."""
+    import numba
+    template, = compile_process.templates((value,))
+    assert numba.typeof(template) == numba.typeof(value)
+    assert getattr(template, 'size', 0) <= 3 ** max(getattr(value, 'ndim', 0), 1)
+
+
+def test_values_without_a_template_compile_in_this_process():
+    assert compile_process.templates((np.zeros(3), object())) is None
+    assert compile_process.templates(((1, [2]),)) is None
+    unaligned = np.frombuffer(bytearray(17), np.float32, 4, offset=1)
+    assert not unaligned.flags.aligned and compile_process.templates((unaligned,)) is None
+    assert compile_process.start('name', 'path', (object(),)) is None
 
 
 def test_a_kernel_already_in_memory_runs_from_the_first_call(background):
@@ -156,7 +191,8 @@ PROCESS = textwrap.dedent('''
         v.assign_sub(0.125 * tape.gradient(loss, v))
         return loss
     loss = float(step(np.linspace(-2, 3, 6, dtype=np.float32)))
-    result = dict(step.cache_info(), loss=loss, v=v.numpy().tolist())
+    result = dict(step.cache_info(), loss=loss, v=v.numpy().tolist(),
+                  numba_loaded='numba' in sys.modules)
     if sys.argv[1] == 'wait':
         result['after'] = step.block_until_compiled().cache_info()
     print(json.dumps(result))
@@ -174,18 +210,20 @@ def _run_process(cache_dir, mode):
 def _wait_for_entry(cache_dir, timeout=300):
     """Until the compile process a run left behind has written the kernel's cache entry."""
     deadline = time.monotonic() + timeout
+    pycache = cache_dir / '__pycache__'
     while time.monotonic() < deadline:
-        if any(n.endswith('.nbi') for n in os.listdir(cache_dir / '__pycache__')):
+        if pycache.is_dir() and any(n.endswith('.nbi') for n in os.listdir(pycache)):
             return
         time.sleep(0.1)
     raise AssertionError('no compiled kernel in the disk cache')
 
 
 def test_a_process_exits_after_its_kernel_is_cached(tmp_path):
-    """The first process interprets its only step and exits; the process compiling its kernel
-    finishes the disk-cache entry, so the next process loads the kernel instead of compiling."""
+    """The first process interprets its only step and exits without loading Numba; the
+    process compiling its kernel finishes the disk-cache entry, so the next process loads the
+    kernel instead of compiling."""
     first = _run_process(tmp_path, 'exit')
-    assert first['interpreted_calls'] == 1
+    assert first['interpreted_calls'] == 1 and not first['numba_loaded']
     _wait_for_entry(tmp_path)
     second = _run_process(tmp_path, 'wait')
     x = np.linspace(-2, 3, 6)
@@ -269,9 +307,12 @@ def test_a_failed_compile_raises_a_fresh_error_on_every_call(background, monkeyp
     def broken_load(source):
         raise RuntimeError('no compiler today')
     monkeypatch.setattr(compiler, 'load', broken_load)
+    monkeypatch.setattr(compile_process, 'start', lambda name, path, values: None)
     x, y = _sgd_problem()
     step = _make_step(tj.Variable(np.zeros(3, np.float32)), tj.nn.relu)
     step(x, y, 0.1)
+    with pytest.raises(errors.CompilationError):
+        step.block_until_compiled()
     depths = []
     for _ in range(3):
         with pytest.raises(errors.CompilationError) as info:

@@ -85,7 +85,7 @@ def _executable(graph, on_compiled, checked, in_background, show_source):
     if not graph.nodes and not graph.updates:
         return Interpreted(graph), 'interpreted'
     from . import compiler
-    from .runtime import Kernel
+    from .runtime import Kernel, call_tail, scalar_positions, unbox_scalars
     lowered = lower_graph(graph)
     if show_source:
         refusals = ''.join(f'{name} not fused into group {group}: {reason}\n'
@@ -103,6 +103,10 @@ def _executable(graph, on_compiled, checked, in_background, show_source):
         def build_kernel():
             fn, how = compiler.load(lowered.source)
             return Kernel(fn, lowered, graph, checked), how
-        return Tiered(Interpreted(graph), build_kernel, on_compiled), 'background'
+
+        def compile_job(args):
+            values = unbox_scalars(list(args), scalar_positions(graph))
+            return compiler.write_entry(lowered.source), (*values, *call_tail(graph, lowered))
+        return Tiered(Interpreted(graph), build_kernel, on_compiled, compile_job), 'background'
     fn, how = compiler.load(lowered.source)
     return Kernel(fn, lowered, graph, checked), how

@@ -8,8 +8,13 @@ the thread only waits for it and then loads the entry from disk. A script that e
 leaves the child to finish the entry for the next run. When the child fails, the caller
 compiles in its own process, which raises the real error.
 
-Run as `python -m tracejit.backend.compile_process JOB`: JOB is a pickle of (module path,
-module name, Numba signature).
+The child starts before this process imports Numba: it gets the kernel's module file and small
+stand-ins of the call's arguments with their Numba types (`templates`), not Numba types, so a
+short script interprets all its steps without ever loading Numba (importing it in the thread
+took ~0.3 s of the interpreter lock from the steps).
+
+Run as `python -m tracejit.backend.compile_process JOB`: JOB is a pickle of (module name,
+module path, argument templates).
 """
 import os
 import pickle
@@ -17,16 +22,21 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 
-def start(kernel, args):
-    """A child process compiling `kernel` (a Kernel whose module is in the disk cache) for
-    these arguments into the cache, or None when it cannot be started (also when this
-    process's executable is not a Python interpreter: an application embedding Python)."""
+
+def start(name, path, values):
+    """A child process compiling the kernel of the module `name` at `path` (a disk-cache
+    entry) into the cache for a call with these argument values, or None when it cannot be
+    started: arguments without templates, or an executable that is not a Python interpreter
+    (an application embedding Python)."""
     if not os.path.basename(sys.executable or '').lower().startswith('python'):
         return None
-    job = (kernel.source_path, kernel.fn.py_func.__module__, kernel._signature(args))
+    stand_ins = templates(values)
+    if stand_ins is None:
+        return None
     with tempfile.NamedTemporaryFile('wb', suffix='.job', delete=False) as f:
-        pickle.dump(job, f)
+        pickle.dump((name, path, stand_ins), f)
     try:
         child = subprocess.Popen([sys.executable, '-m', __name__, f.name], env=_child_env(),
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -36,6 +46,38 @@ def start(kernel, args):
         return None
     child.job = f.name
     return child
+
+
+def templates(values):
+    """Small values with the Numba types of `values` (a tuple), or None when one has no such
+    stand-in: an array's dtype, dimensions, layout (C, F or neither) and writeability are kept,
+    not its data; scalars and tuples of them are kept as they are."""
+    out = []
+    for value in values:
+        if isinstance(value, np.ndarray):
+            value = _array_template(value)
+        elif isinstance(value, tuple):
+            value = templates(value)
+        elif not isinstance(value, (bool, int, float, np.generic)):
+            value = None
+        if value is None:
+            return None
+        out.append(value)
+    return tuple(out)
+
+
+def _array_template(array):
+    if not array.flags.aligned or array.dtype.hasobject:
+        return None
+    ndim, flags = array.ndim, array.flags
+    if flags.c_contiguous:
+        template = np.zeros((1,) * ndim, array.dtype)
+    elif flags.f_contiguous:
+        template = np.zeros((2,) * ndim, array.dtype, order='F')
+    else:   # every other axis of a (3, ..., 3) array: contiguous in neither order
+        template = np.zeros((3,) * ndim, array.dtype)[(slice(None, None, 2),) * ndim]
+    template.flags.writeable = flags.writeable
+    return template
 
 
 def finish(child):
@@ -53,10 +95,13 @@ def _child_env():
 
 
 def main(job_path):
+    import numba
+
     from . import compiler
     with open(job_path, 'rb') as f:
-        path, name, signature = pickle.load(f)
+        name, path, stand_ins = pickle.load(f)
     os.unlink(job_path)
+    signature = tuple(numba.typeof(value) for value in stand_ins)
     compiler.import_module(name, path).kernel.compile(signature)
 
 

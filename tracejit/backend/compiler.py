@@ -141,14 +141,32 @@ def in_memory_after_cache_failure(kernel_source, error):
         return fn
 
 
-def _load_from_disk(key, text):
+def write_entry(kernel_source):
+    """(module name, path) of the kernel's module file in the disk cache, written when missing
+    (without importing it: that loads Numba), or None when this process compiles in memory."""
+    if _disk_lost:
+        return None
+    text = module_text(kernel_source)
+    try:
+        return _write_module(_key(text), text)
+    except OSError as e:
+        with _lock:
+            _lose_disk_cache(e)
+        return None
+
+
+def _write_module(key, text):
     directory = cache_dir()
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f'kernel_{key}.py')
     if not _has_text(path, text):
         write_atomically(path, lambda f: f.write(text))
-    how = 'disk' if _has_compiled_code(directory, key) else 'compiled'
-    name = f'tracejit_kernel_{key}'
+    return f'tracejit_kernel_{key}', path
+
+
+def _load_from_disk(key, text):
+    name, path = _write_module(key, text)
+    how = 'disk' if _has_compiled_code(os.path.dirname(path), key) else 'compiled'
     try:
         module = import_module(name, path)
     except Exception:  # a corrupt entry that still matched on disk: rewrite it once

@@ -20,6 +20,27 @@ from .parallel import launch_lock
 warnings.filterwarnings('ignore', message='Code running in object mode')
 
 
+def call_tail(graph, lowered):
+    """What every call of the graph's kernel passes after its inputs: the state buffers, dims
+    and constants."""
+    state = tuple(v.buffer.reshape(1) if var.shape == () else v.buffer
+                  for v, var in graph.state)
+    return state + (lowered.dims, lowered.fconsts, lowered.iconsts) + tuple(
+        lowered.array_consts)
+
+
+def scalar_positions(graph):
+    return [i for i, v in enumerate(graph.inputs) if v.shape == ()]
+
+
+def unbox_scalars(args, positions):
+    """0-d inputs are passed as scalars (in place in the `args` list)."""
+    for i in positions:
+        if type(args[i]) is np.ndarray:
+            args[i] = args[i][()]
+    return args
+
+
 class Kernel:
     """A compiled step: `run(inputs)` returns the outputs as numpy arrays."""
 
@@ -29,11 +50,8 @@ class Kernel:
         heap.keep_freed_memory()   # the kernel's temporaries reuse the heap, call after call
         self.fn, self.lowered = fn, lowered
         self.source_path = getattr(fn, 'source_path', '<memory>')
-        state = tuple(v.buffer.reshape(1) if var.shape == () else v.buffer
-                      for v, var in graph.state)
-        self.tail = state + (lowered.dims, lowered.fconsts, lowered.iconsts) + tuple(
-            lowered.array_consts)
-        self.scalar_positions = [i for i, v in enumerate(graph.inputs) if v.shape == ()]
+        self.tail = call_tail(graph, lowered)
+        self.scalar_positions = scalar_positions(graph)
         self.out_dtypes = [(v.dtype, v.shape == ()) for v in graph.outputs]
         self.scalar_outputs = any(scalar for _, scalar in self.out_dtypes)
         # a gather of indices not range-checked before the call may raise after some Variables
@@ -65,11 +83,7 @@ class Kernel:
         return self.fn(*args, *self.tail)
 
     def _unbox_scalars(self, args):
-        """0-d inputs are passed as scalars (in place in the `args` list)."""
-        for i in self.scalar_positions:
-            if type(args[i]) is np.ndarray:
-                args[i] = args[i][()]
-        return args
+        return unbox_scalars(args, self.scalar_positions)
 
     def _call_restoring(self, args):
         saved = [v.buffer.copy() for v in self.restore_on_failure]

@@ -30,10 +30,13 @@ _exiting = []               # set once the process exits: those threads load not
 class Tiered:
     """An executable that interprets the graph until its kernel has been compiled."""
 
-    def __init__(self, interpreted, build_kernel, on_compiled=None):
+    def __init__(self, interpreted, build_kernel, on_compiled=None, compile_job=None):
         self.interpreted = interpreted
         self._build_kernel = build_kernel   # () -> (Kernel, how); runs in the thread
         self._on_compiled = on_compiled     # called with how ('compiled' or 'disk')
+        # args -> ((module name, path) of the kernel's disk-cache entry or None, the values a
+        # call passes): what a compile process needs, known before Numba is imported
+        self._compile_job = compile_job
         self.kernel = self.error = self._thread = None
         self.interpreted_runs = 0
 
@@ -75,11 +78,14 @@ class Tiered:
 
     def _compile(self, args):
         try:
-            kernel, how = self._build_kernel()
-            if how == 'compiled' and kernel.source_path != '<memory>' \
-                    and not _compiled_elsewhere(kernel, args):
+            elsewhere = self._compile_job is not None and _compiled_elsewhere(
+                *self._compile_job(args))
+            if elsewhere is None:
                 return   # the process is exiting: the compile process finishes the entry
+            kernel, how = self._build_kernel()
             kernel.compile(args)   # loads what the compile process wrote, or compiles here
+            if elsewhere:
+                how = 'compiled'
         except errors.CompilationError as e:
             self.error = e
         except BaseException as e:  # the next call reports it; this thread has no caller
@@ -94,23 +100,27 @@ class Tiered:
             _pending.remove(threading.current_thread())
 
 
-def _compiled_elsewhere(kernel, args):
-    """Compile in a child process and wait for it; False when this process began exiting
-    meanwhile: the child then finishes the entry on its own and the caller loads nothing (the
-    interpreter is shutting down). Otherwise True: the caller loads the entry, or compiles it
-    here when the child failed, which raises the real error."""
-    thread = threading.current_thread()
-    child = compile_process.start(kernel, args)
+def _compiled_elsewhere(entry, values):
+    """Compile the disk-cache entry `entry` (module name, path; None when this process
+    compiles in memory) for a call passing `values` in a child process, and wait for it.
+    True once it has ended (the caller loads the entry, or compiles it here when the child
+    failed, which raises the real error); False when no child could start; None when this
+    process began exiting meanwhile: the child then finishes the entry on its own and the
+    caller loads nothing (the interpreter is shutting down)."""
+    if entry is None:
+        return False
+    child = compile_process.start(*entry, values)
     if child is None:
-        return True
+        return False
+    thread = threading.current_thread()
     with _state_lock:
         if _exiting:
-            return False
+            return None
         _waiting_on_child.add(thread)
     compile_process.finish(child)
     with _state_lock:
         _waiting_on_child.discard(thread)
-        return not _exiting
+        return None if _exiting else True
 
 
 def wait_all():
