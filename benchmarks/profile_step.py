@@ -1,5 +1,5 @@
 """Where a compiled step's time goes:
-`python -m benchmarks.profile_step [--repeats N] [--workload w7|w8|w9-adam|w9-lazyadam|w9-sgd]`.
+`python -m benchmarks.profile_step [--repeats N] [--workload w3|w7|w8|w9-adam|w9-lazyadam|w9-sgd]`.
 
 `profile(kernel, args)` reruns a compiled step's generated kernel as Python, statement by
 statement (each call into a Numba loop or helper still runs native), and returns the median
@@ -109,6 +109,15 @@ def report(rows, step_time=None, threshold=20e-6):
         print(f'{step_time * 1e6:9.0f} us  the compiled step')
 
 
+def _w3():
+    from benchmarks import tracejit_workloads, workloads
+    problem = workloads.make_w3()
+    bench = tracejit_workloads.make_mlp(problem, problem.new_feed())
+    bench.step()
+    bench.ready()
+    return bench.step
+
+
 def _w7():
     from benchmarks import w7_lstm
     from benchmarks.workloads import load_digits_split
@@ -133,7 +142,7 @@ def _w9(optimizer):
     return build
 
 
-WORKLOADS = {'w7': _w7, 'w8': _w8, 'w9-adam': _w9('Adam'), 'w9-lazyadam': _w9('LazyAdam'),
+WORKLOADS = {'w3': _w3, 'w7': _w7, 'w8': _w8, 'w9-adam': _w9('Adam'), 'w9-lazyadam': _w9('LazyAdam'),
              'w9-sgd': _w9('SGD')}
 
 
