@@ -96,6 +96,27 @@ def user_environment(**extra):
     return env
 
 
+def wait_for_compile_processes(timeout=600):
+    """Until no tracejit compile process is left: a cold run exits before the processes that
+    compile its kernels for the disk cache, and the next script must not share the machine
+    with them (nor a warm run find their entries unfinished)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _compile_processes():
+        time.sleep(0.1)
+
+
+def _compile_processes():
+    """How many processes run tracejit.backend.compile_process (0 where /proc is missing)."""
+    count = 0
+    for pid in os.listdir('/proc') if os.path.isdir('/proc') else ():
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                count += b'tracejit.backend.compile_process' in f.read()
+        except OSError:   # not a process, or one that has just ended
+            pass
+    return count
+
+
 def run_child(spec, env_extra):
     """Run one child -> (wall-clock time just before it started, its result dict)."""
     env = user_environment(**env_extra)
@@ -125,6 +146,8 @@ def each_variant(impls, run_one):
                 out[label] = run_one(name, env)
             except Exception as exc:
                 out[label] = exc
+            if tmp:
+                wait_for_compile_processes()
         if tmp:
             tmp.cleanup()
     return out

@@ -150,6 +150,27 @@ def test_values_without_a_template_compile_in_this_process():
     assert compile_process.start('name', 'path', (object(),)) is None
 
 
+def test_a_compile_process_waits_while_another_holds_its_entry(tmp_path):
+    """Two compile processes for one entry (a script run again before the last run's child is
+    done): the second takes the entry only once the first has let it go."""
+    path = str(tmp_path / 'kernel_x.py')
+    waiter = textwrap.dedent(f'''
+        import time
+        from tracejit.backend import compile_process
+        print('started', flush=True)
+        with compile_process.entry_lock({path!r}):
+            print(time.time(), flush=True)
+    ''')
+    with compile_process.entry_lock(path):
+        child = subprocess.Popen([sys.executable, '-c', waiter], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline() == 'started\n'
+        time.sleep(0.5)
+        released = time.time()
+    acquired = float(child.stdout.readline())
+    assert child.wait(timeout=60) == 0
+    assert acquired >= released
+
+
 def test_a_kernel_already_in_memory_runs_from_the_first_call(background):
     x, y = _sgd_problem()
     first = _make_step(tj.Variable(np.zeros(3, np.float32)))

@@ -16,6 +16,7 @@ took ~0.3 s of the interpreter lock from the steps).
 Run as `python -m tracejit.backend.compile_process JOB`: JOB is a pickle of (module name,
 module path, argument templates).
 """
+import contextlib
 import os
 import pickle
 import subprocess
@@ -95,14 +96,32 @@ def _child_env():
 
 
 def main(job_path):
-    import numba
-
-    from . import compiler
     with open(job_path, 'rb') as f:
         name, path, stand_ins = pickle.load(f)
     os.unlink(job_path)
-    signature = tuple(numba.typeof(value) for value in stand_ins)
-    compiler.import_module(name, path).kernel.compile(signature)
+    with entry_lock(path):
+        import numba
+
+        from . import compiler
+        signature = tuple(numba.typeof(value) for value in stand_ins)
+        compiler.import_module(name, path).kernel.compile(signature)
+
+
+@contextlib.contextmanager
+def entry_lock(path):
+    """Held while a compile process compiles the entry at `path`: a script run again before
+    the last run's compile process is done starts another for the same entry, which waits and
+    then loads what the first wrote instead of compiling it a second time on the other core.
+    Without fcntl (not POSIX) or a lock file, each compiles."""
+    try:
+        import fcntl
+        lock = open(path + '.lock', 'a')
+    except (ImportError, OSError):
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 if __name__ == '__main__':
