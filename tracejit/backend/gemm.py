@@ -45,6 +45,16 @@ def declare(module, name, ret, args):
         return ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
+def _no_unroll(module):
+    """A new loop ID asking LLVM not to unroll the loop: a tile's body is already rows x
+    vectors FMAs long, and unrolling every height doubled the IR (and the compile time) of
+    each product for nothing. A loop ID is a node whose first operand is itself."""
+    disable = module.add_metadata([ir.MetaDataString(module, 'llvm.loop.unroll.disable')])
+    loop_id = ir.values.MDValue(module, [disable], name=str(len(module.metadata)))
+    loop_id.operands = (loop_id, disable)
+    return loop_id
+
+
 def _splat(builder, value, lanes):
     vector = builder.insert_element(ir.Constant(ir.VectorType(value.type, lanes), ir.Undefined),
                                     value, _i32(0))
@@ -126,7 +136,7 @@ def _tile_intrinsic(vectors):
                         acc[r][v].add_incoming(
                             builder.call(fma, [a_splat, b_vectors[v], acc[r][v]]), body)
                 k.add_incoming(builder.add(k, _i64(1)), body)
-                builder.branch(header)
+                builder.branch(header).set_metadata('llvm.loop', _no_unroll(builder.module))
 
                 builder.position_at_end(done)
                 for r in range(count):
