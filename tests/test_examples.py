@@ -221,8 +221,13 @@ def test_digits_mlp_reaches_95_percent_and_beats_numpy(capsys):
 
 
 def test_distributed_digits_runs_alone_and_learns(capsys, tmp_path):
-    accuracy = load_example('distributed_digits').main(
-        ['--epochs', '3', '--out', str(tmp_path / 'digits.npz')])
+    import tracejit as tj
+    try:
+        accuracy = load_example('distributed_digits').main(
+            ['--epochs', '3', '--out', str(tmp_path / 'digits.npz')])
+    finally:
+        tj.distribute.shutdown()   # the example's init() joined a group of one; later tests start alone
+    assert not tj.distribute.is_initialized()
     assert accuracy > 0.85, capsys.readouterr().out
     assert 'test accuracy' in capsys.readouterr().out
     assert (tmp_path / 'digits.npz').exists()
