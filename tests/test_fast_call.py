@@ -327,3 +327,54 @@ def test_a_child_forked_while_the_trace_count_is_locked_can_record_a_tape():
             os._exit(0 if float(tape.gradient(loss, w)) == 4.0 else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_range_checked_labels_run_natively_and_a_bad_label_changes_nothing(monkeypatch):
+    """A step whose labels are range-checked (sparse softmax cross-entropy) checks them natively
+    on the specialised call and calls the kernel directly; a label out of range raises the
+    general path's error, before anything is written."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 8).astype(np.int32)
+    w0 = rng.standard_normal((4, 3)).astype(np.float32)
+    w = tj.Variable(w0.copy())
+
+    @tj.function
+    def step(x, labels):
+        with tj.GradientTape() as tape:
+            loss = tj.reduce_mean(tj.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=tj.matmul(x, w)))
+        w.assign_sub(0.5 * tape.gradient(loss, w))
+        return loss
+
+    executed = []
+    general = function_module.Function._execute
+    monkeypatch.setattr(function_module.Function, '_execute',
+                        lambda self, *a: executed.append(1) or general(self, *a))
+    ref = w0.astype(np.float64)
+    onehot = np.eye(3)[labels]
+
+    def numpy_step():
+        nonlocal ref
+        z = x @ ref
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        loss = -np.mean(np.log(p[np.arange(8), labels]))
+        ref = ref - 0.5 * x.T @ (p - onehot) / 8
+        return loss
+    for i in range(6):
+        with served_fast(monkeypatch) if i >= 2 else contextlib.nullcontext():
+            np.testing.assert_allclose(step(x, labels).numpy(), numpy_step(), rtol=1e-5)
+    assert len(executed) == 2   # the first two calls; then the kernel, called directly
+    before = w.numpy()
+    for bad in (3, -1):
+        wrong = labels.copy()
+        wrong[5] = bad
+        with served_fast(monkeypatch), pytest.raises(
+                errors.InvalidArgumentError, match=f'labels.*got values from {min(bad, 0)}'):
+            step(x, wrong)
+    np.testing.assert_array_equal(w.numpy(), before)
+    with served_fast(monkeypatch):
+        np.testing.assert_allclose(step(x, labels).numpy(), numpy_step(), rtol=1e-5)
+    np.testing.assert_allclose(w.numpy(), ref, rtol=1e-5)
+    assert len(executed) == 4   # only the two bad calls took the general execution

@@ -5,6 +5,8 @@ a call `tj.function` skips the cache key altogether: one generated Python functi
 argument against what the entry was built for (straight-line code, no per-call lists) and, when
 the kernel is compiled and needs nothing around its call (serial, unable to fail half-way),
 calls its native entry point with the Variables' buffers and constants already in place.
+Labels and indices that the step range-checks are checked natively first; one out of range
+takes the general execution, which raises the error naming it before anything is written.
 
 An argument that does not fit returns `MISSED` and the call takes the general path, which sees
 every change: a new dtype, shape, rank, static value or object retraces as before, and a
@@ -28,7 +30,7 @@ def specialised_call(function, entry, args):
     function._fast_key accepted, so each is an array, Tensor, float, int, bool, str, None or an
     object keyed by identity), or None while the entry's kernel is compiling or not compiled
     yet."""
-    kernel = _direct_kernel(entry)
+    kernel, guards = _direct_kernel(entry)
     if kernel is _NOT_READY:
         return None
     env = {'MISSED': MISSED, 'ndarray': np.ndarray, 'Tensor': Tensor, 'array': np.array,
@@ -43,9 +45,12 @@ def specialised_call(function, entry, args):
     lines.append('    function._calls += 1')
     # typed from these arguments: a later call gets past the checks only with the same types
     native = kernel.direct_entry([value for _, value in traced]) if kernel is not None else None
+    general = f'return execute(entry, [{", ".join(name for name, _ in traced)}])'
+    env['execute'], env['entry'] = function._execute, entry
+    if native is not None and guards:
+        native = native if _range_checks(lines, env, guards, traced, general) else None
     if native is None:   # the general execution: it unboxes and boxes as it needs
-        env['execute'], env['entry'] = function._execute, entry
-        lines.append(f'    return execute(entry, [{", ".join(name for name, _ in traced)}])')
+        lines.append(f'    {general}')
     else:
         env['run'] = native
         passed = [f'{name}[()]' if type(value) is np.ndarray and value.ndim == 0
@@ -62,18 +67,38 @@ _NOT_READY = object()
 
 
 def _direct_kernel(entry):
-    """The entry's Kernel when its call may skip the general execution, None when it may not
-    (range guards, the interpreter), _NOT_READY while it compiles."""
+    """(the entry's Kernel when its call may skip the general execution, None when it may not
+    (the interpreter), _NOT_READY while it compiles; the range guards of its arguments)."""
+    from .backend import Guarded
     from .backend.runtime import Kernel   # loaded by then: the entry has run its step
     from .backend.tiered import Tiered
-    executable = entry.executable
+    executable, guards = entry.executable, ()
+    if type(executable) is Guarded:
+        executable, guards = executable.executable, executable.guards
     if type(executable) is Tiered:
         executable = executable.kernel
         if executable is None:
-            return _NOT_READY
+            return _NOT_READY, guards
     if type(executable) is not Kernel:
-        return None
-    return executable if executable.checked else _NOT_READY
+        return None, guards
+    return (executable if executable.checked else _NOT_READY), guards
+
+
+def _range_checks(lines, env, guards, traced, general):
+    """Appends the native range check of each guarded argument (labels, indices): one out of
+    range takes the general execution, which raises the error that names it. False, appending
+    nothing, when a guarded value is not an array (the general execution checks it)."""
+    from .backend import native_in_range
+    checks = []
+    for position, low, high, _ in guards:
+        name, value = traced[position]
+        if type(value) is not np.ndarray:
+            return False
+        checks.append(f'not in_range({name}, {_constant(env, "low", low)}, '
+                      f'{_constant(env, "high", high)})')
+    env['in_range'] = native_in_range()
+    lines += [f'    if {" or ".join(checks)}:', f'        {general}']
+    return True
 
 
 def _locked(env, locks, statement):

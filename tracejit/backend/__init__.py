@@ -45,12 +45,12 @@ class Guarded:
             value = args[position]
             # the native check passes in ~0.3 us instead of numpy's ~3; numpy explains failures
             if not (native and type(value) is np.ndarray
-                    and _native_in_range()(value, low, high)):
+                    and native_in_range()(value, low, high)):
                 check_in_range(value, low, high, message)
         return self.executable.run(args)
 
 
-def _native_in_range():
+def native_in_range():
     """kernels.all_in_range, imported on first use: only once a kernel runs (Numba is loaded
     by then), never on the path that lowers a graph. Called from Python, it loads from the disk
     cache as kernels do (kernel_cache.py)."""
