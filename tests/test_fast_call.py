@@ -4,6 +4,7 @@ the cache key, and every change the key would see still retraces or takes the ge
 `served_fast` makes the general path fail, so a call under it proves the specialised call ran;
 every value is checked against numpy or an analytic answer."""
 import contextlib
+import inspect
 import os
 import signal
 import threading
@@ -378,3 +379,21 @@ def test_range_checked_labels_run_natively_and_a_bad_label_changes_nothing(monke
         np.testing.assert_allclose(step(x, labels).numpy(), numpy_step(), rtol=1e-5)
     np.testing.assert_allclose(w.numpy(), ref, rtol=1e-5)
     assert len(executed) == 4   # only the two bad calls took the general execution
+
+
+def test_a_bad_label_on_the_specialised_call_names_the_users_line():
+    w = tj.Variable(np.ones((2, 3), np.float32))
+
+    @tj.function
+    def step(x, labels):
+        w.assign_sub(0.1 * tj.matmul(tj.transpose(x), tj.one_hot(labels, 3)))
+        return tj.reduce_sum(tj.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=tj.matmul(x, w)))
+
+    x = np.ones((4, 2), np.float32)
+    for _ in range(3):
+        step(x, np.array([0, 1, 2, 0], np.int32))
+    with pytest.raises(errors.InvalidArgumentError) as raised:
+        line = inspect.currentframe().f_lineno + 1
+        step(x, np.array([0, 1, 3, 0], np.int32))
+    assert str(raised.value).endswith(f'(at {__file__}:{line})')   # not the generated call's

@@ -67,12 +67,17 @@ class UnimplementedError(TracejitError, NotImplementedError):
     """A TensorFlow feature that tracejit does not support here (TensorFlow's name for it)."""
 
 
+# code that tracejit generates and compiles under these names is tracejit's own too
+_GENERATED_FILENAMES = ('<tj.function ', '<tracejit ')
+
+
 def user_frame():
     """The innermost stack frame that is not tracejit's own code (None if there is none)."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_PACKAGE_DIR + os.sep):
+        filename = frame.f_code.co_filename
+        if not (filename.startswith(_GENERATED_FILENAMES)
+                or os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)):
             return frame
         frame = frame.f_back
     return None

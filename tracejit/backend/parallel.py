@@ -26,7 +26,8 @@ def choose_threading_layer():
     """Ask Numba for a fork-safe threading layer unless the user chose one. Must run before
     Numba starts its threads (the first parallel kernel compiled or loaded); later it is a no-op."""
     import numba
-    if numba.config.THREADING_LAYER in ('default', 'tbb', 'safe', 'forksafe', 'threadsafe'):
+    if numba.config.THREADING_LAYER.lower() in ('default', 'tbb', 'safe', 'forksafe',
+                                                'threadsafe'):
         _load_pip_tbb()
     if 'NUMBA_THREADING_LAYER' not in os.environ and numba.config.THREADING_LAYER == 'default':
         numba.config.THREADING_LAYER = 'forksafe'
