@@ -16,6 +16,7 @@ third; from ~800 KB on CMA is faster).
 import importlib
 import os
 import sys
+import time
 
 from .. import errors
 from ..keras import callbacks as keras_callbacks
@@ -24,6 +25,7 @@ INSTALL_HINT = ('tj.distribute needs mpi4py and an MPI library: pip install '
                 '"tracejit[distributed]" (mpi4py and mpich), then launch with '
                 '`mpiexec -n 2 python train.py`')
 DEFAULT_TIMEOUT = 300.0
+ABORT_DRAIN_SECONDS = 0.5
 MPICH_DEFAULTS = {'MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD': str(1 << 18)}
 
 _world = {'comm': None, 'local': None, 'timeout': None}
@@ -77,6 +79,9 @@ def _abort_on_uncaught_exceptions(comm):
         sys.stderr.write(f'tracejit.distribute: rank {comm.rank} of {comm.size} failed with '
                          f'{kind.__name__}; aborting every rank\n')
         sys.stderr.flush()
+        # mpiexec forwards each process's output through a pipe and kills the job on Abort:
+        # without a pause, the end of the traceback was sometimes lost on a busy machine
+        time.sleep(ABORT_DRAIN_SECONDS)
         comm.Abort(1)
     sys.excepthook = abort
 
