@@ -75,7 +75,7 @@ def test_interpreted_steps_then_kernel_match_numpy(background):
 
 def test_a_failed_background_compile_is_raised_and_the_step_changes_nothing(background,
                                                                              monkeypatch):
-    def broken_load(source):
+    def broken_load(source, parallel):
         raise RuntimeError('no compiler today')
     monkeypatch.setattr(compiler, 'load', broken_load)
     x, y = _sgd_problem()
@@ -325,7 +325,7 @@ def test_interpreted_swap_of_two_variables_matches_the_kernel(background):
 def test_a_failed_compile_raises_a_fresh_error_on_every_call(background, monkeypatch):
     import traceback
 
-    def broken_load(source):
+    def broken_load(source, parallel):
         raise RuntimeError('no compiler today')
     monkeypatch.setattr(compiler, 'load', broken_load)
     monkeypatch.setattr(compile_process, 'start', lambda name, path, values: None)

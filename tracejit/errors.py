@@ -67,8 +67,12 @@ class UnimplementedError(TracejitError, NotImplementedError):
     """A TensorFlow feature that tracejit does not support here (TensorFlow's name for it)."""
 
 
-# code that tracejit generates and compiles under these names is tracejit's own too
-_GENERATED_FILENAMES = ('<tj.function ', '<tracejit ')
+_GENERATED = '<tracejit '
+
+
+def generated_filename(what):
+    """The file name to compile code that tracejit generates under: user_frame skips it."""
+    return f'{_GENERATED}{what}>'
 
 
 def user_frame():
@@ -76,7 +80,7 @@ def user_frame():
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not (filename.startswith(_GENERATED_FILENAMES)
+        if not (filename.startswith(_GENERATED)
                 or os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)):
             return frame
         frame = frame.f_back

@@ -16,6 +16,7 @@ skipping Numba's dispatch safe.
 """
 import numpy as np
 
+from .errors import generated_filename
 from .tensor import Tensor
 
 MISSED = object()
@@ -47,8 +48,8 @@ def specialised_call(function, entry, args):
     native = kernel.direct_entry([value for _, value in traced]) if kernel is not None else None
     general = f'return execute(entry, [{", ".join(name for name, _ in traced)}])'
     env['execute'], env['entry'] = function._execute, entry
-    if native is not None and guards:
-        native = native if _range_checks(lines, env, guards, traced, general) else None
+    if native is not None and guards and not _range_checks(lines, env, guards, traced, general):
+        native = None
     if native is None:   # the general execution: it unboxes and boxes as it needs
         lines.append(f'    {general}')
     else:
@@ -59,7 +60,7 @@ def specialised_call(function, entry, args):
         lines += _locked(env, entry.locks, f'r = {call}')
         lines.append(f'    return {_outputs(env, entry.result, kernel)}')
     source = 'def call(args):\n' + '\n'.join(lines) + '\n'
-    exec(compile(source, f'<tj.function {function.__name__} call>', 'exec'), env)
+    exec(compile(source, generated_filename(f'call of {function.__name__}'), 'exec'), env)
     return env['call']
 
 

@@ -101,12 +101,12 @@ def _executable(graph, on_compiled, checked, in_background, show_source):
         from .tiered import Tiered
 
         def build_kernel():
-            fn, how = compiler.load(lowered.source)
+            fn, how = compiler.load(lowered.source, lowered.parallel)
             return Kernel(fn, lowered, graph, checked), how
 
         def compile_job(args):
             values = unbox_scalars(list(args), scalar_positions(graph))
             return compiler.write_entry(lowered.source), (*values, *call_tail(graph, lowered))
         return Tiered(Interpreted(graph), build_kernel, on_compiled, compile_job), 'background'
-    fn, how = compiler.load(lowered.source)
+    fn, how = compiler.load(lowered.source, lowered.parallel)
     return Kernel(fn, lowered, graph, checked), how

@@ -19,6 +19,7 @@ import threading
 import traceback
 import warnings
 
+from ..errors import generated_filename
 from ..fileio import write_atomically
 from .parallel import choose_threading_layer
 
@@ -114,12 +115,13 @@ def on_disk(kernel_source):
             and _has_text(os.path.join(directory, f'kernel_{key}.py'), text))
 
 
-def load(kernel_source):
-    """(njit dispatcher, how) with how in 'memory', 'disk' (compiled code on disk), 'compiled'."""
+def load(kernel_source, parallel):
+    """(njit dispatcher, how) with how in 'memory', 'disk' (compiled code on disk), 'compiled';
+    `parallel`: whether the kernel has parallel loops."""
     text = module_text(kernel_source)
     key = _key(text)
     with _lock:
-        choose_threading_layer()
+        choose_threading_layer(parallel)
         if key in _memory:
             return _memory[key], 'memory'
         fn, how = None, 'compiled'
@@ -210,7 +212,7 @@ def import_module(name, path):
 
 def _exec_in_memory(kernel_source):
     namespace = {}
-    exec(compile(module_text(kernel_source, cache=False), '<tracejit kernel>', 'exec'), namespace)
+    exec(compile(module_text(kernel_source, cache=False), generated_filename('kernel'), 'exec'), namespace)
     namespace['kernel'].source_path = '<memory>'
     return namespace['kernel']
 

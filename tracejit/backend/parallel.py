@@ -22,15 +22,16 @@ import threading
 launch_lock = threading.Lock()
 
 
-def choose_threading_layer():
-    """Ask Numba for a fork-safe threading layer unless the user chose one. Must run before
-    Numba starts its threads (the first parallel kernel compiled or loaded); later it is a no-op."""
+def choose_threading_layer(parallel):
+    """Ask Numba for a fork-safe threading layer unless the user chose one, and before a kernel
+    with `parallel` loops, make pip's TBB loadable. Must run before Numba starts its threads (the
+    first parallel kernel compiled or loaded); later it is a no-op."""
     import numba
-    if numba.config.THREADING_LAYER.lower() in ('default', 'tbb', 'safe', 'forksafe',
-                                                'threadsafe'):
-        _load_pip_tbb()
     if 'NUMBA_THREADING_LAYER' not in os.environ and numba.config.THREADING_LAYER == 'default':
         numba.config.THREADING_LAYER = 'forksafe'
+    if parallel and numba.config.THREADING_LAYER.lower() in ('default', 'tbb', 'safe',
+                                                             'forksafe', 'threadsafe'):
+        _load_pip_tbb()
 
 
 @functools.cache
