@@ -171,3 +171,85 @@ def test_kernels_dot_into_big_products_of_short_sums(k):
     out = np.full((20000, 40), np.nan, np.float32)
     K.dot_into(cols, filters, out)
     close(out, cols, filters)
+
+
+def epilogue_reference(a, b, extra, epilogue):
+    """numpy's product in float64 with the epilogue written out: NaN stays NaN under relu and
+    is masked by a NaN (or non-positive) relu output."""
+    product = reference(a, b)
+    if epilogue == 'relu_mask':
+        return np.where(extra > 0, product, 0.0)
+    biased = product + extra
+    return np.where(biased < 0, 0.0, biased) if epilogue == 'bias_relu' else biased
+
+
+EPILOGUE_HELPERS = {
+    'bias': (gemm.bias_into, lambda a, b, bias, out: K.dot_bias_into(a, b, bias, out, False)),
+    'bias_relu': (gemm.bias_relu_into,
+                  lambda a, b, bias, out: K.dot_bias_into(a, b, bias, out, True)),
+    'relu_mask': (gemm.relu_mask_into, K.dot_relu_mask_into)}
+
+
+def epilogue_operand(epilogue, m, n, dtype):
+    """A bias row, or a relu output with exact zeros, for an (m, n) product."""
+    if epilogue == 'relu_mask':
+        return np.maximum(RNG.integers(-2, 3, (m, n)), 0).astype(dtype)
+    return RNG.integers(-3, 4, n).astype(dtype)
+
+
+@pytest.mark.parametrize('epilogue', gemm.EPILOGUES)
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('m,n', [(1, 2), (gemm.TILE_ROWS + 1, 17), (gemm.BLOCK_ROWS + 13, 100),
+                                 (7, 33), (3, 1)])
+def test_epilogues_equal_numpy_in_tiles_and_after_blas(epilogue, dtype, m, n):
+    """Every tile height and panel width (a narrow last panel, a partial row block), operands
+    in every layout; integer values, so relu's ties at 0 are exact. K's helper gives the same
+    whether gemm's tiles take the product or BLAS does (one row, one column, or forced)."""
+    k = 5
+    a = RNG.integers(-2, 3, (m, k)).astype(dtype)
+    b = RNG.integers(-2, 3, (k, n)).astype(dtype)
+    extra = epilogue_operand(epilogue, m, n, dtype)
+    want = epilogue_reference(a, b, extra, epilogue)
+    assert (want == 0).any() or m * n < 4
+    tiled, helper = EPILOGUE_HELPERS[epilogue]
+    for left, right in itertools.product(layouts(a), layouts(b)):
+        out = np.full((m, n), np.nan, dtype)
+        if n >= gemm.MIN_COLS:
+            tiled(left, right, extra, out)
+            np.testing.assert_array_equal(out, want)
+        out[:] = np.nan
+        helper(left, right, extra, out)
+        np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize('epilogue', gemm.EPILOGUES)
+def test_epilogues_of_big_products_through_blas(epilogue):
+    """A product too big for one thread goes to BLAS, then one pass applies the epilogue."""
+    a = RNG.integers(-2, 3, (300, 40)).astype(np.float32)
+    b = RNG.integers(-2, 3, (40, 700)).astype(np.float32)
+    assert not K._small_gemm(a, b)
+    extra = epilogue_operand(epilogue, 300, 700, np.float32)
+    out = np.full((300, 700), np.nan, np.float32)
+    EPILOGUE_HELPERS[epilogue][1](a, b, extra, out)
+    np.testing.assert_array_equal(out, epilogue_reference(a, b, extra, epilogue))
+
+
+@pytest.mark.parametrize('epilogue', gemm.EPILOGUES)
+@pytest.mark.parametrize('rows', [gemm.TILE_ROWS + 2, 2])   # tiles, and BLAS (too few rows)
+def test_epilogues_keep_special_values_as_numpy(epilogue, rows):
+    """inf, -inf and NaN in the product: relu keeps NaN and inf, makes -inf 0; a mask keeps an
+    entry only where the relu output is > 0 (not where it is 0, -0.0 or NaN), NaN or not."""
+    a = np.ones((rows, 3), np.float32)
+    a[0, 0], a[1, 1] = np.inf, np.nan
+    a[-1, 0] = -np.inf
+    b = np.ones((3, 32), np.float32)
+    b[:, 5] = 0.0                                  # inf * 0 = nan
+    extra = epilogue_operand(epilogue, rows, 32, np.float32)
+    if epilogue == 'relu_mask':
+        extra[:, :4] = [np.nan, -0.0, 0.0, np.inf]
+    else:
+        extra[:3] = [np.nan, -np.inf, np.inf]
+    out = np.empty((rows, 32), np.float32)
+    EPILOGUE_HELPERS[epilogue][1](a, b, extra, out)
+    with np.errstate(invalid='ignore'):
+        np.testing.assert_array_equal(out, epilogue_reference(a, b, extra, epilogue))

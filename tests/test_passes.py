@@ -721,7 +721,7 @@ def _relu_pool_backward(b, shape, window):
     r = b.op('relu', a)
     pooled = b.op('max_pool', r, **window)
     ct = b.arg(pooled.shape)
-    grad = b.op('select', b.op('gt', a, b.const(0.0)), b.op('max_pool_grad', ct, r, **window),
+    grad = b.op('select', b.op('gt', r, b.const(0.0)), b.op('max_pool_grad', ct, r, **window),
                 b.const(0.0))
     return a, ct, pooled, grad, b.op('reduce_sum', grad, axes=(0, 1, 2))
 
@@ -748,7 +748,8 @@ def test_pooled_relu_gradients_mask_and_sum_at_the_pooled_size(shape, ksize, str
     assert mask.prim.name == 'select' and mask.inputs[1] is ct
     assert made[mask.inputs[0]].inputs[0] is pooled
     assert made[after.outputs[2]].inputs[0] is scatter.inputs[0]
-    assert all(made[v].inputs[0] is not a for v in made if made[v].prim.name == 'gt')
+    assert all(made[v].inputs[0] is not graph.nodes[0].outputs[0]
+               for v in made if made[v].prim.name == 'gt')
     av = RNG.integers(-3, 4, shape).astype(F64)
     cv = RNG.standard_normal(pooled.shape)
     max_pooled, want = _pool_gradient_reference(np.maximum(av, 0), cv, ksize, strides, padding)
@@ -779,12 +780,12 @@ def test_pooled_relu_gradients_leave_other_masks_and_sums_alone():
     b = Builder()
     a, other = b.arg((1, 4, 4, 2)), b.arg((1, 4, 4, 2))
     ct = b.arg((1, 2, 2, 2))
-    r = b.op('relu', a)
+    r, e = b.op('relu', a), b.op('exp', a)
     scatter = b.op('max_pool_grad', ct, r, **window)
     outs = [b.op('select', b.op('gt', other, b.const(0.0)), scatter, b.const(0.0)),
-            b.op('select', b.op('gt', a, b.const(0.5)), scatter, b.const(0.0)),
-            b.op('select', b.op('gt', a, b.const(0.0)),
-                 b.op('max_pool_grad', ct, b.op('exp', a), **window), b.const(0.0)),
+            b.op('select', b.op('gt', r, b.const(0.5)), scatter, b.const(0.0)),
+            b.op('select', b.op('gt', e, b.const(0.0)),
+                 b.op('max_pool_grad', ct, e, **window), b.const(0.0)),
             b.op('reduce_sum', scatter, axes=(0, 1))]
     graph = b.done(*outs)
     assert prims(apply(passes.pooled_relu_gradients, graph)) == prims(graph)
@@ -1271,3 +1272,77 @@ def test_slices_stay_after_an_elementwise_op_that_would_be_computed_twice(case):
     after = apply(passes.slices_before_elementwise, graph)
     assert prims(after) == prims(graph)
     assert_same_values(graph, after, values, expected=want, rtol=1e-12)
+
+
+def _dense_relu_backward(b, x_shape=(5, 3), units=4, reshape=None):
+    """A Dense layer with relu and relu's gradient of the product that makes its cotangent, as
+    autodiff emits them: (relu output, masked cotangent), the product perhaps reshaped."""
+    x, w, bias = b.arg(x_shape), b.arg((x_shape[1], units)), b.arg((units,))
+    product = b.op('matmul', x, w, transpose_a=False, transpose_b=False)
+    rows = b.op('reshape', product, shape=reshape) if reshape else product
+    r = b.op('relu', b.op('add', rows, bias))
+    d, w2 = b.arg((x_shape[0], 2)), b.arg((units, 2))
+    ct = b.op('matmul', d, w2, transpose_a=False, transpose_b=True)
+    masked = b.op('select', b.op('gt', b.op('reshape', r, shape=(x_shape[0], units))
+                                 if reshape else r, b.const(0.0)), ct, b.const(0.0))
+    return [x, w, bias, d, w2], r, masked
+
+
+def _small_ints(*shapes):
+    return [RNG.integers(-2, 3, shape).astype(F64) for shape in shapes]
+
+
+@pytest.mark.parametrize('reshape', [None, (5, 1, 4)])
+def test_product_epilogues_fuse_bias_relu_and_relus_gradient(reshape):
+    """relu(x @ w + bias) and select(r > 0, d @ w2.T, 0) each become one matmul_epilogue (the
+    first reshaped back when its rows were reshaped); values equal numpy's, relu's ties at 0
+    included (integer values)."""
+    b = Builder()
+    args, r, masked = _dense_relu_backward(b, reshape=reshape)
+    graph = b.done(r, masked)
+    after = passes.dead_code_elimination(apply(passes.product_epilogues, graph))
+    fused = [n for n in after.nodes if n.prim.name == 'matmul_epilogue']
+    assert [n.params['epilogue'] for n in fused] == ['bias_relu', 'relu_mask']
+    assert 'relu' not in prims(after) and 'add' not in prims(after)
+    assert fused[1].params['transpose_b'] and fused[1].inputs[2].shape == (5, 4)
+    x, w, bias, d, w2 = values = _small_ints((5, 3), (3, 4), (4,), (5, 2), (4, 2))
+    relu = np.maximum(x @ w + bias, 0)
+    assert (x @ w + bias == 0).any() and (relu == 0).any()
+    assert_same_values(graph, after, values, expected=[
+        relu.reshape(reshape or relu.shape), np.where(relu > 0, d @ w2.T, 0)])
+
+
+def test_product_epilogues_fuse_a_bias_read_by_more_than_a_relu():
+    """bias + x @ w (bias first) read twice becomes one 'bias' epilogue that both read."""
+    b = Builder()
+    x, w, bias = b.arg((4, 3)), b.arg((3, 5)), b.arg((5,))
+    biased = b.op('add', bias, b.op('matmul', x, w, transpose_a=False, transpose_b=False))
+    graph = b.done(b.op('relu', biased), b.op('exp', biased))
+    after = passes.dead_code_elimination(apply(passes.product_epilogues, graph))
+    assert prims(after) == ['matmul_epilogue', 'relu', 'exp']
+    assert after.nodes[0].params['epilogue'] == 'bias'
+    xv, wv, bv = _small_ints((4, 3), (3, 5), (5,))
+    assert_same_values(graph, after, [xv, wv, bv], expected=[
+        np.maximum(xv @ wv + bv, 0), np.exp(xv @ wv + bv)], rtol=1e-15)
+
+
+def test_product_epilogues_leave_other_patterns_alone():
+    """A product read twice, a bias along the rows or of the product's own shape, an integer
+    product, a reshape that moves the columns, a threshold other than 0, a mask that keeps the
+    other operand, and a relu of a sum of products are not the pattern."""
+    b = Builder()
+    x, w = b.arg((4, 3)), b.arg((3, 6))
+    mm = lambda p, q: b.op('matmul', p, q, transpose_a=False, transpose_b=False)  # noqa: E731
+    shared = mm(x, w)
+    xi, wi = b.arg((4, 3), I64), b.arg((3, 6), I64)
+    y = b.arg((4, 6))
+    outs = [b.op('relu', b.op('add', shared, b.arg((6,)))), b.op('exp', shared),
+            b.op('add', mm(x, w), b.arg((4, 1))),
+            b.op('add', mm(x, w), b.arg((4, 6))),
+            b.op('relu', b.op('add', mm(xi, wi), b.arg((6,), I64))),
+            b.op('add', b.op('reshape', mm(x, w), shape=(8, 3)), b.arg((3,))),
+            b.op('select', b.op('gt', y, b.const(0.5)), mm(x, w), b.const(0.0)),
+            b.op('select', b.op('gt', y, b.const(0.0)), b.const(0.0), mm(x, w)),
+            b.op('relu', b.op('add', mm(x, w), mm(x, w)))]
+    graph = b.done(*outs)
+    assert prims(apply(passes.product_epilogues, graph)) == prims(graph)

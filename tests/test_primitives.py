@@ -280,6 +280,14 @@ def _matmul_ref(a, b, *, transpose_a, transpose_b):
     return np.einsum('...ij,...jk->...ik', a, b)
 
 
+def _matmul_epilogue_ref(a, b, extra, *, transpose_a, transpose_b, epilogue):
+    product = _matmul_ref(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    if epilogue == 'relu_mask':
+        return np.where(extra > 0, product, 0.0)
+    biased = product + extra
+    return np.where(biased > 0, biased, 0.0) if epilogue == 'bias_relu' else biased
+
+
 def _iota_ref(*, shape, axis, dtype):
     return np.indices(shape)[axis].astype(dtype)
 
@@ -515,6 +523,26 @@ MATMUL_CASES = [  # (a shape, b shape, transpose_a, transpose_b)
 ]
 
 
+# (m, k, n, transpose_a, transpose_b): gemm's tiles (more than one tile high, a last panel one
+# column wide, transposed operands), and BLAS followed by a pass over the result (two rows, one
+# column: too thin for the tiles; a product big enough for two BLAS threads)
+EPILOGUE_PRODUCTS = [(13, 4, 33, False, False), (5, 3, 4, True, True), (2, 3, 4, False, True),
+                     (4, 3, 1, True, False), (300, 20, 700, False, False)]
+
+
+def _matmul_epilogue_cases():
+    """Each epilogue on each product, integer-valued (small_int) so results meet 0 exactly:
+    relu's tie and the mask's."""
+    cases = []
+    for epilogue in P.MATMUL_EPILOGUES:
+        for m, k, n, ta, tb in EPILOGUE_PRODUCTS:
+            extra = (m, n) if epilogue == 'relu_mask' else (n,)
+            cases.append(Case([A((k, m) if ta else (m, k), _small_int),
+                               A((n, k) if tb else (k, n), _small_int), A(extra, _small_int)],
+                              {'transpose_a': ta, 'transpose_b': tb, 'epilogue': epilogue}))
+    return cases
+
+
 WINDOW_CASES = [  # (image shape, ksize, strides, dilations, padding): odd sizes, batch 1
     ((2, 5, 4, 3), (3, 2), (1, 1), (1, 1), 'SAME'),
     ((1, 7, 6, 2), (3, 3), (2, 2), (1, 1), 'VALID'),
@@ -694,6 +722,9 @@ SPECS = {
                                    {'ksize': k, 'strides': st, 'padding': pad})
                               for shape, k, st, pad in POOL_CASES], _pool_grad_matmul_ref,
                              order=0, compiled=(0, 6)),
+    # made by a pass after the gradients: a product with the elementwise work that alone reads it
+    'matmul_epilogue': Spec(_matmul_epilogue_cases(), _matmul_epilogue_ref, order=0,
+                            compiled=(0, 3, 4, 5, 8, 9, 10, 11, 12, 14)),
     'pool_argmax': Spec([Case([A(shape, _distinct)], {'ksize': k, 'strides': st, 'padding': pad})
                          for shape, k, st, pad in POOL_CASES], _pool_argmax_ref,
                         out_dtype=lambda dtype, params: np.dtype(np.int64), order=0,

@@ -137,6 +137,24 @@ def _np_matmul(p, a, b):
     return np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b)
 
 
+def _product_fits(sa, sb):
+    return [None] if len(sa) == len(sb) == 2 and sa[1] == sb[0] else []
+
+
+def _tj_dense_relu(p, a, b):
+    """A Dense layer with relu, read by a product: its bias and relu run in the first
+    product, relu's gradient in the product that makes its cotangent (matmul_epilogue)."""
+    return tj.matmul(tj.nn.relu(tj.matmul(a, b) + b[0]), b, transpose_b=True)
+
+
+def _np_dense_relu(p, a, b):
+    return np.maximum(a @ b + b[0], 0) @ b.T
+
+
+def _dense_relu_gap(p, a, b):
+    return float(np.min(np.abs(np.asarray(a) @ b + b[0])))
+
+
 def _slices(shape):
     if not shape:
         return []
@@ -398,6 +416,7 @@ OPS = {  # binary ops first: hypothesis' simplest programs are arithmetic chains
                   lambda s: list(range(-len(s), len(s)))),
     'matmul': Op(2, lambda p, a, b: tj.matmul(a, b, transpose_a=p[0], transpose_b=p[1]),
                  _np_matmul, _matmul_flags),
+    'dense_relu': Op(2, _tj_dense_relu, _np_dense_relu, _product_fits, _dense_relu_gap),
     'transpose': Op(1, lambda p, x: tj.transpose(x, p), lambda p, x: np.transpose(x, p),
                     lambda s: list(itertools.permutations(range(len(s))))[1:]),
     'reshape': Op(1, lambda p, x: tj.reshape(x, p), lambda p, x: np.reshape(x, p), _reshapes),

@@ -328,8 +328,8 @@ def embedding_bags(graph):
 @into_subgraphs
 def pooled_relu_gradients(graph):
     """Relu's gradient behind max pooling works at the pooled size:
-    select(a > 0, max_pool_grad(ct, relu(a)), 0) = max_pool_grad(select(p > 0, ct, 0), relu(a))
-    with p = max_pool(relu(a)), which the forward pass already computed. Each window's
+    select(r > 0, max_pool_grad(ct, r), 0) = max_pool_grad(select(p > 0, ct, 0), r) for
+    r = relu(a), with p = max_pool(r), which the forward pass already computed. Each window's
     cotangent lands on its first maximum, which is positive exactly where `a` is (a NaN fails
     both tests), so the full-size mask is neither stored nor read. And a sum over the spatial
     axes of max_pool_grad(ct, x) is the same sum of ct (each window places its cotangent once,
@@ -366,9 +366,9 @@ def _pooled_relu_gradient(node, out, producers, pooled):
             or grad is None or grad.prim.name != 'max_pool_grad' \
             or not _same_type(node.outputs[0], grad.outputs[0]):
         return None
-    (a, threshold), (ct, x), zero = source.inputs, grad.inputs, ins[2]
+    (r, threshold), (ct, x), zero = source.inputs, grad.inputs, ins[2]
     activation = producers.get(x)
-    if activation is None or activation.prim.name != 'relu' or activation.inputs[0] is not a \
+    if activation is None or activation.prim.name != 'relu' or r is not x \
             or threshold.shape != () or zero.shape != () \
             or not (_is_constant(out, threshold, 0) and _is_constant(out, zero, 0)):
         return None
@@ -450,6 +450,85 @@ def _pool_gradient_rows(var, producers, uses):
             or var.dtype.kind != 'f' or var.shape[1] != grad.outputs[0].shape[3]:
         return None
     return grad
+
+
+@into_subgraphs
+def product_epilogues(graph):
+    """A float matrix product and the elementwise work that alone reads it become one
+    matmul_epilogue, applied to the product in registers before it is stored (gemm.EPILOGUES):
+    relu(p + bias) and p + bias for a bias along the columns (a Dense layer; p may be reshaped
+    first, as a convolution's rows are), and select(y > 0, p, 0) (relu's gradient of the
+    product that makes the cotangent)."""
+    uses, readers = _use_counts(graph), _readers(graph)
+    producers = {}
+
+    def rule(node, out):
+        replacement = _with_epilogue(node, out, producers, uses, readers)
+        for v in node.outputs:
+            producers[v] = node
+        return replacement
+    return rewrite(graph, rule)
+
+
+def _with_epilogue(node, out, producers, uses, readers):
+    name, result = node.prim.name, node.outputs[0]
+    if name == 'add':
+        reading = readers.get(result, [])
+        if uses[result] == 1 and len(reading) == 1 and reading[0].prim.name == 'relu':
+            return None   # fused at the relu
+        return _biased_product(node, out, producers, uses, 'bias')
+    if name == 'relu':
+        biased = producers.get(node.inputs[0])
+        if biased is None or biased.prim.name != 'add' or uses[node.inputs[0]] != 1:
+            return None
+        return _biased_product(biased, out, producers, uses, 'bias_relu')
+    if name != 'select':
+        return None
+    mask, product, zero = node.inputs
+    test = producers.get(mask)
+    made = _sole_product(product, producers, uses)
+    if made is None or test is None or test.prim.name != 'gt' or not _is_constant(out, zero, 0):
+        return None
+    y, threshold = test.inputs
+    if not (_is_constant(out, threshold, 0) and _same_type(y, result)
+            and _same_type(product, result)):
+        return None
+    return _emit(out, 'matmul_epilogue', [*made.inputs, y], epilogue='relu_mask', **made.params)
+
+
+def _biased_product(add, out, producers, uses, epilogue):
+    """matmul_epilogue of `add` = product + bias (either order; the product perhaps reshaped
+    with its columns kept last), reshaped as the add's output; None when it is not that."""
+    result = add.outputs[0]
+    for rows, bias in (add.inputs, add.inputs[::-1]):
+        shaped = producers.get(rows)
+        reshaped = shaped is not None and shaped.prim.name == 'reshape' and uses[rows] == 1
+        made = _sole_product(shaped.inputs[0] if reshaped else rows, producers, uses)
+        if made is None or not _same_type(rows, result) or bias.shape != result.shape[-1:] \
+                or bias.dtype != result.dtype or result.shape[-1:] != made.outputs[0].shape[1:]:
+            continue
+        fused = _emit(out, 'matmul_epilogue', [*made.inputs, bias], epilogue=epilogue,
+                      **made.params)
+        return _emit(out, 'reshape', [fused], shape=result.shape) if reshaped else fused
+    return None
+
+
+def _sole_product(var, producers, uses):
+    """The matmul node making `var`, a float32/float64 matrix nothing else reads; else None."""
+    made = producers.get(var)
+    if made is None or made.prim.name != 'matmul' or uses[var] != 1 or var.ndim != 2 \
+            or var.dtype not in (np.float32, np.float64):
+        return None
+    return made
+
+
+def _readers(graph):
+    """The nodes that read each value."""
+    readers = {}
+    for node in graph.nodes:
+        for var in node.inputs:
+            readers.setdefault(var, []).append(node)
+    return readers
 
 
 def _use_counts(graph):
@@ -765,6 +844,7 @@ PIPELINE = [
     # after dce: they fuse a product with what alone reads it (a dead input gradient reads too)
     ('products_into_images', products_into_images),
     ('pool_gradient_products', pool_gradient_products),
+    ('product_epilogues', product_epilogues),
     ('dce2', dead_code_elimination),
 ]
 

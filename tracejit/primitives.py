@@ -752,6 +752,34 @@ def _pool_grad_matmul(a, ct, x, *, ksize, strides, padding):
     return a.T @ grad.reshape((-1, grad.shape[3]))
 
 
+MATMUL_EPILOGUES = ('bias', 'bias_relu', 'relu_mask')
+
+
+def _matmul_epilogue_rule(a, b, extra, *, transpose_a, transpose_b, epilogue):
+    if epilogue not in MATMUL_EPILOGUES:
+        raise errors.ShapeError(f'epilogue must be one of {MATMUL_EPILOGUES}, got {epilogue!r}')
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise errors.ShapeError(f'needs matrices, got shapes {tuple(a.shape)} and '
+                                f'{tuple(b.shape)}')
+    [((m, n), dtype, _)] = _matmul_rule(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    if dtype not in (np.float32, np.float64) or np.dtype(extra.dtype) != dtype:
+        raise errors.DTypeError(f'needs float32 or float64 operands of one dtype, got {dtype} '
+                                f'and {np.dtype(extra.dtype)}')
+    wanted = (m, n) if epilogue == 'relu_mask' else (n,)
+    if tuple(extra.shape) != wanted:
+        raise errors.ShapeError(f'the {epilogue} operand of a ({m}, {n}) product must have '
+                                f'shape {wanted}, got {tuple(extra.shape)}')
+    return [((m, n), dtype, False)]
+
+
+def _matmul_epilogue(a, b, extra, *, transpose_a, transpose_b, epilogue):
+    product = _matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    if epilogue == 'relu_mask':
+        return np.where(extra > 0, product, 0).astype(product.dtype)
+    biased = product + extra
+    return np.maximum(biased, 0) if epilogue == 'bias_relu' else biased
+
+
 Primitive('im2col', _im2col, _im2col_rule, 'layout', 'im2col')
 Primitive('col2im', _col2im, _col2im_rule, 'layout', 'col2im')
 nondiff('pool_argmax', _pool_argmax, _pool_argmax_rule, 'layout', 'pool_argmax')
@@ -762,3 +790,6 @@ Primitive('max_pool_grad', _max_pool_grad, _max_pool_grad_rule, 'layout', 'max_p
 nondiff('matmul_col2im', _matmul_col2im, _matmul_col2im_rule, 'layout', 'matmul_col2im')
 nondiff('pool_grad_matmul', _pool_grad_matmul, _pool_grad_matmul_rule, 'layout',
         'pool_grad_matmul')
+# a product and the elementwise work that alone reads it: a bias (and relu) of a Dense layer,
+# relu's gradient of the product that makes its cotangent
+nondiff('matmul_epilogue', _matmul_epilogue, _matmul_epilogue_rule, 'layout', 'matmul_epilogue')

@@ -105,7 +105,9 @@ defvjp('sin', lambda ct, out, x: ct * o.cos(x))
 defvjp('cos', lambda ct, out, x: -(ct * o.sin(x)))
 defvjp('abs', lambda ct, out, x: ct * o.sign(x))
 defvjp('sign', _zero)
-defvjp('relu', lambda ct, out, x: o.where(o.greater(x, 0), ct, 0))
+# from the output (positive exactly where x is; NaN in neither), so nothing else reads x and the
+# product that makes x can apply the relu itself (passes.product_epilogues)
+defvjp('relu', lambda ct, out, x: o.where(o.greater(out, 0), ct, 0))
 defvjp('floor', _zero)
 
 defvjp('add', lambda ct, out, x, y: ct, lambda ct, out, x, y: ct)

@@ -69,6 +69,20 @@ def matmul(cg, node, name):
     _finish(cg, out, name, out3)
 
 
+def matmul_epilogue(cg, node, name):
+    """A product with its epilogue (gemm.EPILOGUES) through K's helper for it."""
+    a, b, extra = node.inputs
+    out = node.outputs[0]
+    ta = '.T' if node.params['transpose_a'] else ''
+    tb = '.T' if node.params['transpose_b'] else ''
+    epilogue = node.params['epilogue']
+    helper, flag = ('dot_relu_mask_into', '') if epilogue == 'relu_mask' else (
+        'dot_bias_into', f', {epilogue == "bias_relu"}')
+    cg.emit(f'{name} = np.empty({cg.shape(out)}, {np_type(out.dtype)})')
+    cg.emit(f'K.{helper}({cg.ref(a)}{ta}, {cg.ref(b)}{tb}, '
+            f'np.ascontiguousarray({cg.ref(extra)}), {name}{flag})')
+
+
 def reshape(cg, node, name):
     x, out = node.inputs[0], node.outputs[0]
     if x.shape == ():

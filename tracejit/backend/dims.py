@@ -84,7 +84,7 @@ def reduced(node):
 
 
 def matmul(node):
-    a, b = node.inputs
+    a, b = node.inputs[:2]
     out = node.outputs[0]
     m_a, k_a = (-1, -2) if node.params['transpose_a'] else (-2, -1)
     k_b, n_b = (-1, -2) if node.params['transpose_b'] else (-2, -1)
@@ -94,6 +94,14 @@ def matmul(node):
     for k in range(out.ndim - 2):
         yield (out, k), (a, k)
         yield (out, k), (b, k)
+
+
+def matmul_epilogue(node):
+    """A 2-D matmul's axes; a bias runs along the columns, a mask has the output's shape."""
+    yield from matmul(node)
+    out, extra = node.outputs[0], node.inputs[2]
+    for k in range(extra.ndim):
+        yield (extra, k), (out, out.ndim - extra.ndim + k)
 
 
 def transpose(node):

@@ -139,20 +139,65 @@ def dot_loops(a, b):
     return out
 
 
-@_cached
-def dot_into(a, b, out):
-    """out = a @ b: small products on one thread, in gemm's register tiles where they suit it;
-    so are products one tile high at any size (one pass over the operands: the filter gradient
+@_jit
+def _tiled(a, b, out):
+    """Whether a @ b runs in gemm's register tiles: a small product (one thread) that suits
+    them, or one a tile high at any size (one pass over the operands: the filter gradient
     (9 x 86528) @ (86528 x 32) took 0.70 ms against 1.54 on two BLAS threads, quiet)."""
-    small = _small_gemm(a, b)
-    if (small or gemm.one_pass(out)) and gemm.suits(a, b, out):
-        gemm.gemm_into(a, b, out)
-    elif small:
+    return (_small_gemm(a, b) or gemm.one_pass(out)) and gemm.suits(a, b, out)
+
+
+@_jit
+def _blas_into(a, b, out):
+    """out = a @ b through BLAS, small products on one of its threads."""
+    if _small_gemm(a, b):
         previous = _single_blas_thread()
         np.dot(a, b, out)
         _restore_blas_threads(previous)
     else:
         np.dot(a, b, out)
+
+
+@_cached
+def dot_into(a, b, out):
+    """out = a @ b, in gemm's tiles or through BLAS."""
+    if _tiled(a, b, out):
+        gemm.gemm_into(a, b, out)
+    else:
+        _blas_into(a, b, out)
+
+
+# A product and what alone reads its result (gemm.EPILOGUES), in one pass where gemm's tiles
+# take the product; after BLAS, one pass over the result.
+@_cached
+def dot_bias_into(a, b, bias, out, relu):
+    """out = a @ b + bias, then relu if `relu`."""
+    if _tiled(a, b, out):
+        if relu:
+            gemm.bias_relu_into(a, b, bias, out)
+        else:
+            gemm.bias_into(a, b, bias, out)
+        return
+    _blas_into(a, b, out)
+    for i in range(out.shape[0]):
+        row = out[i]
+        for j in range(row.shape[0]):
+            biased = row[j] + bias[j]
+            row[j] = np.maximum(biased, 0) if relu else biased
+
+
+@_cached
+def dot_relu_mask_into(a, b, y, out):
+    """out = where(y > 0, a @ b, 0): relu's gradient applied to a product (y its output)."""
+    if _tiled(a, b, out):
+        gemm.relu_mask_into(a, b, y, out)
+    else:
+        _blas_into(a, b, out)
+        for i in range(out.shape[0]):
+            row, kept = out[i], y[i]
+            for j in range(row.shape[0]):
+                if not kept[j] > 0:
+                    row[j] = 0
 
 
 @_cached

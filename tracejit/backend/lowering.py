@@ -74,6 +74,7 @@ BY_NAME = {
     'argmax': Lowering(dims.reduced, emit=calls.argreduce(largest=True)),
     'argmin': Lowering(dims.reduced, emit=calls.argreduce(largest=False)),
     'matmul': Lowering(dims.matmul, emit=calls.matmul),
+    'matmul_epilogue': Lowering(dims.matmul_epilogue, emit=calls.matmul_epilogue),
     'reshape': Lowering(dims.reshape, emit=calls.reshape, views=True),
     'transpose': Lowering(dims.transpose, emit=calls.transpose, views=True),
     'slice': Lowering(dims.full_slices, emit=calls.slice_, views=True),
