@@ -110,14 +110,17 @@ def _tile_intrinsic(vectors, epilogue=None):
                 address = builder.gep(base, [builder.add(offset, _i64(v * VECTOR_BYTES))])
                 return builder.bitcast(address, vptr)
 
-            def finished(acc, r, v):
-                """The accumulator of row i0 + r, vector v, after the epilogue."""
-                if epilogue is None:
-                    return acc
+            def operands(r):
+                """The epilogue's operand vectors for row i0 + r (a bias: any row)."""
                 offset = col_bytes if epilogue != 'relu_mask' else builder.add(
                     builder.mul(builder.add(i0, _i64(r)), extra_row), col_bytes)
-                operand = builder.call(mload, [vector_at(extra_data, offset, v), align,
-                                               masks[v], zero])
+                return [builder.call(mload, [vector_at(extra_data, offset, v), align,
+                                             masks[v], zero]) for v in range(vectors)]
+
+            def finished(acc, operand):
+                """An accumulator after the epilogue, given its operand vector."""
+                if epilogue is None:
+                    return acc
                 if epilogue == 'relu_mask':   # relu's gradient: 0 where its output is not > 0
                     return builder.select(builder.fcmp_ordered('>', operand, zero), acc, zero)
                 acc = builder.fadd(acc, operand)
@@ -158,11 +161,15 @@ def _tile_intrinsic(vectors, epilogue=None):
                 builder.branch(header).set_metadata('llvm.loop', _no_unroll(builder.module))
 
                 builder.position_at_end(done)
+                # a bias row is loaded once per tile (the stores may alias it: LLVM would not
+                # merge its loads); a mask has a row per output row
+                bias = operands(0) if epilogue in ('bias', 'bias_relu') else None
                 for r in range(count):
                     out_offset = builder.add(builder.mul(builder.add(i0, _i64(r)), out_row),
                                              col_bytes)
+                    row = bias or (operands(r) if epilogue else [None] * vectors)
                     for v in range(vectors):
-                        builder.call(mstore, [finished(acc[r][v], r, v),
+                        builder.call(mstore, [finished(acc[r][v], row[v]),
                                               vector_at(out_data, out_offset, v), align,
                                               masks[v]])
                 builder.branch(finish)
